@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tg.h - Telegram: what tgring reads out of an update (and, later, the Bot API
+ * client and the outbox sender).
+ *
+ * Depends on core, reactor, db, httpc.
+ */
+#ifndef TGRING_TG_H
+#define TGRING_TG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSMN_HEADER
+#include <jsmn.h>
+#undef JSMN_HEADER
+
+/* The update types the Bot API defines, plus OTHER for a key we do not know. */
+typedef enum tg_update_type {
+    TG_UPDATE_OTHER = 0,
+    TG_UPDATE_MESSAGE,
+    TG_UPDATE_EDITED_MESSAGE,
+    TG_UPDATE_CHANNEL_POST,
+    TG_UPDATE_EDITED_CHANNEL_POST,
+    TG_UPDATE_BUSINESS_CONNECTION,
+    TG_UPDATE_BUSINESS_MESSAGE,
+    TG_UPDATE_EDITED_BUSINESS_MESSAGE,
+    TG_UPDATE_DELETED_BUSINESS_MESSAGES,
+    TG_UPDATE_MESSAGE_REACTION,
+    TG_UPDATE_MESSAGE_REACTION_COUNT,
+    TG_UPDATE_INLINE_QUERY,
+    TG_UPDATE_CHOSEN_INLINE_RESULT,
+    TG_UPDATE_CALLBACK_QUERY,
+    TG_UPDATE_SHIPPING_QUERY,
+    TG_UPDATE_PRE_CHECKOUT_QUERY,
+    TG_UPDATE_PURCHASED_PAID_MEDIA,
+    TG_UPDATE_POLL,
+    TG_UPDATE_POLL_ANSWER,
+    TG_UPDATE_MY_CHAT_MEMBER,
+    TG_UPDATE_CHAT_MEMBER,
+    TG_UPDATE_CHAT_JOIN_REQUEST,
+    TG_UPDATE_CHAT_BOOST,
+    TG_UPDATE_REMOVED_CHAT_BOOST,
+    TG_UPDATE__COUNT
+} tg_update_type_t;
+
+/* What the inbox stores beside the raw body. Views point into the body. */
+typedef struct tg_update_info {
+    int64_t update_id;     /* >= 0; the Bot API's ids fit in 52 bits */
+    tg_update_type_t type;
+    const char *type_name; /* the update's payload key as sent, e.g. "message" */
+    size_t type_name_len;
+    bool has_chat;
+    int64_t chat_id;       /* payload.chat.id (callback_query: message.chat.id) */
+    const char *chat_type; /* "private", "group", "supergroup", "channel"; NULL if none */
+    size_t chat_type_len;
+    bool has_from;
+    int64_t from_id;       /* payload.from.id (poll_answer: user.id) */
+} tg_update_info_t;
+
+/* Scratch space for the JSON tokenizer, owned by the caller and reused. */
+typedef struct tg_json_scratch {
+    jsmntok_t *tok;  /* caller-provided array */
+    unsigned ntok;   /* its length */
+} tg_json_scratch_t;
+
+/*
+ * Checks that body[0..len) is one strict JSON value (RFC 8259: valid UTF-8,
+ * no control bytes in strings, valid escapes, numbers and literals, nothing
+ * after the value but whitespace), that it is an object with an integer
+ * "update_id" in [0, 2^53), and extracts `out`. No heap allocation.
+ * Returns 0; -EBADMSG for malformed JSON or a missing/invalid update_id;
+ * -E2BIG when the body has more tokens than s->ntok (the caller answers 413).
+ */
+int tg_update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_update_info_t *out);
+
+/* The Bot API name of `type` ("message", ...); "other" for TG_UPDATE_OTHER. */
+const char *tg_update_type_name(tg_update_type_t type);
+
+#endif
