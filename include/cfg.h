@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cfg.h - configuration from the environment.
+ *
+ * Every variable is read once at start. Each secret may also be given as
+ * NAME_FILE (a path whose contents, less one trailing newline, are the value);
+ * setting both is an error. Every problem is reported, one line each, before
+ * the start is refused, so an operator fixes them all in one go.
+ */
+#ifndef TGRING_CFG_H
+#define TGRING_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+
+/* What a subcommand needs; cfg_load() reports a missing required variable. */
+enum {
+    CFG_NEED_DB = 1 << 0,          /* DATABASE_URL */
+    CFG_NEED_SECRET = 1 << 1,      /* TELEGRAM_WEBHOOK_SECRET */
+    CFG_NEED_TOKEN = 1 << 2,       /* TELEGRAM_BOT_TOKEN */
+    CFG_NEED_WEBHOOK_URL = 1 << 3, /* TELEGRAM_WEBHOOK_URL */
+};
+
+typedef struct cfg {
+    /* Secrets: heap copies, wiped by cfg_dispose(). NULL when unset. */
+    char *bot_token;      /* TELEGRAM_BOT_TOKEN: <digits>:<30+ chars of A-Za-z0-9_-> */
+    char *webhook_secret; /* TELEGRAM_WEBHOOK_SECRET: 1-256 chars of A-Za-z0-9_- */
+    char *database_url;   /* DATABASE_URL: libpq URI or conninfo (may hold a password) */
+    /* Plain settings. */
+    char *webhook_url;    /* TELEGRAM_WEBHOOK_URL: https:// URL, NULL when unset */
+    char *api_url;        /* TELEGRAM_API_URL, default "https://api.telegram.org"; no final '/' */
+    char *ca_file;        /* TELEGRAM_CA_FILE, NULL = the system bundle */
+    char *listen;         /* TGRING_LISTEN as given, default "127.0.0.1:8080" */
+    struct sockaddr_storage listen_addr; /* parsed TGRING_LISTEN (IPv4, [IPv6]:port) */
+    socklen_t listen_addr_len;           /* bytes of listen_addr in use, for bind(2) */
+    /* TGRING_WEBHOOK_PATH, default "/webhook/telegram": starts with '/', at most 256 bytes,
+     * no spaces, control characters, '?' or '#'. */
+    char *webhook_path;
+    unsigned workers;     /* TGRING_WORKERS, 1..64, default 1 */
+    log_level_t log_level;   /* LOG_LEVEL, default info */
+    log_format_t log_format; /* LOG_FORMAT, default json */
+    /* Tunables, each with its own TGRING_ variable. */
+    uint64_t max_body;          /* TGRING_MAX_BODY bytes, default 1048576, 1 KiB..64 MiB */
+    unsigned max_connections;   /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000 */
+    unsigned queue_max;         /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
+                                   1..1000000 */
+    unsigned ack_timeout_ms;    /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */
+    unsigned header_timeout_ms; /* TGRING_HEADER_TIMEOUT_MS, default 10000, 1..600000, from
+                                   first byte */
+    unsigned body_timeout_ms;   /* TGRING_BODY_TIMEOUT_MS, default 30000, 1..600000 */
+    unsigned idle_timeout_ms;   /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
+                                   idle */
+    unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
+} cfg_t;
+
+/*
+ * Fills `cfg` from the environment (getenv). `need` is a mask of CFG_NEED_*.
+ * A variable set to the empty string counts as unset. Numbers are plain
+ * decimal (no sign, spaces or suffix). Writes one line per problem to `err`
+ * ("tgring: config: TGRING_WORKERS: must be 1..64, got \"abc\"") and never
+ * prints a secret's value; `err` may be NULL to only count them.
+ * Returns the number of problems (0 = usable). On success the token and the
+ * webhook secret are also registered with log_redact(); the log level and
+ * format are left for the caller to pass to log_setup(). cfg_dispose() is
+ * safe either way.
+ */
+int cfg_load(cfg_t *cfg, unsigned need, FILE *err);
+
+/* Frees the strings, zeroing the secrets first. */
+void cfg_dispose(cfg_t *cfg);
+
+/*
+ * Parses "host:port" (IPv4 literal or "localhost"), "[v6]:port" or ":port"
+ * (0.0.0.0, all IPv4 interfaces; "[::]:port" for IPv6), port 1..65535.
+ * OUT: out, out_len (untouched on failure). Returns 0 or -EINVAL.
+ */
+int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len);
+
+/*
+ * Writes the variables, their defaults and meanings (the body of the help
+ * text's environment section, after the caller's heading) to `out`, one
+ * aligned line each under a NAME/DEFAULT/MEANING row.
+ */
+void cfg_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * met.h - metrics: fixed counters, gauges and histograms in one struct per
+ * worker process, kept in a shared anonymous mapping made before the workers
+ * fork, so that any worker can render the sum of all of them for /metrics.
+ * Each worker writes only its own slot (no locks; a reader may see a slot
+ * mid-update, which Prometheus tolerates).
+ */
+#ifndef TGRING_MET_H
+#define TGRING_MET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MET_LATENCY_BUCKETS 14 /* ack latency, seconds: 0.0005 .. 10 */
+#define MET_BATCH_BUCKETS 10   /* batch size: 1 .. 512 */
+
+typedef struct met_hist {
+    uint64_t bucket[16]; /* non-cumulative counts per upper bound, last = +Inf */
+    uint64_t count;
+    double sum;
+} met_hist_t;
+
+/* One worker's metrics. Field names map to tgring_<name> in the output. */
+typedef struct met_slot {
+    uint64_t http_requests[600];      /* by status code: tgring_http_requests_total{code} */
+    uint64_t http_connections_open;   /* gauge */
+    uint64_t http_connections_total;  /* accepted */
+    uint64_t updates_stored;          /* tgring_updates_stored_total */
+    uint64_t updates_duplicate;       /* tgring_updates_duplicate_total */
+    uint64_t updates_rejected;        /* rows the database refused */
+    uint64_t updates_unavailable;     /* answered 503: queue full, database down, timeout */
+    met_hist_t ack_latency;           /* seconds from request complete to response queued */
+    met_hist_t db_batch_size;         /* updates per group-commit transaction */
+    uint64_t db_reconnects;           /* tgring_db_reconnects_total */
+    uint64_t db_connected;            /* gauge 0/1 */
+    uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */
+    uint64_t resident_memory_bytes;   /* gauge, refreshed by met_sample_rss() */
+    uint64_t pid;                     /* the worker's pid, 0 for an unused slot */
+} met_slot_t;
+
+/*
+ * Maps `nslots` zeroed slots shared by all processes forked afterwards and
+ * selects slot 0 (counts made before, in the fallback slot, are not carried
+ * over). Calling it again replaces the mapping. Returns 0, -EINVAL for 0
+ * slots, or -errno from mmap(2).
+ */
+int met_init(unsigned nslots);
+
+/*
+ * Selects the slot this process writes (call in each worker after fork) and
+ * marks it used with our pid. A worker restarted into a slot keeps its
+ * counters, so sums never go down, but its gauges start again at zero.
+ * Without met_init(), or past nslots, the process-local fallback slot.
+ */
+void met_select(unsigned slot);
+
+/* This process's slot; before met_init() a process-local fallback slot. Never NULL. */
+met_slot_t *met_self(void);
+
+/*
+ * Adds one observation to the histogram (latency buckets or batch buckets).
+ * A value on a bound counts in that bucket (le is inclusive); negative counts
+ * as 0; NaN is dropped.
+ */
+void met_observe_latency(met_hist_t *h, double seconds);
+void met_observe_batch(met_hist_t *h, double size);
+
+/* Refreshes resident_memory_bytes of this process's slot from /proc/self/statm. */
+void met_sample_rss(void);
+
+/*
+ * Renders the sum over all used slots (pid != 0) in the Prometheus text
+ * format (version 0.0.4) into buf[0..cap), NUL-terminated. Returns the length
+ * without the NUL, or -ENOSPC if cap is too small (8 KiB is always enough
+ * with the fixed set above unless many status codes were seen; 64 KiB always
+ * is).
+ */
+int met_render(char *buf, size_t cap);
+
+#define MET_INC(field) (met_self()->field++)
+
+#endif

@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cfg.c - configuration from the environment: defaults, NAME_FILE secrets,
+ * validation with one line per problem, and the ENVIRONMENT help text.
+ *
+ * Problem lines quote the bad value of plain settings so that the operator
+ * sees what was read, but never print a secret: not the token, the webhook
+ * secret or DATABASE_URL (which may hold a password), not even in part.
+ */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Largest secret file read; real values are well under 1 KiB. */
+#define CFG_SECRET_FILE_MAX (64 * 1024)
+/* Longest TGRING_WEBHOOK_PATH. */
+#define CFG_PATH_MAX 256
+/* Longest part of a bad value quoted in a problem line. */
+#define CFG_QUOTE_MAX 200
+
+#define CFG_DEFAULT_API_URL "https://api.telegram.org"
+#define CFG_DEFAULT_LISTEN "127.0.0.1:8080"
+#define CFG_DEFAULT_WEBHOOK_PATH "/webhook/telegram"
+
+/* A TGRING_ number: where it goes in cfg_t, its default and its range. */
+typedef struct cfg_num {
+    const char *name;
+    size_t offset; /* offsetof the field in cfg_t */
+    int is_u64;    /* field is uint64_t, else unsigned */
+    uint64_t def, min, max;
+} cfg_num_t;
+
+static const cfg_num_t cfg_nums[] = {
+    {"TGRING_WORKERS", offsetof(cfg_t, workers), 0, 1, 1, 64},
+    {"TGRING_MAX_BODY", offsetof(cfg_t, max_body), 1, 1048576, 1024, 64 * 1024 * 1024},
+    {"TGRING_MAX_CONNECTIONS", offsetof(cfg_t, max_connections), 0, 16384, 1, 1000000},
+    {"TGRING_QUEUE_MAX", offsetof(cfg_t, queue_max), 0, 4096, 1, 1000000},
+    {"TGRING_ACK_TIMEOUT_MS", offsetof(cfg_t, ack_timeout_ms), 0, 5000, 1, 60000},
+    {"TGRING_HEADER_TIMEOUT_MS", offsetof(cfg_t, header_timeout_ms), 0, 10000, 1, 600000},
+    {"TGRING_BODY_TIMEOUT_MS", offsetof(cfg_t, body_timeout_ms), 0, 30000, 1, 600000},
+    {"TGRING_IDLE_TIMEOUT_MS", offsetof(cfg_t, idle_timeout_ms), 0, 75000, 1, 3600000},
+    {"TGRING_SHUTDOWN_TIMEOUT_MS", offsetof(cfg_t, shutdown_timeout_ms), 0, 10000, 0, 600000},
+};
+
+/* One line of the help text. */
+typedef struct cfg_help {
+    const char *name;
+    const char *def;
+    const char *meaning;
+} cfg_help_t;
+
+static const cfg_help_t cfg_help[] = {
+    {"TELEGRAM_BOT_TOKEN", "-", "bot token from @BotFather (secret)"},
+    {"TELEGRAM_WEBHOOK_SECRET", "-", "webhook secret token, A-Za-z0-9_- (secret)"},
+    {"DATABASE_URL", "-", "libpq URI or conninfo string (secret)"},
+    {"TELEGRAM_WEBHOOK_URL", "-", "public https:// URL of the webhook"},
+    {"TELEGRAM_API_URL", CFG_DEFAULT_API_URL, "Bot API base URL"},
+    {"TELEGRAM_CA_FILE", "system bundle", "PEM file of CAs for the Bot API"},
+    {"TGRING_LISTEN", CFG_DEFAULT_LISTEN, "host:port, [v6]:port or :port"},
+    {"TGRING_WEBHOOK_PATH", CFG_DEFAULT_WEBHOOK_PATH, "path Telegram POSTs updates to"},
+    {"TGRING_WORKERS", "1", "worker processes, 1..64"},
+    {"LOG_LEVEL", "info", "debug, info, warn or error"},
+    {"LOG_FORMAT", "json", "json or text"},
+    {"TGRING_MAX_BODY", "1048576", "largest update in bytes, 1024..67108864"},
+    {"TGRING_MAX_CONNECTIONS", "16384", "open connections per worker, 1..1000000"},
+    {"TGRING_QUEUE_MAX", "4096", "updates waiting for commit, 1..1000000"},
+    {"TGRING_ACK_TIMEOUT_MS", "5000", "ms to commit an update, then 503; 1..60000"},
+    {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive headers, 1..600000"},
+    {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a body, 1..600000"},
+    {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles, 1..3600000"},
+    {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop, 0..600000"},
+};
+
+/* State of one cfg_load() call. */
+typedef struct cfg_ctx {
+    cfg_t *cfg;
+    FILE *err;
+    int problems;
+} cfg_ctx_t;
+
+static char *cfg_strdup(const char *s) {
+    char *p = strdup(s);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+/* getenv() with the empty string read as unset. */
+static const char *cfg_env(const char *name) {
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...) {
+    c->problems++;
+    if (c->err == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(c->err, "tgring: config: %s: ", name);
+    vfprintf(c->err, fmt, ap);
+    fputc('\n', c->err);
+    va_end(ap);
+}
+
+/*
+ * Writes `v` as a double-quoted string to `out` buf[0..cap): control bytes,
+ * quotes and backslashes escaped, long values cut with "...", and any secret
+ * already loaded replaced by [redacted] (a webhook URL may embed the token).
+ */
+static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_t cap) {
+    const char *secrets[] = {c->cfg->bot_token, c->cfg->webhook_secret, c->cfg->database_url};
+    size_t o = 0, n = strlen(v);
+    buf[o++] = '"';
+    for (size_t i = 0; i < n;) {
+        /* Room for the longest piece, "...", the closing quote and the NUL. */
+        if (i >= CFG_QUOTE_MAX || o + 16 >= cap) {
+            o += (size_t)snprintf(buf + o, cap - o, "...");
+            break;
+        }
+        size_t hit = 0;
+        for (size_t s = 0; s < sizeof(secrets) / sizeof(secrets[0]); s++) {
+            size_t sl = secrets[s] ? strlen(secrets[s]) : 0;
+            if (sl > 0 && sl <= n - i && memcmp(v + i, secrets[s], sl) == 0) {
+                hit = sl;
+                break;
+            }
+        }
+        if (hit) {
+            o += (size_t)snprintf(buf + o, cap - o, "[redacted]");
+            i += hit;
+            continue;
+        }
+        unsigned char ch = (unsigned char)v[i++];
+        if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(buf + o, cap - o, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/*
+ * Reads a secret file into a heap string, less one trailing "\n" or "\r\n".
+ * Returns 0, -errno, -EFBIG (over the cap) or -EILSEQ (holds a NUL byte).
+ */
+static int cfg_read_secret_file(const char *path, char **out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char *buf = malloc(CFG_SECRET_FILE_MAX + 1);
+    if (buf == NULL)
+        abort();
+    size_t len = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, CFG_SECRET_FILE_MAX + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > CFG_SECRET_FILE_MAX) {
+            rc = -EFBIG;
+            goto fail;
+        }
+    }
+    if (len > 0 && buf[len - 1] == '\n') {
+        len--;
+        if (len > 0 && buf[len - 1] == '\r')
+            len--;
+    }
+    if (memchr(buf, '\0', len) != NULL) {
+        rc = -EILSEQ;
+        goto fail;
+    }
+    buf[len] = '\0';
+    close(fd);
+    *out = buf;
+    return 0;
+fail:
+    explicit_bzero(buf, CFG_SECRET_FILE_MAX + 1);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/*
+ * Loads secret `name` from the environment or from the file named by
+ * NAME_FILE into *out (NULL when neither is set). Returns 1 if the variable
+ * was given at all, even if unusable, so a missing-variable line is not added.
+ */
+static int cfg_load_secret(cfg_ctx_t *c, const char *name, char **out) {
+    char file_name[64];
+    snprintf(file_name, sizeof(file_name), "%s_FILE", name);
+    const char *v = cfg_env(name);
+    const char *path = cfg_env(file_name);
+    if (v != NULL && path != NULL) {
+        cfg_problem(c, name, "both %s and %s are set; use one", name, file_name);
+        return 1;
+    }
+    if (v != NULL) {
+        *out = cfg_strdup(v);
+        return 1;
+    }
+    if (path == NULL)
+        return 0;
+    char q[CFG_QUOTE_MAX + 64];
+    int rc = cfg_read_secret_file(path, out);
+    if (rc == -EFBIG)
+        cfg_problem(c, file_name, "file %s is larger than %d bytes",
+                    cfg_quote(c, path, q, sizeof(q)), CFG_SECRET_FILE_MAX);
+    else if (rc == -EILSEQ)
+        cfg_problem(c, file_name, "file %s contains a NUL byte", cfg_quote(c, path, q, sizeof(q)));
+    else if (rc < 0)
+        cfg_problem(c, file_name, "cannot read %s: %s", cfg_quote(c, path, q, sizeof(q)),
+                    strerror(-rc));
+    return 1;
+}
+
+static int cfg_is_token_char(unsigned char ch) {
+    return isascii(ch) && (isalnum(ch) || ch == '_' || ch == '-');
+}
+
+/* ^[0-9]+:[A-Za-z0-9_-]{30,}$ */
+static int cfg_token_valid(const char *s) {
+    size_t i = 0;
+    while (s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i == 0 || s[i] != ':')
+        return 0;
+    size_t start = ++i;
+    while (cfg_is_token_char((unsigned char)s[i]))
+        i++;
+    return s[i] == '\0' && i - start >= 30;
+}
+
+static int cfg_secret_valid(const char *s) {
+    size_t i = 0;
+    while (cfg_is_token_char((unsigned char)s[i]))
+        i++;
+    return s[i] == '\0' && i >= 1 && i <= 256;
+}
+
+/* Strict decimal: digits only, no sign or spaces, no overflow. Returns 0 or -EINVAL. */
+static int cfg_parse_u64(const char *s, uint64_t *out) {
+    uint64_t v = 0;
+    if (s[0] == '\0')
+        return -EINVAL;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len) {
+    char host[64];
+    const char *port_s;
+    if (s == NULL)
+        return -EINVAL;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s + 1, (size_t)(end - s - 1));
+        host[end - s - 1] = '\0';
+        port_s = end + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+            return -EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        /* A bare IPv6 address would make the port ambiguous. */
+        if (strchr(host, ':') != NULL)
+            return -EINVAL;
+        port_s = colon + 1;
+    }
+    uint64_t port;
+    if (cfg_parse_u64(port_s, &port) < 0 || port == 0 || port > 65535)
+        return -EINVAL;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (s[0] == '[') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            return -EINVAL;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        len = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        if (host[0] == '\0')
+            a4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (strcmp(host, "localhost") == 0)
+            a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            return -EINVAL;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        len = sizeof(*a4);
+    }
+    *out = ss;
+    *out_len = len;
+    return 0;
+}
+
+/* Copies an optional plain string; returns the value or NULL when unset. */
+static const char *cfg_load_plain(const char *name, char **field, const char *def) {
+    const char *v = cfg_env(name);
+    if (v != NULL)
+        *field = cfg_strdup(v);
+    else if (def != NULL)
+        *field = cfg_strdup(def);
+    return v;
+}
+
+static int cfg_url_has_scheme(const char *v, const char *scheme) {
+    size_t n = strlen(scheme);
+    /* The scheme must be followed by a host. */
+    return strncasecmp(v, scheme, n) == 0 && v[n] != '\0' && v[n] != '/';
+}
+
+static void cfg_check_path(cfg_ctx_t *c, const char *v) {
+    char q[CFG_QUOTE_MAX + 64];
+    const char *what = NULL;
+    if (v[0] != '/')
+        what = "must start with '/'";
+    else if (strlen(v) > CFG_PATH_MAX)
+        what = "must be at most 256 bytes";
+    for (const unsigned char *p = (const unsigned char *)v; what == NULL && *p; p++) {
+        if (*p <= 0x20 || *p == 0x7f)
+            what = "must not contain spaces or control characters";
+        else if (*p == '?' || *p == '#')
+            what = "must not contain '?' or '#'";
+    }
+    if (what != NULL)
+        cfg_problem(c, "TGRING_WEBHOOK_PATH", "%s, got %s", what, cfg_quote(c, v, q, sizeof(q)));
+}
+
+static void cfg_check_ca_file(cfg_ctx_t *c, const char *v) {
+    char q[CFG_QUOTE_MAX + 64];
+    int fd = open(v, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        cfg_problem(c, "TELEGRAM_CA_FILE", "cannot read %s: %s", cfg_quote(c, v, q, sizeof(q)),
+                    strerror(e));
+        return;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        cfg_problem(c, "TELEGRAM_CA_FILE", "not a regular file: %s", cfg_quote(c, v, q, sizeof(q)));
+    close(fd);
+}
+
+static void cfg_load_num(cfg_ctx_t *c, const cfg_num_t *n) {
+    char q[CFG_QUOTE_MAX + 64];
+    uint64_t v = n->def;
+    const char *s = cfg_env(n->name);
+    if (s != NULL && (cfg_parse_u64(s, &v) < 0 || v < n->min || v > n->max)) {
+        cfg_problem(c, n->name, "must be %llu..%llu, got %s", (unsigned long long)n->min,
+                    (unsigned long long)n->max, cfg_quote(c, s, q, sizeof(q)));
+        v = n->def;
+    }
+    char *field = (char *)c->cfg + n->offset;
+    if (n->is_u64)
+        *(uint64_t *)(void *)field = v;
+    else
+        *(unsigned *)(void *)field = (unsigned)v;
+}
+
+int cfg_load(cfg_t *cfg, unsigned need, FILE *err) {
+    cfg_ctx_t c = {.cfg = cfg, .err = err, .problems = 0};
+    char q[CFG_QUOTE_MAX + 64];
+    const char *v;
+    memset(cfg, 0, sizeof(*cfg));
+
+    /* Secrets first, so that the plain values quoted below can be scrubbed of them. */
+    int have_token = cfg_load_secret(&c, "TELEGRAM_BOT_TOKEN", &cfg->bot_token);
+    int have_secret = cfg_load_secret(&c, "TELEGRAM_WEBHOOK_SECRET", &cfg->webhook_secret);
+    int have_db = cfg_load_secret(&c, "DATABASE_URL", &cfg->database_url);
+    if (cfg->bot_token != NULL && !cfg_token_valid(cfg->bot_token))
+        cfg_problem(&c, "TELEGRAM_BOT_TOKEN",
+                    "not a valid bot token (expected <digits>:<30 or more of A-Za-z0-9_->)");
+    else if (!have_token && (need & CFG_NEED_TOKEN))
+        cfg_problem(&c, "TELEGRAM_BOT_TOKEN", "not set (required)");
+    if (cfg->webhook_secret != NULL && !cfg_secret_valid(cfg->webhook_secret))
+        cfg_problem(&c, "TELEGRAM_WEBHOOK_SECRET", "must be 1-256 characters of A-Za-z0-9_-");
+    else if (!have_secret && (need & CFG_NEED_SECRET))
+        cfg_problem(&c, "TELEGRAM_WEBHOOK_SECRET", "not set (required)");
+    if (cfg->database_url != NULL && cfg->database_url[0] == '\0')
+        cfg_problem(&c, "DATABASE_URL", "is empty");
+    else if (!have_db && (need & CFG_NEED_DB))
+        cfg_problem(&c, "DATABASE_URL", "not set (required)");
+
+    if ((v = cfg_load_plain("TELEGRAM_WEBHOOK_URL", &cfg->webhook_url, NULL)) != NULL) {
+        if (!cfg_url_has_scheme(v, "https://"))
+            cfg_problem(&c, "TELEGRAM_WEBHOOK_URL", "must start with https://, got %s",
+                        cfg_quote(&c, v, q, sizeof(q)));
+    } else if (need & CFG_NEED_WEBHOOK_URL) {
+        cfg_problem(&c, "TELEGRAM_WEBHOOK_URL", "not set (required)");
+    }
+
+    v = cfg_load_plain("TELEGRAM_API_URL", &cfg->api_url, CFG_DEFAULT_API_URL);
+    if (v != NULL && !cfg_url_has_scheme(v, "https://") && !cfg_url_has_scheme(v, "http://"))
+        cfg_problem(&c, "TELEGRAM_API_URL", "must start with https:// or http://, got %s",
+                    cfg_quote(&c, v, q, sizeof(q)));
+    /* Callers append "/bot<token>/<method>"; a trailing '/' would double it. */
+    for (size_t n = strlen(cfg->api_url); n > 0 && cfg->api_url[n - 1] == '/'; n--)
+        cfg->api_url[n - 1] = '\0';
+
+    if ((v = cfg_load_plain("TELEGRAM_CA_FILE", &cfg->ca_file, NULL)) != NULL)
+        cfg_check_ca_file(&c, v);
+
+    cfg_load_plain("TGRING_LISTEN", &cfg->listen, CFG_DEFAULT_LISTEN);
+    if (cfg_parse_listen(cfg->listen, &cfg->listen_addr, &cfg->listen_addr_len) < 0)
+        cfg_problem(&c, "TGRING_LISTEN",
+                    "expected host:port, [v6]:port or :port with port 1..65535, got %s",
+                    cfg_quote(&c, cfg->listen, q, sizeof(q)));
+
+    cfg_load_plain("TGRING_WEBHOOK_PATH", &cfg->webhook_path, CFG_DEFAULT_WEBHOOK_PATH);
+    cfg_check_path(&c, cfg->webhook_path);
+
+    for (size_t i = 0; i < sizeof(cfg_nums) / sizeof(cfg_nums[0]); i++)
+        cfg_load_num(&c, &cfg_nums[i]);
+
+    cfg->log_level = LOG_INFO;
+    if ((v = cfg_env("LOG_LEVEL")) != NULL && log_parse_level(v, &cfg->log_level) < 0)
+        cfg_problem(&c, "LOG_LEVEL", "must be debug, info, warn or error, got %s",
+                    cfg_quote(&c, v, q, sizeof(q)));
+    cfg->log_format = LOG_FORMAT_JSON;
+    if ((v = cfg_env("LOG_FORMAT")) != NULL && log_parse_format(v, &cfg->log_format) < 0)
+        cfg_problem(&c, "LOG_FORMAT", "must be json or text, got %s",
+                    cfg_quote(&c, v, q, sizeof(q)));
+
+    if (c.problems == 0) {
+        log_redact(cfg->bot_token);
+        log_redact(cfg->webhook_secret);
+    }
+    return c.problems;
+}
+
+static void cfg_free_secret(char **s) {
+    if (*s != NULL) {
+        explicit_bzero(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+void cfg_dispose(cfg_t *cfg) {
+    cfg_free_secret(&cfg->bot_token);
+    cfg_free_secret(&cfg->webhook_secret);
+    cfg_free_secret(&cfg->database_url);
+    free(cfg->webhook_url);
+    free(cfg->api_url);
+    free(cfg->ca_file);
+    free(cfg->listen);
+    free(cfg->webhook_path);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void cfg_print_help(FILE *out) {
+    int wname = 0, wdef = 0;
+    for (size_t i = 0; i < sizeof(cfg_help) / sizeof(cfg_help[0]); i++) {
+        int n = (int)strlen(cfg_help[i].name), d = (int)strlen(cfg_help[i].def);
+        wname = n > wname ? n : wname;
+        wdef = d > wdef ? d : wdef;
+    }
+    fprintf(out, "  %-*s  %-*s  %s\n", wname, "NAME", wdef, "DEFAULT", "MEANING");
+    for (size_t i = 0; i < sizeof(cfg_help) / sizeof(cfg_help[0]); i++)
+        fprintf(out, "  %-*s  %-*s  %s\n", wname, cfg_help[i].name, wdef, cfg_help[i].def,
+                cfg_help[i].meaning);
+}

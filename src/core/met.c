@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * met.c - metrics slots in a shared anonymous mapping, and their rendering
+ * as Prometheus text (exposition format 0.0.4) summed over all workers.
+ *
+ * Workers only ever add to their own slot, with plain stores: no locks and
+ * no atomics on the hot path. A render may see a slot mid-update; counters
+ * then lag by an event, which Prometheus tolerates.
+ */
+#include "met.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Upper bounds of the buckets, as numbers for met_observe_*() and as the exact
+ * le="" label text, so the output never depends on float formatting. */
+static const double met_latency_bounds[MET_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const char *const met_latency_le[MET_LATENCY_BUCKETS + 1] = {
+    "0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1",
+    "0.25",   "0.5",   "1",     "2.5",   "5",    "10",    "+Inf"};
+static const double met_batch_bounds[MET_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+static const char *const met_batch_le[MET_BATCH_BUCKETS + 1] = {
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "+Inf"};
+
+/* Until met_init() maps the shared slots, updates land here. */
+static met_slot_t met_fallback;
+static met_slot_t *met_slots;
+static unsigned met_nslots;
+static met_slot_t *met_current = &met_fallback;
+
+int met_init(unsigned nslots) {
+    if (nslots == 0)
+        return -EINVAL;
+    size_t size = (size_t)nslots * sizeof(met_slot_t);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    if (met_slots != NULL)
+        munmap(met_slots, (size_t)met_nslots * sizeof(met_slot_t));
+    met_slots = p;
+    met_nslots = nslots;
+    met_select(0);
+    return 0;
+}
+
+void met_select(unsigned slot) {
+    met_slot_t *m = met_slots != NULL && slot < met_nslots ? &met_slots[slot] : &met_fallback;
+    /* A restarted worker inherits its predecessor's slot: counters carry on so
+     * that sums stay monotonic, but what the dead process held open is gone. */
+    m->http_connections_open = 0;
+    m->db_connected = 0;
+    m->db_queue_depth = 0;
+    m->resident_memory_bytes = 0;
+    m->pid = (uint64_t)getpid();
+    met_current = m;
+}
+
+met_slot_t *met_self(void) { return met_current; }
+
+static void met_observe(met_hist_t *h, const double *bounds, unsigned nbounds, double v) {
+    if (v != v)
+        return; /* NaN: no bucket fits and it would poison the sum. */
+    if (v < 0)
+        v = 0;
+    unsigned i = 0;
+    while (i < nbounds && v > bounds[i])
+        i++;
+    h->bucket[i]++;
+    h->count++;
+    h->sum += v;
+}
+
+void met_observe_latency(met_hist_t *h, double seconds) {
+    met_observe(h, met_latency_bounds, MET_LATENCY_BUCKETS, seconds);
+}
+
+void met_observe_batch(met_hist_t *h, double size) {
+    met_observe(h, met_batch_bounds, MET_BATCH_BUCKETS, size);
+}
+
+void met_sample_rss(void) {
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    /* statm: size resident shared text lib data dt, in pages. */
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    met_self()->resident_memory_bytes = resident * (uint64_t)(page > 0 ? page : 4096);
+}
+
+/* Output cursor over the caller's buffer; `over` is sticky once it fills. */
+typedef struct met_out {
+    char *buf;
+    size_t cap, len;
+    int over;
+} met_out_t;
+
+static void met_printf(met_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void met_printf(met_out_t *o, const char *fmt, ...) {
+    if (o->over)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= o->cap - o->len) {
+        o->over = 1;
+        return;
+    }
+    o->len += (size_t)n;
+}
+
+static void met_head(met_out_t *o, const char *name, const char *type, const char *help) {
+    met_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void met_scalar(met_out_t *o, const char *name, const char *type, const char *help,
+                       uint64_t v) {
+    met_head(o, name, type, help);
+    met_printf(o, "%s %" PRIu64 "\n", name, v);
+}
+
+static void met_add_hist(met_hist_t *sum, const met_hist_t *h) {
+    for (unsigned i = 0; i < sizeof(sum->bucket) / sizeof(sum->bucket[0]); i++)
+        sum->bucket[i] += h->bucket[i];
+    sum->count += h->count;
+    sum->sum += h->sum;
+}
+
+static void met_hist(met_out_t *o, const char *name, const char *help, const met_hist_t *h,
+                     const char *const *le, unsigned nbounds) {
+    met_head(o, name, "histogram", help);
+    /* _count is the +Inf bucket rather than h->count, so that the two agree
+     * even when a slot was read mid-update. */
+    uint64_t cum = 0;
+    for (unsigned i = 0; i <= nbounds; i++) {
+        cum += h->bucket[i];
+        met_printf(o, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, le[i], cum);
+    }
+    met_printf(o, "%s_sum %.17g\n", name, h->sum);
+    met_printf(o, "%s_count %" PRIu64 "\n", name, cum);
+}
+
+int met_render(char *buf, size_t cap) {
+    met_slot_t total;
+    met_slot_t *sum = &total;
+    memset(sum, 0, sizeof(*sum));
+    uint64_t workers = 0;
+    const met_slot_t *slots = met_slots != NULL ? met_slots : &met_fallback;
+    unsigned nslots = met_slots != NULL ? met_nslots : 1;
+    for (unsigned s = 0; s < nslots; s++) {
+        const met_slot_t *m = &slots[s];
+        /* Before met_init() the fallback slot is this process's, pid or not. */
+        if (m->pid == 0 && m != &met_fallback)
+            continue;
+        workers++;
+        for (unsigned c = 0; c < sizeof(m->http_requests) / sizeof(m->http_requests[0]); c++)
+            sum->http_requests[c] += m->http_requests[c];
+        sum->http_connections_open += m->http_connections_open;
+        sum->http_connections_total += m->http_connections_total;
+        sum->updates_stored += m->updates_stored;
+        sum->updates_duplicate += m->updates_duplicate;
+        sum->updates_rejected += m->updates_rejected;
+        sum->updates_unavailable += m->updates_unavailable;
+        met_add_hist(&sum->ack_latency, &m->ack_latency);
+        met_add_hist(&sum->db_batch_size, &m->db_batch_size);
+        sum->db_reconnects += m->db_reconnects;
+        sum->db_connected += m->db_connected;
+        sum->db_queue_depth += m->db_queue_depth;
+        sum->resident_memory_bytes += m->resident_memory_bytes;
+    }
+
+    met_out_t o = {.buf = buf, .cap = cap, .len = 0, .over = cap == 0};
+    met_head(&o, "tgring_http_requests_total", "counter", "HTTP responses sent, by status code.");
+    for (unsigned c = 0; c < sizeof(sum->http_requests) / sizeof(sum->http_requests[0]); c++) {
+        if (sum->http_requests[c] != 0)
+            met_printf(&o, "tgring_http_requests_total{code=\"%u\"} %" PRIu64 "\n", c,
+                       sum->http_requests[c]);
+    }
+    met_scalar(&o, "tgring_http_connections_open", "gauge", "Client connections open now.",
+               sum->http_connections_open);
+    met_scalar(&o, "tgring_http_connections_total", "counter", "Client connections accepted.",
+               sum->http_connections_total);
+    met_scalar(&o, "tgring_updates_stored_total", "counter", "Updates committed to the database.",
+               sum->updates_stored);
+    met_scalar(&o, "tgring_updates_duplicate_total", "counter",
+               "Updates received again after they were stored.", sum->updates_duplicate);
+    met_scalar(&o, "tgring_updates_rejected_total", "counter",
+               "Updates the database refused to store.", sum->updates_rejected);
+    met_scalar(&o, "tgring_updates_unavailable_total", "counter",
+               "Updates answered 503: queue full, database down or commit too slow.",
+               sum->updates_unavailable);
+    met_hist(&o, "tgring_ack_latency_seconds",
+             "Seconds from a complete webhook request to its response being queued.",
+             &sum->ack_latency, met_latency_le, MET_LATENCY_BUCKETS);
+    met_hist(&o, "tgring_db_batch_size", "Updates per group-commit transaction.",
+             &sum->db_batch_size, met_batch_le, MET_BATCH_BUCKETS);
+    met_scalar(&o, "tgring_db_reconnects_total", "counter", "Database reconnections.",
+               sum->db_reconnects);
+    met_scalar(&o, "tgring_db_connected", "gauge", "Workers connected to the database now.",
+               sum->db_connected);
+    met_scalar(&o, "tgring_db_queue_depth", "gauge", "Updates waiting for or in a commit.",
+               sum->db_queue_depth);
+    met_scalar(&o, "tgring_process_resident_memory_bytes", "gauge",
+               "Resident memory of all workers in bytes.", sum->resident_memory_bytes);
+    met_scalar(&o, "tgring_workers", "gauge", "Worker processes.", workers);
+    return o.over ? -ENOSPC : (int)o.len;
+}

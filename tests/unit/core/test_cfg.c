@@ -1,0 +1,628 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_cfg.c - unit tests for configuration: defaults, one problem line per
+ * bad variable, NAME_FILE secrets, secrets never printed, required
+ * variables, cfg_parse_listen() forms, the help text, and the secrets being
+ * registered with the logger.
+ */
+#include "cfg.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int tap_n, tap_failed;
+
+static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int ok(int cond, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    if (!cond)
+        tap_failed++;
+    return cond;
+}
+
+/* Prints text as TAP diagnostics, one "# " line per line. */
+static void diag(const char *text) {
+    while (*text) {
+        const char *nl = strchr(text, '\n');
+        int n = nl ? (int)(nl - text) : (int)strlen(text);
+        printf("# %.*s\n", n, text);
+        text += n + (nl != NULL);
+    }
+}
+
+static const char *const all_vars[] = {
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_BOT_TOKEN_FILE",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "TELEGRAM_WEBHOOK_SECRET_FILE",
+    "DATABASE_URL",
+    "DATABASE_URL_FILE",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_CA_FILE",
+    "TGRING_LISTEN",
+    "TGRING_WEBHOOK_PATH",
+    "TGRING_WORKERS",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "TGRING_MAX_BODY",
+    "TGRING_MAX_CONNECTIONS",
+    "TGRING_QUEUE_MAX",
+    "TGRING_ACK_TIMEOUT_MS",
+    "TGRING_HEADER_TIMEOUT_MS",
+    "TGRING_BODY_TIMEOUT_MS",
+    "TGRING_IDLE_TIMEOUT_MS",
+    "TGRING_SHUTDOWN_TIMEOUT_MS",
+};
+
+#define TOKEN "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+#define SECRET "Wh-secret_0123456789"
+#define DBURL "postgres://tgring:hunter2pw@db:5432/tgring"
+
+static void clear_env(void) {
+    for (size_t i = 0; i < sizeof(all_vars) / sizeof(all_vars[0]); i++)
+        unsetenv(all_vars[i]);
+}
+
+static char errbuf[8192];
+
+/* Runs cfg_load() with `err` captured into errbuf; returns its result. */
+static int load(cfg_t *cfg, unsigned need) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&text, &len);
+    int n = cfg_load(cfg, need, err);
+    fclose(err);
+    snprintf(errbuf, sizeof(errbuf), "%s", text);
+    free(text);
+    return n;
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Writes `content` to a new temporary file; returns its path (static buffer per slot). */
+static const char *temp_file(int slot, const char *content, size_t len) {
+    static char paths[4][64];
+    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/tgring-test-cfg-XXXXXX");
+    int fd = mkstemp(paths[slot]);
+    if (fd < 0 || write(fd, content, len) != (ssize_t)len) {
+        perror("temp file");
+        exit(1);
+    }
+    close(fd);
+    return paths[slot];
+}
+
+static void test_defaults(void) {
+    cfg_t c;
+    clear_env();
+    int n = load(&c, 0);
+    ok(n == 0 && errbuf[0] == '\0', "no variables, nothing needed: no problems");
+    ok(c.bot_token == NULL && c.webhook_secret == NULL && c.database_url == NULL &&
+           c.webhook_url == NULL && c.ca_file == NULL,
+       "unset secrets and optional settings are NULL");
+    ok(c.api_url && strcmp(c.api_url, "https://api.telegram.org") == 0, "api_url default");
+    ok(c.listen && strcmp(c.listen, "127.0.0.1:8080") == 0, "listen default");
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&c.listen_addr;
+    ok(a4->sin_family == AF_INET && ntohs(a4->sin_port) == 8080 &&
+           a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) && c.listen_addr_len == sizeof(*a4),
+       "listen_addr is 127.0.0.1:8080");
+    ok(c.webhook_path && strcmp(c.webhook_path, "/webhook/telegram") == 0, "webhook_path default");
+    ok(c.workers == 1 && c.log_level == LOG_INFO && c.log_format == LOG_FORMAT_JSON,
+       "workers 1, log info json");
+    ok(c.max_body == 1048576 && c.max_connections == 16384 && c.queue_max == 4096 &&
+           c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 && c.body_timeout_ms == 30000 &&
+           c.idle_timeout_ms == 75000 && c.shutdown_timeout_ms == 10000,
+       "tunable defaults");
+    cfg_dispose(&c);
+    ok(c.api_url == NULL && c.listen == NULL, "cfg_dispose clears the struct");
+    cfg_dispose(&c);
+
+    /* Empty strings count as unset. */
+    for (size_t i = 0; i < sizeof(all_vars) / sizeof(all_vars[0]); i++)
+        setenv(all_vars[i], "", 1);
+    n = load(&c, 0);
+    ok(n == 0 && c.workers == 1 && strcmp(c.listen, "127.0.0.1:8080") == 0 && c.bot_token == NULL,
+       "every variable set to \"\" reads as unset");
+    cfg_dispose(&c);
+}
+
+static void test_all_valid(void) {
+    cfg_t c;
+    clear_env();
+    const char *ca = temp_file(0, "-----BEGIN CERTIFICATE-----\n", 28);
+    setenv("TELEGRAM_BOT_TOKEN", TOKEN, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET", SECRET, 1);
+    setenv("DATABASE_URL", DBURL, 1);
+    setenv("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/webhook/telegram", 1);
+    setenv("TELEGRAM_API_URL", "http://127.0.0.1:8081//", 1);
+    setenv("TELEGRAM_CA_FILE", ca, 1);
+    setenv("TGRING_LISTEN", "[::1]:9000", 1);
+    setenv("TGRING_WEBHOOK_PATH", "/hook/a-b_c.d~e%20", 1);
+    setenv("TGRING_WORKERS", "64", 1);
+    setenv("LOG_LEVEL", "DEBUG", 1);
+    setenv("LOG_FORMAT", "text", 1);
+    setenv("TGRING_MAX_BODY", "67108864", 1);
+    setenv("TGRING_MAX_CONNECTIONS", "1000000", 1);
+    setenv("TGRING_QUEUE_MAX", "1", 1);
+    setenv("TGRING_ACK_TIMEOUT_MS", "60000", 1);
+    setenv("TGRING_HEADER_TIMEOUT_MS", "007", 1);
+    setenv("TGRING_BODY_TIMEOUT_MS", "600000", 1);
+    setenv("TGRING_IDLE_TIMEOUT_MS", "3600000", 1);
+    setenv("TGRING_SHUTDOWN_TIMEOUT_MS", "0", 1);
+    unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
+    int n = load(&c, all);
+    diag(errbuf);
+    ok(n == 0 && errbuf[0] == '\0', "every variable valid at its bound: no problems");
+    ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0 && c.webhook_secret &&
+           strcmp(c.webhook_secret, SECRET) == 0 && c.database_url &&
+           strcmp(c.database_url, DBURL) == 0,
+       "secrets are read");
+    ok(strcmp(c.webhook_url, "https://bot.example.com/webhook/telegram") == 0 &&
+           strcmp(c.ca_file, ca) == 0 && strcmp(c.webhook_path, "/hook/a-b_c.d~e%20") == 0,
+       "plain strings are read");
+    ok(strcmp(c.api_url, "http://127.0.0.1:8081") == 0, "api_url loses its trailing slashes");
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c.listen_addr;
+    ok(a6->sin6_family == AF_INET6 && ntohs(a6->sin6_port) == 9000 &&
+           IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) && c.listen_addr_len == sizeof(*a6),
+       "listen [::1]:9000");
+    ok(c.workers == 64 && c.log_level == LOG_DEBUG && c.log_format == LOG_FORMAT_TEXT &&
+           c.max_body == 67108864 && c.max_connections == 1000000 && c.queue_max == 1 &&
+           c.ack_timeout_ms == 60000 && c.header_timeout_ms == 7 && c.body_timeout_ms == 600000 &&
+           c.idle_timeout_ms == 3600000 && c.shutdown_timeout_ms == 0,
+       "numbers are read at their bounds");
+    cfg_dispose(&c);
+    ok(c.bot_token == NULL && c.database_url == NULL, "cfg_dispose frees the secrets");
+    unlink(ca);
+}
+
+/* One bad value: exactly one problem line, naming the variable. */
+typedef struct bad {
+    const char *var, *value;
+} bad_t;
+
+static void test_bad_values(void) {
+    static char long_path[300], long_secret[300];
+    long_path[0] = '/';
+    memset(long_path + 1, 'a', 256);
+    memset(long_secret, 'a', 257);
+    const bad_t bad[] = {
+        {"TELEGRAM_BOT_TOKEN", "abc"},
+        {"TELEGRAM_BOT_TOKEN", "123:AAHdqTcvCH1vGWJxfSeofSAs0K5PA"}, /* 29 after ':' */
+        {"TELEGRAM_BOT_TOKEN", ":AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"},
+        {"TELEGRAM_BOT_TOKEN", "12a:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"},
+        {"TELEGRAM_BOT_TOKEN", "123:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw!"},
+        {"TELEGRAM_BOT_TOKEN", TOKEN "\n"},
+        {"TELEGRAM_BOT_TOKEN", " " TOKEN},
+        {"TELEGRAM_WEBHOOK_SECRET", long_secret},
+        {"TELEGRAM_WEBHOOK_SECRET", "has space"},
+        {"TELEGRAM_WEBHOOK_SECRET", "dot.ted"},
+        {"TELEGRAM_WEBHOOK_URL", "http://bot.example.com/hook"},
+        {"TELEGRAM_WEBHOOK_URL", "bot.example.com"},
+        {"TELEGRAM_WEBHOOK_URL", "https://"},
+        {"TELEGRAM_API_URL", "ftp://api.telegram.org"},
+        {"TELEGRAM_API_URL", "api.telegram.org"},
+        {"TELEGRAM_CA_FILE", "/nonexistent/ca.pem"},
+        {"TELEGRAM_CA_FILE", "/"},
+        {"TGRING_LISTEN", "abc"},
+        {"TGRING_LISTEN", "127.0.0.1"},
+        {"TGRING_LISTEN", ":0"},
+        {"TGRING_LISTEN", "example.com:80"},
+        {"TGRING_WEBHOOK_PATH", "webhook"},
+        {"TGRING_WEBHOOK_PATH", "/a b"},
+        {"TGRING_WEBHOOK_PATH", "/a?b=1"},
+        {"TGRING_WEBHOOK_PATH", "/a\tb"},
+        {"TGRING_WEBHOOK_PATH", long_path},
+        {"TGRING_WORKERS", "0"},
+        {"TGRING_WORKERS", "65"},
+        {"TGRING_WORKERS", "abc"},
+        {"TGRING_WORKERS", "+1"},
+        {"TGRING_WORKERS", "-1"},
+        {"TGRING_WORKERS", " 1"},
+        {"TGRING_WORKERS", "1 "},
+        {"TGRING_WORKERS", "1x"},
+        {"TGRING_WORKERS", "0x10"},
+        {"TGRING_WORKERS", "18446744073709551617"},
+        {"TGRING_WORKERS", "4294967297"},
+        {"TGRING_MAX_BODY", "1023"},
+        {"TGRING_MAX_BODY", "67108865"},
+        {"TGRING_MAX_BODY", "1M"},
+        {"TGRING_MAX_CONNECTIONS", "0"},
+        {"TGRING_MAX_CONNECTIONS", "1000001"},
+        {"TGRING_QUEUE_MAX", "0"},
+        {"TGRING_ACK_TIMEOUT_MS", "0"},
+        {"TGRING_ACK_TIMEOUT_MS", "60001"},
+        {"TGRING_HEADER_TIMEOUT_MS", "1.5"},
+        {"TGRING_BODY_TIMEOUT_MS", "600001"},
+        {"TGRING_IDLE_TIMEOUT_MS", "x"},
+        {"TGRING_SHUTDOWN_TIMEOUT_MS", "-0"},
+        {"LOG_LEVEL", "verbose"},
+        {"LOG_FORMAT", "xml"},
+    };
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg_t c;
+        char prefix[128];
+        clear_env();
+        setenv(bad[i].var, bad[i].value, 1);
+        int n = load(&c, 0);
+        snprintf(prefix, sizeof(prefix), "tgring: config: %s: ", bad[i].var);
+        if (n != 1 || count_lines(errbuf) != 1 || strncmp(errbuf, prefix, strlen(prefix)) != 0) {
+            printf("# %s=\"%s\": %d problems:\n", bad[i].var, bad[i].value, n);
+            diag(errbuf);
+            wrong++;
+        }
+        cfg_dispose(&c);
+    }
+    ok(wrong == 0, "each of %zu bad values gives exactly one line naming its variable",
+       sizeof(bad) / sizeof(bad[0]));
+
+    cfg_t c;
+    clear_env();
+    setenv("TGRING_WORKERS", "abc", 1);
+    load(&c, 0);
+    ok(strcmp(errbuf, "tgring: config: TGRING_WORKERS: must be 1..64, got \"abc\"\n") == 0,
+       "a number's line gives the range and quotes the value");
+    cfg_dispose(&c);
+    setenv("TGRING_WORKERS", "a\"b\x01", 1);
+    load(&c, 0);
+    diag(errbuf);
+    ok(strstr(errbuf, "got \"a\\\"b\\x01\"\n") != NULL, "quoted values are escaped");
+    cfg_dispose(&c);
+    clear_env();
+    setenv("TELEGRAM_CA_FILE", "/nonexistent/ca.pem", 1);
+    load(&c, 0);
+    ok(strstr(errbuf, "\"/nonexistent/ca.pem\"") && strstr(errbuf, strerror(ENOENT)),
+       "the CA file line names the path and the error");
+    cfg_dispose(&c);
+
+    /* Several problems: one line each, all reported. */
+    clear_env();
+    setenv("TGRING_WORKERS", "0", 1);
+    setenv("LOG_LEVEL", "loud", 1);
+    setenv("TGRING_LISTEN", "nope", 1);
+    int n = load(&c, CFG_NEED_DB);
+    ok(n == 4 && count_lines(errbuf) == 4 && strstr(errbuf, "TGRING_WORKERS:") &&
+           strstr(errbuf, "LOG_LEVEL:") && strstr(errbuf, "TGRING_LISTEN:") &&
+           strstr(errbuf, "DATABASE_URL: not set"),
+       "four problems give four lines");
+    cfg_dispose(&c);
+}
+
+static void test_required(void) {
+    cfg_t c;
+    clear_env();
+    unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
+    int n = load(&c, all);
+    ok(n == 4 && count_lines(errbuf) == 4, "four required variables missing: four lines");
+    ok(strstr(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") &&
+           strstr(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: not set (required)\n") &&
+           strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_SECRET: not set (required)\n") &&
+           strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_URL: not set (required)\n"),
+       "each missing line names its variable");
+    cfg_dispose(&c);
+    setenv("DATABASE_URL", "", 1);
+    n = load(&c, CFG_NEED_DB);
+    ok(n == 1 && strcmp(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") == 0,
+       "an empty required variable is not set");
+    cfg_dispose(&c);
+    setenv("DATABASE_URL", DBURL, 1);
+    n = load(&c, CFG_NEED_DB);
+    ok(n == 0, "only what is needed is required");
+    cfg_dispose(&c);
+}
+
+static void test_files(void) {
+    cfg_t c;
+    clear_env();
+    const char *tf = temp_file(0, TOKEN "\n", strlen(TOKEN) + 1);
+    const char *sf = temp_file(1, SECRET "\r\n", strlen(SECRET) + 2);
+    const char *df = temp_file(2, DBURL "\n\n", strlen(DBURL) + 2);
+    setenv("TELEGRAM_BOT_TOKEN_FILE", tf, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET_FILE", sf, 1);
+    setenv("DATABASE_URL_FILE", df, 1);
+    int n = load(&c, CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN);
+    ok(n == 0, "secrets from files are accepted and satisfy the need mask");
+    ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0, "token file: trailing \\n stripped");
+    ok(c.webhook_secret && strcmp(c.webhook_secret, SECRET) == 0,
+       "secret file: trailing \\r\\n stripped");
+    ok(c.database_url && strcmp(c.database_url, DBURL "\n") == 0,
+       "only one trailing newline is stripped");
+    cfg_dispose(&c);
+    unlink(df);
+    unsetenv("DATABASE_URL_FILE");
+
+    /* Both NAME and NAME_FILE. */
+    setenv("TELEGRAM_BOT_TOKEN", TOKEN, 1);
+    n = load(&c, CFG_NEED_TOKEN);
+    ok(n == 1 && count_lines(errbuf) == 1 &&
+           strncmp(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: ", 36) == 0 &&
+           strstr(errbuf, "TELEGRAM_BOT_TOKEN_FILE") && !strstr(errbuf, TOKEN),
+       "both NAME and NAME_FILE set: one problem, no value");
+    diag(errbuf);
+    cfg_dispose(&c);
+    unsetenv("TELEGRAM_BOT_TOKEN");
+    unlink(tf);
+    unlink(sf);
+
+    /* Unreadable file: names the variable, the path and the error. */
+    clear_env();
+    setenv("DATABASE_URL_FILE", "/nonexistent/db-url", 1);
+    n = load(&c, CFG_NEED_DB);
+    ok(n == 1 && count_lines(errbuf) == 1 &&
+           strstr(errbuf, "tgring: config: DATABASE_URL_FILE: ") == errbuf &&
+           strstr(errbuf, "\"/nonexistent/db-url\"") && strstr(errbuf, strerror(ENOENT)),
+       "unreadable file: one line with variable, path and error, no extra not-set line");
+    cfg_dispose(&c);
+
+    /* A directory cannot be read. */
+    setenv("DATABASE_URL_FILE", "/", 1);
+    n = load(&c, 0);
+    diag(errbuf);
+    ok(n == 1 && strstr(errbuf, strerror(EISDIR)), "a directory as secret file cannot be read");
+    cfg_dispose(&c);
+
+    /* Bigger than 64 KiB. */
+    char *big = malloc(65537);
+    memset(big, 'x', 65537);
+    const char *bf = temp_file(3, big, 65537);
+    setenv("DATABASE_URL_FILE", bf, 1);
+    n = load(&c, 0);
+    ok(n == 1 && strstr(errbuf, "DATABASE_URL_FILE: ") && strstr(errbuf, "larger") &&
+           !strstr(errbuf, "xxxx"),
+       "a file over 64 KiB is refused without printing it");
+    cfg_dispose(&c);
+    unlink(bf);
+    bf = temp_file(3, big, 65536);
+    setenv("DATABASE_URL_FILE", bf, 1);
+    n = load(&c, 0);
+    ok(n == 0 && c.database_url && strlen(c.database_url) == 65536, "a 64 KiB file is read");
+    cfg_dispose(&c);
+    unlink(bf);
+    free(big);
+
+    /* Empty files give an empty value, which no secret accepts. */
+    clear_env();
+    const char *ef = temp_file(0, "\n", 1);
+    setenv("TELEGRAM_BOT_TOKEN_FILE", ef, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET_FILE", ef, 1);
+    setenv("DATABASE_URL_FILE", ef, 1);
+    n = load(&c, 0);
+    ok(n == 3 && strstr(errbuf, "TELEGRAM_BOT_TOKEN: ") &&
+           strstr(errbuf, "TELEGRAM_WEBHOOK_SECRET: ") && strstr(errbuf, "DATABASE_URL: "),
+       "empty secret files are three problems");
+    cfg_dispose(&c);
+    unlink(ef);
+}
+
+static void test_no_secret_in_output(void) {
+    cfg_t c;
+    const char *bad_token = "123:LEAKLEAKLEAKLEAKLEAKLEAKLEAKLEAK!";
+    const char *bad_secret = "LEAKsecret with space";
+    clear_env();
+    setenv("TELEGRAM_BOT_TOKEN", bad_token, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET", bad_secret, 1);
+    load(&c, 0);
+    ok(count_lines(errbuf) == 2 && !strstr(errbuf, "LEAK") && !strstr(errbuf, "with space"),
+       "invalid token and secret are not printed");
+    diag(errbuf);
+    cfg_dispose(&c);
+
+    /* From a file, with a second newline so the value is invalid. */
+    clear_env();
+    const char *sf = temp_file(0, "LEAKfile_secret\n\n", 17);
+    setenv("TELEGRAM_WEBHOOK_SECRET_FILE", sf, 1);
+    load(&c, 0);
+    ok(count_lines(errbuf) == 1 && !strstr(errbuf, "LEAK"),
+       "a bad secret from a file is not printed");
+    cfg_dispose(&c);
+    unlink(sf);
+
+    /* A bad plain value that embeds a secret: quoted, with the secret scrubbed. */
+    clear_env();
+    setenv("TELEGRAM_BOT_TOKEN", TOKEN, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET", SECRET, 1);
+    setenv("DATABASE_URL", DBURL, 1);
+    setenv("TELEGRAM_WEBHOOK_URL", "http://bot.example.com/" TOKEN "?s=" SECRET, 1);
+    setenv("TGRING_LISTEN", DBURL, 1);
+    int n = load(&c, 0);
+    ok(n == 2 && !strstr(errbuf, TOKEN) && !strstr(errbuf, SECRET) && !strstr(errbuf, "hunter2") &&
+           strstr(errbuf, "\"http://bot.example.com/[redacted]?s=[redacted]\"") &&
+           strstr(errbuf, "TGRING_LISTEN: ") && strstr(errbuf, "\"[redacted]\""),
+       "secrets inside quoted plain values are replaced");
+    diag(errbuf);
+    cfg_dispose(&c);
+}
+
+static void test_listen(void) {
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    ok(cfg_parse_listen("127.0.0.1:8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+           ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+           len == sizeof(*a4),
+       "127.0.0.1:8080");
+    ok(cfg_parse_listen(":8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+           ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_ANY),
+       ":8080 is all IPv4 interfaces");
+    ok(cfg_parse_listen("[::1]:8080", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
+           ntohs(a6->sin6_port) == 8080 && IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) &&
+           len == sizeof(*a6),
+       "[::1]:8080");
+    ok(cfg_parse_listen("[::]:65535", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
+           ntohs(a6->sin6_port) == 65535 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr),
+       "[::]:65535");
+    ok(cfg_parse_listen("localhost:1", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+           ntohs(a4->sin_port) == 1 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+       "localhost:1");
+    ok(cfg_parse_listen("0.0.0.0:443", &ss, &len) == 0 && ntohs(a4->sin_port) == 443,
+       "0.0.0.0:443");
+    static const char *const bad[] = {
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":0",
+        ":65536",
+        ":99999999999999999999",
+        "abc",
+        "",
+        ":",
+        "[::1]",
+        "[::1]8080",
+        "[::1]:",
+        "::1:8080",
+        "[127.0.0.1]:80",
+        "[::1:80",
+        "example.com:80",
+        "127.0.0.1:80x",
+        "127.0.0.1:+80",
+        "127.0.0.1: 80",
+        " 127.0.0.1:80",
+        "1.2.3:80",
+        "256.1.1.1:80",
+        "localhost:0",
+        "127.0.0.1:-1",
+    };
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&ss, 0x5a, sizeof(ss));
+        len = 1234;
+        if (cfg_parse_listen(bad[i], &ss, &len) != -EINVAL || len != 1234) {
+            printf("# accepted \"%s\"\n", bad[i]);
+            wrong++;
+        }
+    }
+    ok(wrong == 0, "%zu bad listen forms give -EINVAL and leave the output alone",
+       sizeof(bad) / sizeof(bad[0]));
+    ok(cfg_parse_listen(NULL, &ss, &len) == -EINVAL, "NULL gives -EINVAL");
+}
+
+static void test_help(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cfg_print_help(f);
+    fclose(f);
+    static const char *const names[] = {
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
+        "DATABASE_URL",
+        "TELEGRAM_WEBHOOK_URL",
+        "TELEGRAM_API_URL",
+        "TELEGRAM_CA_FILE",
+        "TGRING_LISTEN",
+        "TGRING_WEBHOOK_PATH",
+        "TGRING_WORKERS",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "TGRING_MAX_BODY",
+        "TGRING_MAX_CONNECTIONS",
+        "TGRING_QUEUE_MAX",
+        "TGRING_ACK_TIMEOUT_MS",
+        "TGRING_HEADER_TIMEOUT_MS",
+        "TGRING_BODY_TIMEOUT_MS",
+        "TGRING_IDLE_TIMEOUT_MS",
+        "TGRING_SHUTDOWN_TIMEOUT_MS",
+    };
+    int missing = 0, misaligned = 0;
+    long def_col = -1, meaning_col = -1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "\n  %s ", names[i]);
+        const char *p = strstr(text, key);
+        if (p == NULL) {
+            printf("# missing %s\n", names[i]);
+            missing++;
+            continue;
+        }
+        p += 1;
+        /* Columns: the default starts after the name's padding, the meaning after the default's. */
+        const char *q = p + 2 + strlen(names[i]);
+        while (*q == ' ')
+            q++;
+        const char *r = q;
+        while (*r != '\n' && !(r[0] == ' ' && r[1] == ' '))
+            r++;
+        while (*r == ' ')
+            r++;
+        if (def_col < 0) {
+            def_col = q - p;
+            meaning_col = r - p;
+        } else if (def_col != q - p || meaning_col != r - p) {
+            printf("# %s is not aligned\n", names[i]);
+            misaligned++;
+        }
+        if (*r == '\n')
+            misaligned++;
+    }
+    ok(missing == 0, "help lists every variable");
+    ok(misaligned == 0, "help columns are aligned and every line has a meaning");
+    ok(strstr(text, "https://api.telegram.org") && strstr(text, "127.0.0.1:8080") &&
+           strstr(text, "/webhook/telegram") && strstr(text, "16384") && strstr(text, "75000"),
+       "help shows the defaults");
+    int wide = 0;
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        if (nl - p > 100)
+            wide++;
+        p = nl + 1;
+    }
+    ok(wide == 0, "help lines fit in 100 columns");
+    free(text);
+}
+
+/* Captures fd 2 around one log line. */
+static void test_redact_registered(void) {
+    cfg_t c;
+    clear_env();
+    setenv("TELEGRAM_BOT_TOKEN", TOKEN, 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET", SECRET, 1);
+    int n = load(&c, CFG_NEED_TOKEN | CFG_NEED_SECRET);
+    char path[] = "/tmp/tgring-test-cfg-log-XXXXXX";
+    int fd = mkstemp(path);
+    unlink(path);
+    int saved = dup(2);
+    dup2(fd, 2);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    log_info("oops", "token %s secret %s", c.bot_token, c.webhook_secret);
+    dup2(saved, 2);
+    close(saved);
+    char buf[4096];
+    ssize_t len = pread(fd, buf, sizeof(buf) - 1, 0);
+    close(fd);
+    buf[len > 0 ? len : 0] = '\0';
+    ok(n == 0 && len > 0 && !strstr(buf, TOKEN) && !strstr(buf, SECRET) &&
+           strstr(buf, "token [redacted] secret [redacted]"),
+       "after cfg_load the token and secret are scrubbed from log lines");
+    cfg_dispose(&c);
+}
+
+int main(void) {
+    test_defaults();
+    test_all_valid();
+    test_bad_values();
+    test_required();
+    test_files();
+    test_no_secret_in_output();
+    test_listen();
+    test_help();
+    test_redact_registered();
+    printf("1..%d\n", tap_n);
+    return tap_failed ? 1 : 0;
+}
