@@ -369,7 +369,8 @@ static void cfg_check_path(cfg_ctx_t *c, const char *v) {
 
 static void cfg_check_ca_file(cfg_ctx_t *c, const char *v) {
     char q[CFG_QUOTE_MAX + 64];
-    int fd = open(v, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given by mistake must not hang the start. */
+    int fd = open(v, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         cfg_problem(c, "TELEGRAM_CA_FILE", "cannot read %s: %s", cfg_quote(c, v, q, sizeof(q)),
