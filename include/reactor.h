@@ -109,6 +109,13 @@ const char *rx_strerror_setup(int err);
  */
 struct io_uring_sqe *rx_sqe(rx_loop_t *loop, rx_op_t *op);
 
+/*
+ * Asks the kernel to cancel `op`'s armed SQE (a no-op when it is not armed).
+ * The op's callback still runs for its final completion (usually -ECANCELED);
+ * only then is the op free to reuse.
+ */
+void rx_cancel(rx_loop_t *loop, rx_op_t *op);
+
 /* Bumps op->gen so that completions of an earlier use are recognised as stale. */
 void rx_op_renew(rx_op_t *op);
 

@@ -109,6 +109,17 @@ struct io_uring_sqe *rx_sqe(rx_loop_t *loop, rx_op_t *op)
     return sqe;
 }
 
+void rx_cancel(rx_loop_t *loop, rx_op_t *op)
+{
+    if (!op->armed)
+        return;
+    uint64_t ud = (uint64_t)(uintptr_t)op | ((uint64_t)op->gen << RX_GEN_SHIFT);
+    struct io_uring_sqe *sqe = rx_sqe(loop, NULL);
+    io_uring_prep_cancel64(sqe, ud, 0);
+    /* Only a failed cancel is worth a completion; success shows on the op itself. */
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 void rx_op_renew(rx_op_t *op)
 {
     assert(!op->armed);

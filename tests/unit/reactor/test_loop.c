@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_loop.c - the reactor: timer heap order and removal, end-of-turn
+ * callbacks, multishot recv through the provided-buffer ring (including
+ * running the ring dry: -ENOBUFS ends the multishot and is re-armed), and
+ * stale completions dropped by generation.
+ */
+#include "reactor.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+static int ntests, nfail;
+
+static void ok(int cond, const char *what)
+{
+    ntests++;
+    if (!cond)
+        nfail++;
+    printf("%sok %d - %s\n", cond ? "" : "not ", ntests, what);
+}
+
+/* ---- timers ---- */
+
+#define NT 200
+static rx_timer_t timers[NT];
+static uint64_t fired_deadline[NT];
+static int nfired;
+static int order_ok = 1;
+
+static void on_t(rx_loop_t *loop, rx_timer_t *t)
+{
+    if (nfired > 0 && t->deadline < fired_deadline[nfired - 1])
+        order_ok = 0;
+    fired_deadline[nfired++] = t->deadline;
+    if (nfired == NT / 2)
+        rx_stop(loop);
+}
+
+static void test_timers(void)
+{
+    rx_loop_t loop;
+    ok(rx_loop_init(&loop, 64) == 0, "loop init");
+    srand(7);
+    for (int i = 0; i < NT; i++)
+        rx_timer_start(&loop, &timers[i], (uint64_t)(rand() % 50), on_t);
+    /* Stop every other one: half must fire, in deadline order. */
+    for (int i = 0; i < NT; i += 2)
+        rx_timer_stop(&loop, &timers[i]);
+    int inactive = 1;
+    for (int i = 0; i < NT; i += 2)
+        inactive &= !rx_timer_active(&timers[i]);
+    ok(inactive, "stopped timers are inactive");
+    ok(loop.heap_len == NT / 2, "heap holds the armed half");
+    rx_run(&loop);
+    ok(nfired == NT / 2, "every armed timer fired once");
+    ok(order_ok, "timers fired in deadline order");
+    ok(loop.heap_len == 0, "heap empty after firing");
+    rx_loop_dispose(&loop);
+}
+
+/* ---- defers ---- */
+
+static int defer_runs;
+static void on_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    defer_runs++;
+}
+static void on_stop_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    rx_stop(loop);
+}
+
+static void test_defer(void)
+{
+    rx_loop_t loop;
+    rx_defer_t d = {0};
+    rx_timer_t t = {0};
+    rx_loop_init(&loop, 64);
+    rx_defer(&loop, &d, on_defer);
+    rx_defer(&loop, &d, on_defer); /* queued once */
+    rx_timer_start(&loop, &t, 5, on_stop_timer);
+    rx_run(&loop);
+    ok(defer_runs == 1, "a defer queued twice in one turn runs once");
+    rx_loop_dispose(&loop);
+}
+
+/* ---- recv multishot with the buffer ring ---- */
+
+typedef struct reader {
+    rx_op_t op;
+    rx_bufring_t *br;
+    int fd;
+    size_t got;
+    unsigned rearms;
+    unsigned enobufs;
+    unsigned char sum;
+    uint16_t held[64];
+    int nheld;
+    bool released;
+} reader_t;
+
+static rx_loop_t rloop;
+
+static void arm(reader_t *r)
+{
+    struct io_uring_sqe *sqe = rx_sqe(&rloop, &r->op);
+    io_uring_prep_recv_multishot(sqe, r->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = r->br->bgid;
+}
+
+static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    reader_t *r = container_of(op, reader_t, op);
+    if (res > 0) {
+        uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+        unsigned char *p = rx_bufring_buf(r->br, bid);
+        for (int i = 0; i < res; i++)
+            r->sum += p[i];
+        r->got += (size_t)res;
+        /* Hold the first buffers to run the ring dry, then give them all back. */
+        if (!r->released && r->nheld < 4)
+            r->held[r->nheld++] = bid;
+        else
+            rx_bufring_recycle(r->br, bid);
+    } else if (res == -ENOBUFS) {
+        r->enobufs++;
+        for (int i = 0; i < r->nheld; i++)
+            rx_bufring_recycle(r->br, r->held[i]);
+        r->nheld = 0;
+        r->released = true; /* never hold again */
+    }
+    if (!(flags & IORING_CQE_F_MORE) && res != 0) {
+        r->rearms++;
+        arm(r);
+    }
+    if (res == 0)
+        rx_stop(loop);
+}
+
+static void test_recv(void)
+{
+    int sv[2];
+    rx_bufring_t br;
+    reader_t r;
+    memset(&r, 0, sizeof(r));
+    ok(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    ok(rx_loop_init(&rloop, 64) == 0, "loop init for recv");
+    ok(rx_bufring_init(&rloop, &br, 3, 4, 256) == 0, "buffer ring of 4 x 256 registered");
+    ok(rx_bufring_init(&rloop, &(rx_bufring_t){0}, 4, 3, 256) == -EINVAL,
+       "a ring size that is not a power of two is refused");
+    r.op.cb = on_recv;
+    r.br = &br;
+    r.fd = sv[0];
+    arm(&r);
+    rx_submit(&rloop);
+    unsigned char want = 0;
+    size_t total = 0;
+    unsigned char chunk[300];
+    for (int round = 0; round < 20; round++) {
+        for (size_t i = 0; i < sizeof(chunk); i++) {
+            chunk[i] = (unsigned char)(round * 31 + i);
+            want += chunk[i];
+        }
+        if (write(sv[1], chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+            abort();
+        total += sizeof(chunk);
+        if (round == 10)
+            shutdown(sv[1], SHUT_WR);
+        if (round == 10)
+            break;
+    }
+    rx_run(&rloop);
+    ok(r.got == total, "every byte arrived through the buffer ring");
+    ok(r.sum == want, "bytes intact");
+    ok(r.enobufs >= 1, "running the ring dry gave -ENOBUFS");
+    ok(r.rearms >= 1, "the multishot recv was re-armed after it ended");
+    rx_bufring_dispose(&rloop, &br);
+    rx_loop_dispose(&rloop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* ---- stale completions ---- */
+
+static int nop_calls;
+static void on_nop(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    nop_calls++;
+}
+
+static void test_stale(void)
+{
+    rx_loop_t loop;
+    rx_op_t op = {.cb = on_nop};
+    rx_timer_t t = {0};
+    rx_loop_init(&loop, 64);
+    io_uring_prep_nop(rx_sqe(&loop, &op));
+    /* Pretend the op was recycled before its completion arrived. */
+    op.armed = false;
+    rx_op_renew(&op);
+    io_uring_prep_nop(rx_sqe(&loop, &op));
+    rx_timer_start(&loop, &t, 20, on_stop_timer);
+    rx_run(&loop);
+    ok(nop_calls == 1, "only the current generation's completion is dispatched");
+    ok(loop.stale_cqes == 1, "the stale completion was counted");
+    ok(!op.armed, "op disarmed after its final completion");
+    rx_loop_dispose(&loop);
+}
+
+int main(void)
+{
+    test_timers();
+    test_defer();
+    test_recv();
+    test_stale();
+    printf("1..%d\n", ntests);
+    return nfail ? 1 : 0;
+}
