@@ -1,0 +1,654 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c - HTTP/1.1 connections on the reactor.
+ *
+ * Multishot accept on the listening socket; multishot recv into a shared
+ * provided-buffer ring, copied at once into the connection's request buffer
+ * (so ring buffers go back to the kernel within the same turn); one request
+ * at a time per connection is handed to the application, later pipelined
+ * bytes wait in the buffer; at most one send in flight per connection.
+ *
+ * A connection is freed only when it is closed and neither a recv, a send,
+ * a close nor an application request of it is outstanding.
+ */
+#include "http.h"
+#include "log.h"
+#include "met.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+#define RECV_BGID 1
+#define RECV_NBUFS 1024  /* x RECV_BUFSZ = 4 MiB of receive buffers per reactor */
+#define RECV_BUFSZ 4096
+#define LINGER_MS 2000   /* after a closing response, how long to read and discard */
+#define INBUF_MIN 2048
+#define TXN_FREE_MAX 256 /* request contexts kept for reuse */
+
+/* What a connection holds while a request is in progress. */
+typedef struct http_txn {
+    http_request_t req;
+    http_chunked_t chunked;
+    struct http_txn *next_free;
+    union {
+        max_align_t align;
+        unsigned char bytes[HTTP_SCRATCH_SIZE];
+    } scratch;
+} http_txn_t;
+
+struct http_conn {
+    http_server_t *srv;
+    http_conn_t *prev, *next; /* all open connections */
+    int fd;
+    uint64_t id;
+    rx_op_t recv_op;
+    rx_op_t send_op;
+    rx_op_t close_op;
+    rx_timer_t timer;
+    char *in;          /* request bytes: head, body, then pipelined bytes */
+    size_t in_len;     /* bytes in `in` */
+    size_t in_cap;     /* bytes allocated (counted in the server's budget) */
+    size_t head_len;   /* length of the current request's head; 0 until parsed */
+    size_t body_len;   /* body bytes (decoded, for chunked) at in + head_len */
+    size_t raw_off;    /* chunked: where undecoded bytes start */
+    http_txn_t *txn;   /* NULL when no request is in progress */
+    char *out;         /* response being sent */
+    size_t out_len;
+    size_t out_off;
+    bool dispatched;   /* the application holds the current request */
+    bool closing;      /* no more requests; close when nothing is outstanding */
+    bool close_after;  /* close once the current response is sent */
+    bool lingering;    /* response sent, write side shut, discarding input */
+    bool peer_eof;     /* the peer closed its write side or the socket failed */
+    bool paused;       /* recv cancelled because enough input is buffered */
+    bool head_timer;   /* the header deadline of the current request is set */
+    bool fd_closed;
+};
+
+struct http_server {
+    rx_loop_t *loop;
+    http_server_options_t opt;
+    int lfd;
+    rx_op_t accept_op;
+    rx_bufring_t bufs;
+    http_conn_t *conns;    /* list of open connections */
+    unsigned nconns;
+    uint64_t next_id;
+    uint64_t buffered;     /* bytes allocated for request buffers */
+    http_txn_t *txn_free;
+    unsigned txn_free_len;
+    bool draining;
+    void (*on_drained)(void *arg);
+    void *drained_arg;
+    rx_defer_t drained_defer;
+};
+
+static void conn_process(http_conn_t *c);
+static void conn_maybe_free(http_conn_t *c);
+static void conn_arm_recv(http_conn_t *c);
+static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags);
+
+/* ---- small helpers ---- */
+
+static http_txn_t *txn_get(http_server_t *s)
+{
+    http_txn_t *t = s->txn_free;
+    if (t != NULL) {
+        s->txn_free = t->next_free;
+        s->txn_free_len--;
+    } else {
+        t = malloc(sizeof(*t));
+        if (t == NULL)
+            abort();
+    }
+    memset(&t->req, 0, sizeof(t->req));
+    return t;
+}
+
+static void txn_put(http_server_t *s, http_txn_t *t)
+{
+    if (s->txn_free_len >= TXN_FREE_MAX) {
+        free(t);
+        return;
+    }
+    t->next_free = s->txn_free;
+    s->txn_free = t;
+    s->txn_free_len++;
+}
+
+static void inbuf_release(http_conn_t *c)
+{
+    c->srv->buffered -= c->in_cap;
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+/* Makes room for `more` bytes; false when the budget or the cap says no. */
+static bool inbuf_reserve(http_conn_t *c, size_t more)
+{
+    http_server_t *s = c->srv;
+    size_t need = c->in_len + more;
+    if (need <= c->in_cap)
+        return true;
+    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
+    while (cap < need)
+        cap *= 2;
+    if (s->buffered - c->in_cap + cap > s->opt.buffer_budget)
+        return false;
+    char *p = realloc(c->in, cap);
+    if (p == NULL)
+        abort();
+    s->buffered = s->buffered - c->in_cap + cap;
+    c->in = p;
+    c->in_cap = cap;
+    return true;
+}
+
+static void conn_close(http_conn_t *c)
+{
+    if (c->closing && c->fd_closed)
+        return;
+    c->closing = true;
+    rx_timer_stop(c->srv->loop, &c->timer);
+    if (!c->fd_closed)
+        rx_cancel(c->srv->loop, &c->recv_op);
+    conn_maybe_free(c);
+}
+
+static void on_close(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    http_conn_t *c = container_of(op, http_conn_t, close_op);
+    conn_maybe_free(c);
+}
+
+static void on_drained_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    http_server_t *s = container_of(d, http_server_t, drained_defer);
+    if (s->on_drained != NULL && s->nconns == 0 && !s->accept_op.armed) {
+        void (*cb)(void *) = s->on_drained;
+        s->on_drained = NULL;
+        cb(s->drained_arg);
+    }
+}
+
+/*
+ * Frees the connection when it is closing and nothing of it is outstanding;
+ * closes its descriptor first (through the ring) if that has not happened.
+ */
+static void conn_maybe_free(http_conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (!c->closing || c->dispatched || c->recv_op.armed || c->send_op.armed ||
+        c->close_op.armed)
+        return;
+    if (!c->fd_closed) {
+        c->fd_closed = true;
+        struct io_uring_sqe *sqe = rx_sqe(s->loop, &c->close_op);
+        io_uring_prep_close(sqe, c->fd);
+        return;
+    }
+    rx_timer_stop(s->loop, &c->timer);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    s->nconns--;
+    met_self()->http_connections_open--;
+    if (c->txn != NULL)
+        txn_put(s, c->txn);
+    inbuf_release(c);
+    free(c->out);
+    free(c);
+    if (s->draining && s->nconns == 0)
+        rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+}
+
+static void on_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    http_conn_t *c = container_of(t, http_conn_t, timer);
+    if (c->lingering || (c->head_len == 0 && c->in_len == 0)) {
+        conn_close(c); /* idle keep-alive or linger over: close silently */
+        return;
+    }
+    log_debug("http_timeout", "conn=%llu %s timeout", (unsigned long long)c->id,
+              c->head_len == 0 ? "header" : "body");
+    http_respond(c, 408, "text/plain", NULL, "request timeout\n", 16, true);
+}
+
+/* ---- sending ---- */
+
+static void conn_send(http_conn_t *c)
+{
+    struct io_uring_sqe *sqe = rx_sqe(c->srv->loop, &c->send_op);
+    io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+}
+
+static void conn_start_linger(http_conn_t *c)
+{
+    /*
+     * Closing right after writing with unread input in the socket makes the
+     * kernel send RST, which can destroy the response before the client reads
+     * it. So: shut the write side, read and discard for a while, then close.
+     */
+    c->lingering = true;
+    if (c->peer_eof || shutdown(c->fd, SHUT_WR) != 0) {
+        conn_close(c);
+        return;
+    }
+    inbuf_release(c);
+    rx_timer_start(c->srv->loop, &c->timer, LINGER_MS, on_timer);
+    if (!c->recv_op.armed)
+        conn_arm_recv(c);
+}
+
+static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    http_conn_t *c = container_of(op, http_conn_t, send_op);
+    if (res <= 0) {
+        /* The peer went away; nothing more can be said to it. */
+        c->peer_eof = true;
+        free(c->out);
+        c->out = NULL;
+        conn_close(c);
+        return;
+    }
+    c->out_off += (size_t)res;
+    if (c->out_off < c->out_len) {
+        conn_send(c); /* short send: the rest */
+        return;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (c->close_after) {
+        conn_start_linger(c);
+        return;
+    }
+    conn_process(c);
+}
+
+void http_respond(http_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                  const char *body, size_t len, bool close)
+{
+    http_server_t *s = c->srv;
+    assert(c->out == NULL);
+    if (status >= 100 && status < 600)
+        met_self()->http_requests[status]++;
+    if (c->txn != NULL && c->head_len > 0 && !c->txn->req.keep_alive)
+        close = true;
+    if (s->draining || c->peer_eof)
+        close = true;
+    c->dispatched = false;
+
+    /* Release the request: its bytes leave the buffer, pipelined ones move down. */
+    size_t used = c->head_len + c->body_len;
+    if (c->txn != NULL && c->head_len > 0 && c->txn->req.chunked)
+        used = c->raw_off; /* after decoding, raw_off marks the next request */
+    if (used > 0 && used <= c->in_len) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= used;
+    }
+    c->head_len = c->body_len = c->raw_off = 0;
+    c->head_timer = false;
+    if (c->txn != NULL) {
+        txn_put(s, c->txn);
+        c->txn = NULL;
+    }
+    if (c->in_len == 0 && c->in != NULL)
+        inbuf_release(c); /* idle connections hold no buffer */
+
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    rx_timer_stop(s->loop, &c->timer);
+
+    char head[512];
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
+                     status, http_reason(status), len, content_type ? "Content-Type: " : "",
+                     content_type ? content_type : "", content_type ? "\r\n" : "",
+                     close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
+    if (n < 0 || (size_t)n >= sizeof(head))
+        abort(); /* our own headers only: a bug */
+    c->out = malloc((size_t)n + len);
+    if (c->out == NULL)
+        abort();
+    memcpy(c->out, head, (size_t)n);
+    if (len > 0)
+        memcpy(c->out + n, body, len);
+    c->out_len = (size_t)n + len;
+    c->out_off = 0;
+    c->close_after = close;
+    if (c->paused && !close)
+        c->paused = false; /* re-armed after the send, in conn_process */
+    conn_send(c);
+}
+
+/* ---- receiving ---- */
+
+static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    http_conn_t *c = container_of(op, http_conn_t, recv_op);
+    http_server_t *s = c->srv;
+
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+        uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+        if (!c->closing && !c->lingering) {
+            if (inbuf_reserve(c, (size_t)res)) {
+                memcpy(c->in + c->in_len, rx_bufring_buf(&s->bufs, bid), (size_t)res);
+                c->in_len += (size_t)res;
+            } else if (!c->dispatched && c->out == NULL) {
+                rx_bufring_recycle(&s->bufs, bid);
+                /* The server's request buffers are all in use: back off. */
+                http_respond(c, 503, "text/plain", "Retry-After: 1\r\n", "server busy\n", 12,
+                             true);
+                return;
+            } else {
+                c->closing = true;
+            }
+        }
+        rx_bufring_recycle(&s->bufs, bid);
+    } else if (res == 0 || (res < 0 && res != -ENOBUFS && res != -ECANCELED)) {
+        c->peer_eof = true; /* EOF or a socket error */
+    }
+
+    if (c->closing) {
+        if (!(flags & IORING_CQE_F_MORE))
+            conn_maybe_free(c);
+        return;
+    }
+    if (c->peer_eof) {
+        /*
+         * The peer is gone (or half-closed). A request the application holds
+         * is still answered, since its update may be committing; otherwise
+         * close now.
+         */
+        if (c->lingering || (!c->dispatched && c->out == NULL))
+            conn_close(c);
+        else if (!(flags & IORING_CQE_F_MORE))
+            conn_maybe_free(c);
+        return;
+    }
+    if (c->lingering) {
+        c->in_len = 0;
+        if (!(flags & IORING_CQE_F_MORE))
+            conn_arm_recv(c);
+        return;
+    }
+    if (!(flags & IORING_CQE_F_MORE) && !c->paused)
+        conn_arm_recv(c); /* -ENOBUFS or the kernel ended the multishot: re-arm */
+    if (res > 0)
+        conn_process(c);
+}
+
+static void conn_arm_recv(http_conn_t *c)
+{
+    if (c->recv_op.armed)
+        return;
+    struct io_uring_sqe *sqe = rx_sqe(c->srv->loop, &c->recv_op);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = c->srv->bufs.bgid;
+}
+
+/* Stops reading while a request is pending and enough input is buffered. */
+static void conn_pause(http_conn_t *c)
+{
+    if (c->paused || !c->recv_op.armed)
+        return;
+    c->paused = true;
+    rx_cancel(c->srv->loop, &c->recv_op);
+}
+
+static void respond_error(http_conn_t *c, int status, const char *why)
+{
+    char body[160];
+    int n = snprintf(body, sizeof(body), "%s\n", why ? why : http_reason(status));
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = (int)sizeof(body) - 1;
+    log_debug("http_reject", "conn=%llu status=%d %s", (unsigned long long)c->id, status,
+              why ? why : "");
+    http_respond(c, status, "text/plain", NULL, body, (size_t)n, true);
+}
+
+/* Parses and hands out the next request if its bytes are all here. */
+static void conn_process(http_conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (c->dispatched || c->out != NULL || c->closing || c->lingering)
+        return;
+    if (c->paused && c->in_len == 0) {
+        c->paused = false;
+    }
+    if (!c->paused && !c->recv_op.armed && !c->peer_eof)
+        conn_arm_recv(c);
+    if (c->in_len == 0) {
+        if (s->draining || c->peer_eof) {
+            conn_close(c);
+            return;
+        }
+        rx_timer_start(s->loop, &c->timer, s->opt.idle_timeout_ms, on_timer);
+        return;
+    }
+    if (c->txn == NULL)
+        c->txn = txn_get(s);
+    http_request_t *req = &c->txn->req;
+
+    if (c->head_len == 0) {
+        int r = http_parse_request(c->in, c->in_len, &s->opt.limits, req);
+        if (r == -EAGAIN) {
+            /* The header deadline counts from the first byte of the request. */
+            if (c->peer_eof)
+                conn_close(c); /* it can never complete */
+            else if (!c->head_timer) {
+                c->head_timer = true;
+                rx_timer_start(s->loop, &c->timer, s->opt.header_timeout_ms, on_timer);
+            }
+            return;
+        }
+        if (r < 0) {
+            respond_error(c, req->status ? req->status : 400, req->error);
+            return;
+        }
+        c->head_len = (size_t)r;
+        c->body_len = 0;
+        c->raw_off = c->head_len;
+        if (req->chunked)
+            http_chunked_init(&c->txn->chunked, s->opt.limits.max_body);
+        rx_timer_start(s->loop, &c->timer, s->opt.body_timeout_ms, on_timer);
+        if (req->expect_continue && c->in_len == c->head_len) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            /* Best effort, without waiting: the body may follow regardless. */
+            ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+        }
+    }
+
+    bool complete = false;
+    if (req->chunked) {
+        size_t raw = c->in_len - c->raw_off;
+        size_t len = raw;
+        char *at = c->in + c->head_len + c->body_len;
+        /* Move the undecoded bytes next to the decoded body, then decode in place. */
+        if (at != c->in + c->raw_off)
+            memmove(at, c->in + c->raw_off, raw);
+        long r = http_chunked_decode(&c->txn->chunked, at, &len);
+        if (r == -EBADMSG) {
+            respond_error(c, 400, "malformed chunked body");
+            return;
+        }
+        if (r == -EMSGSIZE) {
+            respond_error(c, 413, "body too large");
+            return;
+        }
+        c->body_len += len;
+        if (r >= 0) {
+            complete = true;
+            c->raw_off = c->head_len + c->body_len;
+            c->in_len = c->raw_off + (size_t)r; /* the next request follows the body */
+        } else {
+            c->raw_off = c->head_len + c->body_len;
+            c->in_len = c->raw_off;
+        }
+    } else {
+        size_t want = req->content_length > 0 ? (size_t)req->content_length : 0;
+        if (c->in_len - c->head_len >= want) {
+            c->body_len = want;
+            complete = true;
+        }
+    }
+    if (!complete) {
+        if (c->peer_eof)
+            conn_close(c);
+        return;
+    }
+    rx_timer_stop(s->loop, &c->timer);
+    /* Keep reading pipelined bytes only up to one more head's worth. */
+    if (c->in_len > c->head_len + c->body_len + s->opt.limits.max_head)
+        conn_pause(c);
+    c->dispatched = true;
+    s->opt.on_request(s, c, req, c->in + c->head_len, c->body_len);
+}
+
+/* ---- accepting ---- */
+
+static void arm_accept(http_server_t *s)
+{
+    struct io_uring_sqe *sqe = rx_sqe(s->loop, &s->accept_op);
+    io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    http_server_t *s = container_of(op, http_server_t, accept_op);
+    if (res >= 0) {
+        if (s->draining || s->nconns >= s->opt.max_connections) {
+            close(res);
+        } else {
+            int one = 1;
+            setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            http_conn_t *c = calloc(1, sizeof(*c));
+            if (c == NULL)
+                abort();
+            c->srv = s;
+            c->fd = res;
+            c->id = ++s->next_id;
+            c->recv_op.cb = on_recv;
+            c->send_op.cb = on_send;
+            c->close_op.cb = on_close;
+            c->next = s->conns;
+            if (s->conns != NULL)
+                s->conns->prev = c;
+            s->conns = c;
+            s->nconns++;
+            met_self()->http_connections_open++;
+            met_self()->http_connections_total++;
+            conn_arm_recv(c);
+            rx_timer_start(loop, &c->timer, s->opt.idle_timeout_ms, on_timer);
+        }
+    } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+        log_warn("accept_failed", "accept: %s", strerror(-res));
+    }
+    if (!(flags & IORING_CQE_F_MORE)) {
+        if (!s->draining)
+            arm_accept(s);
+        else if (s->nconns == 0)
+            rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+    }
+}
+
+http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt,
+                               int *err)
+{
+    http_server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    s->loop = loop;
+    s->opt = *opt;
+    s->lfd = fd;
+    s->accept_op.cb = on_accept;
+    int r = rx_bufring_init(loop, &s->bufs, RECV_BGID, RECV_NBUFS, RECV_BUFSZ);
+    if (r < 0) {
+        *err = r;
+        free(s);
+        return NULL;
+    }
+    arm_accept(s);
+    return s;
+}
+
+void *http_server_data(const http_server_t *s)
+{
+    return s->opt.data;
+}
+
+unsigned http_server_connections(const http_server_t *s)
+{
+    return s->nconns;
+}
+
+uint64_t http_conn_id(const http_conn_t *c)
+{
+    return c->id;
+}
+
+void *http_conn_scratch(http_conn_t *c)
+{
+    return c->txn->scratch.bytes;
+}
+
+void http_server_drain(http_server_t *s, void (*on_drained)(void *arg), void *arg)
+{
+    s->draining = true;
+    s->on_drained = on_drained;
+    s->drained_arg = arg;
+    rx_cancel(s->loop, &s->accept_op);
+    if (s->lfd >= 0) {
+        close(s->lfd);
+        s->lfd = -1;
+    }
+    for (http_conn_t *c = s->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->dispatched && c->out == NULL && c->in_len == 0)
+            conn_close(c);
+    }
+    if (s->nconns == 0)
+        rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+}
+
+void http_server_close_all(http_server_t *s)
+{
+    for (http_conn_t *c = s->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}
+
+void http_server_free(http_server_t *s)
+{
+    while (s->txn_free != NULL) {
+        http_txn_t *t = s->txn_free;
+        s->txn_free = t->next_free;
+        free(t);
+    }
+    rx_bufring_dispose(s->loop, &s->bufs);
+    if (s->lfd >= 0)
+        close(s->lfd);
+    free(s);
+}
