@@ -233,6 +233,11 @@ static void on_grace(rx_loop_t *loop, rx_timer_t *t)
     rx_stop(loop);
 }
 
+static void on_final(rx_loop_t *loop, rx_timer_t *t)
+{
+    rx_stop(loop);
+}
+
 static void begin_shutdown(worker_t *w, const char *why)
 {
     if (w->stopping)
@@ -349,11 +354,15 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
      */
     db_free(w.db);
     w.db = NULL;
-    if (http_server_connections(w.http) > 0) {
-        http_server_close_all(w.http);
-        rx_timer_start(&w.loop, &w.grace_timer, 1000, on_grace);
-        rx_run(&w.loop);
-    }
+    /*
+     * One more short run lets the cancelled database poll and the closes of
+     * any remaining connections complete, so that nothing is in flight when
+     * the ring goes away.
+     */
+    http_server_close_all(w.http);
+    rx_timer_start(&w.loop, &w.grace_timer, http_server_connections(w.http) ? 1000 : 50,
+                   on_final);
+    rx_run(&w.loop);
     rx_timer_stop(&w.loop, &w.grace_timer);
     http_server_free(w.http);
     close(w.sigfd);
