@@ -33,8 +33,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed uid/gid, so that secret files on the host can be made readable to exactly this user.
-RUN groupadd --system --gid 10001 tgring \
- && useradd --system --uid 10001 --gid tgring --no-create-home --home-dir /nonexistent \
+RUN groupadd --gid 10001 tgring \
+ && useradd --uid 10001 --gid tgring --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin tgring
 
 COPY --from=build /src/build/tgring /usr/local/bin/tgring
