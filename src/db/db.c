@@ -626,6 +626,8 @@ static void db_batch_done(db_t *db, db_batch_t *b)
      * end of the turn, so the callbacks below may call db_store() safely.
      */
     b->id = 0;
+    unsigned reset = 0;
+    long long reset_id = 0;
     for (unsigned i = 0; i < b->n; i++) {
         db_update_t *u = b->u[i];
         if (u == NULL)
@@ -642,13 +644,16 @@ static void db_batch_done(db_t *db, db_batch_t *b)
             db_finish(db, u, -EBADMSG);
             break;
         default:
-            log_warn("update_not_stored",
-                     "update %lld not stored: its transaction failed %d times; answering 503",
-                     (long long)u->update_id, DB_TRIES_MAX);
+            if (reset++ == 0)
+                reset_id = (long long)u->update_id;
             db_finish(db, u, -ECONNRESET);
             break;
         }
     }
+    if (reset > 0)
+        log_warn("updates_not_stored",
+                 "%u update%s not stored (first %lld): the transaction failed %d times", reset,
+                 reset == 1 ? "" : "s", reset_id, DB_TRIES_MAX);
     b->n = 0;
     if (db->head != NULL)
         rx_defer(db->loop, &db->send_defer, db_on_send);
