@@ -1,0 +1,902 @@
+# SPDX-License-Identifier: MIT
+"""Shared pieces of the integration tests: the real tgring binary against a
+real, throwaway PostgreSQL cluster.
+
+Each test program imports this module and calls run(main): it gets a Harness
+that starts PostgreSQL clusters and tgring processes on free ports, a raw
+keep-alive HTTP/1.1 client over asyncio streams, and a TAP reporter. Whatever
+the test started is stopped and removed at the end, also when the test fails
+or is killed, and every tgring log is checked for sanitizer reports.
+
+Environment: TGRING_BIN (the binary; default <src>/build/tgring) and
+TGRING_SRC (the source tree; default two levels above this file). Only the
+standard library is used.
+"""
+
+import asyncio
+import atexit
+import glob
+import http.client
+import json
+import os
+import pwd
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SRC = os.environ.get("TGRING_SRC") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("TGRING_BIN") or os.path.join(SRC, "build", "tgring")
+
+# Every temporary directory of a test run carries this prefix and a file
+# naming the owning test process, so that a later run can remove what a
+# killed run left behind.
+TMP_PREFIX = "tgring-it-"
+OWNER_FILE = "owner.pid"
+
+# Lines that mean a sanitizer found something in tgring.
+SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                          r"runtime error:|ThreadSanitizer|MemorySanitizer")
+
+# Variables passed through from the test's environment to tgring; everything
+# else (a developer's DATABASE_URL, TGRING_*, ...) is left out so that each
+# test says exactly what tgring sees.
+PASS_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "MALLOC_PERTURB_", "LSAN_OPTIONS")
+
+ASAN_REQUIRED = {"halt_on_error": "1", "abort_on_error": "1", "detect_leaks": "1"}
+UBSAN_REQUIRED = {"halt_on_error": "1", "abort_on_error": "1", "print_stacktrace": "1"}
+
+
+def _merge_opts(current, required):
+    opts = {}
+    for part in (current or "").split(":"):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            opts[k] = v
+    opts.update(required)
+    return ":".join(f"{k}={v}" for k, v in opts.items())
+
+
+def sanitizer_env(extra_asan=None):
+    """ASAN_OPTIONS/UBSAN_OPTIONS for tgring: the caller's plus the ones the
+    suite relies on (stop at the first report, abort, check leaks)."""
+    asan = dict(ASAN_REQUIRED)
+    asan.update(extra_asan or {})
+    return {
+        "ASAN_OPTIONS": _merge_opts(os.environ.get("ASAN_OPTIONS"), asan),
+        "UBSAN_OPTIONS": _merge_opts(os.environ.get("UBSAN_OPTIONS"), UBSAN_REQUIRED),
+    }
+
+
+# ---- TAP ---------------------------------------------------------------------
+
+
+class Tap:
+    """TAP producer: numbered results as they come, the plan at the end."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    @staticmethod
+    def diag(text):
+        # On stderr: meson shows a failed TAP test's stderr, not its stdout.
+        for line in str(text).splitlines() or [""]:
+            print("# " + line, file=sys.stderr, flush=True)
+
+    def ok(self, cond, desc, *diag):
+        self.n += 1
+        desc = str(desc).replace("#", "no.").replace("\n", " ")
+        print(f"{'ok' if cond else 'not ok'} {self.n} - {desc}", flush=True)
+        if not cond:
+            self.failed += 1
+            print(f"not ok {self.n} - {desc}", file=sys.stderr, flush=True)
+            for d in diag:
+                self.diag(d() if callable(d) else d)
+        return bool(cond)
+
+    def eq(self, got, want, desc, *diag):
+        return self.ok(got == want, desc, f"got:  {got!r}", f"want: {want!r}", *diag)
+
+    def skip(self, desc, reason):
+        self.n += 1
+        print(f"ok {self.n} - {desc} # SKIP {reason}", flush=True)
+
+    def finish(self):
+        if self.n == 0:
+            self.ok(False, "the test reported nothing")
+        print(f"1..{self.n}", flush=True)
+        if self.failed:
+            self.diag(f"{self.failed} of {self.n} failed")
+        return 1 if self.failed else 0
+
+
+# ---- small helpers -------------------------------------------------------------
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+def pg_bindir():
+    """Directory of initdb/pg_ctl (not on PATH on Debian)."""
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                  key=lambda d: int(re.sub(r"\D", "", d.split("/")[-2]) or 0))
+    for d in reversed(dirs):
+        if os.path.exists(os.path.join(d, "initdb")):
+            return d
+    path = shutil.which("initdb")
+    if path:
+        return os.path.dirname(path)
+    raise RuntimeError("PostgreSQL server binaries (initdb) not found: apt-get install postgresql")
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def proc_status(pid, field):
+    """A field of /proc/PID/status (e.g. VmRSS in kB) as an int, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def children(pid):
+    """Pids of the live (non-zombie) children of `pid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == pid and rest[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def tail(path, n=40):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+    return "\n".join(lines[-n:])
+
+
+def cleanup_stale():
+    """Removes temporary directories of earlier runs whose owner is gone,
+    stopping the PostgreSQL they started (only a postmaster whose command line
+    names that directory)."""
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), TMP_PREFIX + "*")):
+        try:
+            with open(os.path.join(d, OWNER_FILE)) as f:
+                owner = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(owner):
+            continue
+        for pidfile in glob.glob(os.path.join(d, "*", "postmaster.pid")):
+            try:
+                with open(pidfile) as f:
+                    pm = int(f.readline().strip())
+                with open(f"/proc/{pm}/cmdline", "rb") as f:
+                    cmd = f.read().decode("utf-8", "replace")
+                if d in cmd:
+                    os.kill(pm, signal.SIGQUIT)
+                    for _ in range(50):
+                        if not pid_alive(pm):
+                            break
+                        time.sleep(0.1)
+                    if pid_alive(pm):
+                        os.kill(pm, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- PostgreSQL ------------------------------------------------------------------
+
+
+class Postgres:
+    """A throwaway cluster in its own temporary directory: trust auth, a Unix
+    socket in that directory and 127.0.0.1 on a free port, fsync on."""
+
+    def __init__(self, harness, name="pg"):
+        self.h = harness
+        self.bindir = pg_bindir()
+        self.dir = harness.mkdtemp(name)
+        self.data = os.path.join(self.dir, "data")
+        self.sockdir = self.dir
+        self.logfile = os.path.join(self.dir, "postgres.log")
+        self.port = None
+        self.running = False
+        if is_root():
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._as_pg([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
+                     "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions"],
+                    timeout=120)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\n# test cluster\n"
+                    "listen_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{self.sockdir}'\n"
+                    "fsync = on\n"
+                    "synchronous_commit = on\n"
+                    "shared_buffers = 32MB\n"
+                    "max_connections = 200\n"
+                    "logging_collector = off\n")
+
+    def _as_pg(self, argv, timeout=60, check=True):
+        if is_root():
+            argv = ["runuser", "-u", "postgres", "--"] + argv
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout, cwd="/")
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}):\n{p.stdout}{p.stderr}"
+                               f"\n--- postgres log ---\n{tail(self.logfile)}")
+        return p
+
+    def start(self, port=None):
+        """Starts the cluster (pg_ctl -w). Without `port`: the port it had
+        before, or a free one (retried if someone took it meanwhile)."""
+        tries = 1 if (port or self.port) else 4
+        for attempt in range(tries):
+            p = port or self.port or free_port()
+            r = self._as_pg([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l",
+                             self.logfile, "-w", "-t", "60", "-o", f"-p {p}", "start"],
+                            check=False, timeout=90)
+            if r.returncode == 0:
+                self.port = p
+                self.running = True
+                return
+            if attempt == tries - 1:
+                raise RuntimeError(f"pg_ctl start failed:\n{r.stdout}{r.stderr}\n"
+                                   f"--- postgres log ---\n{tail(self.logfile)}")
+
+    def stop(self, mode="fast"):
+        if not self.running:
+            return
+        self._as_pg([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", mode, "-w",
+                     "-t", "60", "stop"], check=False, timeout=90)
+        self.running = False
+
+    def cleanup(self):
+        try:
+            if self.running:
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db="tgring", password=None):
+        cred = "postgres" + (f":{password}" if password else "")
+        return f"postgresql://{cred}@127.0.0.1:{self.port}/{db}"
+
+    def psql(self, sql, db="tgring", check=True):
+        """Runs `sql`; returns the rows as lists of strings (NULL is '')."""
+        argv = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\x1f",
+                "-h", self.sockdir, "-p", str(self.port), "-U", "postgres", "-d", db, "-c", sql]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            if check:
+                raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
+            return None
+        return [line.split("\x1f") for line in p.stdout.splitlines() if line != ""]
+
+    def scalar(self, sql, db="tgring"):
+        rows = self.psql(sql, db)
+        return rows[0][0] if rows else None
+
+    def createdb(self, name="tgring"):
+        self.psql(f'CREATE DATABASE "{name}"', db="postgres")
+
+
+# ---- tgring ----------------------------------------------------------------------
+
+
+class StartError(Exception):
+    pass
+
+
+class Tgring:
+    """One tgring process with its stderr in a file."""
+
+    def __init__(self, harness, env, args=("serve",), name="tgring", extra_asan=None):
+        self.h = harness
+        self.args = list(args)
+        self.name = name
+        self.env = env
+        self.extra_asan = extra_asan
+        self.proc = None
+        self.port = None
+        self.logfile = None
+        self.returncode = None
+
+    def _env(self):
+        env = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+        env.update(sanitizer_env(self.extra_asan))
+        env.update(self.env)
+        return env
+
+    def start(self, wait=True, timeout=30):
+        """Starts it on a free port (unless TGRING_LISTEN is given) and waits
+        for /health/live. Retries on another port if the first was taken."""
+        fixed = "TGRING_LISTEN" in self.env
+        for attempt in range(1 if fixed else 4):
+            if not fixed:
+                self.port = free_port()
+                self.env = dict(self.env, TGRING_LISTEN=f"127.0.0.1:{self.port}")
+            else:
+                self.port = int(self.env["TGRING_LISTEN"].rsplit(":", 1)[1])
+            self.logfile = self.h.logpath(f"{self.name}-{attempt}.log")
+            self.h.logs.append((self.name, self.logfile))
+            with open(self.logfile, "wb") as err:
+                self.proc = subprocess.Popen([BIN] + self.args, env=self._env(),
+                                             stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                             cwd=self.h.workdir)
+            self.h.procs.append(self)
+            if not wait:
+                return self
+            try:
+                self.wait_live(timeout)
+                return self
+            except StartError:
+                if self.proc.poll() is not None and not fixed and attempt < 3 and \
+                        re.search(r"in use|EADDRINUSE", self.log()):
+                    continue
+                raise
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait_live(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise StartError(f"{self.name} exited with {self.proc.returncode} before "
+                                 f"/health/live answered:\n{self.tail()}")
+            try:
+                if http_get(self.port, "/health/live", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise StartError(f"{self.name}: /health/live not 200 within {timeout} s:\n{self.tail()}")
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = http_get(self.port, "/health/ready", timeout=1)[0]
+                if last == 200:
+                    return True
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.05)
+        return False
+
+    def signal(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Exit code, or None if still running after `timeout` s."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+            return self.returncode
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; SIGKILL past `timeout`. Returns the exit code
+        (negative: killed by that signal; None: had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        self.signal(signal.SIGTERM)
+        rc = self.wait(timeout)
+        if rc is None:
+            self.proc.kill()
+            self.proc.wait()
+        return rc
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (OSError, TypeError):
+            return ""
+
+    def tail(self, n=40):
+        return tail(self.logfile, n)
+
+    def metrics(self):
+        status, _, body = http_get(self.port, "/metrics", timeout=5)
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return parse_metrics(body.decode())
+
+
+def http_get(port, path, timeout=5, host="127.0.0.1"):
+    """Blocking GET on a new connection: (status, headers dict lowercased, body)."""
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, ((label, value), ...)): float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                                         m.group(3) or "")))
+        try:
+            out[(m.group(1), labels)] = float(m.group(4))
+        except ValueError:
+            pass
+    return out
+
+
+def metric(metrics, name, **labels):
+    """Sum of the series `name` whose labels include `labels`; None if none."""
+    total = None
+    want = set(labels.items())
+    for (n, ls), v in metrics.items():
+        if n == name and want <= set(ls):
+            total = (total or 0) + v
+    return total
+
+
+# ---- raw HTTP/1.1 client -------------------------------------------------------
+
+
+class ConnectionClosed(Exception):
+    """The peer closed (or reset) the connection before a whole response."""
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # [(name lowercased, value)]
+        self.body = body
+
+    def header(self, name):
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.headers!r} {self.body[:200]!r}>"
+
+
+def build_request(method, path, body=b"", headers=None, host="127.0.0.1"):
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    hdrs = dict(headers or {})
+    if body or method in ("POST", "PUT"):
+        hdrs.setdefault("Content-Length", str(len(body)))
+    for k, v in hdrs.items():
+        if v is not None:
+            lines.append(f"{k}: {v}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class HttpConn:
+    """One client connection; requests are sequential on it (keep-alive)."""
+
+    def __init__(self, reader, writer, port):
+        self.reader = reader
+        self.writer = writer
+        self.port = port
+        self.closed = False
+
+    @classmethod
+    async def open(cls, port, host="127.0.0.1", timeout=5):
+        r, w = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 20),
+                                      timeout)
+        return cls(r, w, port)
+
+    async def send(self, data):
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, OSError) as e:
+            self.closed = True
+            raise ConnectionClosed(f"send: {e!r}") from e
+
+    async def read_response(self, timeout=10):
+        return await asyncio.wait_for(self._read_response(), timeout)
+
+    async def _read_response(self):
+        while True:
+            try:
+                head = await self.reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as e:
+                self.closed = True
+                raise ConnectionClosed(f"EOF after {len(e.partial)} bytes of a head: "
+                                       f"{e.partial[:200]!r}") from None
+            except (ConnectionError, OSError) as e:
+                self.closed = True
+                raise ConnectionClosed(f"recv: {e!r}") from e
+            lines = head.decode("latin-1").split("\r\n")
+            m = re.match(r"^HTTP/1\.[01] (\d{3}) ?(.*)$", lines[0])
+            if not m:
+                raise ValueError(f"bad status line {lines[0]!r}")
+            status = int(m.group(1))
+            headers = []
+            for line in lines[1:]:
+                if line:
+                    k, _, v = line.partition(":")
+                    headers.append((k.strip().lower(), v.strip()))
+            if 100 <= status < 200:
+                continue
+            resp = Response(status, m.group(2), headers, b"")
+            try:
+                te = resp.header("transfer-encoding")
+                cl = resp.header("content-length")
+                if te and "chunked" in te.lower():
+                    resp.body = await self._read_chunked()
+                elif cl is not None:
+                    resp.body = await self.reader.readexactly(int(cl))
+                elif status in (204, 304):
+                    pass
+                else:
+                    resp.body = await self.reader.read()
+                    self.closed = True
+            except asyncio.IncompleteReadError as e:
+                self.closed = True
+                raise ConnectionClosed(f"EOF in the body of a {status}: {e.partial[:200]!r}")
+            except (ConnectionError, OSError) as e:
+                self.closed = True
+                raise ConnectionClosed(f"recv body: {e!r}") from e
+            conn = (resp.header("connection") or "").lower()
+            if "close" in conn:
+                self.closed = True
+            return resp
+
+    async def _read_chunked(self):
+        body = b""
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while (await self.reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass
+                return body
+            body += await self.reader.readexactly(size)
+            await self.reader.readexactly(2)
+
+    async def request(self, method, path, body=b"", headers=None, timeout=10):
+        await self.send(build_request(method, path, body, headers))
+        return await self.read_response(timeout)
+
+    async def wait_closed(self, timeout=3):
+        """True if the peer closes (EOF or reset) within `timeout` s with no
+        further bytes; False on a timeout or if bytes arrive."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        except asyncio.TimeoutError:
+            return False
+        except (ConnectionError, OSError):
+            self.closed = True
+            return True
+        if data == b"":
+            self.closed = True
+            return True
+        return False
+
+    async def read_to_eof(self, timeout=3):
+        """Reads until the peer closes: (True, bytes read) if it closed within
+        `timeout` s, (False, bytes read so far) otherwise."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False, data
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+            except asyncio.TimeoutError:
+                return False, data
+            except (ConnectionError, OSError):
+                self.closed = True
+                return True, data
+            if chunk == b"":
+                self.closed = True
+                return True, data
+            data += chunk
+
+    def close(self):
+        self.closed = True
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+
+
+class Poster:
+    """Posts updates on one keep-alive connection, reconnecting after the
+    server closed it. Each post returns (outcome, response, seconds): outcome
+    is the status code or one of 'refused', 'closed', 'timeout'."""
+
+    def __init__(self, port, path, secret):
+        self.port = port
+        self.path = path
+        self.secret = secret
+        self.conn = None
+        self.opens = 0  # connections opened so far
+
+    async def post(self, body, timeout=10, secret=None):
+        t0 = time.monotonic()
+        try:
+            if self.conn is None or self.conn.closed:
+                if self.conn:
+                    self.conn.close()
+                self.opens += 1
+                self.conn = await HttpConn.open(self.port, timeout=timeout)
+            resp = await self.conn.request(
+                "POST", self.path, body,
+                {"Content-Type": "application/json",
+                 "X-Telegram-Bot-Api-Secret-Token": secret or self.secret}, timeout=timeout)
+            return resp.status, resp, time.monotonic() - t0
+        except (ConnectionRefusedError,) as e:
+            self._drop()
+            return "refused", e, time.monotonic() - t0
+        except asyncio.TimeoutError as e:
+            self._drop()
+            return "timeout", e, time.monotonic() - t0
+        except (ConnectionClosed, ConnectionError, OSError) as e:
+            self._drop()
+            return "closed", e, time.monotonic() - t0
+
+    def _drop(self):
+        if self.conn:
+            self.conn.close()
+        self.conn = None
+
+    def close(self):
+        self._drop()
+
+
+# ---- updates ---------------------------------------------------------------------
+
+TEXTS = ["/start", "hello", "Привет, мир", "日本語のテキスト", "emoji \U0001F680\U0001F525",
+         "quote \" and backslash \\ and tab\t", "a longer message " * 8, "line1\nline2"]
+
+
+def make_update(update_id, kind="message", chat_id=None, from_id=None, text="hello",
+                rng=random):
+    """A realistic update, compact JSON with update_id first, UTF-8 unescaped.
+    Returns (body bytes, expected (type, chat_id, from_id))."""
+    chat_id = chat_id if chat_id is not None else rng.randrange(1, 2**40)
+    from_id = from_id if from_id is not None else rng.randrange(1, 2**40)
+    date = 1700000000 + update_id % 100000
+    user = {"id": from_id, "is_bot": False, "first_name": "Test", "username": f"u{from_id}",
+            "language_code": "en"}
+    if chat_id < 0:
+        chat = {"id": chat_id, "title": "Group chat", "type": "supergroup"}
+    else:
+        chat = {"id": chat_id, "first_name": "Test", "username": f"u{chat_id}", "type": "private"}
+    msg = {"message_id": update_id % 100000 + 1, "from": user, "chat": chat, "date": date,
+           "text": text}
+    exp_from = from_id
+    if kind == "message":
+        payload = msg
+    elif kind == "edited_message":
+        payload = dict(msg, edit_date=date + 5)
+    elif kind == "channel_post":
+        payload = {"message_id": msg["message_id"], "sender_chat": chat,
+                   "chat": dict(chat, type="channel"), "date": date, "text": text}
+        exp_from = None
+    elif kind == "callback_query":
+        payload = {"id": str(update_id * 7919), "from": user, "message": msg,
+                   "chat_instance": str(chat_id * 31), "data": "btn:1"}
+    elif kind == "poll_answer":
+        payload = {"poll_id": str(update_id), "user": user, "option_ids": [0]}
+        chat_id = None
+    else:
+        raise ValueError(kind)
+    body = json.dumps({"update_id": update_id, kind: payload}, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+    return body, (kind, chat_id, exp_from)
+
+
+# ---- the harness -----------------------------------------------------------------
+
+
+class Harness:
+    def __init__(self, name):
+        self.name = name
+        self.t = Tap()
+        self.procs = []
+        self.pgs = []
+        self.logs = []      # (name, path) of every tgring process and command
+        self.workdir = None
+        self.closed = False
+        cleanup_stale()
+        self.workdir = self.mkdtemp(name)
+
+    def mkdtemp(self, what):
+        d = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{self.name}-{what}-")
+        with open(os.path.join(d, OWNER_FILE), "w") as f:
+            f.write(str(os.getpid()))
+        os.chmod(d, 0o755)
+        return d
+
+    def logpath(self, name):
+        base = os.path.join(self.workdir, name)
+        path, i = base, 1
+        while os.path.exists(path):
+            i += 1
+            path = f"{base}.{i}"
+        return path
+
+    # -- resources
+
+    def postgres(self, db="tgring"):
+        """A started cluster with database `db` created (not migrated)."""
+        pg = Postgres(self, f"pg{len(self.pgs)}")
+        self.pgs.append(pg)
+        pg.start()
+        if db:
+            pg.createdb(db)
+        return pg
+
+    def tgring(self, env, args=("serve",), name=None, wait=True, extra_asan=None):
+        name = name or f"tgring-{'-'.join(args)}{len(self.procs)}"
+        return Tgring(self, env, args, name, extra_asan).start(wait=wait)
+
+    def run(self, args, env, timeout=60, name=None):
+        """Runs `tgring args...` to completion: (exit code, stdout, stderr);
+        the exit code is None if it was killed after `timeout` s."""
+        name = name or "cmd-" + "-".join(a.strip("-") for a in args if a) or "cmd"
+        full = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+        full.update(sanitizer_env())
+        full.update(env)
+        try:
+            p = subprocess.run([BIN] + list(args), env=full, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout, cwd=self.workdir)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired as e:
+            # Killed: report it as no exit code, with whatever it printed.
+            rc, out, err = None, e.stdout or b"", e.stderr or b""
+        out = out.decode("utf-8", "replace")
+        err = err.decode("utf-8", "replace")
+        path = self.logpath(name + ".log")
+        with open(path, "w") as f:
+            f.write(err)
+        self.logs.append((name, path))
+        return rc, out, err
+
+    def migrate(self, url):
+        rc, out, err = self.run(["migrate"], {"DATABASE_URL": url})
+        if rc != 0:
+            raise RuntimeError(f"tgring migrate exited {rc}:\n{out}{err}")
+
+    def serve_env(self, pg, secret=None, **extra):
+        env = {"DATABASE_URL": pg.url(), "TELEGRAM_WEBHOOK_SECRET": secret or random_secret()}
+        env.update({k: str(v) for k, v in extra.items()})
+        return env
+
+    # -- end of test
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for p in self.procs:
+            try:
+                p.stop(timeout=10)
+            except Exception as e:
+                self.t.diag(f"stopping {p.name}: {e!r}")
+        reports = []
+        for name, path in self.logs:
+            text = ""
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+            lines = text.splitlines()
+            bad = [i for i, ln in enumerate(lines) if SANITIZER_RE.search(ln)]
+            if bad:
+                start = max(0, bad[0] - 5)
+                reports.append(f"--- {name} ({path}) ---\n" + "\n".join(lines[start:start + 80]))
+        self.t.ok(not reports, f"no sanitizer report from any of the {len(self.logs)} tgring runs",
+                  "\n".join(reports))
+        if self.t.failed:
+            for p in self.procs:
+                self.t.diag(f"--- last lines of {p.name} (pid {p.proc.pid if p.proc else '-'}, "
+                            f"exit {p.proc.returncode if p.proc else '-'}) ---")
+                self.t.diag(p.tail(40))
+            for pg in self.pgs:
+                self.t.diag(f"--- last lines of {pg.logfile} ---")
+                self.t.diag(tail(pg.logfile, 15))
+        for pg in self.pgs:
+            try:
+                pg.cleanup()
+            except Exception as e:
+                self.t.diag(f"stopping PostgreSQL: {e!r}")
+        if self.workdir and os.environ.get("TGRING_KEEP_LOGS") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif self.workdir:
+            self.t.diag(f"logs kept in {self.workdir}")
+
+
+def random_secret(n=32):
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    return "".join(random.choice(alphabet) for _ in range(n))
+
+
+def _raise_exit(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(main, name=None):
+    """Runs `async def main(h)` with a fresh Harness, then cleans up and exits
+    with the TAP result."""
+    name = name or os.path.splitext(os.path.basename(sys.argv[0]))[0].replace("test_", "")
+    if not os.access(BIN, os.X_OK):
+        print(f"1..0 # SKIP tgring binary not found at {BIN}")
+        sys.exit(77)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_exit)
+    h = Harness(name)
+    atexit.register(h.close)
+    t0 = time.monotonic()
+    try:
+        asyncio.run(main(h))
+    except BaseException as e:  # report and clean up even on Ctrl-C or a kill
+        h.t.ok(False, f"test body finished without an exception ({type(e).__name__})",
+               traceback.format_exc())
+    finally:
+        h.close()
+    h.t.diag(f"{name}: {time.monotonic() - t0:.1f} s")
+    sys.exit(h.t.finish())
