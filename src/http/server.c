@@ -58,6 +58,7 @@ struct http_conn {
     size_t in_len;     /* bytes in `in` */
     size_t in_cap;     /* bytes allocated (counted in the server's budget) */
     size_t head_len;   /* length of the current request's head; 0 until parsed */
+    const char *parsed_at; /* `in` when the head was parsed (its views point there) */
     size_t body_len;   /* body bytes (decoded, for chunked) at in + head_len */
     size_t raw_off;    /* chunked: where undecoded bytes start */
     http_txn_t *txn;   /* NULL when no request is in progress */
@@ -70,7 +71,8 @@ struct http_conn {
     bool lingering;    /* response sent, write side shut, discarding input */
     bool peer_eof;     /* the peer closed its write side or the socket failed */
     bool paused;       /* recv cancelled because enough input is buffered */
-    bool head_timer;   /* the header deadline of the current request is set */
+    bool head_timer;
+    bool overflow;     /* pipelined bytes were dropped: close after the response */   /* the header deadline of the current request is set */
     bool fd_closed;
 };
 
@@ -95,6 +97,7 @@ struct http_server {
 static void conn_process(http_conn_t *c);
 static void conn_maybe_free(http_conn_t *c);
 static void conn_arm_recv(http_conn_t *c);
+static void conn_pause(http_conn_t *c);
 static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags);
 
 /* ---- small helpers ---- */
@@ -292,7 +295,7 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
         met_self()->http_requests[status]++;
     if (c->txn != NULL && c->head_len > 0 && !c->txn->req.keep_alive)
         close = true;
-    if (s->draining || c->peer_eof)
+    if (s->draining || c->peer_eof || c->overflow)
         close = true;
     c->dispatched = false;
 
@@ -350,17 +353,32 @@ static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
     if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
         uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
         if (!c->closing && !c->lingering) {
-            if (inbuf_reserve(c, (size_t)res)) {
-                memcpy(c->in + c->in_len, rx_bufring_buf(&s->bufs, bid), (size_t)res);
-                c->in_len += (size_t)res;
-            } else if (!c->dispatched && c->out == NULL) {
+            size_t n = (size_t)res;
+            if (c->dispatched) {
+                /*
+                 * The application holds views into c->in, so it must not
+                 * move: pipelined bytes only fill the spare room reserved at
+                 * dispatch, reading pauses, and a client that sends more
+                 * than that before its answer is disconnected after it.
+                 */
+                if (c->in_len + n <= c->in_cap) {
+                    memcpy(c->in + c->in_len, rx_bufring_buf(&s->bufs, bid), n);
+                    c->in_len += n;
+                } else {
+                    c->overflow = true;
+                }
+                conn_pause(c);
+            } else if (inbuf_reserve(c, n)) {
+                memcpy(c->in + c->in_len, rx_bufring_buf(&s->bufs, bid), n);
+                c->in_len += n;
+            } else if (c->out == NULL) {
                 rx_bufring_recycle(&s->bufs, bid);
                 /* The server's request buffers are all in use: back off. */
                 http_respond(c, 503, "text/plain", "Retry-After: 1\r\n", "server busy\n", 12,
                              true);
                 return;
             } else {
-                c->closing = true;
+                conn_close(c);
             }
         }
         rx_bufring_recycle(&s->bufs, bid);
@@ -467,6 +485,7 @@ static void conn_process(http_conn_t *c)
             return;
         }
         c->head_len = (size_t)r;
+        c->parsed_at = c->in;
         c->body_len = 0;
         c->raw_off = c->head_len;
         if (req->chunked)
@@ -522,6 +541,19 @@ static void conn_process(http_conn_t *c)
     /* Keep reading pipelined bytes only up to one more head's worth. */
     if (c->in_len > c->head_len + c->body_len + s->opt.limits.max_head)
         conn_pause(c);
+    /* Room for a few pipelined bytes, since the buffer must not move from here on. */
+    inbuf_reserve(c, 2 * RECV_BUFSZ);
+    if (c->in != c->parsed_at) {
+        /*
+         * The buffer grew (and moved) after the head was parsed: the views in
+         * `req` point at the old one. Parsing the same bytes again gives the
+         * same result, now pointing at the new one.
+         */
+        int r = http_parse_request(c->in, c->in_len, &s->opt.limits, req);
+        assert(r == (int)c->head_len);
+        (void)r;
+        c->parsed_at = c->in;
+    }
     c->dispatched = true;
     s->opt.on_request(s, c, req, c->in + c->head_len, c->body_len);
 }
