@@ -13,6 +13,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 /*
@@ -143,13 +144,24 @@ const char *http_reason(int status)
 }
 
 /* What the header lines seen so far imply; folded into `req` at the end. */
+/* What a field name means for the parser; decided when its colon is read. */
+enum field_kind {
+    F_OTHER,
+    F_CONTENT_LENGTH,
+    F_TRANSFER_ENCODING,
+    F_HOST,
+    F_CONNECTION,
+    F_EXPECT,
+};
+
+/* What the field lines seen so far imply; folded into `req` at the end. */
 typedef struct parse_ctx {
-    const char *buf;          /* start of the input */
     const char *end;          /* end of the scanned window (at most max_head bytes) */
     const http_limits_t *lim; /* the caller's limits */
     http_request_t *req;      /* output */
-    int hosts;                /* Host fields seen */
-    bool te_seen;             /* a Transfer-Encoding field was seen */
+    bool cl_seen;             /* a Content-Length field name was read */
+    bool te_seen;             /* a Transfer-Encoding field name was read */
+    bool host_seen;           /* a Host field name was read */
     bool conn_close;          /* Connection lists "close" */
     bool conn_keep_alive;     /* Connection lists "keep-alive" */
 } parse_ctx_t;
@@ -161,51 +173,171 @@ static int fail(http_request_t *req, int status, const char *why)
     return -EBADMSG;
 }
 
-/*
- * Checks the form of a complete request-target: origin-form ("/..."),
- * asterisk-form ("*") or absolute-form ("scheme://authority[/path][?query]"),
- * and sets req->path to the part before '?'. The bytes are already known to
- * be visible ASCII.
- */
-static int check_target(http_request_t *req)
-{
-    const char *t = req->target;
-    size_t n = req->target_len;
+static inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-    if (t[0] == '/') {
-        const char *q = memchr(t, '?', n);
-        req->path = t;
-        req->path_len = q ? (size_t)(q - t) : n;
-        return 0;
+static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* reg-name characters (RFC 3986 3.2.2): unreserved, pct-encoded and sub-delims. */
+static inline bool is_reg_name(char c)
+{
+    return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("-._~%!$&'()*+,;=", c) != NULL);
+}
+
+/* The bytes that can appear in uri-host [":" port], IP literals included. */
+static inline bool is_authority_char(char c)
+{
+    return is_reg_name(c) || c == ':' || c == '[' || c == ']';
+}
+
+/*
+ * Host = uri-host [ ":" port ] (RFC 9110 7.2), where uri-host is a reg-name
+ * (possibly empty) or a bracketed IP literal. RFC 9112 3.2 requires a 400 for
+ * an invalid one; percent-encodings are not decoded, only allowed.
+ */
+static bool valid_host(const char *s, size_t n)
+{
+    size_t i = 0;
+    bool bracket = n > 0 && s[0] == '[';
+    for (i = bracket; i < n; i++) {
+        if (!is_reg_name(s[i]) && !(bracket && s[i] == ':'))
+            break;
     }
-    if (t[0] == '*') {
-        if (n != 1)
+    if (bracket) {
+        if (i == n || s[i] != ']')
+            return false;
+        i++;
+    }
+    if (i == n)
+        return true;
+    if (s[i++] != ':')
+        return false;
+    for (; i < n; i++) {
+        if (!is_digit(s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* States of the request-target scan. */
+enum {
+    T_START,     /* first byte */
+    T_ORIGIN,    /* origin-form: "/" then any visible ASCII */
+    T_ASTERISK,  /* "*", which must stand alone */
+    T_SCHEME,    /* absolute-form: the scheme, letters */
+    T_SLASH1,    /* after "scheme:" */
+    T_SLASH2,    /* after "scheme:/" */
+    T_AUTHORITY, /* after "scheme://", up to "/", "?" or SP */
+    T_PATH,      /* absolute-form path and query */
+};
+
+/* Checks the authority of an absolute-form target, which ends at `p`. */
+static int check_authority(http_request_t *req, const char *a, const char *p)
+{
+    if (p == a)
+        return fail(req, 400, "absolute-form without a host");
+    /* No userinfo either: RFC 9110 4.2.4 says to treat it as an error. */
+    if (!valid_host(a, (size_t)(p - a)))
+        return fail(req, 400, "invalid authority in absolute-form");
+    return 0;
+}
+
+/*
+ * Scans the request-target at *pp up to its SP: origin-form ("/..."),
+ * asterisk-form ("*") or absolute-form ("scheme://authority[/path][?query]").
+ * Each byte is judged as it is read, so a bad form is refused at its first
+ * bad byte. Sets target and path; returns 0 with *pp at the SP, MORE, or
+ * -EBADMSG.
+ */
+static int parse_target(parse_ctx_t *c, const char **pp)
+{
+    http_request_t *req = c->req;
+    const char *t = *pp, *p = *pp, *end = c->end;
+    const char *auth = NULL, *path = t;
+    int st = T_START;
+
+    for (;; p++) {
+        if (p == end)
+            return MORE;
+        char ch = *p;
+        if (ch == ' ' && st != T_START)
+            break;
+        if (ch == '\r')
+            return fail(req, 400,
+                        st == T_START ? "malformed request-target" : "missing HTTP-version");
+        if (!is_vchar(ch)) {
+            if (ch == '\n')
+                return fail(req, 400, "bare LF");
+            if (st == T_START && is_ows(ch))
+                return fail(req, 400, "extra whitespace in the request-line");
+            return fail(req, 400, "malformed request-target");
+        }
+        if ((size_t)(p - t) >= c->lim->max_target)
+            return fail(req, 414, "request-target too long");
+        switch (st) {
+        case T_START:
+            if (ch == '/')
+                st = T_ORIGIN;
+            else if (ch == '*')
+                st = T_ASTERISK;
+            else if (is_alpha(ch))
+                st = T_SCHEME;
+            else
+                return fail(req, 400, "malformed request-target");
+            break;
+        case T_ASTERISK:
             return fail(req, 400, "malformed asterisk-form");
-        req->path = t;
-        req->path_len = 1;
-        return 0;
+        case T_SCHEME:
+            if (ch == ':')
+                st = T_SLASH1;
+            else if (!is_alpha(ch))
+                return fail(req, 400, "unsupported request-target form");
+            break;
+        case T_SLASH1:
+        case T_SLASH2:
+            /* Anything but "//" here is authority-form, for CONNECT through a proxy. */
+            if (ch != '/')
+                return fail(req, 400, "unsupported request-target form");
+            st = st == T_SLASH1 ? T_SLASH2 : T_AUTHORITY;
+            auth = p + 1;
+            break;
+        case T_AUTHORITY:
+            if (ch == '/' || ch == '?') {
+                int r = check_authority(req, auth, p);
+                if (r < 0)
+                    return r;
+                path = p;
+                st = T_PATH;
+            } else if (!is_authority_char(ch)) {
+                return fail(req, 400, "invalid authority in absolute-form");
+            }
+            break;
+        default:
+            break;
+        }
     }
-    /* absolute-form: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
-    size_t i = 1;
-    while (i < n && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-                     (t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' || t[i] == '.'))
-        i++;
-    if (n - i < 3 || memcmp(t + i, "://", 3) != 0) {
-        /* authority-form ("host:port") is only for CONNECT through a proxy. */
+
+    switch (st) {
+    case T_SCHEME:
+    case T_SLASH1:
+    case T_SLASH2:
         return fail(req, 400, "unsupported request-target form");
+    case T_AUTHORITY: {
+        /* "http://h" has an empty path; it routes nowhere. */
+        int r = check_authority(req, auth, p);
+        if (r < 0)
+            return r;
+        path = p;
+        break;
     }
-    i += 3;
-    size_t host = i;
-    while (i < n && t[i] != '/' && t[i] != '?')
-        i++;
-    if (i == host)
-        return fail(req, 400, "malformed absolute-form");
-    /* The path of "http://h" or "http://h?q" is empty; it routes nowhere. */
-    size_t p = i;
-    while (i < n && t[i] != '?')
-        i++;
-    req->path = t + p;
-    req->path_len = i - p;
+    default:
+        break;
+    }
+    req->target = t;
+    req->target_len = (size_t)(p - t);
+    const char *q = memchr(path, '?', (size_t)(p - path));
+    req->path = path;
+    req->path_len = (size_t)((q ? q : p) - path);
+    *pp = p;
     return 0;
 }
 
@@ -245,26 +377,9 @@ static int parse_request_line(parse_ctx_t *c, const char **pp)
     p++;
 
     /* request-target SP */
-    const char *t = p;
-    if (p == end)
-        return MORE;
-    if (is_ows(*p))
-        return fail(req, 400, "extra whitespace in the request-line");
-    if (*p != '/' && *p != '*' && !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-        return fail(req, 400, *p == '\n' ? "bare LF" : "malformed request-target");
-    while (p < end && *p != ' ') {
-        if (*p == '\r')
-            return fail(req, 400, "missing HTTP-version");
-        if (!is_vchar(*p))
-            return fail(req, 400, *p == '\n' ? "bare LF" : "malformed request-target");
-        if ((size_t)(p - t) >= c->lim->max_target)
-            return fail(req, 414, "request-target too long");
-        p++;
-    }
-    if (p == end)
-        return MORE;
-    req->target = t;
-    req->target_len = (size_t)(p - t);
+    int r = parse_target(c, &p);
+    if (r != 0)
+        return r;
     p++;
 
     /* HTTP-version CRLF, checked byte by byte so garbage is refused early. */
@@ -275,41 +390,84 @@ static int parse_request_line(parse_ctx_t *c, const char **pp)
         if (p == end)
             return MORE;
         char want = i < 5 ? version[i] : i == 6 ? '.' : i == 8 ? '\r' : i == 9 ? '\n' : 0;
-        if (want == 0 ? (*p >= '0' && *p <= '9') : *p == want)
+        if (want == 0 ? is_digit(*p) : *p == want) {
+            if (i == 7 && (v[5] != '1' || (v[7] != '0' && v[7] != '1')))
+                return fail(req, 505, "unsupported HTTP version");
             continue;
+        }
         if (*p == '\n')
             return fail(req, 400, "bare LF");
         return fail(req, 400, i == 9 ? "bare CR" : "malformed HTTP-version");
     }
-    if (v[5] != '1' || (v[7] != '0' && v[7] != '1'))
-        return fail(req, 505, "unsupported HTTP version");
     req->minor_version = v[7] - '0';
-
-    int r = check_target(req);
-    if (r < 0)
-        return r;
     *pp = p;
     return 0;
 }
 
-static int on_content_length(parse_ctx_t *c, const http_header_t *h)
+/*
+ * Called when a field name's colon is read: what the name is, and the checks
+ * that need only the name (so that they happen as early as they can).
+ * Returns the field_kind or -EBADMSG.
+ */
+static int on_field_name(parse_ctx_t *c, const char *name, size_t len)
 {
     http_request_t *req = c->req;
-    if (req->content_length >= 0)
-        return fail(req, 400, "duplicate Content-Length");
-    if (c->te_seen)
-        return fail(req, 400, "Content-Length with Transfer-Encoding");
-    if (h->value_len == 0)
+    if (http_token_eq(name, len, "content-length")) {
+        if (c->cl_seen)
+            return fail(req, 400, "duplicate Content-Length");
+        if (c->te_seen)
+            return fail(req, 400, "Content-Length with Transfer-Encoding");
+        c->cl_seen = true;
+        return F_CONTENT_LENGTH;
+    }
+    if (http_token_eq(name, len, "transfer-encoding")) {
+        if (req->minor_version == 0)
+            return fail(req, 400, "Transfer-Encoding in HTTP/1.0");
+        if (c->cl_seen)
+            return fail(req, 400, "Content-Length with Transfer-Encoding");
+        c->te_seen = true;
+        return F_TRANSFER_ENCODING;
+    }
+    if (http_token_eq(name, len, "host")) {
+        if (c->host_seen)
+            return fail(req, 400, "duplicate Host");
+        c->host_seen = true;
+        return F_HOST;
+    }
+    if (http_token_eq(name, len, "connection"))
+        return F_CONNECTION;
+    if (http_token_eq(name, len, "expect"))
+        return F_EXPECT;
+    return F_OTHER;
+}
+
+/*
+ * Content-Length = 1*DIGIT, with OWS around it already allowed by the field
+ * syntax. Judged byte by byte: `digits` counts the digits so far, `*after`
+ * says OWS followed them. Returns 0 or -EBADMSG.
+ */
+static int content_length_byte(http_request_t *req, char ch, size_t *digits, bool *after)
+{
+    if (is_ows(ch)) {
+        *after = true;
+        return 0;
+    }
+    if (!is_digit(ch) || *after)
+        return fail(req, 400, "invalid Content-Length");
+    if (++*digits > HTTP_MAX_CL_DIGITS)
+        return fail(req, 400, "Content-Length too long");
+    return 0;
+}
+
+/* At the end of a Content-Length value of `digits` digits (at most 18). */
+static int on_content_length(parse_ctx_t *c, const char *value, size_t digits)
+{
+    http_request_t *req = c->req;
+    if (digits == 0)
         return fail(req, 400, "empty Content-Length");
     int64_t n = 0;
-    for (size_t i = 0; i < h->value_len; i++) {
-        char d = h->value[i];
-        if (d < '0' || d > '9')
-            return fail(req, 400, "invalid Content-Length");
-        if (i == HTTP_MAX_CL_DIGITS)
-            return fail(req, 400, "Content-Length too long");
-        n = n * 10 + (d - '0');
-    }
+    for (size_t i = 0; i < digits; i++)
+        n = n * 10 + (value[i] - '0');
     if ((uint64_t)n > c->lim->max_body)
         return fail(req, 413, "Content-Length over the body limit");
     req->content_length = n;
@@ -324,12 +482,6 @@ static int on_content_length(parse_ctx_t *c, const http_header_t *h)
 static int on_transfer_encoding(parse_ctx_t *c, const http_header_t *h)
 {
     http_request_t *req = c->req;
-    if (req->minor_version == 0)
-        return fail(req, 400, "Transfer-Encoding in HTTP/1.0");
-    if (req->content_length >= 0)
-        return fail(req, 400, "Content-Length with Transfer-Encoding");
-    c->te_seen = true;
-
     bool any = false, unknown = false, not_last = false;
     const char *p = h->value, *end = h->value + h->value_len;
     while (p < end) {
@@ -370,7 +522,11 @@ static int on_transfer_encoding(parse_ctx_t *c, const http_header_t *h)
     return 0;
 }
 
-/* Connection is a comma list of tokens; only close and keep-alive matter here. */
+/*
+ * Connection is a comma list of tokens (RFC 9110 7.6.1); only close and
+ * keep-alive matter here. An element that is not a token is not keep-alive,
+ * but one that starts with the token close still closes: closing is safe.
+ */
 static void on_connection(parse_ctx_t *c, const http_header_t *h)
 {
     const char *p = h->value, *end = h->value + h->value_len;
@@ -378,35 +534,41 @@ static void on_connection(parse_ctx_t *c, const http_header_t *h)
         while (p < end && (is_ows(*p) || *p == ','))
             p++;
         const char *tok = p;
-        while (p < end && *p != ',' && !is_ows(*p))
+        while (p < end && is_tchar(*p))
             p++;
         size_t n = (size_t)(p - tok);
+        while (p < end && is_ows(*p))
+            p++;
         if (http_token_eq(tok, n, "close"))
             c->conn_close = true;
-        else if (http_token_eq(tok, n, "keep-alive"))
+        else if ((p == end || *p == ',') && http_token_eq(tok, n, "keep-alive"))
             c->conn_keep_alive = true;
         while (p < end && *p != ',')
             p++;
     }
 }
 
-/* Applies what a complete field line means for framing and connection use. */
-static int on_header(parse_ctx_t *c, const http_header_t *h)
+/* Applies what a complete field line means, once its CRLF has been read. */
+static int on_field(parse_ctx_t *c, int kind, const http_header_t *h)
 {
-    if (http_token_eq(h->name, h->name_len, "content-length"))
-        return on_content_length(c, h);
-    if (http_token_eq(h->name, h->name_len, "transfer-encoding"))
+    switch (kind) {
+    case F_TRANSFER_ENCODING:
         return on_transfer_encoding(c, h);
-    if (http_token_eq(h->name, h->name_len, "host")) {
-        if (c->hosts++ > 0)
-            return fail(c->req, 400, "duplicate Host");
-    } else if (http_token_eq(h->name, h->name_len, "connection")) {
+    case F_HOST:
+        if (!valid_host(h->value, h->value_len))
+            return fail(c->req, 400, "invalid Host");
+        return 0;
+    case F_CONNECTION:
         on_connection(c, h);
-    } else if (http_token_eq(h->name, h->name_len, "expect")) {
-        if (http_token_eq(h->value, h->value_len, "100-continue"))
+        return 0;
+    case F_EXPECT:
+        /* RFC 9110 10.1.1: a 100-continue expectation in HTTP/1.0 is ignored. */
+        if (c->req->minor_version == 1 && http_token_eq(h->value, h->value_len, "100-continue"))
             c->req->expect_continue = true;
+        return 0;
+    default:
+        return 0;
     }
-    return 0;
 }
 
 /*
@@ -451,19 +613,35 @@ static int parse_fields(parse_ctx_t *c, const char **pp)
         if (p == name)
             return fail(req, 400, "empty field name");
         size_t name_len = (size_t)(p - name);
+        int kind = on_field_name(c, name, name_len);
+        if (kind < 0)
+            return kind;
         p++;
 
         while (p < end && is_ows(*p))
             p++;
         const char *value = p, *value_end = p;
-        while (p < end && *p != '\r') {
+        size_t digits = 0;
+        bool after = false;
+        for (; p < end && *p != '\r'; p++) {
             if (!is_field_char(*p))
                 return fail(req, 400, *p == '\n' ? "bare LF" : "control character in field value");
-            p++;
-            if (!is_ows(p[-1]))
-                value_end = p;
+            if (kind == F_CONTENT_LENGTH) {
+                int r = content_length_byte(req, *p, &digits, &after);
+                if (r < 0)
+                    return r;
+            }
+            if (!is_ows(*p))
+                value_end = p + 1;
         }
-        if (p == end || p + 1 == end)
+        if (p == end)
+            return MORE;
+        if (kind == F_CONTENT_LENGTH) {
+            int r = on_content_length(c, value, digits);
+            if (r < 0)
+                return r;
+        }
+        if (p + 1 == end)
             return MORE;
         if (p[1] != '\n')
             return fail(req, 400, "bare CR");
@@ -474,7 +652,7 @@ static int parse_fields(parse_ctx_t *c, const char **pp)
         h->name_len = name_len;
         h->value = value;
         h->value_len = (size_t)(value_end - value);
-        int r = on_header(c, h);
+        int r = on_field(c, kind, h);
         if (r < 0)
             return r;
     }
@@ -494,11 +672,11 @@ int http_parse_request(const char *buf, size_t len, const http_limits_t *lim, ht
     /*
      * Only the first max_head bytes are looked at: a head that has not ended
      * by then is refused whatever follows, and bytes past the head belong to
-     * the body or the next request.
+     * the body or the next request. The cap also keeps the result in an int.
      */
+    size_t max_head = lim->max_head < INT_MAX ? lim->max_head : INT_MAX;
     parse_ctx_t c = {
-        .buf = buf,
-        .end = buf + (len < lim->max_head ? len : lim->max_head),
+        .end = buf + (len < max_head ? len : max_head),
         .lim = lim,
         .req = req,
     };
@@ -509,12 +687,12 @@ int http_parse_request(const char *buf, size_t len, const http_limits_t *lim, ht
     if (r < 0)
         return r;
     if (r == MORE) {
-        if (len >= lim->max_head)
+        if (len >= max_head)
             return fail(req, 431, "request head too large");
         return -EAGAIN;
     }
 
-    if (req->minor_version == 1 && c.hosts == 0)
+    if (req->minor_version == 1 && !c.host_seen)
         return fail(req, 400, "missing Host");
     if (req->minor_version == 1)
         req->keep_alive = !c.conn_close;

@@ -131,11 +131,11 @@ static void run(const uint8_t *data, size_t size, const http_limits_t *lim)
               req.status == 501 || req.status == 505);
     }
     /* Every prefix of small inputs; a spread of them and the edges of the head for larger. */
-    if (size <= 300) {
+    if (size <= 96) {
         for (size_t k = 0; k < size; k++)
             check_prefix(data, k, lim, r, &req);
     } else {
-        for (size_t k = 0; k < size; k += size / 61 + 1)
+        for (size_t k = 0; k < size; k += size / 23 + 1)
             check_prefix(data, k, lim, r, &req);
         if (r > 0) {
             check_prefix(data, (size_t)r - 1, lim, r, &req);

@@ -150,6 +150,12 @@ static const struct good goods[] = {
     {"HTTP/1.1 close in a second Connection field",
      "GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nconnection: close\r\n\r\n", "GET", "/",
      1, -1, false, false},
+    {"HTTP/1.0 keep-alive that is not a token",
+     "GET / HTTP/1.0\r\nConnection: keep-alive x, keep-alive\"\r\n\r\n", "GET", "/", 0, -1, false,
+     false},
+    {"HTTP/1.1 close followed by junk still closes",
+     "GET / HTTP/1.1\r\nHost: a\r\nConnection: close \"x\"\r\n\r\n", "GET", "/", 1, -1, false,
+     false},
     {"HTTP/1.1 closer is not close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: closer\r\n\r\n",
      "GET", "/", 1, -1, false, true},
     {"query string", "GET /a/b?x=1&y=/z?w HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/a/b", 1, -1, false,
@@ -193,6 +199,12 @@ static const struct good goods[] = {
      "!#$%&'*+-.^_`|~0aZ", "/x", 1, -1, false, true},
     {"colon in a value", "GET / HTTP/1.1\r\nHost: example.com:8443\r\n\r\n", "GET", "/", 1, -1,
      false, true},
+    {"Host IP literal", "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "GET", "/", 1, -1, false,
+     true},
+    {"Host with an empty port", "GET / HTTP/1.1\r\nHost: a:\r\n\r\n", "GET", "/", 1, -1, false,
+     true},
+    {"Host reg-name characters", "GET / HTTP/1.1\r\nHost: A-z.0_9~%20!$&'()*+,;=:443\r\n\r\n",
+     "GET", "/", 1, -1, false, true},
     {"visible ASCII in the target",
      "GET /a%20b;c=d/~e!$&'()*+,:@[]{}|^`\"<>\\ HTTP/1.1\r\nHost: a\r\n\r\n", "GET",
      "/a%20b;c=d/~e!$&'()*+,:@[]{}|^`\"<>\\", 1, -1, false, true},
@@ -242,18 +254,20 @@ static void test_fields(void)
     h = http_find_header(&req, "x-f");
     ok(h != NULL && h->value_len == 0 && req.num_headers == 3, "OWS-only value is empty");
 
-    parse("GET / HTTP/1.1\r\nHost:  a b  \r\nA: 1\r\nB: 2\r\na: 3\r\n\r\n", &req);
-    ok(req.num_headers == 4 && view_eq(req.headers[1].name, req.headers[1].name_len, "A") &&
+    parse("GET / HTTP/1.1\r\nX-S:  a b  \r\nA: 1\r\nB: 2\r\na: 3\r\nHost: h\r\n\r\n", &req);
+    ok(req.num_headers == 5 && view_eq(req.headers[1].name, req.headers[1].name_len, "A") &&
            view_eq(req.headers[3].value, req.headers[3].value_len, "3"),
        "fields kept in order");
     h = http_find_header(&req, "a");
     ok(h == &req.headers[1], "http_find_header returns the first match");
     ok(http_find_header(&req, "missing") == NULL, "http_find_header: absent is NULL");
-    h = http_find_header(&req, "HOST");
+    h = http_find_header(&req, "x-s");
     ok(h != NULL && view_eq(h->value, h->value_len, "a b"), "leading and trailing SP stripped");
 
     parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n", &req);
     ok(req.expect_continue, "Expect: 100-continue is seen");
+    parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", &req);
+    ok(!req.expect_continue, "Expect: 100-continue is ignored in HTTP/1.0");
     parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continuex\r\n\r\n", &req);
     ok(!req.expect_continue, "other Expect values are not 100-continue");
     parse("POST / HTTP/1.1\r\nHost: a\r\n\r\n", &req);
@@ -343,13 +357,16 @@ static const struct bad bads[] = {
     B("GET /\x01 HTTP/1.1\r\n" H "\r\n", 400, "malformed request-target"),
     B("GET a.b HTTP/1.1\r\n" H "\r\n", 400, "unsupported request-target form"),
     B("GET http:/x HTTP/1.1\r\n" H "\r\n", 400, "unsupported request-target form"),
-    B("GET http:// HTTP/1.1\r\n" H "\r\n", 400, "malformed absolute-form"),
-    B("GET http:///x HTTP/1.1\r\n" H "\r\n", 400, "malformed absolute-form"),
+    B("GET http:// HTTP/1.1\r\n" H "\r\n", 400, "absolute-form without a host"),
+    B("GET http:///x HTTP/1.1\r\n" H "\r\n", 400, "absolute-form without a host"),
     B("GET *x HTTP/1.1\r\n" H "\r\n", 400, "malformed asterisk-form"),
     B("GET ?x HTTP/1.1\r\n" H "\r\n", 400, "malformed request-target"),
     B("GET 1http://a/ HTTP/1.1\r\n" H "\r\n", 400, "malformed request-target"),
     B("GET h_t://a/ HTTP/1.1\r\n" H "\r\n", 400, "unsupported request-target form"),
-    B("GET http://?q HTTP/1.1\r\n" H "\r\n", 400, "malformed absolute-form"),
+    B("GET http://?q HTTP/1.1\r\n" H "\r\n", 400, "absolute-form without a host"),
+    B("GET http://a\"b/ HTTP/1.1\r\n" H "\r\n", 400, "invalid authority in absolute-form"),
+    B("GET http://u:p@a/ HTTP/1.1\r\n" H "\r\n", 400, "invalid authority in absolute-form"),
+    B("GET http://a:80x/ HTTP/1.1\r\n" H "\r\n", 400, "invalid authority in absolute-form"),
     B("GET /a\r\n" H "\r\n", 400, "missing HTTP-version"),
     B("CONNECT example.com:443 HTTP/1.1\r\n" H "\r\n", 400, "unsupported request-target form"),
     /* line endings */
@@ -444,11 +461,41 @@ static const struct bad bads[] = {
       "malformed Transfer-Encoding"),
     B("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\xff\r\n\r\n", 400,
       "malformed Transfer-Encoding"),
+    /* refused before the line ends */
+    B("POST / HTTP/1.1\r\nContent-Length: 1x", 400, "invalid Content-Length"),
+    B("POST / HTTP/1.1\r\nContent-Length: 1 2", 400, "invalid Content-Length"),
+    B("POST / HTTP/1.1\r\nContent-Length: 1234567890123456789", 400, "Content-Length too long"),
+    B("POST / HTTP/1.1\r\nContent-Length: \r", 400, "empty Content-Length"),
+    B("POST / HTTP/1.1\r\nContent-Length: 1048577\r", 413, "Content-Length over the body limit"),
+    B("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length:", 400, "duplicate Content-Length"),
+    B("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding:", 400,
+      "Content-Length with Transfer-Encoding"),
+    B("POST / HTTP/1.0\r\nTransfer-Encoding:", 400, "Transfer-Encoding in HTTP/1.0"),
+    B("GET / HTTP/1.1\r\nHost: a\r\nHost:", 400, "duplicate Host"),
+    B("GET / HTTP/0.1", 505, "unsupported HTTP version"),
+    B("GET / HTTP/1.a", 400, "malformed HTTP-version"),
+    B("GET h2", 400, "unsupported request-target form"),
+    B("GET http:x", 400, "unsupported request-target form"),
+    B("GET http:/x", 400, "unsupported request-target form"),
+    B("GET http:// ", 400, "absolute-form without a host"),
+    B("GET http://a@", 400, "invalid authority in absolute-form"),
+    B("GET http://a:8x/", 400, "invalid authority in absolute-form"),
+    B("GET *a", 400, "malformed asterisk-form"),
+    B("GET /a\r", 400, "missing HTTP-version"),
     /* Host */
     B("GET / HTTP/1.1\r\n\r\n", 400, "missing Host"),
     B("GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", 400, "missing Host"),
     B("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400, "duplicate Host"),
     B("GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n", 400, "duplicate Host"),
+    B("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: a:80:81\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n", 400, "invalid Host"),
+    B("GET / HTTP/1.0\r\nHost: a\tb\r\n\r\n", 400, "invalid Host"),
 };
 
 /* A printable form of s[0..n) for test names, cut to fit out[size]. */
