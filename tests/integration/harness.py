@@ -187,6 +187,16 @@ def children(pid):
     return sorted(out)
 
 
+def _die_with_parent():
+    """In the child before exec: get SIGKILL when the test process dies, so
+    that a killed test leaves no tgring behind."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def tail(path, n=40):
     try:
         with open(path, "rb") as f:
@@ -366,7 +376,7 @@ class Tgring:
             with open(self.logfile, "wb") as err:
                 self.proc = subprocess.Popen([BIN] + self.args, env=self._env(),
                                              stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                             cwd=self.h.workdir)
+                                             cwd=self.h.workdir, preexec_fn=_die_with_parent)
             self.h.procs.append(self)
             if not wait:
                 return self
