@@ -6,6 +6,7 @@ otherwise), version, --help (names every variable) and an unknown command."""
 import glob
 import os
 import re
+import signal
 import time
 
 import harness
@@ -93,8 +94,9 @@ async def main(h):
     t.ok(ok, "tgring healthcheck while the database is down: exit 1", f"last exit {rc}: {err}")
     pg.start()
     t.ok(srv.wait_ready(20), "ready again after the database is back")
-    rc = srv.stop()
-    t.eq(rc, 0, "tgring exits 0 on SIGTERM")
+    srv.signal(signal.SIGINT)
+    rc = srv.wait(15)
+    t.eq(rc, 0, "tgring exits 0 on SIGINT")
     rc, out, err = h.run(["healthcheck"], listen, timeout=30)
     t.eq(rc, 1, "tgring healthcheck with nothing listening: exit 1", err)
 

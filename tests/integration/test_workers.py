@@ -136,5 +136,41 @@ async def main(h):
     for k in left:
         os.kill(k, 9)
 
+    # A worker that dies must not leave a half-served port behind: either it
+    # is replaced, or the whole server stops with a non-zero exit (and the
+    # container's restart policy starts it again).
+    srv = h.tgring(h.serve_env(pg, secret, TGRING_WORKERS=2, TGRING_SHUTDOWN_TIMEOUT_MS=3000))
+    kids = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(kids) < 2:
+        kids = harness.children(srv.pid)
+        await asyncio.sleep(0.1)
+    victim = kids[0] if kids else None
+    t.ok(victim is not None, "two workers again")
+    if victim is None:
+        return
+    os.kill(victim, 9)
+    deadline = time.monotonic() + 10
+    now = []
+    rc = None
+    while time.monotonic() < deadline:
+        rc = srv.proc.poll()
+        now = harness.children(srv.pid) if rc is None else []
+        if rc is not None or (len(now) == 2 and victim not in now):
+            break
+        await asyncio.sleep(0.1)
+    if rc is None:
+        t.ok(len(now) == 2 and victim not in now, "the killed worker is replaced",
+             f"before {kids}, killed {victim}, now {now}")
+        t.ok(srv.wait_ready(15), "and the server is ready again")
+    else:
+        t.ok(rc != 0, "the server stops with a non-zero exit when a worker dies", f"exit {rc}")
+        other = [k for k in kids if k != victim]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(harness.pid_alive(k) for k in other):
+            await asyncio.sleep(0.1)
+        t.ok(not any(harness.pid_alive(k) for k in other), "and the other worker is gone too")
+        t.diag(f"a dead worker stopped the server (exit {rc})")
+
 
 harness.run(main)
