@@ -9,14 +9,18 @@
  * [0, 2^53), the type agrees with its name, and every view lies inside the
  * input between quotes; on failure the output is cleared.
  *
- * Built by hand with -DTG_FUZZ_JANSSON and -ljansson, it also checks that the
- * JSON verdict agrees with jansson's (see tests/unit/tg/test_update_jansson.c).
+ * The target includes update.c rather than calling it through tg_lib, so that
+ * libFuzzer's coverage instrumentation, which only the target's own
+ * translation unit gets, sees the code under test. Built by hand with
+ * -DTG_FUZZ_JANSSON and -ljansson, it also checks that the JSON verdict agrees
+ * with jansson's (see tests/unit/tg/test_update_jansson.c):
+ *   clang -g -O1 -DJSMN_STRICT -DJSMN_PARENT_LINKS -DTG_FUZZ_JANSSON -Iinclude \
+ *     -fsanitize=fuzzer,address,undefined tests/fuzz/fuzz_update.c -ljansson
  */
-#ifdef TG_FUZZ_JANSSON
 #include "../../src/tg/update.c"
+
+#ifdef TG_FUZZ_JANSSON
 #include <jansson.h>
-#else
-#include "tg.h"
 #endif
 
 #include <errno.h>
