@@ -56,7 +56,7 @@ typedef struct tg_update_info {
     const char *chat_type; /* "private", "group", "supergroup", "channel"; NULL if none */
     size_t chat_type_len;
     bool has_from;
-    int64_t from_id;       /* payload.from.id (poll_answer: user.id) */
+    int64_t from_id;       /* payload.from.id (poll_answer, message_reaction: user.id) */
 } tg_update_info_t;
 
 /* Scratch space for the JSON tokenizer, owned by the caller and reused. */
@@ -68,10 +68,14 @@ typedef struct tg_json_scratch {
 /*
  * Checks that body[0..len) is one strict JSON value (RFC 8259: valid UTF-8,
  * no control bytes in strings, valid escapes, numbers and literals, nothing
- * after the value but whitespace), that it is an object with an integer
- * "update_id" in [0, 2^53), and extracts `out`. No heap allocation.
- * Returns 0; -EBADMSG for malformed JSON or a missing/invalid update_id;
- * -E2BIG when the body has more tokens than s->ntok (the caller answers 413).
+ * after the value but whitespace), nested at most 64 deep, that it is an
+ * object with an integer "update_id" in [0, 2^53), and extracts `out`.
+ * Keys are compared as raw bytes: a key spelt with escapes is not recognised.
+ * No heap allocation; work linear in len.
+ * Returns 0; -EBADMSG for malformed JSON, nesting deeper than 64 or a
+ * missing/invalid update_id; -E2BIG when the body has more tokens than
+ * s->ntok, len > INT_MAX or there is no token array (the caller answers 413).
+ * On failure *out is cleared.
  */
 int tg_update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_update_info_t *out);
 
