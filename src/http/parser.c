@@ -263,7 +263,7 @@ static int parse_target(parse_ctx_t *c, const char **pp)
             break;
         if (ch == '\r')
             return fail(req, 400,
-                        st == T_START ? "malformed request-target" : "missing HTTP-version");
+                        st == T_START ? "missing request-target" : "missing HTTP-version");
         if (!is_vchar(ch)) {
             if (ch == '\n')
                 return fail(req, 400, "bare LF");

@@ -51,16 +51,34 @@ struct allowed {
 
 #define LAX ((1u << ACCEPT) | (1u << INCOMPLETE))
 
+/* Finds `name` (with its CRLF before and colon after) in buf; the offset after it, or 0. */
+static size_t find_field(const char *buf, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i + n <= len; i++) {
+        if (http_token_eq(buf + i, n, name))
+            return i + n;
+    }
+    return 0;
+}
+
 /* The input has a Transfer-Encoding field name, complete or not. */
 static bool te_named(const http_request_t *req, const char *buf, size_t len)
 {
-    static const char name[] = "\r\ntransfer-encoding:";
-    size_t n = sizeof(name) - 1;
-    for (size_t i = 0; i + n <= len; i++) {
-        if (http_token_eq(buf + i, n, name))
-            return true;
-    }
-    return false;
+    return find_field(buf, len, "\r\ntransfer-encoding:") != 0;
+}
+
+/* A Content-Length whose digits are followed by HTAB. */
+static bool cl_trailing_htab(const http_request_t *req, const char *buf, size_t len)
+{
+    size_t i = find_field(buf, len, "\r\ncontent-length:");
+    if (i == 0)
+        return false;
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t'))
+        i++;
+    while (i < len && buf[i] >= '0' && buf[i] <= '9')
+        i++;
+    return i < len && buf[i] == '\t';
 }
 
 /* A Transfer-Encoding field line whose value is followed by HTAB. */
@@ -131,6 +149,8 @@ static const struct allowed allowed[] = {
     {REJECT, LAX, 400, "invalid authority in absolute-form", -1, NULL, "authority syntax"},
     /* RFC 9112 3.2.4: asterisk-form is exactly "*"; llhttp takes any "*..." target. */
     {REJECT, LAX, 400, "malformed asterisk-form", -1, NULL, "asterisk-form is one byte"},
+    /* llhttp takes "CONNECT" CRLF as a request with an empty target. */
+    {REJECT, LAX, 400, "missing request-target", -1, NULL, "targets are not empty"},
     /* A request-line without a version is HTTP/0.9, which llhttp still parses. */
     {REJECT, LAX, 400, "missing HTTP-version", -1, NULL, "no HTTP/0.9"},
     /* Both refuse these, llhttp only further on. */
@@ -150,9 +170,14 @@ static const struct allowed allowed[] = {
     {INCOMPLETE, 1u << REJECT, 0, NULL, HPE_INVALID_METHOD, NULL, "extension methods are tokens"},
     /*
      * RFC 9110 5.5: OWS around a field value is not part of it, so
-     * "chunked<HTAB>" is chunked. llhttp trims SP but not HTAB there.
+     * "chunked<HTAB>" is chunked and "5<HTAB>" is 5. llhttp trims SP but not
+     * HTAB there.
      */
     {ACCEPT, 1u << REJECT, 0, NULL, HPE_INVALID_TRANSFER_ENCODING, te_trailing_htab,
+     "HTAB after a value is OWS"},
+    {ACCEPT, 1u << REJECT, 0, NULL, HPE_INVALID_CONTENT_LENGTH, cl_trailing_htab,
+     "HTAB after a value is OWS"},
+    {INCOMPLETE, 1u << REJECT, 0, NULL, HPE_INVALID_CONTENT_LENGTH, cl_trailing_htab,
      "HTAB after a value is OWS"},
 };
 

@@ -482,6 +482,7 @@ static const struct bad bads[] = {
     B("GET http://a:8x/", 400, "invalid authority in absolute-form"),
     B("GET *a", 400, "malformed asterisk-form"),
     B("GET /a\r", 400, "missing HTTP-version"),
+    B("GET \r\n" H "\r\n", 400, "missing request-target"),
     /* Host */
     B("GET / HTTP/1.1\r\n\r\n", 400, "missing Host"),
     B("GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", 400, "missing Host"),
