@@ -56,6 +56,15 @@ typedef struct cfg {
     unsigned idle_timeout_ms;   /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
                                    idle */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
+    /* Sending to the Bot API. */
+    char *rate_global;          /* TELEGRAM_RATE_GLOBAL, default "30/s" ("<n>/s|min[,burst=<b>]") */
+    char *rate_chat;            /* TELEGRAM_RATE_CHAT, default "1/s,burst=3" */
+    char *rate_group;           /* TELEGRAM_RATE_GROUP, default "20/min" */
+    char *allowed_updates;      /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
+    unsigned webhook_max_connections; /* TELEGRAM_WEBHOOK_MAX_CONNECTIONS, 1..100, default 40 */
+    unsigned api_connections;   /* TGRING_API_CONNECTIONS, 1..64, default 8 */
+    unsigned send_attempts;     /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */
+    unsigned outbox_lease_ms;   /* TGRING_OUTBOX_LEASE_MS, 1000..3600000, default 30000 */
 } cfg_t;
 
 /*

@@ -36,6 +36,15 @@ typedef struct met_slot {
     uint64_t db_connected;            /* gauge 0/1 */
     uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */
     uint64_t resident_memory_bytes;   /* gauge, refreshed by met_sample_rss() */
+    uint64_t outbox_sent;             /* tgring_outbox_sent_total */
+    uint64_t outbox_retried;          /* rows put back with a delay */
+    uint64_t outbox_failed;           /* rows marked failed */
+    uint64_t outbox_limited;          /* 429 answers from the Bot API */
+    uint64_t botapi_transport_errors; /* calls without an answer (timeouts, resets, TLS) */
+    uint64_t botapi_connections_open; /* gauge, copied from the pool's counters */
+    uint64_t tls_handshakes_full;     /* copied from the pool's counters */
+    uint64_t tls_handshakes_resumed;
+    uint64_t tls_failures;            /* certificate or handshake failures */
     uint64_t pid;                     /* the worker's pid, 0 for an unused slot */
 } met_slot_t;
 

@@ -50,6 +50,10 @@ static const cfg_num_t cfg_nums[] = {
     {"TGRING_BODY_TIMEOUT_MS", offsetof(cfg_t, body_timeout_ms), 0, 30000, 1, 600000},
     {"TGRING_IDLE_TIMEOUT_MS", offsetof(cfg_t, idle_timeout_ms), 0, 75000, 1, 3600000},
     {"TGRING_SHUTDOWN_TIMEOUT_MS", offsetof(cfg_t, shutdown_timeout_ms), 0, 10000, 0, 600000},
+    {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", offsetof(cfg_t, webhook_max_connections), 0, 40, 1, 100},
+    {"TGRING_API_CONNECTIONS", offsetof(cfg_t, api_connections), 0, 8, 1, 64},
+    {"TGRING_SEND_ATTEMPTS", offsetof(cfg_t, send_attempts), 0, 8, 1, 100},
+    {"TGRING_OUTBOX_LEASE_MS", offsetof(cfg_t, outbox_lease_ms), 0, 30000, 1000, 3600000},
 };
 
 /* One line of the help text. */
@@ -61,8 +65,8 @@ typedef struct cfg_help {
 
 static const cfg_help_t cfg_help[] = {
     {"TELEGRAM_BOT_TOKEN", "-", "bot token from @BotFather (secret)"},
-    {"TELEGRAM_WEBHOOK_SECRET", "-", "webhook secret token, A-Za-z0-9_- (secret)"},
-    {"DATABASE_URL", "-", "libpq URI or conninfo string (secret)"},
+    {"TELEGRAM_WEBHOOK_SECRET", "-", "webhook secret, A-Za-z0-9_- (secret)"},
+    {"DATABASE_URL", "-", "libpq URI or conninfo (secret)"},
     {"TELEGRAM_WEBHOOK_URL", "-", "public https:// URL of the webhook"},
     {"TELEGRAM_API_URL", CFG_DEFAULT_API_URL, "Bot API base URL"},
     {"TELEGRAM_CA_FILE", "system bundle", "PEM file of CAs for the Bot API"},
@@ -71,14 +75,22 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_WORKERS", "1", "worker processes, 1..64"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"LOG_FORMAT", "json", "json or text"},
-    {"TGRING_MAX_BODY", "1048576", "largest update in bytes, 1024..67108864"},
-    {"TGRING_MAX_CONNECTIONS", "16384", "open connections per worker, 1..1000000"},
-    {"TGRING_QUEUE_MAX", "4096", "updates waiting for commit, 1..1000000"},
-    {"TGRING_ACK_TIMEOUT_MS", "5000", "ms to commit an update, then 503; 1..60000"},
-    {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive headers, 1..600000"},
-    {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a body, 1..600000"},
-    {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles, 1..3600000"},
-    {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop, 0..600000"},
+    {"TGRING_MAX_BODY", "1048576", "largest update, bytes, 1024..64 Mi"},
+    {"TGRING_MAX_CONNECTIONS", "16384", "open connections per worker"},
+    {"TGRING_QUEUE_MAX", "4096", "updates waiting for a commit"},
+    {"TGRING_ACK_TIMEOUT_MS", "5000", "wait for a commit, then 503; ms"},
+    {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive a request head"},
+    {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a request body"},
+    {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles"},
+    {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop"},
+    {"TELEGRAM_RATE_GLOBAL", "30/s", "all chats: <n>/s|min[,burst=<b>]"},
+    {"TELEGRAM_RATE_CHAT", "1/s,burst=3", "one chat, same form"},
+    {"TELEGRAM_RATE_GROUP", "20/min", "one group (chat id < 0), same form"},
+    {"TGRING_API_CONNECTIONS", "8", "kept-alive Bot API connections"},
+    {"TGRING_SEND_ATTEMPTS", "8", "sends of a row before it is failed"},
+    {"TGRING_OUTBOX_LEASE_MS", "30000", "ms a claimed outbox row is held"},
+    {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "40", "set-webhook max_connections, 1..100"},
+    {"TELEGRAM_ALLOWED_UPDATES", "Telegram's", "set-webhook: comma list of types"},
 };
 
 /* State of one cfg_load() call. */
@@ -454,6 +466,21 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err) {
     for (size_t i = 0; i < sizeof(cfg_nums) / sizeof(cfg_nums[0]); i++)
         cfg_load_num(&c, &cfg_nums[i]);
 
+    cfg_load_plain("TELEGRAM_RATE_GLOBAL", &cfg->rate_global, "30/s");
+    cfg_load_plain("TELEGRAM_RATE_CHAT", &cfg->rate_chat, "1/s,burst=3");
+    cfg_load_plain("TELEGRAM_RATE_GROUP", &cfg->rate_group, "20/min");
+    if ((v = cfg_load_plain("TELEGRAM_ALLOWED_UPDATES", &cfg->allowed_updates, NULL)) != NULL) {
+        /* Update type names: lowercase words separated by single commas. */
+        bool okay = v[0] != ',' && v[strlen(v) - 1] != ',' && strstr(v, ",,") == NULL;
+        for (const char *p = v; *p != '\0' && okay; p++)
+            okay = (*p >= 'a' && *p <= 'z') || *p == '_' || *p == ',';
+        if (!okay)
+            cfg_problem(&c, "TELEGRAM_ALLOWED_UPDATES",
+                        "expected a comma list of update types like message,callback_query, "
+                        "got %s",
+                        cfg_quote(&c, v, q, sizeof(q)));
+    }
+
     cfg->log_level = LOG_INFO;
     if ((v = cfg_env("LOG_LEVEL")) != NULL && log_parse_level(v, &cfg->log_level) < 0)
         cfg_problem(&c, "LOG_LEVEL", "must be debug, info, warn or error, got %s",
@@ -487,6 +514,10 @@ void cfg_dispose(cfg_t *cfg) {
     free(cfg->ca_file);
     free(cfg->listen);
     free(cfg->webhook_path);
+    free(cfg->rate_global);
+    free(cfg->rate_chat);
+    free(cfg->rate_group);
+    free(cfg->allowed_updates);
     memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -58,6 +58,7 @@ void met_select(unsigned slot) {
     m->db_connected = 0;
     m->db_queue_depth = 0;
     m->resident_memory_bytes = 0;
+    m->botapi_connections_open = 0;
     m->pid = (uint64_t)getpid();
     met_current = m;
 }
@@ -184,6 +185,15 @@ int met_render(char *buf, size_t cap) {
         sum->db_connected += m->db_connected;
         sum->db_queue_depth += m->db_queue_depth;
         sum->resident_memory_bytes += m->resident_memory_bytes;
+        sum->outbox_sent += m->outbox_sent;
+        sum->outbox_retried += m->outbox_retried;
+        sum->outbox_failed += m->outbox_failed;
+        sum->outbox_limited += m->outbox_limited;
+        sum->botapi_transport_errors += m->botapi_transport_errors;
+        sum->botapi_connections_open += m->botapi_connections_open;
+        sum->tls_handshakes_full += m->tls_handshakes_full;
+        sum->tls_handshakes_resumed += m->tls_handshakes_resumed;
+        sum->tls_failures += m->tls_failures;
     }
 
     met_out_t o = {.buf = buf, .cap = cap, .len = 0, .over = cap == 0};
@@ -219,6 +229,26 @@ int met_render(char *buf, size_t cap) {
                sum->db_queue_depth);
     met_scalar(&o, "tgring_process_resident_memory_bytes", "gauge",
                "Resident memory of all workers in bytes.", sum->resident_memory_bytes);
+    met_scalar(&o, "tgring_outbox_sent_total", "counter", "Outbox rows sent to the Bot API.",
+               sum->outbox_sent);
+    met_scalar(&o, "tgring_outbox_retried_total", "counter",
+               "Outbox rows put back with a delay (5xx, transport errors, long 429s).",
+               sum->outbox_retried);
+    met_scalar(&o, "tgring_outbox_failed_total", "counter",
+               "Outbox rows marked failed (final 4xx or attempts used up).", sum->outbox_failed);
+    met_scalar(&o, "tgring_outbox_limited_total", "counter",
+               "429 Too Many Requests answers from the Bot API.", sum->outbox_limited);
+    met_scalar(&o, "tgring_botapi_transport_errors_total", "counter",
+               "Bot API calls that got no answer (timeout, reset, TLS failure).",
+               sum->botapi_transport_errors);
+    met_scalar(&o, "tgring_botapi_connections_open", "gauge",
+               "Connections to the Bot API open now.", sum->botapi_connections_open);
+    met_scalar(&o, "tgring_tls_handshakes_full_total", "counter",
+               "Full TLS handshakes with the Bot API.", sum->tls_handshakes_full);
+    met_scalar(&o, "tgring_tls_handshakes_resumed_total", "counter",
+               "Resumed TLS handshakes with the Bot API.", sum->tls_handshakes_resumed);
+    met_scalar(&o, "tgring_tls_failures_total", "counter",
+               "TLS certificate or handshake failures with the Bot API.", sum->tls_failures);
     met_scalar(&o, "tgring_workers", "gauge", "Worker processes.", workers);
     return o.over ? -ENOSPC : (int)o.len;
 }

@@ -64,6 +64,14 @@ static const char *const all_vars[] = {
     "TGRING_BODY_TIMEOUT_MS",
     "TGRING_IDLE_TIMEOUT_MS",
     "TGRING_SHUTDOWN_TIMEOUT_MS",
+    "TELEGRAM_RATE_GLOBAL",
+    "TELEGRAM_RATE_CHAT",
+    "TELEGRAM_RATE_GROUP",
+    "TGRING_API_CONNECTIONS",
+    "TGRING_SEND_ATTEMPTS",
+    "TGRING_OUTBOX_LEASE_MS",
+    "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
+    "TELEGRAM_ALLOWED_UPDATES",
 };
 
 #define TOKEN "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -130,6 +138,13 @@ static void test_defaults(void) {
            c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 && c.body_timeout_ms == 30000 &&
            c.idle_timeout_ms == 75000 && c.shutdown_timeout_ms == 10000,
        "tunable defaults");
+    ok(c.rate_global && strcmp(c.rate_global, "30/s") == 0 && c.rate_chat &&
+           strcmp(c.rate_chat, "1/s,burst=3") == 0 && c.rate_group &&
+           strcmp(c.rate_group, "20/min") == 0 && c.allowed_updates == NULL,
+       "rate and allowed-updates defaults");
+    ok(c.webhook_max_connections == 40 && c.api_connections == 8 && c.send_attempts == 8 &&
+           c.outbox_lease_ms == 30000,
+       "sender defaults");
     cfg_dispose(&c);
     ok(c.api_url == NULL && c.listen == NULL, "cfg_dispose clears the struct");
     cfg_dispose(&c);
@@ -254,6 +269,13 @@ static void test_bad_values(void) {
         {"TGRING_SHUTDOWN_TIMEOUT_MS", "-0"},
         {"LOG_LEVEL", "verbose"},
         {"LOG_FORMAT", "xml"},
+        {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "101"},
+        {"TGRING_API_CONNECTIONS", "0"},
+        {"TGRING_SEND_ATTEMPTS", "101"},
+        {"TGRING_OUTBOX_LEASE_MS", "999"},
+        {"TELEGRAM_ALLOWED_UPDATES", "message,,poll"},
+        {"TELEGRAM_ALLOWED_UPDATES", "Message"},
+        {"TELEGRAM_ALLOWED_UPDATES", "message,"},
     };
     int wrong = 0;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -539,6 +561,14 @@ static void test_help(void) {
         "TGRING_BODY_TIMEOUT_MS",
         "TGRING_IDLE_TIMEOUT_MS",
         "TGRING_SHUTDOWN_TIMEOUT_MS",
+        "TELEGRAM_RATE_GLOBAL",
+        "TELEGRAM_RATE_CHAT",
+        "TELEGRAM_RATE_GROUP",
+        "TGRING_API_CONNECTIONS",
+        "TGRING_SEND_ATTEMPTS",
+        "TGRING_OUTBOX_LEASE_MS",
+        "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
+        "TELEGRAM_ALLOWED_UPDATES",
     };
     int missing = 0, misaligned = 0;
     long def_col = -1, meaning_col = -1;
