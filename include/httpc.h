@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * httpc.h - HTTP/1.1 client on the reactor: a bounded pool of kept-alive
+ * connections to one origin (https:// through tls, or plain http://), with
+ * per-request deadlines and a response size cap; and the strict response
+ * head parser it uses (a pure function, fuzzed).
+ *
+ * One request at a time per connection (no pipelining). Responses framed by
+ * Content-Length, chunked, or (without either) by the end of the connection;
+ * "Connection: close" or HTTP/1.0 closes the connection after the response.
+ * Idle connections keep a recv armed, so a server's close is seen at once,
+ * and are closed after idle_timeout_ms. A request sent on a reused
+ * connection that the server closed meanwhile (EOF, reset or a TLS
+ * close_notify before any byte of the response) is sent again, once, on a
+ * fresh connection: for a POST this can deliver it twice, which callers
+ * must accept (the Bot API sender is at-least-once anyway).
+ *
+ * Memory: a TLS connection holds about 40 KB while open (tls.h) plus a
+ * request copy while sending and a response buffer while receiving (freed
+ * when idle); a closed connection holds nothing.
+ *
+ * Depends on core, reactor, tls; uses http's chunked decoder.
+ */
+#ifndef TGRING_HTTPC_H
+#define TGRING_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reactor.h"
+#include "tls.h"
+
+typedef struct httpc_pool httpc_pool_t;
+typedef struct httpc_req httpc_req_t;
+
+/* ---- response head parser ---------------------------------------------- */
+
+#define HTTPC_MAX_HEADERS 64
+#define HTTPC_MAX_HEAD 16384 /* bytes of status line + fields + CRLF a response may have */
+
+typedef struct httpc_header {
+    const char *name; /* a view into the parsed buffer */
+    size_t name_len;
+    const char *value; /* leading and trailing OWS stripped */
+    size_t value_len;
+} httpc_header_t;
+
+typedef struct httpc_head {
+    int minor_version;  /* 0 or 1 */
+    int status;         /* 100..599 */
+    const char *reason; /* reason phrase, possibly empty */
+    size_t reason_len;
+    httpc_header_t headers[HTTPC_MAX_HEADERS];
+    size_t num_headers;
+    int64_t content_length;   /* -1 when absent */
+    bool chunked;             /* Transfer-Encoding: chunked */
+    bool keep_alive;          /* HTTP/1.1 without "Connection: close" */
+    int64_t retry_after;      /* Retry-After in seconds (capped at 10^9); -1 absent or a date */
+    const char *content_type; /* NULL when absent */
+    size_t content_type_len;
+    const char *error; /* on -EBADMSG: static text saying why */
+} httpc_head_t;
+
+/*
+ * Parses the response head at the start of buf[0..len): status line
+ * ("HTTP/1.0" or "HTTP/1.1", SP, three digits 100..599, then SP and a reason
+ * phrase, which may be empty or left out) and header fields, each line
+ * ended by CRLF, then CRLF.
+ * Stateless: call it again with the whole buffer when more bytes arrive.
+ * Returns the head's length (> 0) with `head` filled in (views into buf);
+ * -EAGAIN when the bytes so far may still become a valid head; -EMSGSIZE
+ * when no complete head fits in max_head bytes; -EBADMSG (head->error says
+ * why) for: another protocol or version, a bad status code, bare CR or LF,
+ * control characters, obs-fold, whitespace before a colon, an empty or
+ * non-token field name, more than HTTPC_MAX_HEADERS fields, a Content-Length
+ * that is repeated, signed, not all digits or over 10^18, a
+ * Transfer-Encoding other than exactly "chunked" (or any in HTTP/1.0), or
+ * both Transfer-Encoding and Content-Length.
+ */
+int httpc_parse_response(const char *buf, size_t len, size_t max_head, httpc_head_t *head);
+
+/* Finds header `name` (case-insensitive) in a parsed head; NULL when absent. */
+const httpc_header_t *httpc_find_header(const httpc_head_t *head, const char *name);
+
+/* ---- client ------------------------------------------------------------ */
+
+/* A response, valid only during the callback. Views are not NUL-terminated. */
+typedef struct httpc_response {
+    int status;       /* e.g. 200, 429 */
+    const char *body; /* decoded (Content-Length or chunked) */
+    size_t body_len;
+    int64_t retry_after; /* Retry-After header in seconds, -1 when absent */
+    const char *content_type;
+    size_t content_type_len;
+} httpc_response_t;
+
+/*
+ * Runs exactly once per accepted httpc_request(), never synchronously from it.
+ * err: 0 with `resp` set; or -ETIMEDOUT (deadline passed), -ECONNRESET (the
+ * connection failed or closed before a complete response, including TLS
+ * truncation), -EPROTO (malformed response), -EMSGSIZE (response over the
+ * cap), -ECONNREFUSED / -EHOSTUNREACH (connect failed), -EKEYREJECTED (TLS
+ * certificate or handshake failure: never retried on a weaker setting),
+ * -ECANCELED (pool freed). resp is NULL unless err == 0.
+ * The callback may call httpc_request() and httpc_pool_free().
+ */
+typedef void (*httpc_cb)(httpc_req_t *req, int err, const httpc_response_t *resp);
+
+/* One request; owned by the caller, valid (with what it points at) until the callback. */
+struct httpc_req {
+    const char *method;       /* "POST" */
+    const char *path;         /* "/bot<token>/sendMessage": never logged */
+    const char *content_type; /* NULL for none */
+    const char *body;
+    size_t body_len;
+    uint32_t timeout_ms; /* from httpc_request() to the complete response; 0: 60 s */
+    httpc_cb cb;
+    void *data; /* for the caller */
+    /* Private to httpc. */
+    httpc_req_t *next;
+    uint64_t deadline;
+    void *conn;
+    httpc_pool_t *pool;
+    rx_timer_t timer; /* the deadline */
+    bool retried;     /* already sent again after a stale connection */
+};
+
+typedef struct httpc_options {
+    const char *url; /* origin: "https://host[:port]" or "http://host[:port]" */
+    tls_ctx_t *tls;  /* trust anchors, session cache; required for https */
+    /* Zero in any of these means its default. */
+    unsigned max_conns;          /* kept-alive connections, default 8 */
+    unsigned max_queue;          /* requests waiting for a connection; refused past it; 1024 */
+    size_t max_response;         /* body bytes (decoded), default 1 MiB */
+    uint32_t connect_timeout_ms; /* TCP + TLS handshake, default 10 s */
+    uint32_t idle_timeout_ms;    /* close a connection idle this long, default 30 s */
+} httpc_options_t;
+
+/* Counters for metrics and tests. */
+typedef struct httpc_stats {
+    uint64_t connects;        /* TCP connections opened */
+    uint64_t handshakes_full; /* TLS handshakes without resumption */
+    uint64_t handshakes_resumed;
+    uint64_t tls_failures; /* certificate / handshake failures */
+    uint64_t requests;     /* completed with a response */
+    uint64_t errors;       /* completed with an error */
+    uint64_t retries;      /* requests sent again after a stale kept-alive connection */
+    uint64_t timeouts;     /* requests failed with -ETIMEDOUT (also counted in errors) */
+    uint64_t open;         /* gauge: connections open now (connecting, idle or busy) */
+} httpc_stats_t;
+
+/*
+ * Makes a pool for the origin in opt->url (resolved with getaddrinfo at
+ * creation, blocking, once; the first few addresses are tried in turn when
+ * a connect fails). The URL has no path (a final "/" is allowed); an IPv6
+ * literal goes in brackets. For https the host must be a DNS name, since
+ * that is what the certificate is checked against. `opt->tls` is borrowed
+ * and must outlive the pool.
+ * Returns NULL with *err: -EINVAL (bad URL, https without tls),
+ * -EHOSTUNREACH/-ENOENT (name does not resolve).
+ */
+httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *err);
+
+/*
+ * Sends `req` on an idle connection, a new one (up to max_conns), or queues it.
+ * The method, path and content type must be free of CR, LF and other
+ * control characters; the request (head and body) is copied before sending.
+ * Returns 0 (the callback will run) or, and then the callback won't:
+ * -EAGAIN when the queue is full, -EINVAL for a malformed request,
+ * -ECANCELED when the pool is being freed.
+ */
+int httpc_request(httpc_pool_t *p, httpc_req_t *req);
+
+/* The pool's counters; the pointer stays valid until the pool is freed. */
+const httpc_stats_t *httpc_stats(const httpc_pool_t *p);
+
+/*
+ * Fails every queued and in-flight request with -ECANCELED (synchronously),
+ * closes the connections and frees the pool once their I/O has completed
+ * (run the loop a turn after it).
+ */
+void httpc_pool_free(httpc_pool_t *p);
+
+#endif

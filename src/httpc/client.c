@@ -1,0 +1,1173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.c - the HTTP/1.1 client pool on the reactor.
+ *
+ * Every request goes into the pool's queue; an end-of-turn callback hands
+ * queued requests to idle connections or opens new ones (up to max_conns),
+ * so a callback never runs from inside httpc_request(). A new connection is
+ * opened for one request (it fails with that connection's error) and later
+ * serves whatever is queued.
+ *
+ * I/O per connection: IORING_OP_CONNECT on a nonblocking socket, then at
+ * most one recv and one send in flight. Over TLS the recv lands straight in
+ * the engine's record buffer and the send goes straight from it; the
+ * request and response cross the engine through its plaintext windows. Over
+ * plain TCP the recv lands in the response buffer and the send goes from
+ * the request copy. A connection is freed only when it is closed, nothing
+ * of it is in flight and no handler of it is on the stack (refs).
+ */
+#include "http.h"
+#include "httpc.h"
+#include "log.h"
+#include "tls.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+#define DEF_MAX_CONNS 8
+#define DEF_MAX_QUEUE 1024
+#define DEF_MAX_RESPONSE (1u << 20)
+#define DEF_CONNECT_TIMEOUT_MS 10000
+#define DEF_IDLE_TIMEOUT_MS 30000
+#define DEF_REQUEST_TIMEOUT_MS 60000
+#define MAX_ADDRS 4    /* resolved addresses kept and tried in turn */
+#define INBUF_MIN 4096 /* first response buffer */
+#define RECV_MIN 4096  /* free bytes a plain recv is given at least */
+#define MAX_HOST 253
+
+enum body_mode {
+    BODY_NONE,    /* HEAD, 204, 304 */
+    BODY_LENGTH,  /* Content-Length */
+    BODY_CHUNKED, /* Transfer-Encoding: chunked */
+    BODY_EOF,     /* neither: the body ends with the connection */
+};
+
+enum conn_state {
+    CS_CONNECTING, /* TCP connect in flight */
+    CS_HANDSHAKE,  /* TLS handshake */
+    CS_IDLE,       /* kept alive, no request */
+    CS_BUSY,       /* a request is being sent or its response read */
+    CS_CLOSING,    /* waiting for its I/O to finish before it is freed */
+};
+
+typedef struct httpc_conn httpc_conn_t;
+
+struct httpc_conn {
+    httpc_pool_t *pool;
+    httpc_conn_t *prev, *next; /* all connections of the pool, closing ones too */
+    uint64_t id;               /* for log lines */
+    int fd;                    /* -1 when none */
+    enum conn_state state;
+    unsigned addr_idx;   /* pool address being connected to */
+    unsigned addr_tries; /* addresses tried for this connection */
+    rx_op_t connect_op;
+    rx_op_t recv_op;
+    rx_op_t send_op;
+    rx_timer_t timer; /* connect deadline, then idle deadline */
+    unsigned refs;    /* handlers of this connection on the stack */
+    bool closing;
+    bool peer_eof;           /* the transport reached EOF or failed */
+    tls_conn_t *tls;         /* https only, from connect to free */
+    unsigned char *recv_win; /* TLS: the record window the recv in flight fills */
+    httpc_req_t *req;        /* the request being served, NULL when none */
+    uint64_t served;         /* responses completed on this connection */
+    /* The request being sent: head and body, copied. NULL once all handed off. */
+    char *out;
+    size_t out_len; /* bytes */
+    size_t out_off; /* bytes sent (plain) or given to the TLS engine */
+    /* The response: head, decoded body, then undecoded bytes. */
+    char *in;
+    size_t in_len;   /* bytes in `in` */
+    size_t in_cap;   /* bytes allocated */
+    size_t recv_off; /* plain: where the recv in flight writes */
+    httpc_head_t head;
+    size_t head_len; /* 0 until the head is parsed */
+    size_t body_len; /* body bytes at in + head_len (decoded if chunked) */
+    size_t raw_off;  /* chunked: where undecoded bytes start */
+    http_chunked_t chunked;
+    enum body_mode body;
+    bool head_done;
+    bool is_head;   /* the request was a HEAD: no body follows */
+    bool got_bytes; /* some byte of the response arrived */
+};
+
+struct httpc_pool {
+    rx_loop_t *loop;
+    httpc_options_t opt; /* with defaults filled in; url not kept */
+    bool use_tls;
+    uint16_t port;
+    char host[MAX_HOST + 1];      /* for DNS, SNI and the certificate check */
+    char host_hdr[MAX_HOST + 10]; /* Host header value */
+    char origin[MAX_HOST + 20];   /* "https://host:port", for log lines */
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    socklen_t addr_lens[MAX_ADDRS];
+    unsigned naddrs;
+    unsigned addr_cur; /* where new connections start: the last one that worked */
+    httpc_conn_t *conns;
+    unsigned nconns; /* allocated, closing ones included */
+    unsigned nlive;  /* not closing: counted against max_conns */
+    httpc_req_t *qhead, *qtail;
+    unsigned qlen;
+    rx_defer_t defer; /* dispatches the queue; frees the pool when freeing */
+    httpc_stats_t stats;
+    uint64_t next_id;
+    bool freeing;
+};
+
+static void conn_close(httpc_conn_t *c);
+static void conn_maybe_free(httpc_conn_t *c);
+static void conn_hold(httpc_conn_t *c);
+static void conn_release(httpc_conn_t *c);
+static void conn_fail(httpc_conn_t *c, int err);
+static void conn_io(httpc_conn_t *c);
+static void tls_pump(httpc_conn_t *c);
+static void on_defer(rx_loop_t *loop, rx_defer_t *d);
+
+/* ---- requests and the queue ---- */
+
+static void kick(httpc_pool_t *p) { rx_defer(p->loop, &p->defer, on_defer); }
+
+static void q_push_back(httpc_pool_t *p, httpc_req_t *req)
+{
+    req->next = NULL;
+    if (p->qtail != NULL)
+        p->qtail->next = req;
+    else
+        p->qhead = req;
+    p->qtail = req;
+    p->qlen++;
+}
+
+static void q_push_front(httpc_pool_t *p, httpc_req_t *req)
+{
+    req->next = p->qhead;
+    p->qhead = req;
+    if (p->qtail == NULL)
+        p->qtail = req;
+    p->qlen++;
+}
+
+static httpc_req_t *q_pop(httpc_pool_t *p)
+{
+    httpc_req_t *req = p->qhead;
+    if (req == NULL)
+        return NULL;
+    p->qhead = req->next;
+    if (p->qhead == NULL)
+        p->qtail = NULL;
+    req->next = NULL;
+    p->qlen--;
+    return req;
+}
+
+static void q_remove(httpc_pool_t *p, httpc_req_t *req)
+{
+    httpc_req_t *prev = NULL;
+    for (httpc_req_t *r = p->qhead; r != NULL; prev = r, r = r->next) {
+        if (r != req)
+            continue;
+        if (prev != NULL)
+            prev->next = r->next;
+        else
+            p->qhead = r->next;
+        if (p->qtail == r)
+            p->qtail = prev;
+        r->next = NULL;
+        p->qlen--;
+        return;
+    }
+}
+
+/* Completes a request: the callback runs last; `req` is the caller's again afterwards. */
+static void req_finish(httpc_pool_t *p, httpc_req_t *req, int err, const httpc_response_t *resp)
+{
+    rx_timer_stop(p->loop, &req->timer);
+    req->conn = NULL;
+    if (err == 0) {
+        p->stats.requests++;
+    } else {
+        p->stats.errors++;
+        if (err == -ETIMEDOUT)
+            p->stats.timeouts++;
+    }
+    req->cb(req, err, resp);
+}
+
+static void on_req_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    httpc_req_t *req = container_of(t, httpc_req_t, timer);
+    httpc_pool_t *p = req->pool;
+    httpc_conn_t *c = req->conn;
+    uint32_t ms = req->timeout_ms ? req->timeout_ms : DEF_REQUEST_TIMEOUT_MS;
+    if (c == NULL) {
+        q_remove(p, req);
+        log_warn("httpc_timeout", "%s: no connection within %u ms", p->origin, ms);
+        req_finish(p, req, -ETIMEDOUT, NULL);
+        return;
+    }
+    /* The response may still come; the connection cannot be reused for another. */
+    conn_hold(c);
+    c->req = NULL;
+    req->conn = NULL;
+    log_warn("httpc_timeout", "%s conn=%llu: no complete response within %u ms", p->origin,
+             (unsigned long long)c->id, ms);
+    conn_close(c);
+    req_finish(p, req, -ETIMEDOUT, NULL);
+    conn_release(c);
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_hold(httpc_conn_t *c) { c->refs++; }
+
+static void conn_release(httpc_conn_t *c)
+{
+    assert(c->refs > 0);
+    if (--c->refs == 0)
+        conn_maybe_free(c);
+}
+
+static void conn_maybe_free(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    if (!c->closing || c->refs > 0 || c->connect_op.armed || c->recv_op.armed || c->send_op.armed)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    tls_conn_free(c->tls);
+    free(c->in);
+    free(c->out);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    p->nconns--;
+    free(c);
+    if (p->freeing && p->nconns == 0)
+        kick(p);
+}
+
+/* Stops using the connection: cancels its I/O; it is freed once that has finished. */
+static void conn_close(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    if (c->closing)
+        return;
+    assert(c->req == NULL);
+    c->closing = true;
+    c->state = CS_CLOSING;
+    p->nlive--;
+    p->stats.open--;
+    rx_timer_stop(p->loop, &c->timer);
+    rx_cancel(p->loop, &c->connect_op);
+    rx_cancel(p->loop, &c->recv_op);
+    rx_cancel(p->loop, &c->send_op);
+    kick(p); /* a slot is free for a queued request */
+    conn_maybe_free(c);
+}
+
+/*
+ * The connection failed with `err`: close it and fail its request, or send
+ * the request again once on a fresh connection when a reused connection
+ * turned out to be closed by the server before any byte of the response.
+ */
+static void conn_fail(httpc_conn_t *c, int err)
+{
+    httpc_pool_t *p = c->pool;
+    httpc_req_t *req = c->req;
+    c->req = NULL;
+    if (req != NULL)
+        req->conn = NULL;
+    bool retry = req != NULL && err == -ECONNRESET && c->served > 0 && !c->got_bytes &&
+                 !req->retried && !p->freeing;
+    conn_close(c);
+    if (req == NULL)
+        return;
+    if (retry) {
+        log_debug("httpc_retry", "%s conn=%llu: closed by the server, sending again", p->origin,
+                  (unsigned long long)c->id);
+        req->retried = true;
+        p->stats.retries++;
+        q_push_front(p, req);
+        kick(p);
+        return;
+    }
+    req_finish(p, req, err, NULL);
+}
+
+static void on_conn_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    httpc_conn_t *c = container_of(t, httpc_conn_t, timer);
+    httpc_pool_t *p = c->pool;
+    conn_hold(c);
+    if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) {
+        log_warn("httpc_connect_timeout", "%s conn=%llu: %s not done within %u ms", p->origin,
+                 (unsigned long long)c->id,
+                 c->state == CS_CONNECTING ? "TCP connect" : "TLS handshake",
+                 p->opt.connect_timeout_ms);
+        conn_fail(c, -ETIMEDOUT);
+    } else if (c->state == CS_IDLE) {
+        log_debug("httpc_idle_close", "%s conn=%llu: idle", p->origin, (unsigned long long)c->id);
+        conn_close(c);
+    }
+    conn_release(c);
+}
+
+/* Frees what an idle connection does not need and waits for the next request. */
+static void conn_idle(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    c->state = CS_IDLE;
+    c->head_done = false;
+    c->head_len = c->body_len = c->raw_off = 0;
+    c->in_len = 0;
+    if (c->tls != NULL) {
+        /* Plaintext is copied in, never received into: the buffer can go. */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    rx_timer_start(p->loop, &c->timer, p->opt.idle_timeout_ms, on_conn_timer);
+    kick(p);
+}
+
+/* Prepares c->req for sending: the request copy and a fresh response state. */
+static void conn_begin(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    httpc_req_t *req = c->req;
+    rx_timer_stop(p->loop, &c->timer);
+    c->state = CS_BUSY;
+    c->head_done = false;
+    c->head_len = c->body_len = c->raw_off = 0;
+    c->in_len = 0;
+    c->got_bytes = false;
+    c->is_head = strcmp(req->method, "HEAD") == 0;
+
+    bool send_len = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
+                    strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+    size_t cap = strlen(req->method) + strlen(req->path) + strlen(p->host_hdr) +
+                 (req->content_type ? strlen(req->content_type) : 0) + 128 + req->body_len;
+    free(c->out);
+    c->out = malloc(cap);
+    if (c->out == NULL)
+        abort();
+    char clen[48] = "";
+    if (send_len)
+        snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", req->body_len);
+    int n =
+        snprintf(c->out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s\r\n", req->method, req->path,
+                 p->host_hdr, req->content_type ? "Content-Type: " : "",
+                 req->content_type ? req->content_type : "", req->content_type ? "\r\n" : "", clen);
+    assert(n > 0 && (size_t)n + req->body_len <= cap);
+    if (req->body_len > 0)
+        memcpy(c->out + n, req->body, req->body_len);
+    c->out_len = (size_t)n + req->body_len;
+    c->out_off = 0;
+}
+
+/* The connection is usable: serve its request, or wait idle. */
+static void conn_ready(httpc_conn_t *c)
+{
+    rx_timer_stop(c->pool->loop, &c->timer);
+    if (c->req != NULL)
+        conn_begin(c);
+    else
+        conn_idle(c);
+}
+
+/* ---- plain TCP I/O ---- */
+
+/* Makes room for at least `more` bytes after in_len; false past the response cap. */
+static bool in_reserve(httpc_conn_t *c, size_t more)
+{
+    httpc_pool_t *p = c->pool;
+    size_t limit = HTTPC_MAX_HEAD + p->opt.max_response + 2 * RECV_MIN;
+    if (more > limit - c->in_len)
+        return false;
+    size_t need = c->in_len + more;
+    if (need <= c->in_cap)
+        return true;
+    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
+    while (cap < need)
+        cap *= 2;
+    if (cap > limit)
+        cap = limit;
+    char *q = realloc(c->in, cap);
+    if (q == NULL)
+        abort();
+    c->in = q;
+    c->in_cap = cap;
+    return true;
+}
+
+static void plain_send(httpc_conn_t *c)
+{
+    struct io_uring_sqe *sqe = rx_sqe(c->pool->loop, &c->send_op);
+    io_uring_prep_send(sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+}
+
+static void plain_arm_recv(httpc_conn_t *c)
+{
+    if (c->recv_op.armed || c->closing || c->peer_eof)
+        return;
+    if (c->in_cap - c->in_len < RECV_MIN && !in_reserve(c, RECV_MIN)) {
+        /* Only reachable with a response already over the cap. */
+        conn_fail(c, -EMSGSIZE);
+        return;
+    }
+    c->recv_off = c->in_len;
+    struct io_uring_sqe *sqe = rx_sqe(c->pool->loop, &c->recv_op);
+    io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+}
+
+/* Starts or continues the I/O of a connection that has a request or waits idle. */
+static void conn_io(httpc_conn_t *c)
+{
+    if (c->closing)
+        return;
+    if (c->tls != NULL) {
+        tls_pump(c);
+        return;
+    }
+    if (c->out != NULL && !c->send_op.armed)
+        plain_send(c);
+    plain_arm_recv(c);
+}
+
+/* ---- responses ---- */
+
+static void response_done(httpc_conn_t *c, bool extra)
+{
+    httpc_pool_t *p = c->pool;
+    httpc_req_t *req = c->req;
+    /*
+     * The head's views were taken before the buffer grew for the body and
+     * may point into its old place: parse the (unchanged) head bytes again.
+     */
+    int r = httpc_parse_response(c->in, c->head_len, HTTPC_MAX_HEAD, &c->head);
+    assert(r == (int)c->head_len);
+    (void)r;
+    httpc_response_t resp = {
+        .status = c->head.status,
+        .body = c->in + c->head_len,
+        .body_len = c->body_len,
+        .retry_after = c->head.retry_after,
+        .content_type = c->head.content_type,
+        .content_type_len = c->head.content_type_len,
+    };
+    if (c->body_len == 0)
+        resp.body = "";
+    /*
+     * Reuse only a connection whose stream is in a known state: the whole
+     * request was handed off, the body had a length, nothing followed it.
+     */
+    bool reuse = c->head.keep_alive && c->body != BODY_EOF && !extra && c->out == NULL &&
+                 !c->peer_eof && !p->freeing;
+    if (extra)
+        log_debug("httpc_extra_bytes", "%s conn=%llu: bytes after the response, closing", p->origin,
+                  (unsigned long long)c->id);
+    c->req = NULL;
+    c->served++;
+    req_finish(p, req, 0, &resp);
+    if (c->closing)
+        return; /* the callback freed the pool */
+    if (reuse)
+        conn_idle(c);
+    else
+        conn_close(c);
+}
+
+static void protocol_error(httpc_conn_t *c, const char *why)
+{
+    log_warn("httpc_bad_response", "%s conn=%llu: %s", c->pool->origin, (unsigned long long)c->id,
+             why);
+    conn_fail(c, -EPROTO);
+}
+
+static void too_big(httpc_conn_t *c)
+{
+    log_warn("httpc_response_too_big", "%s conn=%llu: response over %zu bytes", c->pool->origin,
+             (unsigned long long)c->id, c->pool->opt.max_response);
+    conn_fail(c, -EMSGSIZE);
+}
+
+/* Parses what has arrived in c->in; completes or fails the request when it can. */
+static void process_input(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    if (!c->head_done) {
+        int r;
+        for (;;) {
+            r = httpc_parse_response(c->in, c->in_len, HTTPC_MAX_HEAD, &c->head);
+            if (r == -EAGAIN)
+                return;
+            if (r == -EMSGSIZE) {
+                too_big(c);
+                return;
+            }
+            if (r < 0) {
+                protocol_error(c, c->head.error);
+                return;
+            }
+            if (c->head.status >= 200)
+                break;
+            if (c->head.status == 101) {
+                protocol_error(c, "101 Switching Protocols without an upgrade request");
+                return;
+            }
+            /* An interim response (100, 103): skip it, the real one follows. */
+            memmove(c->in, c->in + r, c->in_len - (size_t)r);
+            c->in_len -= (size_t)r;
+        }
+        c->head_done = true;
+        c->head_len = (size_t)r;
+        c->raw_off = c->head_len;
+        c->body_len = 0;
+        if (c->is_head || c->head.status == 204 || c->head.status == 304) {
+            c->body = BODY_NONE;
+        } else if (c->head.chunked) {
+            c->body = BODY_CHUNKED;
+            http_chunked_init(&c->chunked, p->opt.max_response);
+        } else if (c->head.content_length >= 0) {
+            if ((uint64_t)c->head.content_length > p->opt.max_response) {
+                too_big(c);
+                return;
+            }
+            c->body = BODY_LENGTH;
+        } else {
+            c->body = BODY_EOF;
+        }
+    }
+
+    size_t have = c->in_len - c->head_len;
+    switch (c->body) {
+    case BODY_NONE:
+        c->body_len = 0;
+        response_done(c, have > 0);
+        return;
+    case BODY_LENGTH: {
+        size_t want = (size_t)c->head.content_length;
+        if (have >= want) {
+            c->body_len = want;
+            response_done(c, have > want);
+        }
+        return;
+    }
+    case BODY_CHUNKED: {
+        size_t raw = c->in_len - c->raw_off;
+        size_t len = raw;
+        char *at = c->in + c->head_len + c->body_len;
+        /* Move undecoded bytes next to the decoded body, then decode in place. */
+        if (at != c->in + c->raw_off)
+            memmove(at, c->in + c->raw_off, raw);
+        long r = http_chunked_decode(&c->chunked, at, &len);
+        if (r == -EBADMSG) {
+            protocol_error(c, "malformed chunked body");
+            return;
+        }
+        if (r == -EMSGSIZE) {
+            too_big(c);
+            return;
+        }
+        c->body_len += len;
+        c->raw_off = c->head_len + c->body_len;
+        if (r >= 0) {
+            c->in_len = c->raw_off + (size_t)r;
+            response_done(c, r > 0);
+        } else {
+            c->in_len = c->raw_off;
+        }
+        return;
+    }
+    case BODY_EOF:
+        c->body_len = have;
+        if (have > p->opt.max_response)
+            too_big(c);
+        return;
+    }
+}
+
+/* The transport reached EOF (res == 0) or failed (res < 0). */
+static void transport_eof(httpc_conn_t *c, int res)
+{
+    httpc_pool_t *p = c->pool;
+    c->peer_eof = true;
+    if (c->req == NULL) {
+        /* An idle connection the server closed: expected, and now noticed early. */
+        log_debug("httpc_peer_closed", "%s conn=%llu: closed while idle", p->origin,
+                  (unsigned long long)c->id);
+        conn_close(c);
+        return;
+    }
+    if (c->state == CS_HANDSHAKE) {
+        log_warn("tls_handshake_eof", "%s conn=%llu: connection %s during the TLS handshake",
+                 p->origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
+        conn_fail(c, -ECONNRESET);
+        return;
+    }
+    if (c->head_done && c->body == BODY_EOF && res == 0) {
+        if (c->tls == NULL) {
+            response_done(c, false);
+            return;
+        }
+        /* Over TLS only close_notify ends such a body; a bare EOF may be an attack. */
+        log_warn("tls_truncated",
+                 "%s conn=%llu: EOF without close_notify before the end of "
+                 "the response",
+                 p->origin, (unsigned long long)c->id);
+    } else if (c->got_bytes) {
+        log_warn("httpc_truncated", "%s conn=%llu: connection %s before the end of the response",
+                 p->origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
+    }
+    conn_fail(c, -ECONNRESET);
+}
+
+/* ---- TLS ---- */
+
+static void tls_closed(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    int err = tls_conn_error(c->tls);
+    if (err == 0) {
+        /* close_notify from the server. */
+        if (c->req != NULL && c->state == CS_BUSY && c->head_done && c->body == BODY_EOF) {
+            c->peer_eof = true;
+            response_done(c, false);
+        } else if (c->req != NULL) {
+            conn_fail(c, -ECONNRESET);
+        } else {
+            conn_close(c);
+        }
+        return;
+    }
+    char msg[200];
+    tls_strerror(err, msg, sizeof(msg));
+    if (!tls_conn_ready(c->tls)) {
+        p->stats.tls_failures++;
+        log_error("tls_handshake_failed", "%s conn=%llu host=%s: %s", p->origin,
+                  (unsigned long long)c->id, p->host, msg);
+        conn_fail(c, -EKEYREJECTED);
+    } else {
+        log_warn("tls_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id, msg);
+        conn_fail(c, -ECONNRESET);
+    }
+}
+
+/*
+ * Moves plaintext through the engine until nothing more can happen without
+ * I/O, then arms the send and the recv the engine asks for.
+ */
+static void tls_pump(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    unsigned st;
+    for (;;) {
+        if (c->closing)
+            return;
+        st = tls_conn_state(c->tls);
+        if (st & TLS_CLOSED) {
+            tls_closed(c);
+            return;
+        }
+        if (c->state == CS_HANDSHAKE && tls_conn_ready(c->tls)) {
+            if (tls_conn_resumed(c->tls))
+                p->stats.handshakes_resumed++;
+            else
+                p->stats.handshakes_full++;
+            log_debug("tls_handshake_done", "%s conn=%llu: %s handshake", p->origin,
+                      (unsigned long long)c->id, tls_conn_resumed(c->tls) ? "resumed" : "full");
+            conn_ready(c);
+            continue;
+        }
+        if ((st & TLS_SENDAPP) && c->out != NULL) {
+            size_t len;
+            unsigned char *w = tls_conn_sendapp_buf(c->tls, &len);
+            size_t n = c->out_len - c->out_off;
+            if (n > len)
+                n = len;
+            memcpy(w, c->out + c->out_off, n);
+            tls_conn_sendapp_ack(c->tls, n);
+            c->out_off += n;
+            if (c->out_off == c->out_len) {
+                tls_conn_flush(c->tls);
+                free(c->out);
+                c->out = NULL;
+                c->out_len = c->out_off = 0;
+            }
+            continue;
+        }
+        if (st & TLS_RECVAPP) {
+            size_t len;
+            unsigned char *w = tls_conn_recvapp_buf(c->tls, &len);
+            if (c->req == NULL) {
+                log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", p->origin,
+                          (unsigned long long)c->id);
+                conn_close(c);
+                return;
+            }
+            if (!in_reserve(c, len)) {
+                too_big(c);
+                return;
+            }
+            memcpy(c->in + c->in_len, w, len);
+            c->in_len += len;
+            tls_conn_recvapp_ack(c->tls, len);
+            c->got_bytes = true;
+            process_input(c);
+            continue;
+        }
+        break;
+    }
+    if ((st & TLS_SENDREC) && !c->send_op.armed) {
+        size_t len;
+        unsigned char *w = tls_conn_sendrec_buf(c->tls, &len);
+        struct io_uring_sqe *sqe = rx_sqe(p->loop, &c->send_op);
+        io_uring_prep_send(sqe, c->fd, w, len, MSG_NOSIGNAL);
+    }
+    if ((st & TLS_RECVREC) && !c->recv_op.armed && !c->peer_eof) {
+        size_t len;
+        c->recv_win = tls_conn_recvrec_buf(c->tls, &len);
+        struct io_uring_sqe *sqe = rx_sqe(p->loop, &c->recv_op);
+        io_uring_prep_recv(sqe, c->fd, c->recv_win, len, 0);
+    }
+}
+
+/* ---- completions ---- */
+
+static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    httpc_conn_t *c = container_of(op, httpc_conn_t, recv_op);
+    conn_hold(c);
+    if (c->closing)
+        goto out;
+    if (res <= 0) {
+        transport_eof(c, res);
+        goto out;
+    }
+    if (c->tls != NULL) {
+        size_t len;
+        unsigned char *w = tls_conn_recvrec_buf(c->tls, &len);
+        /* If the engine failed meanwhile its window is gone: the bytes are moot. */
+        if (w == c->recv_win && (size_t)res <= len)
+            tls_conn_recvrec_ack(c->tls, (size_t)res);
+        tls_pump(c);
+        goto out;
+    }
+    if (c->recv_off != c->in_len)
+        memmove(c->in + c->in_len, c->in + c->recv_off, (size_t)res);
+    c->in_len += (size_t)res;
+    if (c->req == NULL) {
+        log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", c->pool->origin,
+                  (unsigned long long)c->id);
+        conn_close(c);
+        goto out;
+    }
+    c->got_bytes = true;
+    process_input(c);
+    conn_io(c);
+out:
+    conn_release(c);
+}
+
+static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    httpc_conn_t *c = container_of(op, httpc_conn_t, send_op);
+    conn_hold(c);
+    if (c->closing)
+        goto out;
+    if (res <= 0) {
+        log_debug("httpc_send_failed", "%s conn=%llu: %s", c->pool->origin,
+                  (unsigned long long)c->id, res == 0 ? "nothing sent" : strerror(-res));
+        c->peer_eof = true;
+        conn_fail(c, -ECONNRESET);
+        goto out;
+    }
+    if (c->tls != NULL) {
+        tls_conn_sendrec_ack(c->tls, (size_t)res);
+    } else {
+        c->out_off += (size_t)res;
+        if (c->out_off == c->out_len) {
+            free(c->out);
+            c->out = NULL;
+            c->out_len = c->out_off = 0;
+        }
+    }
+    conn_io(c);
+out:
+    conn_release(c);
+}
+
+static void conn_connect(httpc_conn_t *c);
+
+static int connect_error(int res)
+{
+    switch (res) {
+    case -ENETUNREACH:
+    case -EHOSTUNREACH:
+    case -EHOSTDOWN:
+    case -ENETDOWN:
+        return -EHOSTUNREACH;
+    case -ETIMEDOUT:
+        return -ETIMEDOUT;
+    default:
+        return -ECONNREFUSED;
+    }
+}
+
+static void on_connect(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    httpc_conn_t *c = container_of(op, httpc_conn_t, connect_op);
+    httpc_pool_t *p = c->pool;
+    conn_hold(c);
+    if (c->closing)
+        goto out;
+    if (res < 0) {
+        close(c->fd);
+        c->fd = -1;
+        if (++c->addr_tries < p->naddrs) {
+            log_debug("httpc_connect_next", "%s conn=%llu: %s, trying the next address", p->origin,
+                      (unsigned long long)c->id, strerror(-res));
+            c->addr_idx = (c->addr_idx + 1) % p->naddrs;
+            conn_connect(c);
+            goto out;
+        }
+        log_warn("httpc_connect_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id,
+                 strerror(-res));
+        conn_fail(c, connect_error(res));
+        goto out;
+    }
+    p->addr_cur = c->addr_idx;
+    p->stats.connects++;
+    if (!p->use_tls) {
+        conn_ready(c);
+        conn_io(c);
+        goto out;
+    }
+    int err;
+    c->tls = tls_conn_new(p->opt.tls, p->host, p->port, &err);
+    if (c->tls == NULL) {
+        log_error("tls_start_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id,
+                  strerror(-err));
+        conn_fail(c, -ECONNRESET);
+        goto out;
+    }
+    c->state = CS_HANDSHAKE;
+    tls_pump(c);
+out:
+    conn_release(c);
+}
+
+static void conn_connect(httpc_conn_t *c)
+{
+    httpc_pool_t *p = c->pool;
+    const struct sockaddr_storage *a = &p->addrs[c->addr_idx];
+    c->fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        int e = errno;
+        log_error("httpc_socket_failed", "%s: socket: %s", p->origin, strerror(e));
+        conn_fail(c, -ECONNREFUSED);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct io_uring_sqe *sqe = rx_sqe(p->loop, &c->connect_op);
+    io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)a, p->addr_lens[c->addr_idx]);
+}
+
+/* Opens a connection for `req`, which fails with the connection's error if it cannot be made. */
+static void conn_open(httpc_pool_t *p, httpc_req_t *req)
+{
+    httpc_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    c->pool = p;
+    c->id = ++p->next_id;
+    c->fd = -1;
+    c->connect_op.cb = on_connect;
+    c->recv_op.cb = on_recv;
+    c->send_op.cb = on_send;
+    c->next = p->conns;
+    if (p->conns != NULL)
+        p->conns->prev = c;
+    p->conns = c;
+    p->nconns++;
+    p->nlive++;
+    p->stats.open++;
+    c->state = CS_CONNECTING;
+    c->addr_idx = p->addr_cur;
+    c->req = req;
+    req->conn = c;
+    conn_hold(c);
+    rx_timer_start(p->loop, &c->timer, p->opt.connect_timeout_ms, on_conn_timer);
+    conn_connect(c);
+    conn_release(c);
+}
+
+/* ---- the pool ---- */
+
+static void on_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    httpc_pool_t *p = container_of(d, httpc_pool_t, defer);
+    if (p->freeing) {
+        if (p->nconns == 0)
+            free(p);
+        return;
+    }
+    while (p->qhead != NULL && !p->freeing) {
+        httpc_conn_t *idle = NULL;
+        for (httpc_conn_t *c = p->conns; c != NULL; c = c->next) {
+            if (c->state == CS_IDLE) {
+                idle = c;
+                break;
+            }
+        }
+        if (idle != NULL) {
+            httpc_req_t *req = q_pop(p);
+            idle->req = req;
+            req->conn = idle;
+            conn_hold(idle);
+            conn_begin(idle);
+            conn_io(idle);
+            conn_release(idle);
+        } else if (p->nlive < p->opt.max_conns) {
+            conn_open(p, q_pop(p));
+        } else {
+            break;
+        }
+    }
+}
+
+static bool valid_token(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return false;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", ch) != NULL))
+            return false;
+    }
+    return true;
+}
+
+static bool valid_text(const char *s, bool allow_space)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f || (ch == ' ' && !allow_space))
+            return false;
+    }
+    return true;
+}
+
+int httpc_request(httpc_pool_t *p, httpc_req_t *req)
+{
+    if (p->freeing)
+        return -ECANCELED;
+    if (!valid_token(req->method) || req->path == NULL || req->path[0] != '/' ||
+        !valid_text(req->path, false) ||
+        (req->content_type != NULL && !valid_text(req->content_type, true)) ||
+        (req->body_len > 0 && req->body == NULL) || req->cb == NULL)
+        return -EINVAL;
+    /* Requests an idle or not yet opened connection will take do not count as waiting. */
+    unsigned free_slots = p->opt.max_conns - p->nlive;
+    for (httpc_conn_t *c = p->conns; c != NULL; c = c->next)
+        if (c->state == CS_IDLE)
+            free_slots++;
+    if (p->qlen >= p->opt.max_queue + free_slots)
+        return -EAGAIN;
+    uint32_t ms = req->timeout_ms ? req->timeout_ms : DEF_REQUEST_TIMEOUT_MS;
+    req->pool = p;
+    req->conn = NULL;
+    req->retried = false;
+    req->deadline = rx_now(p->loop) + ms;
+    memset(&req->timer, 0, sizeof(req->timer));
+    rx_timer_start(p->loop, &req->timer, ms, on_req_timer);
+    q_push_back(p, req);
+    kick(p);
+    return 0;
+}
+
+const httpc_stats_t *httpc_stats(const httpc_pool_t *p) { return &p->stats; }
+
+void httpc_pool_free(httpc_pool_t *p)
+{
+    if (p == NULL || p->freeing)
+        return;
+    p->freeing = true;
+    httpc_req_t *req;
+    while ((req = q_pop(p)) != NULL)
+        req_finish(p, req, -ECANCELED, NULL);
+    for (httpc_conn_t *c = p->conns, *next; c != NULL; c = next) {
+        conn_hold(c);
+        req = c->req;
+        c->req = NULL;
+        conn_close(c);
+        if (req != NULL)
+            req_finish(p, req, -ECANCELED, NULL);
+        next = c->next;
+        conn_release(c);
+    }
+    if (p->nconns == 0)
+        kick(p);
+}
+
+/* ---- creation ---- */
+
+static bool host_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_';
+}
+
+/* Splits "scheme://host[:port][/]" into the pool's fields. Returns 0 or -EINVAL. */
+static int parse_url(httpc_pool_t *p, const char *url)
+{
+    const char *s;
+    if (url == NULL)
+        return -EINVAL;
+    if (strncmp(url, "https://", 8) == 0) {
+        p->use_tls = true;
+        p->port = 443;
+        s = url + 8;
+    } else if (strncmp(url, "http://", 7) == 0) {
+        p->use_tls = false;
+        p->port = 80;
+        s = url + 7;
+    } else {
+        return -EINVAL;
+    }
+    const char *h, *he;
+    bool v6 = false;
+    if (*s == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (he == NULL || he == h)
+            return -EINVAL;
+        for (const char *q = h; q < he; q++)
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
+                return -EINVAL;
+        s = he + 1;
+        v6 = true;
+    } else {
+        h = s;
+        while (host_char(*s))
+            s++;
+        he = s;
+        if (he == h)
+            return -EINVAL;
+    }
+    if ((size_t)(he - h) > MAX_HOST)
+        return -EINVAL;
+    bool explicit_port = false;
+    if (*s == ':') {
+        s++;
+        unsigned long port = 0;
+        const char *ds = s;
+        while (*s >= '0' && *s <= '9' && s - ds < 6)
+            port = port * 10 + (unsigned long)(*s++ - '0');
+        if (s == ds || port == 0 || port > 65535)
+            return -EINVAL;
+        p->port = (uint16_t)port;
+        explicit_port = true;
+    }
+    if (*s == '/')
+        s++;
+    if (*s != '\0')
+        return -EINVAL;
+    memcpy(p->host, h, (size_t)(he - h));
+    p->host[he - h] = '\0';
+    if (p->use_tls) {
+        /* BearSSL checks DNS names only: an address literal could never verify. */
+        bool numeric = true;
+        for (const char *q = p->host; *q; q++)
+            numeric = numeric && ((*q >= '0' && *q <= '9') || *q == '.');
+        if (v6 || numeric)
+            return -EINVAL;
+    }
+    bool default_port = p->port == (p->use_tls ? 443 : 80);
+    snprintf(p->host_hdr, sizeof(p->host_hdr), "%s%s%s", v6 ? "[" : "", p->host, v6 ? "]" : "");
+    if (explicit_port && !default_port) {
+        size_t n = strlen(p->host_hdr);
+        snprintf(p->host_hdr + n, sizeof(p->host_hdr) - n, ":%u", (unsigned)p->port);
+    }
+    snprintf(p->origin, sizeof(p->origin), "%s://%s%s%s:%u", p->use_tls ? "https" : "http",
+             v6 ? "[" : "", p->host, v6 ? "]" : "", (unsigned)p->port);
+    return 0;
+}
+
+httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *err)
+{
+    httpc_pool_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        abort();
+    p->loop = loop;
+    p->opt = *opt;
+    p->opt.url = NULL;
+    if (p->opt.max_conns == 0)
+        p->opt.max_conns = DEF_MAX_CONNS;
+    if (p->opt.max_queue == 0)
+        p->opt.max_queue = DEF_MAX_QUEUE;
+    if (p->opt.max_response == 0)
+        p->opt.max_response = DEF_MAX_RESPONSE;
+    if (p->opt.connect_timeout_ms == 0)
+        p->opt.connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;
+    if (p->opt.idle_timeout_ms == 0)
+        p->opt.idle_timeout_ms = DEF_IDLE_TIMEOUT_MS;
+
+    int e = parse_url(p, opt->url);
+    if (e == 0 && p->use_tls && opt->tls == NULL)
+        e = -EINVAL;
+    if (e < 0) {
+        log_error("httpc_bad_url", "the API URL must be https://<DNS name>[:port] (with a CA "
+                                   "bundle) or http://<host>[:port], without a path");
+        goto fail;
+    }
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)p->port);
+    int g = getaddrinfo(p->host, port, &hints, &res);
+    if (g != 0) {
+        e = (g == EAI_NONAME || g == EAI_NODATA) ? -ENOENT : -EHOSTUNREACH;
+        log_error("httpc_resolve_failed", "%s: %s", p->origin, gai_strerror(g));
+        goto fail;
+    }
+    for (struct addrinfo *ai = res; ai != NULL && p->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(p->addrs[0]))
+            continue;
+        memcpy(&p->addrs[p->naddrs], ai->ai_addr, ai->ai_addrlen);
+        p->addr_lens[p->naddrs] = ai->ai_addrlen;
+        p->naddrs++;
+    }
+    freeaddrinfo(res);
+    if (p->naddrs == 0) {
+        e = -ENOENT;
+        log_error("httpc_resolve_failed", "%s: no usable address", p->origin);
+        goto fail;
+    }
+    return p;
+
+fail:
+    free(p);
+    *err = e;
+    return NULL;
+}
