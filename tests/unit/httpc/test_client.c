@@ -255,6 +255,8 @@ typedef struct call {
     size_t body_len;
     int64_t retry_after;
     char ctype[64];
+    size_t full_len;            /* the body's length, also past what body[] keeps */
+    char last;                  /* its last byte */
     uint64_t started, finished; /* ms */
 } call_t;
 
@@ -271,6 +273,8 @@ static void on_done(httpc_req_t *req, int err, const httpc_response_t *resp)
     c->finished = rx_now(&loop);
     if (resp != NULL) {
         c->status = resp->status;
+        c->full_len = resp->body_len;
+        c->last = resp->body_len > 0 ? resp->body[resp->body_len - 1] : 0;
         c->body_len = resp->body_len < sizeof(c->body) ? resp->body_len : sizeof(c->body);
         memcpy(c->body, resp->body, c->body_len);
         c->retry_after = resp->retry_after;
@@ -413,6 +417,13 @@ static void test_nginx(void)
            st->handshakes_full == full,
        "... on a new connection with a resumed handshake");
     ok(st->retries == 0 && st->errors == 0, "no retries and no errors so far");
+
+    connects = st->connects;
+    c = one(p, "HEAD", "/", NULL, 0);
+    ok(c->err == 0 && c->status == 200 && c->body_len == 0, "HEAD: no body read");
+    c = one(p, "GET", "/", NULL, 0);
+    ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":{}}") && st->connects == connects,
+       "... and the connection stays in step for the next request");
     drop(p);
 
     /* An unknown CA. */
@@ -466,6 +477,16 @@ static void test_peer(const char *scheme, int port)
     ok(c->err == 0 && body_is(c, "POST /echo|application/json|{\"a\":\"\xc3\xa9\"}"),
        T("POST body and Content-Type arrive"));
     ok(st->connects == 1, T("... on the same connection"));
+
+    /* A body of many TLS records each way. */
+    static char big[100001];
+    memset(big, 'b', sizeof(big) - 1);
+    big[0] = '[';
+    big[sizeof(big) - 2] = ']';
+    c = one(p, "POST", "/echo", big, 0);
+    size_t prefix = strlen("POST /echo|application/json|");
+    ok(c->err == 0 && c->full_len == prefix + sizeof(big) - 1 && c->last == ']',
+       T("100 KB request and response bodies"));
 
     c = one(p, "GET", "/chunked", NULL, 0);
     ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":[1,2]}\n"),
@@ -606,6 +627,16 @@ static void test_misc(void)
     ok(r0 == 0 && r1 == 0 && r2 == -EAGAIN, "queue full: -EAGAIN, no callback");
     ok(q[0].err == 0 && q[1].err == 0 && !q[2].done, "the admitted ones complete");
     ok(httpc_stats(p)->connects == 1, "... one after the other on one connection");
+    drop(p);
+
+    /* Our own idle timeout closes kept-alive connections. */
+    httpc_options_t o3 = {.url = url, .idle_timeout_ms = 200};
+    p = httpc_pool_new(&loop, &o3, &err);
+    c = one(p, "GET", "/ok", NULL, 0);
+    bool was_open = httpc_stats(p)->open == 1;
+    idle(500);
+    ok(c->err == 0 && was_open && httpc_stats(p)->open == 0,
+       "idle_timeout_ms closes an idle connection");
     drop(p);
 
     printf("# memory per TLS connection while open: %zu bytes (BearSSL buffer %d)\n",
