@@ -330,6 +330,37 @@ class Postgres:
         rows = self.psql(sql, db)
         return rows[0][0] if rows else None
 
+    def lock_table(self, table, db="tgring"):
+        """Opens a session that holds an ACCESS EXCLUSIVE lock on `table` and
+        returns once the lock is granted; unlock(session) ends it."""
+        session = subprocess.Popen(
+            ["psql", "-X", "-q", "-h", self.sockdir, "-p", str(self.port), "-U", "postgres",
+             "-d", db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, text=True)
+        session.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
+        session.stdin.flush()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = "
+                           f"l.relation WHERE c.relname = '{table}' AND l.granted AND "
+                           "l.mode = 'AccessExclusiveLock'", db) != "0":
+                return session
+            time.sleep(0.05)
+        self.unlock(session)
+        raise RuntimeError(f"could not lock {table}")
+
+    @staticmethod
+    def unlock(session):
+        try:
+            session.stdin.write("COMMIT;\n")
+            session.stdin.close()
+        except OSError:
+            pass
+        try:
+            session.wait(30)
+        except subprocess.TimeoutExpired:
+            session.kill()
+
     def createdb(self, name="tgring"):
         self.psql(f'CREATE DATABASE "{name}"', db="postgres")
 

@@ -8,7 +8,6 @@ TGRING_MAX_CONNECTIONS are not served."""
 
 import asyncio
 import random
-import subprocess
 import time
 
 import harness
@@ -45,22 +44,8 @@ async def main(h):
     t.ok(all(r[0] == 200 for r in res), "200 before the lock", f"{res}")
 
     # Another session takes the table; the server's inserts now wait on it.
-    locker = subprocess.Popen(
-        ["psql", "-X", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres",
-         "-d", "tgring"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, text=True)
+    locker = pg.lock_table("updates")
     try:
-        locker.stdin.write("BEGIN; LOCK TABLE updates IN ACCESS EXCLUSIVE MODE; "
-                           "SELECT 'locked';\n")
-        locker.stdin.flush()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            n = pg.scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                          "WHERE c.relname = 'updates' AND l.mode = 'AccessExclusiveLock' "
-                          "AND l.granted")
-            if n != "0":
-                break
-            await asyncio.sleep(0.05)
         rss_before = harness.proc_status(srv.pid, "VmRSS")
 
         t0 = time.monotonic()
@@ -93,12 +78,7 @@ async def main(h):
         t.ok(rss_before and rss_after and rss_after - rss_before < 32 * 1024,
              "memory stays flat", f"VmRSS {rss_before} -> {rss_after} kB")
     finally:
-        try:
-            locker.stdin.write("COMMIT;\n")
-            locker.stdin.close()
-        except OSError:
-            pass
-        locker.wait(30)
+        pg.unlock(locker)
 
     # The lock is gone: 200s resume on their own.
     resumed = None

@@ -95,6 +95,7 @@ async def main(h):
     t.ok(acked and not missing, "every update that got a 200 is in the table",
          f"{len(missing)} of {len(acked)} missing, e.g. {missing[:10]}")
     after = [e for e in log if e[0] >= t_sig]
+    await stuck_shutdown(h, pg, secret, path)
     straddle = [e for e in log if e[0] < t_sig <= e[0] + e[3]]
     # A request the server had not read yet when the signal came may see the
     # connection close instead (the client retries); one it was working on must
@@ -106,6 +107,43 @@ async def main(h):
          f"{sorted((str(e[2]), round(e[0] + e[3] - t_sig, 3)) for e in straddle)[:60]}")
     t.diag(f"requests {len(log)}, after the signal {len(after)}: "
            f"{sorted({str(e[2]) for e in after})}; late connections {late}")
+
+
+async def stuck_shutdown(h, pg, secret, path):
+    """SIGTERM while updates wait on a locked table: the grace period bounds
+    the wait, the stuck requests are not answered 200, and the exit is 0."""
+    t = h.t
+    grace = 2000
+    srv = h.tgring(h.serve_env(pg, secret, TGRING_SHUTDOWN_TIMEOUT_MS=grace,
+                               TGRING_ACK_TIMEOUT_MS=20000))
+    t.ok(srv.wait_ready(30), "second server ready")
+    locker = pg.lock_table("updates")
+    try:
+        base = random.randrange(3 * 10**9, 4 * 10**9)
+
+        async def post(i):
+            p = harness.Poster(srv.port, path, secret)
+            body, _ = harness.make_update(base + i, "message", chat_id=base + i, from_id=1)
+            st, _, dt = await p.post(body, timeout=grace / 1000 + 10)
+            p.close()
+            return base + i, st, dt
+
+        posts = asyncio.gather(*(post(i) for i in range(10)))
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = await asyncio.to_thread(srv.wait, grace / 1000 + 5)
+        took = time.monotonic() - t0
+        res = await posts
+    finally:
+        pg.unlock(locker)
+    t.eq(rc, 0, "SIGTERM with updates stuck on a locked table: exit 0")
+    t.ok(rc is not None and took <= grace / 1000 + 1, f"within the grace period ({grace} ms)",
+         f"took {took:.2f} s")
+    t.ok(all(st != 200 for _, st, _ in res), "the stuck updates are not answered 200",
+         f"{[(u, st, round(dt, 2)) for u, st, dt in res]}")
+    t.ok(any(st == 503 for _, st, _ in res), "they are answered 503",
+         f"{sorted({str(st) for _, st, _ in res})}")
 
 
 harness.run(main)
