@@ -1133,8 +1133,9 @@ httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *e
     if (e == 0 && p->use_tls && opt->tls == NULL)
         e = -EINVAL;
     if (e < 0) {
-        log_error("httpc_bad_url", "the API URL must be https://<DNS name>[:port] (with a CA "
-                                   "bundle) or http://<host>[:port], without a path");
+        /* The URL itself is not logged: a mistaken one might carry the bot token. */
+        log_error("httpc_bad_url", "an origin URL must be https://<DNS name>[:port] (with a "
+                                   "CA bundle) or http://<host>[:port], without a path");
         goto fail;
     }
 

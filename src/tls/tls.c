@@ -157,6 +157,12 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx, const char *server_name, uint16_t port,
     br_ssl_client_init_full(&c->cc, &c->xc, ctx->anchors, ctx->nanchors);
     br_ssl_engine_set_versions(eng, BR_TLS12, BR_TLS12);
     br_ssl_engine_set_suites(eng, tls_suites, sizeof(tls_suites) / sizeof(tls_suites[0]));
+    /* What those suites need, named here so that the dependency is visible. */
+    br_ssl_engine_set_default_ec(eng);
+    br_ssl_engine_set_default_ecdsa(eng);
+    br_ssl_engine_set_default_rsavrfy(eng);
+    br_ssl_engine_set_default_aes_gcm(eng);
+    br_ssl_engine_set_default_chapol(eng);
     br_ssl_engine_add_flags(eng, BR_OPT_NO_RENEGOTIATION);
     c->xw.vtable = &x509_watch_vtable;
     c->xw.inner = &c->xc;
