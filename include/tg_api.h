@@ -263,7 +263,9 @@ bool tg_rate_try(tg_rate_t *r, int64_t chat_id, int64_t now_ms, int64_t *wait_ms
 
 /*
  * Pauses one chat until until_ms (from a 429 with retry_after): tg_rate_try()
- * refuses it before then. A pause is only ever extended, never shortened.
+ * refuses it before then. A pause is only ever extended, never shortened. A
+ * chat not yet in the table takes a slot as in tg_rate_try(), judging the
+ * other chats' idleness at the latest time tg_rate_try() was given.
  * Returns 0; -ENOSPC when the table has no room for the chat (then pause all,
  * or retry the pause later); -EINVAL for chat_id 0.
  */
