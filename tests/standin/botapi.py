@@ -25,7 +25,8 @@ A control API (plain HTTP on 127.0.0.1:--control-port) steers it:
   GET  /behave          the behaviours left, with their remaining counts
   POST /behave/clear    drop all behaviours
   GET  /stats           {"connections", "open", "handshakes", "handshakes_full",
-                         "resumed", "handshake_failures", "requests", "calls"}
+                         "resumed", "handshake_failures", "requests", "calls",
+                         "calls_dropped" (past --keep)}
   POST /webhook         set getWebhookInfo's fields: url, pending_update_count,
                         last_error_date, last_error_message, max_connections, ...
   POST /reset           calls, behaviours, stats, webhook and message ids back to new
@@ -51,7 +52,8 @@ limit for "final" and "migrate", as a blocked or migrated chat stays so):
 free ones); SIGTERM or SIGINT stops it cleanly with exit status 0.
 
 Usage: botapi.py [--plain | --cert PEM --key PEM] [--port N] [--control-port N]
-                 [--token T] [--record FILE] [--tls-max 1.2] [--verbose]
+                 [--token T] [--record FILE] [--keep N] [--latency-ms N]
+                 [--tls-max 1.2] [--verbose]
 Only the Python standard library is used.
 """
 
@@ -93,9 +95,11 @@ MODES = ("429", "429_global", "5xx", "slow", "truncate", "reset", "migrate", "fi
 class State:
     """Everything the API threads and the control API share, under one lock."""
 
-    def __init__(self, token, record_path):
+    def __init__(self, token, record_path, keep, latency):
         self.lock = threading.Lock()
         self.token = token
+        self.keep = keep
+        self.latency = latency
         self.record = open(record_path, "a", encoding="utf-8") if record_path else None
         self.conn_ids = itertools.count(1)
         self.reset()
@@ -106,7 +110,8 @@ class State:
             self.seq = 0
             self.behaviours = []
             self.stats = {"connections": 0, "open": 0, "handshakes": 0, "handshakes_full": 0,
-                          "resumed": 0, "handshake_failures": 0, "requests": 0}
+                          "resumed": 0, "handshake_failures": 0, "requests": 0,
+                          "calls_dropped": 0}
             self.webhook = {"url": "", "has_custom_certificate": False,
                             "pending_update_count": 0}
             self.message_ids = {}
@@ -120,6 +125,11 @@ class State:
             self.seq += 1
             rec["seq"] = self.seq
             self.calls.append(rec)
+            if len(self.calls) > self.keep:
+                # Memory stays flat on long bench runs; the file has everything.
+                drop = len(self.calls) - self.keep
+                del self.calls[:drop]
+                self.stats["calls_dropped"] += drop
             if self.record is not None:
                 self.record.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 self.record.flush()
@@ -452,8 +462,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if mode != "truncate":
             rec["status"] = status
         st.add_call(rec)
-        if mode == "slow":
-            time.sleep(int(b.get("delay_ms", 1000)) / 1000.0)
+        delay = st.latency + (int(b.get("delay_ms", 1000)) if mode == "slow" else 0)
+        if delay > 0:
+            time.sleep(delay / 1000.0)
         if mode == "truncate":
             self.send_truncated(status, answer, bool(b.get("close_notify")))
             return
@@ -645,6 +656,10 @@ def main():
                     help="highest TLS version offered (the lowest is always 1.2)")
     ap.add_argument("--token", default=DEFAULT_TOKEN, help="the bot token that is accepted")
     ap.add_argument("--record", help="append every call to this JSONL file")
+    ap.add_argument("--keep", type=int, default=100000,
+                    help="calls kept in memory for GET /calls (the oldest go first)")
+    ap.add_argument("--latency-ms", type=int, default=0,
+                    help="added to every answer, like the round trip to Telegram")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = ap.parse_args()
 
@@ -663,7 +678,7 @@ def main():
         # and drops the session from the cache: tolerate that, as web servers do.
         ctx.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
 
-    state = State(args.token, args.record)
+    state = State(args.token, args.record, max(1, args.keep), max(0, args.latency_ms))
     api = ApiServer((args.host, args.port), state, ctx, args.verbose)
     control = ControlServer(("127.0.0.1", args.control_port), state, args.verbose)
 

@@ -466,16 +466,25 @@ def run_bad_certs(tmp, certs, ca):
 
 
 def run_plain(tmp):
-    s = StandIn(tmp, "plain", "--plain")
+    s = StandIn(tmp, "plain", "--plain", "--keep", "3", "--latency-ms", "200")
     try:
         c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        t0 = time.time()
         st, _, body = api(c, "getMe")
+        elapsed = time.time() - t0
         rec = s.calls()[-1]
         ok(st == 200 and body["result"]["username"] == "quit_smoking_test_bot" and
            rec["tls"] is False and rec["session_reused"] is None,
            "--plain serves HTTP, recorded without TLS")
+        ok(elapsed >= 0.19, "--latency-ms 200 delays every answer (%.3f s)" % elapsed)
+        for _ in range(4):
+            api(c, "getMe")
         st = s.stats()
         ok(st["connections"] == 1 and st["handshakes"] == 0, "no handshakes over plain HTTP")
+        ok([x["seq"] for x in s.calls()] == [3, 4, 5] and st["calls_dropped"] == 2 and
+           st["requests"] == 5, "--keep 3 keeps the last three calls in memory")
+        with open(s.record) as f:
+            ok(len(f.readlines()) == 5, "and the file all five")
     finally:
         rc = s.stop(signal.SIGINT)
     ok(rc == 0, "SIGINT stops it too")
