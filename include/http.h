@@ -39,7 +39,7 @@ typedef struct http_request {
     size_t method_len;
     const char *target;  /* origin-form or asterisk-form as sent */
     size_t target_len;
-    const char *path;    /* target up to '?' */
+    const char *path;    /* target up to '?'; for absolute-form, after the authority (may be empty) */
     size_t path_len;
     int minor_version;   /* 0 or 1 (HTTP/1.x only) */
     http_header_t headers[HTTP_MAX_HEADERS];
@@ -48,7 +48,7 @@ typedef struct http_request {
     int64_t content_length; /* -1 when absent */
     bool chunked;           /* Transfer-Encoding ends in chunked */
     bool keep_alive;        /* 1.1 unless "Connection: close"; 1.0 only with keep-alive */
-    bool expect_continue;   /* "Expect: 100-continue" */
+    bool expect_continue;   /* "Expect: 100-continue", HTTP/1.1 only */
     /* On -EBADMSG: the status to answer (400, 413, 414, 431, 501, 505) and why. */
     int status;
     const char *error;      /* static string, e.g. "duplicate Content-Length" */
@@ -69,7 +69,10 @@ typedef struct http_request {
  * spaced, non-digit or overflowing Content-Length; obs-fold; bare CR or LF;
  * whitespace between a field name and its colon; NUL or other control bytes;
  * missing or duplicate Host in 1.1 (duplicate in 1.0); Transfer-Encoding in
- * 1.0; malformed request line. 501 for a transfer coding other than chunked;
+ * 1.0; an invalid Host value; a bad absolute-form authority (userinfo, a
+ * non-digit port); an authority-form target; chunked not last or applied
+ * twice (also across several Transfer-Encoding fields); malformed request
+ * line. 501 for a transfer coding other than chunked;
  * 505 for a version other than HTTP/1.0 or 1.1; 413 for a Content-Length over
  * lim->max_body; 414 for a target over lim->max_target; 431 for a head over
  * lim->max_head or more than HTTP_MAX_HEADERS fields.
@@ -96,8 +99,10 @@ void http_chunked_init(http_chunked_t *d, uint64_t max_body);
  * terminating CRLF, which are left at buf + *len .. buf + *len + ret (the next
  * pipelined request, moved down); -EAGAIN when more input is needed (all input
  * was consumed); -EBADMSG on malformed input (400); -EMSGSIZE when the body
- * exceeds max_body (413). Chunk extensions and trailer fields are accepted and
- * discarded, each capped in size.
+ * exceeds max_body (413); on an error *len is what this call decoded, to be
+ * discarded. Chunk extensions and trailer fields are accepted and discarded,
+ * each capped in size. Once the body is complete, a further call leaves all
+ * its input as following bytes.
  */
 long http_chunked_decode(http_chunked_t *d, char *buf, size_t *len);
 
