@@ -1,15 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db_private.h - helpers shared by the inbox (db.c) and the migration runner
- * (migrate.c); not part of the db interface.
+ * db_private.h - what the parts of the db module share; not part of its
+ * interface. conn.c owns the connection and the pipeline: a FIFO of items,
+ * each a few statements closed by its own sync, so that each is its own
+ * transaction and an error in one aborts nothing past its sync. inbox.c
+ * (group commit of updates) makes the items; migrate.c is the blocking
+ * migration runner.
  */
 #ifndef TGRING_DB_PRIVATE_H
 #define TGRING_DB_PRIVATE_H
 
+#include "db.h"
+
+#include <libpq-fe.h>
 #include <stddef.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Bytes for a flattened libpq message in a log line. */
 #define DB_MSG_MAX 512
+
+/* Inbox transactions sent and not yet answered: batches grow with the load meanwhile. */
+#define DB_INFLIGHT 2
+
+/* Type OIDs of statement parameters (pg_type.dat). */
+#define DB_OID_BYTEA 17
+#define DB_OID_INT8 20
+#define DB_OID_TEXT 25
 
 /*
  * Connection keywords for PQconnect*Params with expand_dbname = 1: the
@@ -26,5 +43,188 @@ void db_conn_params(const char *conninfo, const char *keys[DB_CONN_PARAMS],
  * one line: runs of whitespace become one space, ends trimmed. Returns out.
  */
 const char *db_flatten(const char *msg, char *out, size_t cap);
+
+/* ---- pipeline items ---- */
+
+typedef struct db_item db_item_t;
+
+/* What an item does at each step; conn.c calls these, the item's module implements them. */
+typedef struct db_item_ops {
+    /*
+     * Sends the item's statements (not the sync). Returns how many, or -1
+     * when libpq refused one (the connection broke).
+     */
+    int (*send)(db_t *db, db_item_t *it);
+    /*
+     * One result of statement it->pos; it->pos == the number sent means an
+     * error at the commit. Errors that end the connection never get here.
+     * Returns true when it keeps `r` (and PQclear()s it later).
+     */
+    bool (*result)(db_t *db, db_item_t *it, PGresult *r);
+    /* Its sync arrived: the transaction is over. It is out of the pipeline already. */
+    void (*done)(db_t *db, db_item_t *it);
+    /*
+     * The connection was lost before its sync arrived (called newest item
+     * first): queue it again or drop it. Must not send anything.
+     */
+    void (*lost)(db_t *db, db_item_t *it);
+} db_item_ops_t;
+
+/* One transaction in the pipeline; embedded in what its module keeps for it. */
+struct db_item {
+    const db_item_ops_t *ops;
+    db_item_t *next;  /* next newer item in the pipeline, or in its module's queue */
+    unsigned nstmt;   /* statements sent */
+    unsigned pos;     /* statement whose results are read now; nstmt = the sync */
+    bool got;         /* a result for `pos` arrived; the NULL that ends it is next */
+    bool err;         /* an error result arrived: later statements were skipped */
+    uint64_t sent_ms; /* loop time it was sent, ms */
+};
+
+/* A statement prepared on every (re)connection. Arrays of these end with a NULL name. */
+typedef struct db_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+    const Oid *types; /* nparams OIDs */
+} db_stmt_t;
+
+/* ---- the connection (conn.c) ---- */
+
+typedef enum db_state {
+    DB_DOWN,        /* no connection; conn_timer runs to the next attempt */
+    DB_CONNECTING,  /* PQconnectPoll in progress */
+    DB_SETUP,       /* in pipeline mode; schema check and prepares sent */
+    DB_WAIT_SCHEMA, /* connected, schema not migrated; conn_timer runs to the next check */
+    DB_READY,       /* taking updates */
+    DB_CLOSED,      /* db_free() was called */
+} db_state_t;
+
+/* A one-shot poll on libpq's socket. */
+typedef struct db_poll {
+    rx_op_t op;
+    db_t *db;
+    uint32_t epoch; /* connection it was armed for; an older one's completion is ignored */
+    short want;     /* events to poll once the previous connection's poll has completed */
+} db_poll_t;
+
+/* Why an inbox transaction failed, which decides what happens to its updates. */
+typedef enum db_fail {
+    DB_FAIL_NONE,
+    DB_FAIL_ROW,       /* the row at fail_idx was refused for its content: -EBADMSG */
+    DB_FAIL_ROW_RETRY, /* the row at fail_idx failed for a passing reason: it is retried */
+    DB_FAIL_TXN,       /* the transaction failed as a whole (commit): all are retried */
+} db_fail_t;
+
+/* One inbox transaction. The arrays are allocated once, max_batch long. */
+typedef struct db_batch {
+    db_item_t item;
+    uint32_t id;       /* nonzero while in flight */
+    unsigned n;        /* inserts sent */
+    db_fail_t fail;    /* first failure seen */
+    unsigned fail_idx; /* its statement for DB_FAIL_ROW and DB_FAIL_ROW_RETRY */
+    db_update_t **u;   /* [max_batch]; NULL once that update had its callback */
+    uint8_t *out;      /* [max_batch] per-update outcome, inbox.c's DB_OUT_* */
+} db_batch_t;
+
+/* The inbox's state (inbox.c). */
+typedef struct db_inbox {
+    db_update_t *head; /* pending, oldest first; not sent or to be sent again */
+    db_update_t *tail;
+    unsigned count;                /* updates whose callback is owed: pending and in flight */
+    db_batch_t batch[DB_INFLIGHT]; /* transactions; id 0 = free slot */
+    unsigned nflight;              /* slots in flight */
+    uint32_t next_id;              /* batch ids, never 0 */
+} db_inbox_t;
+
+struct db {
+    rx_loop_t *loop;
+    db_options_t opt;
+    char *conninfo; /* owned copy */
+    PGconn *conn;   /* NULL while DB_DOWN or DB_CLOSED */
+    db_state_t state;
+    uint32_t epoch;        /* bumped when a connection is closed */
+    db_poll_t rd;          /* POLLIN, always armed while connected (POLLOUT while connecting) */
+    db_poll_t wr;          /* POLLOUT while libpq has output it could not write */
+    rx_timer_t conn_timer; /* reconnect backoff, connect and setup deadline, schema retry */
+    rx_timer_t tick;       /* deadlines and stall detection, while anything is pending */
+    rx_defer_t send_defer; /* sends what is queued at the end of the turn */
+    rx_defer_t idle_defer; /* runs on_idle after db_drain() */
+    unsigned backoff_ms;   /* delay before the next connection attempt */
+    uint64_t stall_ms;     /* a transaction unanswered this long breaks the connection */
+
+    db_item_t *phead; /* the pipeline: items sent, oldest first */
+    db_item_t *ptail;
+
+    /* The setup item: schema check, then (when needed) the prepares, then a sync. */
+    db_item_t setup;
+    bool setup_prepare; /* the prepares were sent in this setup */
+    bool prepared;      /* every statement is prepared on this connection */
+    bool schema_ok;     /* the check found every compiled-in migration */
+    int schema_version; /* newest applied, 0 = none or unknown */
+    int need_version;   /* newest compiled in */
+    bool schema_logged; /* "not migrated" was said since the last ready */
+    bool was_connected; /* a connection was up since the last loss: next loss counts */
+
+    db_inbox_t in;
+
+    bool draining;
+    void (*on_idle)(void *arg);
+    void *idle_arg;
+
+    uint64_t warn_ms;      /* loop time of the last rate-limited warning */
+    unsigned warn_skipped; /* warnings suppressed since then */
+};
+
+/*
+ * Appends `it` to the pipeline: its statements, then a sync. Only while
+ * DB_READY (or for the setup item). Returns false when the connection broke
+ * meanwhile: db_lost() has run, it->ops->lost included.
+ */
+bool db_item_push(db_t *db, db_item_t *it);
+
+/* Something was queued: sends it at the end of the turn and keeps the deadline tick running. */
+void db_kick(db_t *db);
+
+/* Sends what the inbox has queued, now; the end-of-turn callback calls it. */
+void db_send_queued(db_t *db);
+
+/* Closes a broken connection, gives the items in the pipeline back, schedules a reconnect. */
+void db_lost(db_t *db, const char *why);
+
+/* Schedules on_idle when db_drain() was called and nothing is owed any more. */
+void db_check_idle(db_t *db);
+
+/* Warnings that could repeat in a tight loop: at most one per second, the rest counted. */
+void db_warn_limited(db_t *db, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The severity and primary message of a result's error, without DETAIL: for
+ * a refused row that holds the row's values, i.e. the user's message text,
+ * which has no place in logs.
+ */
+const char *db_result_msg(const PGresult *r, char *buf, size_t cap);
+
+/* True for an SQLSTATE that blames the row's content: retrying the same row cannot help. */
+bool db_is_row_error(const char *state);
+
+/* ---- the inbox (inbox.c), called by conn.c ---- */
+
+extern const db_stmt_t db_inbox_stmts[];
+
+void db_inbox_init(db_t *db);
+
+/* Sends queued work while the in-flight cap allows. Returns false if the connection broke. */
+bool db_inbox_send(db_t *db);
+
+/* Answers what waited past its deadline, queued or in flight, with -ETIMEDOUT. */
+void db_inbox_expire(db_t *db, uint64_t now);
+
+/*
+ * db_free(): answers everything queued with -ECANCELED (the pipeline was
+ * given back to the queues first) and frees what the module allocated.
+ */
+void db_inbox_cancel(db_t *db);
 
 #endif

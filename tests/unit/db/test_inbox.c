@@ -6,208 +6,25 @@
  * commit, duplicates, refused rows, a failed commit, the outage behaviour
  * (503 at once, recovery within about a second) and the migration runner.
  *
- * It includes db.c to reach the connection's socket and poll ops for the
- * test of a full socket. Skips (exit 77) only when the PostgreSQL binaries
- * are not installed.
+ * It includes the module's private header to reach the connection's socket
+ * and poll ops for the test of a full socket. Skips (exit 77) only when the
+ * PostgreSQL binaries are not installed.
  */
-#include "../../../src/db/db.c"
+#include "../../../src/db/db_private.h"
+#include "log.h"
+#include "met.h"
+#include "pg_harness.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#define PG_BIN "/usr/lib/postgresql/15/bin"
 #define MAX_UPDATES 8192
-
-/* ---- TAP ---- */
-
-static int tap_n;
-static int tap_failed;
-
-static void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    tap_n++;
-    if (!cond)
-        tap_failed++;
-    printf("%sok %d - ", cond ? "" : "not ", tap_n);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-static void diag(const char *fmt, ...)
-{
-    va_list ap;
-    printf("# ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-static void bail(const char *why)
-{
-    printf("Bail out! %s\n", why);
-    fflush(stdout);
-    exit(1);
-}
-
-/* ---- the throwaway cluster ---- */
-
-static char dir[64];
-static int port;
-static bool as_postgres;
-static char conninfo[256];
-
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048], full[2200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    if (as_postgres)
-        snprintf(full, sizeof(full), "runuser -u postgres -- %s", cmd);
-    else
-        snprintf(full, sizeof(full), "%s", cmd);
-    int st = system(full);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        bail("cannot find a free port");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int pg_start(void)
-{
-    return sh(PG_BIN "/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o \"-k %s -p %d "
-                     "-c listen_addresses=127.0.0.1 -c fsync=on\" start >/dev/null",
-              dir, dir, dir, port);
-}
-
-static int pg_stop(const char *mode)
-{
-    return sh(PG_BIN "/pg_ctl -D %s/data -m %s -w -t 60 stop >/dev/null", dir, mode);
-}
-
-static void cluster_cleanup(void)
-{
-    if (dir[0] == '\0')
-        return;
-    pg_stop("immediate");
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
-}
-
-static void cluster_init(void)
-{
-    snprintf(dir, sizeof(dir), "/tmp/tgring-db-test-XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        bail("mkdtemp");
-    atexit(cluster_cleanup);
-    if (geteuid() == 0) {
-        /* initdb refuses to run as root. */
-        struct passwd *pw = getpwnam("postgres");
-        if (pw == NULL || chown(dir, pw->pw_uid, pw->pw_gid) != 0)
-            bail("no postgres user to run the cluster as");
-        as_postgres = true;
-    }
-    port = free_port();
-    if (sh(PG_BIN "/initdb -D %s/data -A trust -U postgres -N >%s/initdb.log 2>&1", dir, dir) != 0)
-        bail("initdb failed");
-    if (pg_start() != 0)
-        bail("pg_ctl start failed");
-    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
-             port);
-}
-
-/* Runs one statement on a fresh blocking connection; returns the first value as a number. */
-static long long q(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        diag("connect: %s", PQerrorMessage(c));
-        PQfinish(c);
-        return -1;
-    }
-    PGresult *r = PQexec(c, sql);
-    long long v = 0;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-        v = atoll(PQgetvalue(r, 0, 0));
-    else if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-        diag("%s: %s", sql, PQresultErrorMessage(r));
-        v = -1;
-    }
-    PQclear(r);
-    PQfinish(c);
-    return v;
-}
-
-/* ---- the loop ---- */
-
-static rx_loop_t loop;
-static rx_timer_t poll_timer;
-static bool (*want)(void);
-static uint64_t deadline;
-
-static void on_poll_timer(rx_loop_t *l, rx_timer_t *t)
-{
-    if ((want != NULL && want()) || rx_now(l) >= deadline) {
-        rx_stop(l);
-        return;
-    }
-    rx_timer_start(l, t, 2, on_poll_timer);
-}
-
-/* Runs the loop until pred() holds or ms pass. Returns pred(). */
-static bool run_until(bool (*pred)(void), unsigned ms)
-{
-    want = pred;
-    deadline = rx_update_time(&loop) + ms;
-    rx_timer_start(&loop, &poll_timer, 0, on_poll_timer);
-    if (rx_run(&loop) < 0)
-        bail("rx_run failed");
-    rx_timer_stop(&loop, &poll_timer);
-    return pred != NULL ? pred() : true;
-}
-
-static void run_for(unsigned ms) { run_until(NULL, ms); }
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- updates ---- */
 
@@ -368,7 +185,7 @@ static void test_concurrent_migrate(void)
     char ci[256];
     if (q("CREATE DATABASE m2") < 0)
         bail("CREATE DATABASE");
-    snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres dbname=m2", port);
+    snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres dbname=m2", pg_port);
     pid_t pid[4];
     for (int i = 0; i < 4; i++) {
         pid[i] = fork();
@@ -624,8 +441,8 @@ static void test_queue_max(void)
 static void test_multihost(void)
 {
     char ci[256];
-    snprintf(ci, sizeof(ci), "host=%s/nonexistent,127.0.0.1 port=%d,%d user=postgres", dir,
-             free_port(), port);
+    snprintf(ci, sizeof(ci), "host=%s/nonexistent,127.0.0.1 port=%d,%d user=postgres", pg_dir,
+             free_port(), pg_port);
     db_t *db = new_inbox(10, 5000, ci);
     ready_db = db;
     ok(run_until(is_ready, 3000), "a host list whose first host is down: ready on the second");
@@ -728,17 +545,7 @@ static void test_drain_and_free(db_t *a)
 
 int main(void)
 {
-    if (access(PG_BIN "/initdb", X_OK) != 0 || access(PG_BIN "/pg_ctl", X_OK) != 0) {
-        printf("1..0 # SKIP PostgreSQL 15 binaries not in " PG_BIN "\n");
-        return 77;
-    }
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    log_setup(LOG_WARN, LOG_FORMAT_TEXT);
-    if (met_init(1) < 0)
-        bail("met_init");
-    if (rx_loop_init(&loop, 256) < 0)
-        bail("rx_loop_init");
-    cluster_init();
+    harness_start();
 
     test_migrations();
     test_unmigrated_then_ready();
@@ -769,8 +576,5 @@ int main(void)
        "(%u missing, %u twice, %u synchronous)",
        owed, twice, sync_cb);
     ok(loop.heap_len == 0, "no timer left armed");
-
-    rx_loop_dispose(&loop);
-    printf("1..%d\n", tap_n);
-    return tap_failed ? 1 : 0;
+    return harness_end();
 }

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inbox.c - updates stored by group commit, as items of the connection's
+ * pipeline (conn.c).
+ *
+ * db_store() appends to a pending list; at the end of the turn what is
+ * pending goes out as one transaction (N inserts, then the item's sync) and
+ * the callbacks run when its result arrives. At most DB_INFLIGHT transactions
+ * are in flight; what arrives meanwhile waits for the next one, so batches
+ * grow with the load. A lost connection puts every unconfirmed update back in
+ * the pending list (the insert is idempotent: ON CONFLICT DO NOTHING).
+ */
+#include "db_private.h"
+#include "log.h"
+#include "met.h"
+
+#include <assert.h>
+#include <endian.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DB_BATCH_BYTES (1u << 20) /* body bytes per transaction: bounds libpq's buffers */
+
+#define DB_STMT_INSERT "tgring_store_update"
+
+static const Oid db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
+                                       DB_OID_BYTEA};
+
+const db_stmt_t db_inbox_stmts[] = {
+    {DB_STMT_INSERT,
+     "INSERT INTO updates (update_id, update_type, chat_id, from_id, body) "
+     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (update_id) DO NOTHING",
+     5, db_insert_types},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Per-update outcome within a transaction. */
+enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RETRY };
+
+static void db_gauge(const db_t *db) { met_self()->db_queue_depth = db->in.count; }
+
+/* Prepends the chain first..last (linked by next) to the pending list. */
+static void db_prepend(db_inbox_t *in, db_update_t *first, db_update_t *last)
+{
+    if (first == NULL)
+        return;
+    last->next = in->head;
+    in->head = first;
+    if (in->tail == NULL)
+        in->tail = last;
+}
+
+/* Appends u to the chain *first..*last. */
+static void db_chain(db_update_t **first, db_update_t **last, db_update_t *u)
+{
+    u->batch = 0;
+    u->next = NULL;
+    if (*last != NULL)
+        (*last)->next = u;
+    else
+        *first = u;
+    *last = u;
+}
+
+/* Runs u's callback; it no longer counts as pending. */
+static void db_finish(db_t *db, db_update_t *u, int status)
+{
+    met_slot_t *m = met_self();
+
+    assert(db->in.count > 0);
+    db->in.count--;
+    db_gauge(db);
+    u->next = NULL;
+    u->batch = 0;
+    if (status == DB_STORED)
+        m->updates_stored++;
+    else if (status == DB_DUPLICATE)
+        m->updates_duplicate++;
+    else if (status == -EBADMSG)
+        m->updates_rejected++;
+    u->cb(u, status);
+}
+
+/* Runs the callbacks of a chain of updates with one status. */
+static void db_finish_chain(db_t *db, db_update_t *u, int status)
+{
+    while (u != NULL) {
+        db_update_t *next = u->next;
+        db_finish(db, u, status);
+        u = next;
+    }
+}
+
+/* ---- the batch as a pipeline item ---- */
+
+static bool db_send_insert(db_t *db, const db_update_t *u)
+{
+    static const int formats[5] = {1, 1, 1, 1, 1};
+    uint64_t id = htobe64((uint64_t)u->update_id);
+    uint64_t chat = htobe64((uint64_t)u->chat_id);
+    uint64_t from = htobe64((uint64_t)u->from_id);
+    const char *values[5] = {
+        (const char *)&id,
+        u->type,
+        u->has_chat ? (const char *)&chat : NULL,
+        u->has_from ? (const char *)&from : NULL,
+        u->body != NULL ? u->body : "", /* a NULL value would be SQL NULL */
+    };
+    int lengths[5] = {8, (int)u->type_len, 8, 8, (int)u->body_len};
+
+    return PQsendQueryPrepared(db->conn, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
+}
+
+/* Moves the oldest pending updates into the batch, sending an insert for each. */
+static int db_batch_send(db_t *db, db_item_t *it)
+{
+    db_batch_t *b = container_of(it, db_batch_t, item);
+    db_inbox_t *in = &db->in;
+    size_t bytes = 0;
+
+    while (in->head != NULL && b->n < db->opt.max_batch &&
+           (b->n == 0 || bytes + in->head->body_len <= DB_BATCH_BYTES)) {
+        db_update_t *u = in->head;
+        in->head = u->next;
+        if (in->head == NULL)
+            in->tail = NULL;
+        u->next = NULL;
+        u->batch = b->id;
+        b->u[b->n] = u;
+        b->out[b->n] = DB_OUT_STORED;
+        b->n++;
+        bytes += u->body_len;
+        if (!db_send_insert(db, u))
+            return -1;
+    }
+    met_observe_batch(&met_self()->db_batch_size, (double)b->n);
+    return (int)b->n;
+}
+
+/* Records the first failure of the transaction, at statement `pos`. */
+static void db_batch_error(db_t *db, db_batch_t *b, unsigned pos, const PGresult *r)
+{
+    char msg[DB_MSG_MAX];
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    db_update_t *u = pos < b->n ? b->u[pos] : NULL;
+    long long id = u != NULL ? (long long)u->update_id : -1;
+
+    if (b->fail != DB_FAIL_NONE)
+        return;
+    db_result_msg(r, msg, sizeof(msg));
+    if (pos >= b->n) {
+        b->fail = DB_FAIL_TXN;
+        db_warn_limited(db, "db_commit_failed",
+                        "transaction of %u updates failed at commit, retrying: SQLSTATE %s: %s",
+                        b->n, state ? state : "none", msg);
+    } else if (db_is_row_error(state)) {
+        b->fail = DB_FAIL_ROW;
+        b->fail_idx = pos;
+        if (u != NULL)
+            log_warn("update_rejected", "update %lld rejected by the database: SQLSTATE %s: %s", id,
+                     state, msg);
+    } else {
+        b->fail = DB_FAIL_ROW_RETRY;
+        b->fail_idx = pos;
+        db_warn_limited(db, "db_insert_failed",
+                        "storing update %lld failed, retrying: SQLSTATE %s: %s", id,
+                        state ? state : "none", msg);
+    }
+}
+
+static bool db_batch_result(db_t *db, db_item_t *it, PGresult *r)
+{
+    db_batch_t *b = container_of(it, db_batch_t, item);
+    ExecStatusType st = PQresultStatus(r);
+
+    switch (st) {
+    case PGRES_COMMAND_OK:
+        if (it->pos < b->n) {
+            /* ON CONFLICT DO NOTHING inserts one row or none. */
+            b->out[it->pos] =
+                strcmp(PQcmdTuples(r), "0") == 0 ? DB_OUT_DUPLICATE : DB_OUT_STORED;
+            break;
+        }
+        /* A second result for a statement cannot be told apart from the commit: fail safe. */
+        __attribute__((fallthrough));
+    case PGRES_PIPELINE_ABORTED:
+    case PGRES_TUPLES_OK:
+        /* Skipped after an earlier error: that error decides. */
+        if (b->fail == DB_FAIL_NONE) {
+            b->fail = DB_FAIL_TXN;
+            db_warn_limited(db, "db_unexpected_result", "unexpected %s in a transaction; retrying",
+                            PQresStatus(st));
+        }
+        break;
+    default:
+        db_batch_error(db, b, it->pos, r);
+        break;
+    }
+    return false;
+}
+
+/* The transaction got its sync: run callbacks, or put updates back. */
+static void db_batch_done(db_t *db, db_item_t *it)
+{
+    db_batch_t *b = container_of(it, db_batch_t, item);
+    db_update_t *first = NULL, *last = NULL;
+
+    db->in.nflight--;
+    if (b->fail != DB_FAIL_NONE) {
+        for (unsigned i = 0; i < b->n; i++) {
+            db_update_t *u = b->u[i];
+            if (u == NULL)
+                continue;
+            bool blamed = b->fail == DB_FAIL_TXN || i == b->fail_idx;
+            if (b->fail == DB_FAIL_ROW && i == b->fail_idx)
+                b->out[i] = DB_OUT_REJECTED;
+            else if (blamed && ++u->tries >= DB_TRIES_MAX)
+                b->out[i] = DB_OUT_RESET;
+            else
+                b->out[i] = DB_OUT_RETRY;
+            if (b->out[i] != DB_OUT_RETRY)
+                continue;
+            /* Batch-mates go back to the front, in order, for the next transaction. */
+            b->u[i] = NULL;
+            db_chain(&first, &last, u);
+        }
+        db_prepend(&db->in, first, last);
+    }
+    /*
+     * The slot is free from here, but it is filled only at the end of the
+     * turn, so the callbacks below may call db_store() safely.
+     */
+    b->id = 0;
+    unsigned reset = 0;
+    long long reset_id = 0;
+    for (unsigned i = 0; i < b->n; i++) {
+        db_update_t *u = b->u[i];
+        if (u == NULL)
+            continue;
+        b->u[i] = NULL;
+        switch (b->out[i]) {
+        case DB_OUT_STORED:
+            db_finish(db, u, DB_STORED);
+            break;
+        case DB_OUT_DUPLICATE:
+            db_finish(db, u, DB_DUPLICATE);
+            break;
+        case DB_OUT_REJECTED:
+            db_finish(db, u, -EBADMSG);
+            break;
+        default:
+            if (reset++ == 0)
+                reset_id = (long long)u->update_id;
+            db_finish(db, u, -ECONNRESET);
+            break;
+        }
+    }
+    if (reset > 0)
+        log_warn("updates_not_stored",
+                 "%u update%s not stored (first %lld): the transaction failed %d times", reset,
+                 reset == 1 ? "" : "s", reset_id, DB_TRIES_MAX);
+    b->n = 0;
+    if (db->in.head != NULL)
+        db_kick(db);
+    db_check_idle(db);
+}
+
+/* Whatever was not confirmed goes back to the front of the pending list, in order. */
+static void db_batch_lost(db_t *db, db_item_t *it)
+{
+    db_batch_t *b = container_of(it, db_batch_t, item);
+    db_update_t *first = NULL, *last = NULL;
+
+    for (unsigned i = 0; i < b->n; i++) {
+        db_update_t *u = b->u[i];
+        if (u == NULL)
+            continue;
+        b->u[i] = NULL;
+        db_chain(&first, &last, u);
+    }
+    db_prepend(&db->in, first, last);
+    b->id = 0;
+    b->n = 0;
+    db->in.nflight--;
+}
+
+static const db_item_ops_t db_batch_ops = {
+    .send = db_batch_send,
+    .result = db_batch_result,
+    .done = db_batch_done,
+    .lost = db_batch_lost,
+};
+
+/* ---- called by conn.c ---- */
+
+void db_inbox_init(db_t *db)
+{
+    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
+        db_batch_t *b = &db->in.batch[k];
+        b->item.ops = &db_batch_ops;
+        b->u = calloc(db->opt.max_batch, sizeof(*b->u));
+        b->out = calloc(db->opt.max_batch, sizeof(*b->out));
+        if (b->u == NULL || b->out == NULL)
+            abort();
+    }
+    db_gauge(db);
+}
+
+bool db_inbox_send(db_t *db)
+{
+    db_inbox_t *in = &db->in;
+
+    while (in->head != NULL && in->nflight < DB_INFLIGHT) {
+        db_batch_t *b = &in->batch[0];
+        while (b->id != 0)
+            b++;
+        if (++in->next_id == 0)
+            in->next_id = 1;
+        b->id = in->next_id;
+        b->n = 0;
+        b->fail = DB_FAIL_NONE;
+        in->nflight++;
+        if (!db_item_push(db, &b->item))
+            return false;
+    }
+    return true;
+}
+
+void db_inbox_expire(db_t *db, uint64_t now)
+{
+    db_inbox_t *in = &db->in;
+    db_update_t *expired = NULL, *elast = NULL;
+    db_update_t **pp = &in->head, *prev = NULL;
+
+    while (*pp != NULL) {
+        db_update_t *u = *pp;
+        if (now - u->enqueued_ms < db->opt.ack_timeout_ms) {
+            prev = u;
+            pp = &u->next;
+            continue;
+        }
+        *pp = u->next;
+        if (in->tail == u)
+            in->tail = prev;
+        db_chain(&expired, &elast, u);
+    }
+    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
+        db_batch_t *b = &in->batch[k];
+        for (unsigned i = 0; b->id != 0 && i < b->n; i++) {
+            db_update_t *u = b->u[i];
+            if (u == NULL || now - u->enqueued_ms < db->opt.ack_timeout_ms)
+                continue;
+            /* Its result still comes and is ignored; the slot stays for the positions. */
+            b->u[i] = NULL;
+            db_chain(&expired, &elast, u);
+        }
+    }
+    db_finish_chain(db, expired, -ETIMEDOUT);
+}
+
+void db_inbox_cancel(db_t *db)
+{
+    db_update_t *pending = db->in.head;
+
+    db->in.head = db->in.tail = NULL;
+    db_finish_chain(db, pending, -ECANCELED);
+    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
+        free(db->in.batch[k].u);
+        free(db->in.batch[k].out);
+        db->in.batch[k].u = NULL;
+        db->in.batch[k].out = NULL;
+    }
+}
+
+/* ---- interface ---- */
+
+int db_store(db_t *db, db_update_t *u)
+{
+    db_inbox_t *in = &db->in;
+
+    assert(u->cb != NULL);
+    if (db->state != DB_READY || db->draining || in->count >= db->opt.queue_max)
+        return -EAGAIN;
+    /* libpq takes int lengths; the HTTP layer caps bodies far below this. */
+    assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);
+    u->enqueued_ms = rx_now(db->loop);
+    u->tries = 0;
+    db_chain(&in->head, &in->tail, u);
+    in->count++;
+    db_gauge(db);
+    db_kick(db);
+    return 0;
+}
+
+unsigned db_pending(const db_t *db) { return db->in.count; }

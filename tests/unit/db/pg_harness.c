@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pg_harness.c - the db tests' throwaway cluster, TAP output and loop
+ * helpers (see pg_harness.h).
+ */
+#include "pg_harness.h"
+#include "log.h"
+#include "met.h"
+
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- TAP ---- */
+
+int tap_n;
+int tap_failed;
+
+void ok(int cond, const char *fmt, ...)
+{
+    va_list ap;
+    tap_n++;
+    if (!cond)
+        tap_failed++;
+    printf("%sok %d - ", cond ? "" : "not ", tap_n);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+void diag(const char *fmt, ...)
+{
+    va_list ap;
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+void bail(const char *why)
+{
+    printf("Bail out! %s\n", why);
+    fflush(stdout);
+    exit(1);
+}
+
+/* ---- the throwaway cluster ---- */
+
+char pg_dir[64];
+int pg_port;
+char conninfo[256];
+static bool as_postgres;
+
+static int sh(const char *fmt, ...)
+{
+    char cmd[2048], full[2200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (as_postgres)
+        snprintf(full, sizeof(full), "runuser -u postgres -- %s", cmd);
+    else
+        snprintf(full, sizeof(full), "%s", cmd);
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        bail("cannot find a free port");
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+int pg_start(void)
+{
+    return sh(PG_BIN "/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o \"-k %s -p %d "
+                     "-c listen_addresses=127.0.0.1 -c fsync=on\" start >/dev/null",
+              pg_dir, pg_dir, pg_dir, pg_port);
+}
+
+int pg_stop(const char *mode)
+{
+    return sh(PG_BIN "/pg_ctl -D %s/data -m %s -w -t 60 stop >/dev/null", pg_dir, mode);
+}
+
+static void cluster_cleanup(void)
+{
+    if (pg_dir[0] == '\0')
+        return;
+    pg_stop("immediate");
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", pg_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", pg_dir);
+}
+
+static void cluster_init(void)
+{
+    snprintf(pg_dir, sizeof(pg_dir), "/tmp/tgring-db-test-XXXXXX");
+    if (mkdtemp(pg_dir) == NULL)
+        bail("mkdtemp");
+    atexit(cluster_cleanup);
+    if (geteuid() == 0) {
+        /* initdb refuses to run as root. */
+        struct passwd *pw = getpwnam("postgres");
+        if (pw == NULL || chown(pg_dir, pw->pw_uid, pw->pw_gid) != 0)
+            bail("no postgres user to run the cluster as");
+        as_postgres = true;
+    }
+    pg_port = free_port();
+    if (sh(PG_BIN "/initdb -D %s/data -A trust -U postgres -N >%s/initdb.log 2>&1", pg_dir,
+           pg_dir) != 0)
+        bail("initdb failed");
+    if (pg_start() != 0)
+        bail("pg_ctl start failed");
+    snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
+             pg_port);
+}
+
+/* Runs the formatted statement on a fresh connection to ci (NULL: conninfo); diagnoses errors. */
+static PGresult *exec_once(const char *ci, const char *fmt, va_list ap)
+{
+    char sql[4096];
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    PGconn *c = PQconnectdb(ci != NULL ? ci : conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        diag("connect: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+        diag("%s: %s", sql, PQresultErrorMessage(r));
+    PQfinish(c);
+    return r;
+}
+
+/* True when r has a first value that is not NULL. */
+static bool has_value(const PGresult *r)
+{
+    return PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0);
+}
+
+static bool succeeded(const PGresult *r)
+{
+    return PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
+}
+
+long long q(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = exec_once(NULL, fmt, ap);
+    va_end(ap);
+    long long v = has_value(r) ? atoll(PQgetvalue(r, 0, 0)) : succeeded(r) ? 0 : -1;
+    PQclear(r);
+    return v;
+}
+
+bool qs(const char *ci, char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = exec_once(ci, fmt, ap);
+    va_end(ap);
+    snprintf(out, cap, "%s", has_value(r) ? PQgetvalue(r, 0, 0) : "");
+    bool good = succeeded(r);
+    PQclear(r);
+    return good;
+}
+
+/* ---- the loop ---- */
+
+rx_loop_t loop;
+static rx_timer_t poll_timer;
+static bool (*want)(void);
+static uint64_t deadline;
+
+static void on_poll_timer(rx_loop_t *l, rx_timer_t *t)
+{
+    if ((want != NULL && want()) || rx_now(l) >= deadline) {
+        rx_stop(l);
+        return;
+    }
+    rx_timer_start(l, t, 2, on_poll_timer);
+}
+
+bool run_until(bool (*pred)(void), unsigned ms)
+{
+    want = pred;
+    deadline = rx_update_time(&loop) + ms;
+    rx_timer_start(&loop, &poll_timer, 0, on_poll_timer);
+    if (rx_run(&loop) < 0)
+        bail("rx_run failed");
+    rx_timer_stop(&loop, &poll_timer);
+    return pred != NULL ? pred() : true;
+}
+
+void run_for(unsigned ms) { run_until(NULL, ms); }
+
+uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- start and end ---- */
+
+void harness_start(void)
+{
+    if (access(PG_BIN "/initdb", X_OK) != 0 || access(PG_BIN "/pg_ctl", X_OK) != 0) {
+        printf("1..0 # SKIP PostgreSQL 15 binaries not in " PG_BIN "\n");
+        exit(77);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    log_setup(LOG_WARN, LOG_FORMAT_TEXT);
+    if (met_init(1) < 0)
+        bail("met_init");
+    if (rx_loop_init(&loop, 256) < 0)
+        bail("rx_loop_init");
+    cluster_init();
+}
+
+int harness_end(void)
+{
+    rx_loop_dispose(&loop);
+    printf("1..%d\n", tap_n);
+    return tap_failed ? 1 : 0;
+}
