@@ -57,9 +57,14 @@ typedef struct cfg {
                                    idle */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
     /* Sending to the Bot API. */
-    char *rate_global;          /* TELEGRAM_RATE_GLOBAL, default "30/s" ("<n>/s|min[,burst=<b>]") */
-    char *rate_chat;            /* TELEGRAM_RATE_CHAT, default "1/s,burst=3" */
-    char *rate_group;           /* TELEGRAM_RATE_GROUP, default "20/min" */
+    /*
+     * Token buckets, "<n>/s" or "<n>/min" with ",burst=<b>" (default b = n).
+     * The defaults use burst 1, so that no window of the period's length ever
+     * holds more than n messages: Telegram's limits are never exceeded.
+     */
+    char *rate_global;          /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
+    char *rate_chat;            /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
+    char *rate_group;           /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
     char *allowed_updates;      /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
     unsigned webhook_max_connections; /* TELEGRAM_WEBHOOK_MAX_CONNECTIONS, 1..100, default 40 */
     unsigned api_connections;   /* TGRING_API_CONNECTIONS, 1..64, default 8 */

@@ -83,9 +83,9 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a request body"},
     {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles"},
     {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop"},
-    {"TELEGRAM_RATE_GLOBAL", "30/s", "all chats: <n>/s|min[,burst=<b>]"},
-    {"TELEGRAM_RATE_CHAT", "1/s,burst=3", "one chat, same form"},
-    {"TELEGRAM_RATE_GROUP", "20/min", "one group (chat id < 0), same form"},
+    {"TELEGRAM_RATE_GLOBAL", "30/s,burst=1", "all chats: <n>/s|min[,burst=<b>]"},
+    {"TELEGRAM_RATE_CHAT", "1/s,burst=1", "one chat, same form"},
+    {"TELEGRAM_RATE_GROUP", "20/min,burst=1", "one group (chat id < 0), same form"},
     {"TGRING_API_CONNECTIONS", "8", "kept-alive Bot API connections"},
     {"TGRING_SEND_ATTEMPTS", "8", "sends of a row before it is failed"},
     {"TGRING_OUTBOX_LEASE_MS", "30000", "ms a claimed outbox row is held"},
@@ -466,9 +466,9 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err) {
     for (size_t i = 0; i < sizeof(cfg_nums) / sizeof(cfg_nums[0]); i++)
         cfg_load_num(&c, &cfg_nums[i]);
 
-    cfg_load_plain("TELEGRAM_RATE_GLOBAL", &cfg->rate_global, "30/s");
-    cfg_load_plain("TELEGRAM_RATE_CHAT", &cfg->rate_chat, "1/s,burst=3");
-    cfg_load_plain("TELEGRAM_RATE_GROUP", &cfg->rate_group, "20/min");
+    cfg_load_plain("TELEGRAM_RATE_GLOBAL", &cfg->rate_global, "30/s,burst=1");
+    cfg_load_plain("TELEGRAM_RATE_CHAT", &cfg->rate_chat, "1/s,burst=1");
+    cfg_load_plain("TELEGRAM_RATE_GROUP", &cfg->rate_group, "20/min,burst=1");
     if ((v = cfg_load_plain("TELEGRAM_ALLOWED_UPDATES", &cfg->allowed_updates, NULL)) != NULL) {
         /* Update type names: lowercase words separated by single commas. */
         bool okay = v[0] != ',' && v[strlen(v) - 1] != ',' && strstr(v, ",,") == NULL;

@@ -138,9 +138,9 @@ static void test_defaults(void) {
            c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 && c.body_timeout_ms == 30000 &&
            c.idle_timeout_ms == 75000 && c.shutdown_timeout_ms == 10000,
        "tunable defaults");
-    ok(c.rate_global && strcmp(c.rate_global, "30/s") == 0 && c.rate_chat &&
-           strcmp(c.rate_chat, "1/s,burst=3") == 0 && c.rate_group &&
-           strcmp(c.rate_group, "20/min") == 0 && c.allowed_updates == NULL,
+    ok(c.rate_global && strcmp(c.rate_global, "30/s,burst=1") == 0 && c.rate_chat &&
+           strcmp(c.rate_chat, "1/s,burst=1") == 0 && c.rate_group &&
+           strcmp(c.rate_group, "20/min,burst=1") == 0 && c.allowed_updates == NULL,
        "rate and allowed-updates defaults");
     ok(c.webhook_max_connections == 40 && c.api_connections == 8 && c.send_attempts == 8 &&
            c.outbox_lease_ms == 30000,
