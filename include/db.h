@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.h - PostgreSQL on the reactor: the inbox (group commit of updates in
- * libpq pipeline mode) and migrations.
+ * db.h - PostgreSQL on the reactor: the inbox (group commit of updates), the
+ * outbox (the sender's claims and marks) and migrations.
  *
  * One nonblocking connection per reactor, in pipeline mode, polled through
- * the ring. Updates submitted during one loop turn go into one transaction,
+ * the ring, shared by the inbox and the outbox. Each transaction on it ends
+ * with its own pipeline sync, so one that fails aborts nothing else: a
+ * refused update does not touch an outbox mark pipelined behind it, nor the
+ * reverse. Updates submitted during one loop turn go into one transaction,
  * sent at the end of the turn; each submitter's callback runs when that
  * transaction's COMMIT returned (or when it is known that it will not).
  * On a lost connection it reconnects with backoff, re-enters nonblocking and
- * pipeline mode, re-prepares its statements and resends every batch whose
- * commit was not confirmed (the insert is idempotent: ON CONFLICT DO NOTHING).
+ * pipeline mode, re-prepares its statements and resends every transaction
+ * whose commit was not confirmed (each statement is idempotent).
  *
  * Depends on core and reactor.
  */
@@ -77,6 +80,8 @@ typedef struct db_options {
     unsigned queue_max;      /* updates waiting or in flight, db_store() refuses more (0: 10000) */
     unsigned ack_timeout_ms; /* per-update deadline for a commit, ms (0: 10000) */
     unsigned max_batch;      /* updates per transaction, e.g. 512 (0: 512) */
+    unsigned outbox_max;     /* outbox operations queued or in flight, more get -EAGAIN (0: 1024) */
+    unsigned outbox_timeout_ms; /* per-operation deadline for an outbox result, ms (0: 10000) */
 } db_options_t;
 
 /*
@@ -106,14 +111,17 @@ bool db_ready(const db_t *db);
 unsigned db_pending(const db_t *db);
 
 /*
- * Stops taking updates; the ones in flight complete normally. `on_idle` runs
- * (from the loop, not synchronously) once nothing is pending.
+ * Stops taking updates and outbox claims (outbox marks are still taken, so
+ * that rows in hand can be marked); what is in flight completes normally.
+ * `on_idle` runs (from the loop, not synchronously) once no update and no
+ * outbox operation is pending.
  */
 void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg);
 
 /*
- * Cancels what is pending (callbacks run with -ECANCELED, synchronously),
- * closes the connection and frees `db`. Not from inside a db_store_cb.
+ * Cancels what is pending, updates and outbox operations (callbacks run
+ * with -ECANCELED, synchronously), closes the connection and frees `db`.
+ * Not from inside a db callback.
  * A poll on the connection's socket may still be in the ring: then the
  * memory is released when its cancellation completes, in the loop's next
  * turn. Run the loop once more after db_free() (as before rx_loop_dispose()
@@ -121,6 +129,142 @@ void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg);
  * remainder is left to the process exit, which is safe, but shows as a leak.
  */
 void db_free(db_t *db);
+
+/* ---- outbox: the sender's side ------------------------------------------ */
+
+/*
+ * The outbox table holds one row per Bot API request to make (written by the
+ * processor, in the transaction of the update that caused it). The sender
+ * claims due rows with a lease, sends them, and marks each: sent, retry
+ * later, failed for good, retargeted to a migrated chat, or released unsent.
+ *
+ * Every call below is one statement in its own transaction, pipelined on the
+ * inbox's connection, queued until the end of the turn and sent at most
+ * 8 at a time; calls are executed in the order made,
+ * except that one retried after a passing failure goes ahead of later ones.
+ * A claim or mark is answered after a round trip and a commit: a few
+ * milliseconds on a local server (the tests measure it), more under fsync
+ * pressure or behind a large inbox batch.
+ * Each returns 0 (the callback will run exactly once, from the loop, never
+ * synchronously), or -EAGAIN (the callback will not run): the connection is
+ * not ready, or opt.outbox_max operations are already queued or in flight.
+ * An operation whose connection is lost before its result is sent again
+ * after the reconnect (the statements are idempotent, see each); one not
+ * answered within opt.outbox_timeout_ms gets -ETIMEDOUT, and then may or
+ * may not have taken effect. db_free() answers the pending ones -ECANCELED.
+ * A callback may call any db_outbox_*() or db_store(), not db_free().
+ */
+
+/* Bytes of an error text kept in last_error (cut at a UTF-8 character boundary). */
+#define DB_OUTBOX_ERROR_MAX 1000
+/* Rows one claim can return; a larger `max` is reduced to this. */
+#define DB_OUTBOX_CLAIM_MAX 1000
+/* Longest retry delay and due window, ms (a year); longer ones are reduced to this. */
+#define DB_OUTBOX_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
+
+/* A claimed row, valid only during the claim callback (copy what you keep). */
+typedef struct db_outbox_row {
+    int64_t id;
+    int64_t chat_id;
+    const char *method; /* e.g. "sendMessage"; NUL-terminated too */
+    size_t method_len;
+    const char *body; /* the JSON request body; NUL-terminated too */
+    size_t body_len;
+    int attempts; /* sends tried before this claim */
+} db_outbox_row_t;
+
+/*
+ * err 0 with the claimed rows, oldest id first (n may be 0: nothing due), or
+ * err < 0 with rows NULL and n 0:
+ *   -EAGAIN: the claim failed DB_TRIES_MAX times for a passing reason (a
+ *     lock or statement timeout): nothing was claimed, try again later;
+ *   -ETIMEDOUT: no answer in time: rows may have been leased, and are
+ *     claimed again (by anyone) when the lease ends;
+ *   -ECANCELED: db_free() was called; as for -ETIMEDOUT.
+ */
+typedef void (*db_outbox_claim_cb)(void *arg, int err, const db_outbox_row_t *rows, unsigned n);
+
+/*
+ * err 0: done, or the row was not in a state the mark applies to (see each
+ * mark; a mark sent again after a lost connection finds its own effect so);
+ *   -EBADMSG: the database refused it for the row's content (retarget of a
+ *     body that is not valid JSON for jsonb); the row is unchanged;
+ *   -ECONNRESET: it failed DB_TRIES_MAX times for a passing reason; unchanged;
+ *   -ETIMEDOUT, -ECANCELED: as for claims; it may or may not have happened.
+ */
+typedef void (*db_outbox_done_cb)(void *arg, int err);
+
+/* err 0 and the count, or err < 0 (as for a claim) and 0. */
+typedef void (*db_outbox_count_cb)(void *arg, int err, int64_t count);
+
+/*
+ * Claims up to `max` (>= 1) due rows: sent_at and failed_at null, not_before
+ * <= now(), claimed_until null or past; oldest id first, with FOR UPDATE SKIP
+ * LOCKED so that several processes share one outbox without blocking each
+ * other, and sets claimed_until = now() + lease_ms. A row is not claimed
+ * again while its lease runs, by this or any process; once it has run out
+ * (the process died, or its send took longer than the lease) it is claimed
+ * again: delivery is at-least-once. So lease_ms must exceed the longest send
+ * (e.g. 60000 with a 30 s HTTP timeout). Each claim carries a token stored
+ * in the rows it leases (column claim_token): a claim sent again after a lost
+ * connection also returns the rows its first attempt leased, if it committed.
+ * `cb` (not NULL) runs once, see db_outbox_claim_cb.
+ * Returns 0, or -EAGAIN when not ready, after db_drain(), or at the cap.
+ */
+int db_outbox_claim(db_t *db, unsigned max, unsigned lease_ms, db_outbox_claim_cb cb, void *arg);
+
+/*
+ * Marks row `id` sent: sent_at = now(), claimed_until = null; only while
+ * sent_at is null (the first time stays). cb may be NULL.
+ * Returns 0 or -EAGAIN.
+ */
+int db_outbox_sent(db_t *db, int64_t id, db_outbox_done_cb cb, void *arg);
+
+/*
+ * Sending failed for now: attempts = attempts + 1, last_error = error (NULL:
+ * null; cut to DB_OUTBOX_ERROR_MAX bytes, invalid UTF-8 bytes become '?'),
+ * not_before = now() + delay_ms, claimed_until = null. Only while the row is
+ * claimed (claimed_until not null) and neither sent nor failed, which makes
+ * it count once. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int db_outbox_retry(db_t *db, int64_t id, uint64_t delay_ms, const char *error,
+                    db_outbox_done_cb cb, void *arg);
+
+/*
+ * Final failure: attempts = attempts + 1, last_error = error (as for retry),
+ * failed_at = now(), claimed_until = null; the row is kept, not deleted.
+ * Only while claimed and neither sent nor failed. cb may be NULL.
+ * Returns 0 or -EAGAIN.
+ */
+int db_outbox_fail(db_t *db, int64_t id, const char *error, db_outbox_done_cb cb, void *arg);
+
+/*
+ * Re-targets the row to `chat_id` (migrate_to_chat_id): chat_id = new, the
+ * body's "chat_id" member replaced (jsonb_set(body::jsonb, '{chat_id}',
+ * to_jsonb(new))::text, which also normalises the body's JSON layout),
+ * claimed_until = null, not_before = now(): the row is due again at once,
+ * to be claimed and sent anew (do not mark it sent or retry it afterwards).
+ * Only while neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int db_outbox_retarget(db_t *db, int64_t id, int64_t chat_id, db_outbox_done_cb cb, void *arg);
+
+/*
+ * Gives a claimed row back unsent (the sender stops, or will not send it
+ * now): claimed_until = null, attempts unchanged, so that it can be claimed
+ * again at once, by this or another process. Only while the row is claimed
+ * and neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int db_outbox_release(db_t *db, int64_t id, db_outbox_done_cb cb, void *arg);
+
+/*
+ * Counts rows that are due or will be due within `within_ms` (sent_at and
+ * failed_at null, not_before <= now() + within_ms; claimed ones included): a
+ * cheap count for metrics. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int db_outbox_due(db_t *db, uint64_t within_ms, db_outbox_count_cb cb, void *arg);
+
+/* Outbox operations whose callback is owed: queued or in flight. */
+unsigned db_outbox_pending(const db_t *db);
 
 /* ---- migrations (blocking; used by `tgring migrate` and at start) ------- */
 

@@ -2,7 +2,7 @@
 /*
  * conn.c - the reactor's one PostgreSQL connection: nonblocking libpq in
  * pipeline mode, its socket polled through the ring, reconnects with backoff,
- * and the pipeline of items that the inbox sends over it.
+ * and the pipeline of items that the inbox and the outbox send over it.
  *
  * Every item is a few statements followed by its own sync, so each is one of
  * the pipeline's implicit transactions: the server commits it when it reaches
@@ -13,7 +13,7 @@
  * pipelined behind it would fail too and need a ROLLBACK first.
  *
  * After every (re)connect a setup item checks the schema and prepares the
- * statements of the inbox. A lost connection hands every item
+ * statements of the inbox and the outbox. A lost connection hands every item
  * in the pipeline back to its module, which queues it again (all the
  * statements are idempotent) to be sent once the setup has passed.
  */
@@ -39,6 +39,8 @@
 #define DB_DEFAULT_QUEUE_MAX 10000
 #define DB_DEFAULT_ACK_TIMEOUT_MS 10000
 #define DB_DEFAULT_MAX_BATCH 512
+#define DB_DEFAULT_OUTBOX_MAX 1024
+#define DB_DEFAULT_OUTBOX_TIMEOUT_MS 10000
 
 #define DB_SQL_SCHEMA "SELECT max(version) FROM schema_migrations"
 
@@ -129,7 +131,7 @@ bool db_is_row_error(const char *state)
                              strncmp(state, "P0", 2) == 0);
 }
 
-static bool db_busy(const db_t *db) { return db->in.count > 0; }
+static bool db_busy(const db_t *db) { return db->in.count > 0 || db->out.count > 0; }
 
 void db_kick(db_t *db)
 {
@@ -269,7 +271,7 @@ static void db_connect(db_t *db)
 /* ---- setup: schema check and prepares, as the first item on a connection ---- */
 
 /* Every prepared statement, module by module. */
-static const db_stmt_t *const db_stmt_sets[] = {db_inbox_stmts};
+static const db_stmt_t *const db_stmt_sets[] = {db_inbox_stmts, db_outbox_stmts};
 
 #define DB_FOR_EACH_STMT(s)                                                                        \
     for (size_t set_ = 0; set_ < sizeof(db_stmt_sets) / sizeof(db_stmt_sets[0]); set_++)           \
@@ -336,7 +338,7 @@ static void db_setup_done(db_t *db, db_item_t *it)
         db->schema_logged = false;
         log_info("db_ready", "database ready (schema version %d)", db->schema_version);
         /* What was kept across a reconnect goes out now. */
-        if (db->in.head != NULL)
+        if (db->in.head != NULL || db->out.head != NULL)
             rx_defer(db->loop, &db->send_defer, db_on_send);
         return;
     }
@@ -405,7 +407,7 @@ void db_send_queued(db_t *db)
 {
     if (db->state != DB_READY)
         return;
-    if (!db_inbox_send(db))
+    if (!db_inbox_send(db) || !db_outbox_send(db))
         return;
     db_flush(db);
 }
@@ -559,6 +561,7 @@ static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
     uint64_t now = rx_now(loop);
 
     db_inbox_expire(db, now);
+    db_outbox_expire(db, now);
     if (db->phead != NULL && db->conn != NULL && now - db->phead->sent_ms >= db->stall_ms) {
         char why[96];
         snprintf(why, sizeof(why), "no answer to a transaction in %llu ms",
@@ -651,6 +654,10 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
         db->opt.ack_timeout_ms = DB_DEFAULT_ACK_TIMEOUT_MS;
     if (db->opt.max_batch == 0)
         db->opt.max_batch = DB_DEFAULT_MAX_BATCH;
+    if (db->opt.outbox_max == 0)
+        db->opt.outbox_max = DB_DEFAULT_OUTBOX_MAX;
+    if (db->opt.outbox_timeout_ms == 0)
+        db->opt.outbox_timeout_ms = DB_DEFAULT_OUTBOX_TIMEOUT_MS;
     db->conninfo = strdup(opt->conninfo != NULL ? opt->conninfo : "");
     if (db->conninfo == NULL)
         abort();
@@ -663,16 +670,20 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
     db->backoff_ms = DB_BACKOFF_MIN_MS;
     /*
      * A commit can legitimately take a while (a checkpoint's fsyncs); past
-     * twice the ack timeout every update in it has been answered anyway, and a
+     * twice the deadline everything in it has been answered anyway, and a
      * connection that silent is more likely gone without a FIN.
      */
-    db->stall_ms = 2 * (uint64_t)db->opt.ack_timeout_ms;
+    uint64_t longest = db->opt.ack_timeout_ms > db->opt.outbox_timeout_ms
+                           ? db->opt.ack_timeout_ms
+                           : db->opt.outbox_timeout_ms;
+    db->stall_ms = 2 * longest;
     if (db->stall_ms < DB_STALL_MIN_MS)
         db->stall_ms = DB_STALL_MIN_MS;
     for (unsigned i = 0; i < db_migrations_count; i++)
         if (db_migrations[i].version > db->need_version)
             db->need_version = db_migrations[i].version;
     db_inbox_init(db);
+    db_outbox_init(db);
     met_self()->db_connected = 0;
     db_connect(db);
     return db;
@@ -703,5 +714,6 @@ void db_free(db_t *db)
     db->state = DB_CLOSED;
     db->on_idle = NULL;
     db_inbox_cancel(db);
+    db_outbox_cancel(db);
     db_try_free(db);
 }

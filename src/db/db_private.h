@@ -4,8 +4,8 @@
  * interface. conn.c owns the connection and the pipeline: a FIFO of items,
  * each a few statements closed by its own sync, so that each is its own
  * transaction and an error in one aborts nothing past its sync. inbox.c
- * (group commit of updates) makes the items; migrate.c is the blocking
- * migration runner.
+ * (group commit of updates) and outbox.c (the sender's rows) make the items;
+ * migrate.c is the blocking migration runner.
  */
 #ifndef TGRING_DB_PRIVATE_H
 #define TGRING_DB_PRIVATE_H
@@ -22,6 +22,13 @@
 
 /* Inbox transactions sent and not yet answered: batches grow with the load meanwhile. */
 #define DB_INFLIGHT 2
+
+/*
+ * Outbox operations sent and not yet answered. Each is its own transaction
+ * with its own commit, which the server does one after the other on this
+ * connection: the cap bounds how long an inbox batch can wait behind them.
+ */
+#define DB_OUTBOX_INFLIGHT 8
 
 /* Type OIDs of statement parameters (pg_type.dat). */
 #define DB_OID_BYTEA 17
@@ -96,7 +103,7 @@ typedef enum db_state {
     DB_CONNECTING,  /* PQconnectPoll in progress */
     DB_SETUP,       /* in pipeline mode; schema check and prepares sent */
     DB_WAIT_SCHEMA, /* connected, schema not migrated; conn_timer runs to the next check */
-    DB_READY,       /* taking updates */
+    DB_READY,       /* taking updates and outbox operations */
     DB_CLOSED,      /* db_free() was called */
 } db_state_t;
 
@@ -137,6 +144,18 @@ typedef struct db_inbox {
     uint32_t next_id;              /* batch ids, never 0 */
 } db_inbox_t;
 
+typedef struct db_outbox_op db_outbox_op_t;
+
+/* The outbox's state (outbox.c). */
+typedef struct db_outbox {
+    db_item_t *head; /* operations not sent yet (or to be sent again), oldest first */
+    db_item_t *tail;
+    unsigned count;       /* operations whose callback is owed: queued and in flight */
+    unsigned nflight;     /* operations in the pipeline, answered or not */
+    uint64_t token_base;  /* random; claim tokens are token_base + a counter */
+    uint64_t next_token;  /* counter for the next claim token */
+} db_outbox_t;
+
 struct db {
     rx_loop_t *loop;
     db_options_t opt;
@@ -167,6 +186,7 @@ struct db {
     bool was_connected; /* a connection was up since the last loss: next loss counts */
 
     db_inbox_t in;
+    db_outbox_t out;
 
     bool draining;
     void (*on_idle)(void *arg);
@@ -186,7 +206,7 @@ bool db_item_push(db_t *db, db_item_t *it);
 /* Something was queued: sends it at the end of the turn and keeps the deadline tick running. */
 void db_kick(db_t *db);
 
-/* Sends what the inbox has queued, now; the end-of-turn callback calls it. */
+/* Sends what the inbox and the outbox have queued, now; the end-of-turn callback calls it. */
 void db_send_queued(db_t *db);
 
 /* Closes a broken connection, gives the items in the pipeline back, schedules a reconnect. */
@@ -209,22 +229,27 @@ const char *db_result_msg(const PGresult *r, char *buf, size_t cap);
 /* True for an SQLSTATE that blames the row's content: retrying the same row cannot help. */
 bool db_is_row_error(const char *state);
 
-/* ---- the inbox (inbox.c), called by conn.c ---- */
+/* ---- the inbox (inbox.c) and the outbox (outbox.c), called by conn.c ---- */
 
 extern const db_stmt_t db_inbox_stmts[];
+extern const db_stmt_t db_outbox_stmts[];
 
 void db_inbox_init(db_t *db);
+void db_outbox_init(db_t *db);
 
 /* Sends queued work while the in-flight cap allows. Returns false if the connection broke. */
 bool db_inbox_send(db_t *db);
+bool db_outbox_send(db_t *db);
 
 /* Answers what waited past its deadline, queued or in flight, with -ETIMEDOUT. */
 void db_inbox_expire(db_t *db, uint64_t now);
+void db_outbox_expire(db_t *db, uint64_t now);
 
 /*
  * db_free(): answers everything queued with -ECANCELED (the pipeline was
  * given back to the queues first) and frees what the module allocated.
  */
 void db_inbox_cancel(db_t *db);
+void db_outbox_cancel(db_t *db);
 
 #endif

@@ -1,0 +1,901 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_outbox.c - the outbox against a real PostgreSQL 15 (the throwaway
+ * cluster of pg_harness.c): migration 0002 on a database that has 0001
+ * only, claims (order, due rows only, leases, several claims in flight,
+ * several connections and a second process sharing the table), the marks and
+ * the exact columns each one changes, their independence from the inbox's
+ * transactions on the shared connection, a lost connection (resent claims and
+ * marks take effect once; deadlines), the cap, db_drain() and db_free().
+ *
+ * It includes the module's private header to send queued work and to drop
+ * the connection at chosen moments. Skips (exit 77) only when the PostgreSQL
+ * binaries are not installed.
+ */
+#include "../../../src/db/db_private.h"
+#include "log.h"
+#include "met.h"
+#include "pg_harness.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- callbacks and their bookkeeping ---- */
+
+static bool in_call;   /* inside a db_outbox_*() call: a callback now would be synchronous */
+static unsigned owed;  /* accepted calls whose callback has not run */
+static unsigned sync_cb; /* callbacks that ran from inside the call */
+static unsigned twice; /* callbacks that ran twice for one call */
+
+typedef struct claim {
+    unsigned calls;
+    int err;
+    unsigned n;
+    int64_t ids[64];
+    int attempts[64];
+    int64_t chat[64];
+    char method[32];      /* of the first row */
+    char body[256];       /* of the first row */
+    bool lengths_ok;      /* method_len and body_len match the NUL-terminated text */
+    uint64_t t0, took_ms; /* call time, and how long until the callback */
+} claim_t;
+
+typedef struct done {
+    unsigned calls;
+    int err;
+    int64_t count; /* db_outbox_due */
+} done_t;
+
+static void called(unsigned *calls)
+{
+    if (in_call)
+        sync_cb++;
+    if (*calls > 0)
+        twice++;
+    (*calls)++;
+    owed--;
+}
+
+static void on_claim(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+{
+    claim_t *c = arg;
+    called(&c->calls);
+    c->err = err;
+    c->n = n;
+    c->took_ms = mono_ms() - c->t0;
+    c->lengths_ok = true;
+    for (unsigned i = 0; i < n; i++) {
+        if (i < 64) {
+            c->ids[i] = rows[i].id;
+            c->attempts[i] = rows[i].attempts;
+            c->chat[i] = rows[i].chat_id;
+        }
+        c->lengths_ok = c->lengths_ok && strlen(rows[i].method) == rows[i].method_len &&
+                        strlen(rows[i].body) == rows[i].body_len;
+    }
+    if (n > 0) {
+        snprintf(c->method, sizeof(c->method), "%s", rows[0].method);
+        snprintf(c->body, sizeof(c->body), "%s", rows[0].body);
+    }
+}
+
+static void on_done(void *arg, int err)
+{
+    done_t *d = arg;
+    called(&d->calls);
+    d->err = err;
+}
+
+static void on_count(void *arg, int err, int64_t count)
+{
+    done_t *d = arg;
+    called(&d->calls);
+    d->err = err;
+    d->count = count;
+}
+
+static int accepted(int r)
+{
+    in_call = false;
+    if (r == 0)
+        owed++;
+    return r;
+}
+
+static int claim(db_t *db, claim_t *c, unsigned max, unsigned lease_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->t0 = mono_ms();
+    in_call = true;
+    return accepted(db_outbox_claim(db, max, lease_ms, on_claim, c));
+}
+
+static done_t *reset(done_t *d)
+{
+    memset(d, 0, sizeof(*d));
+    in_call = true;
+    return d;
+}
+
+static int sent(db_t *db, done_t *d, int64_t id)
+{
+    return accepted(db_outbox_sent(db, id, on_done, reset(d)));
+}
+
+static int retry(db_t *db, done_t *d, int64_t id, uint64_t delay_ms, const char *error)
+{
+    return accepted(db_outbox_retry(db, id, delay_ms, error, on_done, reset(d)));
+}
+
+static int fail(db_t *db, done_t *d, int64_t id, const char *error)
+{
+    return accepted(db_outbox_fail(db, id, error, on_done, reset(d)));
+}
+
+static int retarget(db_t *db, done_t *d, int64_t id, int64_t chat)
+{
+    return accepted(db_outbox_retarget(db, id, chat, on_done, reset(d)));
+}
+
+static int release(db_t *db, done_t *d, int64_t id)
+{
+    return accepted(db_outbox_release(db, id, on_done, reset(d)));
+}
+
+static int due(db_t *db, done_t *d, uint64_t within_ms)
+{
+    return accepted(db_outbox_due(db, within_ms, on_count, reset(d)));
+}
+
+static bool nothing_owed(void) { return owed == 0; }
+
+/* Runs the loop until every accepted call had its callback. */
+static bool settle(unsigned ms) { return run_until(nothing_owed, ms); }
+
+/* Waits for the callbacks whose counters are listed (NULL-terminated). */
+static unsigned *watched[16];
+static bool watched_called(void)
+{
+    for (unsigned i = 0; watched[i] != NULL; i++)
+        if (*watched[i] == 0)
+            return false;
+    return true;
+}
+
+static bool wait_calls(unsigned ms, unsigned *first, ...)
+{
+    va_list ap;
+    unsigned n = 0;
+    va_start(ap, first);
+    for (unsigned *p = first; p != NULL && n < 15; p = va_arg(ap, unsigned *))
+        watched[n++] = p;
+    va_end(ap);
+    watched[n] = NULL;
+    return run_until(watched_called, ms);
+}
+
+/* ---- databases and rows ---- */
+
+static db_t *ready_db;
+static bool is_ready(void) { return db_ready(ready_db); }
+
+static db_t *new_db(const char *ci, unsigned outbox_max, unsigned timeout_ms)
+{
+    db_options_t o = {
+        .conninfo = ci != NULL ? ci : conninfo,
+        .outbox_max = outbox_max,
+        .outbox_timeout_ms = timeout_ms,
+    };
+    return db_new(&loop, &o);
+}
+
+static db_t *ready(db_t *db)
+{
+    ready_db = db;
+    if (!run_until(is_ready, 5000))
+        bail("database not ready");
+    return db;
+}
+
+static void free_db(db_t *db)
+{
+    db_free(db);
+    run_for(20);
+}
+
+/*
+ * Inserts n rows for chat `chat`, due `due_s` seconds from now (negative:
+ * overdue), bodies {"chat_id":chat,"text":"row K"}. Returns the first id;
+ * the others follow it.
+ */
+static int64_t add_rows(int n, int64_t chat, int due_s)
+{
+    return q("WITH i AS (INSERT INTO outbox (chat_id, method, body, not_before) "
+             "SELECT %lld, 'sendMessage', format('{\"chat_id\":%%s,\"text\":\"row %%s\"}', "
+             "%lld, k), now() + %d * interval '1 second' FROM generate_series(1, %d) k "
+             "RETURNING id) SELECT min(id) FROM i",
+             (long long)chat, (long long)chat, due_s, n);
+}
+
+static void clear_outbox(void) { q("TRUNCATE outbox RESTART IDENTITY"); }
+
+/* The columns of row id that differ from its copy in table snap, comma-separated and sorted. */
+static const char *changed(int64_t id, char *out, size_t cap)
+{
+    qs(NULL, out, cap,
+       "SELECT coalesce(string_agg(a.key, ',' ORDER BY a.key), '') FROM outbox o "
+       "JOIN snap s USING (id), jsonb_each(to_jsonb(o)) a "
+       "WHERE o.id = %lld AND a.value IS DISTINCT FROM to_jsonb(s) -> a.key",
+       (long long)id);
+    return out;
+}
+
+static void snapshot(void)
+{
+    q("DROP TABLE IF EXISTS snap");
+    q("CREATE TABLE snap AS SELECT * FROM outbox");
+}
+
+/* ---- the tests ---- */
+
+/* A database at 0001 (as left by an older release) gets 0002 and the inbox comes up. */
+static void test_migrate_from_0001(void)
+{
+    char ci[256], v[1024];
+
+    if (db_migrations_count < 2 || db_migrations[1].version != 2)
+        bail("0002 is not the second compiled-in migration");
+    q("CREATE DATABASE m1");
+    snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres dbname=m1", pg_port);
+    PGconn *c = PQconnectdb(ci);
+    PGresult *r = PQexec(c, "BEGIN");
+    PQclear(r);
+    r = PQexec(c, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT "
+                  "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    PQclear(r);
+    r = PQexec(c, db_migrations[0].sql);
+    bool applied = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    r = PQexec(c, "INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init')");
+    PQclear(r);
+    r = PQexec(c, "INSERT INTO updates (update_id, body) VALUES (1, 'kept')");
+    PQclear(r);
+    r = PQexec(c, "COMMIT");
+    applied = applied && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    ok(applied, "a database with 0001 only (and an update in it)");
+    ok(db_check_schema(ci) == 0, "db_check_schema: 0002 pending");
+
+    db_t *db = new_db(ci, 0, 0);
+    run_for(400);
+    claim_t cl;
+    ok(!db_ready(db) && claim(db, &cl, 1, 1000) == -EAGAIN,
+       "not ready on a database without 0002: db_outbox_claim gives -EAGAIN");
+
+    ok(db_migrate(ci) == 1, "db_migrate applies one migration");
+    qs(ci, v, sizeof(v), "SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
+                         "FROM schema_migrations");
+    ok(strcmp(v, "1:0001_init,2:0002_outbox") == 0, "schema_migrations: %s", v);
+    qs(ci, v, sizeof(v), "SELECT body FROM updates WHERE update_id = 1");
+    ok(strcmp(v, "\\x6b657074") == 0, "the update stored before is still there");
+    qs(ci, v, sizeof(v),
+       "SELECT indexdef LIKE '%%(not_before, id) WHERE ((sent_at IS NULL) AND (failed_at IS "
+       "NULL))' FROM pg_indexes WHERE tablename = 'outbox' AND indexname = 'outbox_due_idx'");
+    ok(strcmp(v, "t") == 0, "the partial index of rows to send exists");
+    qs(ci, v, sizeof(v),
+       "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || "
+       "coalesce(column_default, '-'), ', ' ORDER BY ordinal_position) "
+       "FROM information_schema.columns WHERE table_name = 'outbox'");
+    diag("outbox: %s", v);
+    ok(strstr(v, "id bigint NO nextval(") == v &&
+           strstr(v, "chat_id bigint NO -, method text NO -, body text NO -, not_before "
+                     "timestamp with time zone NO now(), attempts integer NO 0, last_error text "
+                     "YES -, created_at timestamp with time zone NO now(), sent_at timestamp "
+                     "with time zone YES -, failed_at timestamp with time zone YES -, "
+                     "claimed_until timestamp with time zone YES -, claim_token bigint YES -, "
+                     "update_id bigint YES -") != NULL,
+       "the outbox has the documented columns");
+
+    /*
+     * The first setups prepared the insert and then failed on the outbox's
+     * statements; coming up now needs them deallocated first.
+     */
+    ready_db = db;
+    ok(run_until(is_ready, 3000), "the connection becomes ready by itself after the migration");
+    ok(claim(db, &cl, 5, 1000) == 0 && settle(3000) && cl.err == 0 && cl.n == 0,
+       "and a claim on the empty outbox returns no rows");
+    free_db(db);
+}
+
+static void test_claim_order(db_t *db)
+{
+    claim_t c;
+    char v[256];
+
+    clear_outbox();
+    /* Due rows whose not_before runs against their ids, and future rows between them. */
+    int64_t first = add_rows(1, 500, -1);
+    add_rows(1, 501, -5);
+    add_rows(2, 502, 3600);
+    add_rows(1, 503, -60);
+    add_rows(2, 504, -2);
+    q("UPDATE outbox SET attempts = 2 WHERE id = %lld", (long long)first + 1);
+    ok(claim(db, &c, 10, 60000) == 0, "db_outbox_claim accepted");
+    ok(c.calls == 0, "its callback does not run synchronously");
+    bool answered = settle(3000);
+    ok(answered && c.err == 0 && c.n == 5, "5 due rows claimed of 7 (err %d, n %u)", c.err, c.n);
+    ok(c.n == 5 && c.ids[0] == first && c.ids[1] == first + 1 && c.ids[2] == first + 4 &&
+           c.ids[3] == first + 5 && c.ids[4] == first + 6,
+       "oldest id first, the future ones left out");
+    ok(c.chat[0] == 500 && c.chat[4] == 504 && c.attempts[0] == 0 && c.attempts[1] == 2,
+       "chat_id and attempts as stored");
+    ok(strcmp(c.method, "sendMessage") == 0 &&
+           strcmp(c.body, "{\"chat_id\":500,\"text\":\"row 1\"}") == 0 && c.lengths_ok,
+       "method and body as stored, lengths right");
+    qs(NULL, v, sizeof(v),
+       "SELECT count(*) FILTER (WHERE claimed_until BETWEEN now() + interval '59 s' AND "
+       "now() + interval '61 s') || '/' || count(DISTINCT claim_token) || '/' || "
+       "count(*) FILTER (WHERE claimed_until IS NULL AND claim_token IS NULL) FROM outbox");
+    ok(strcmp(v, "5/1/2") == 0,
+       "the 5 leased for 60 s under one token, the 2 others untouched (%s)", v);
+    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
+       "a second claim gets nothing while the leases run");
+}
+
+static void test_claims_in_flight(db_t *db)
+{
+    claim_t c[3];
+
+    clear_outbox();
+    add_rows(20, 600, -1);
+    for (int i = 0; i < 3; i++)
+        claim(db, &c[i], 8, 60000);
+    db_send_queued(db);
+    ok(db->out.nflight == 3, "three claims in the pipeline at once (%u)", db->out.nflight);
+    ok(settle(3000) && c[0].err == 0 && c[1].err == 0 && c[2].err == 0,
+       "all three answered");
+    ok(c[0].n == 8 && c[1].n == 8 && c[2].n == 4, "8 + 8 + 4 rows (%u, %u, %u)", c[0].n, c[1].n,
+       c[2].n);
+    bool seen[21] = {false}, dup = false;
+    for (int i = 0; i < 3; i++)
+        for (unsigned k = 0; k < c[i].n; k++) {
+            int64_t id = c[i].ids[k];
+            dup = dup || id < 1 || id > 20 || seen[id];
+            if (id >= 1 && id <= 20)
+                seen[id] = true;
+        }
+    ok(!dup, "no row returned twice");
+}
+
+/* ---- several connections and a second process claiming from one outbox ---- */
+
+#define SHARE_ROWS 1000
+#define SHARE_MAX 5
+
+typedef struct claimer {
+    db_t *db;
+    unsigned outstanding; /* claims in flight */
+    bool empty;           /* a claim came back with nothing */
+    unsigned errors;
+    unsigned n;
+    int64_t ids[SHARE_ROWS];
+} claimer_t;
+
+static void on_share(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+{
+    claimer_t *c = arg;
+    c->outstanding--;
+    c->errors += err != 0;
+    for (unsigned i = 0; i < n && c->n < SHARE_ROWS; i++)
+        c->ids[c->n++] = rows[i].id;
+    if (err == 0 && n == 0)
+        c->empty = true;
+    if (!c->empty && db_outbox_claim(c->db, SHARE_MAX, 60000, on_share, c) == 0)
+        c->outstanding++;
+}
+
+static void claimer_start(claimer_t *c, db_t *db)
+{
+    memset(c, 0, sizeof(*c));
+    c->db = db;
+    for (int i = 0; i < 4; i++)
+        if (db_outbox_claim(db, SHARE_MAX, 60000, on_share, c) == 0)
+            c->outstanding++;
+}
+
+static claimer_t share[3];
+static bool claimers_done(void)
+{
+    return share[0].outstanding == 0 && share[1].outstanding == 0;
+}
+
+/*
+ * The second process: its own ring and connection, claiming until nothing is
+ * left; tells the parent when it is ready, then writes the ids it got.
+ */
+static void child_claimer(int ready_fd, int ids_fd)
+{
+    static claimer_t *me = &share[2];
+    if (rx_loop_init(&loop, 64) < 0)
+        _exit(2);
+    db_t *db = new_db(NULL, 0, 0);
+    ready_db = db;
+    if (!run_until(is_ready, 5000))
+        _exit(3);
+    if (write(ready_fd, "r", 1) != 1)
+        _exit(4);
+    claimer_start(me, db);
+    while (me->outstanding > 0)
+        run_for(5);
+    size_t bytes = me->n * sizeof(me->ids[0]);
+    _exit(write(ids_fd, me->ids, bytes) == (ssize_t)bytes && me->errors == 0 ? 0 : 5);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_shared_outbox(db_t *a)
+{
+    static int64_t all[3 * SHARE_ROWS];
+    int rp[2], ip[2];
+    char byte;
+
+    clear_outbox();
+    add_rows(SHARE_ROWS, 700, -1);
+    db_t *b = ready(new_db(NULL, 0, 0));
+    if (pipe(rp) != 0 || pipe(ip) != 0)
+        bail("pipe");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(rp[0]);
+        close(ip[0]);
+        child_claimer(rp[1], ip[1]);
+    }
+    close(rp[1]);
+    close(ip[1]);
+    if (read(rp[0], &byte, 1) != 1)
+        bail("the claiming process did not start");
+    uint64_t t0 = mono_ms();
+    claimer_start(&share[0], a);
+    claimer_start(&share[1], b);
+    ok(run_until(claimers_done, 20000), "two connections claimed until nothing was left");
+    uint64_t took = mono_ms() - t0;
+    ssize_t got = 0, r;
+    share[2].n = 0;
+    while ((r = read(ip[0], (char *)share[2].ids + got, sizeof(share[2].ids) - (size_t)got)) > 0)
+        got += r;
+    close(ip[0]);
+    close(rp[0]);
+    int st = -1;
+    waitpid(pid, &st, 0);
+    share[2].n = (unsigned)(got / (ssize_t)sizeof(int64_t));
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and a second process did too (status %d)",
+       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    unsigned n = 0;
+    for (int i = 0; i < 3; i++) {
+        memcpy(all + n, share[i].ids, share[i].n * sizeof(int64_t));
+        n += share[i].n;
+    }
+    qsort(all, n, sizeof(all[0]), cmp_id);
+    unsigned dups = 0;
+    for (unsigned i = 1; i < n; i++)
+        dups += all[i] == all[i - 1];
+    diag("%u rows in %llu ms: %u, %u and %u (other process) in claims of %d", n,
+         (unsigned long long)took, share[0].n, share[1].n, share[2].n, SHARE_MAX);
+    ok(dups == 0 && n == SHARE_ROWS && share[0].errors == 0 && share[1].errors == 0,
+       "every row claimed exactly once among them (%u rows, %u twice)", n, dups);
+    ok(share[0].n > 0 && share[1].n > 0 && share[2].n > 0, "each of the three got some");
+    free_db(b);
+}
+
+static void test_lease_expiry(db_t *db)
+{
+    claim_t c;
+
+    clear_outbox();
+    int64_t id = add_rows(1, 800, -1);
+    ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id,
+       "a row claimed with a 300 ms lease");
+    ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.err == 0 && c.n == 0,
+       "not claimable while the lease runs");
+    run_for(400);
+    ok(claim(db, &c, 5, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id &&
+           c.attempts[0] == 0,
+       "claimable again once it ran out, attempts unchanged (at-least-once)");
+}
+
+static void test_marks(db_t *db)
+{
+    static char long_error[3200];
+    claim_t c;
+    done_t d[5];
+    char v[512];
+
+    clear_outbox();
+    int64_t a = add_rows(5, 900, -10); /* a sent, b retry, c fail, d retarget, e untouched */
+    q("INSERT INTO outbox (chat_id, method, body) VALUES (901, 'sendMessage', 'not json')");
+    int64_t bad = a + 5;
+    claim(db, &c, 10, 60000);
+    ok(settle(3000) && c.n == 6, "six rows claimed");
+    snapshot();
+    /* One byte that is not UTF-8, then 1500 two-byte characters: 3001 bytes. */
+    long_error[0] = '\xff';
+    for (int i = 0; i < 1500; i++)
+        memcpy(long_error + 1 + 2 * i, "\xc3\xa9", 2);
+    sent(db, &d[0], a);
+    retry(db, &d[1], a + 1, 5000, "429 Too Many Requests: retry after 5");
+    fail(db, &d[2], a + 2, long_error);
+    retarget(db, &d[3], a + 3, -1001234567890);
+    retarget(db, &d[4], bad, 42);
+    ok(d[0].calls + d[1].calls + d[2].calls + d[3].calls + d[4].calls == 0,
+       "no mark's callback runs synchronously");
+    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 && d[3].err == 0,
+       "sent, retry, fail and retarget done");
+    ok(d[4].err == -EBADMSG, "retarget of a body that is not JSON: -EBADMSG (%d)", d[4].err);
+
+    ok(strcmp(changed(a, v, sizeof(v)), "claimed_until,sent_at") == 0, "sent changed %s", v);
+    ok(strcmp(changed(a + 1, v, sizeof(v)), "attempts,claimed_until,last_error,not_before") == 0,
+       "retry changed %s", v);
+    ok(strcmp(changed(a + 2, v, sizeof(v)), "attempts,claimed_until,failed_at,last_error") == 0,
+       "fail changed %s", v);
+    ok(strcmp(changed(a + 3, v, sizeof(v)), "body,chat_id,claimed_until,not_before") == 0,
+       "retarget changed %s", v);
+    ok(strcmp(changed(a + 4, v, sizeof(v)), "") == 0 && strcmp(changed(bad, v, sizeof(v)), "") == 0,
+       "the untouched row and the refused retarget's row are unchanged");
+
+    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at BETWEEN now() - interval '5 s' "
+         "AND now() AND claimed_until IS NULL",
+         (long long)a) == 1,
+       "sent: sent_at = now(), claimed_until null");
+    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error = '429 Too "
+         "Many Requests: retry after 5' AND not_before BETWEEN now() + interval '3 s' AND now() + "
+         "interval '5 s' AND failed_at IS NULL AND sent_at IS NULL",
+         (long long)a + 1) == 1,
+       "retry: attempts + 1, last_error, not_before = now() + 5 s");
+    qs(NULL, v, sizeof(v),
+       "SELECT octet_length(last_error) || ' ' || left(last_error, 3) || ' ' || attempts || ' ' "
+       "|| (failed_at IS NOT NULL) FROM outbox WHERE id = %lld",
+       (long long)a + 2);
+    ok(strcmp(v, "999 ?\xc3\xa9\xc3\xa9 1 true") == 0,
+       "fail: failed_at set, attempts + 1, last_error cut to 999 bytes of valid UTF-8 (%s)", v);
+    qs(NULL, v, sizeof(v), "SELECT chat_id || ' ' || body FROM outbox WHERE id = %lld",
+       (long long)a + 3);
+    ok(strcmp(v, "-1001234567890 {\"text\": \"row 4\", \"chat_id\": -1001234567890}") == 0,
+       "retarget: chat_id and the body's chat_id replaced (%s)", v);
+
+    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 3 &&
+           c.chat[0] == -1001234567890 && strstr(c.body, "-1001234567890") != NULL,
+       "the retargeted row is due again at once, the retried one is not");
+
+    /* Repeats, as after a lost connection: none counts twice. */
+    snapshot();
+    sent(db, &d[0], a);
+    retry(db, &d[1], a + 1, 1000, "again");
+    fail(db, &d[2], a + 2, "again");
+    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0,
+       "sent, retry and fail repeated: err 0");
+    ok(strcmp(changed(a, v, sizeof(v)), "") == 0 && strcmp(changed(a + 1, v, sizeof(v)), "") == 0 &&
+           strcmp(changed(a + 2, v, sizeof(v)), "") == 0,
+       "and nothing changed: the row was not in the state they apply to");
+    retry(db, &d[1], a + 3, 1000, NULL);
+    ok(settle(3000) && d[1].err == 0 &&
+           q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error IS NULL",
+             (long long)a + 3) == 1,
+       "retry with no error text: last_error null");
+
+    snapshot();
+    release(db, &d[0], a + 4);
+    release(db, &d[1], a);
+    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 &&
+           strcmp(changed(a + 4, v, sizeof(v)), "claimed_until") == 0,
+       "release changed %s", v);
+    ok(strcmp(changed(a, v, sizeof(v)), "") == 0, "release of a sent row changed nothing");
+    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 4 &&
+           c.attempts[0] == 0,
+       "a released row is claimable again at once, attempts unchanged");
+}
+
+static void test_due_count(db_t *db)
+{
+    done_t d, e;
+
+    clear_outbox();
+    add_rows(3, 1000, -1);
+    add_rows(2, 1001, 30);
+    add_rows(4, 1002, 7200);
+    int64_t s = add_rows(1, 1003, -1);
+    q("UPDATE outbox SET sent_at = now() WHERE id = %lld", (long long)s);
+    due(db, &d, 0);
+    due(db, &e, 60000);
+    bool answered = settle(3000);
+    ok(answered && d.err == 0 && d.count == 3 && e.err == 0 && e.count == 5,
+       "db_outbox_due: 3 due now, 5 within a minute (%lld, %lld)", (long long)d.count,
+       (long long)e.count);
+}
+
+/*
+ * Outbox operations pipelined between inbox transactions: a refused update
+ * fails nothing of the outbox, a refused outbox mark nothing of the inbox.
+ */
+typedef struct tu {
+    db_update_t u;
+    int status;
+    bool done;
+    char body[64];
+} tu_t;
+
+static void on_stored(db_update_t *u, int status)
+{
+    tu_t *t = container_of(u, tu_t, u);
+    t->done = true;
+    t->status = status;
+}
+
+static void store(db_t *db, tu_t *t, int64_t id)
+{
+    memset(t, 0, sizeof(*t));
+    t->u.update_id = id;
+    t->u.body = t->body;
+    t->u.body_len =
+        (size_t)snprintf(t->body, sizeof(t->body), "{\"update_id\":%lld}", (long long)id);
+    t->u.cb = on_stored;
+    if (db_store(db, &t->u) != 0) {
+        t->done = true;
+        t->status = 1;
+    }
+}
+
+static tu_t *stores;
+static unsigned nstores;
+static bool stores_done(void)
+{
+    for (unsigned i = 0; i < nstores; i++)
+        if (!stores[i].done)
+            return false;
+    return owed == 0;
+}
+
+static void test_interleaved(db_t *db)
+{
+    static tu_t t[8];
+    claim_t c;
+    done_t bad, ok_sent, ok_retarget;
+
+    clear_outbox();
+    int64_t a = add_rows(3, 1100, -1);
+    q("INSERT INTO outbox (chat_id, method, body) VALUES (1101, 'sendMessage', 'not json')");
+    ok(q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id <> 666666)") == 0,
+       "a CHECK constraint refuses update 666666");
+
+    /* Another session holds the outbox, so that what is sent piles up in the pipeline. */
+    PGconn *locker = PQconnectdb(conninfo);
+    PQclear(PQexec(locker, "BEGIN"));
+    PGresult *lr = PQexec(locker, "LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE");
+    ok(PQresultStatus(lr) == PGRES_COMMAND_OK, "another session locks the outbox");
+    PQclear(lr);
+
+    retarget(db, &bad, a + 3, 7);
+    run_for(30);
+    store(db, &t[0], 120001);
+    store(db, &t[1], 666666);
+    store(db, &t[2], 120002);
+    claim(db, &c, 2, 60000);
+    run_for(30);
+    store(db, &t[3], 120003);
+    sent(db, &ok_sent, a + 2);
+    retarget(db, &ok_retarget, a + 2, 1102);
+    run_for(30);
+    char shape[32] = "";
+    size_t o = 0;
+    for (db_item_t *it = db->phead; it != NULL && o + 1 < sizeof(shape); it = it->next)
+        shape[o++] = it->ops == db->in.batch[0].item.ops ? 'I' : 'O';
+    shape[o] = '\0';
+    ok(strcmp(shape, "OIOIOO") == 0,
+       "pipeline: refused mark, inbox batch with a refused row, claim, batch, two marks (%s)",
+       shape);
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+
+    stores = t;
+    nstores = 4;
+    ok(run_until(stores_done, 5000), "everything answered once the lock is gone");
+    ok(bad.err == -EBADMSG && t[1].status == -EBADMSG, "the refused mark and update: -EBADMSG");
+    ok(t[0].status == DB_STORED && t[2].status == DB_STORED && t[3].status == DB_STORED &&
+           q("SELECT count(*) FROM updates WHERE update_id IN (120001, 120002, 120003)") == 3,
+       "the updates behind the refused mark, and the refused update's batch-mates, stored");
+    ok(c.err == 0 && c.n == 2 && c.ids[0] == a && ok_sent.err == 0 && ok_retarget.err == 0,
+       "the outbox operations behind the refused update done");
+    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL AND chat_id = 1100",
+         (long long)a + 2) == 1,
+       "and in effect (sent; the retarget after it found the row sent and left it)");
+    q("ALTER TABLE updates DROP CONSTRAINT no666");
+}
+
+/*
+ * The connection drops after a claim and a retry were executed and before
+ * their answers were read: resent after the reconnect, the claim returns the
+ * rows the first attempt leased and the retry counts once.
+ */
+static void test_resend(db_t *db)
+{
+    claim_t c, first;
+    done_t d;
+    char v[128];
+
+    clear_outbox();
+    int64_t a = add_rows(3, 1200, -1);
+    claim(db, &first, 1, 60000);
+    ok(settle(3000) && first.n == 1 && first.ids[0] == a, "row %lld claimed", (long long)a);
+
+    claim(db, &c, 2, 60000);
+    retry(db, &d, a, 1000, "503");
+    db_send_queued(db);
+    usleep(300 * 1000);
+    qs(NULL, v, sizeof(v),
+       "SELECT string_agg(id::text, ',' ORDER BY id) FROM outbox WHERE claimed_until > now() "
+       "AND claim_token IS NOT NULL");
+    char want[64];
+    snprintf(want, sizeof(want), "%lld,%lld", (long long)a + 1, (long long)a + 2);
+    ok(strcmp(v, want) == 0 && q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
+       "the server ran both: rows %s leased, the retry counted", v);
+    db_lost(db, "dropped by the test");
+    ok(c.calls == 0 && d.calls == 0 && !db_ready(db), "connection dropped, no answers yet");
+    bool answered = settle(5000);
+    ok(answered && c.err == 0 && c.n == 2 && c.ids[0] == a + 1 && c.ids[1] == a + 2,
+       "after the reconnect the claim returns the rows its first attempt leased (%u rows)", c.n);
+    ok(d.err == 0 && q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
+       "and the retry did not count twice");
+}
+
+static void test_outage(db_t *a)
+{
+    db_t *b = ready(new_db(NULL, 0, 400));
+    done_t da[3], db_[2];
+    claim_t ca, cb, down;
+
+    clear_outbox();
+    int64_t id = add_rows(4, 1300, -1);
+    claim(a, &ca, 1, 60000);
+    settle(3000);
+    /* Queued in the turn the server goes away: they are never sent on this connection. */
+    ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
+    sent(a, &da[0], id);
+    claim(a, &ca, 2, 60000);
+    retarget(a, &da[1], id + 3, 1399);
+    due(a, &da[2], 0);
+    sent(b, &db_[0], id + 3);
+    claim(b, &cb, 2, 60000);
+    retry(b, &db_[1], id, 10, "x");
+    run_for(150);
+    ok(!db_ready(a) && claim(a, &down, 1, 1000) == -EAGAIN &&
+           db_outbox_sent(a, id, NULL, NULL) == -EAGAIN,
+       "while it is down: db_outbox_claim and the marks give -EAGAIN");
+    ok(wait_calls(2000, &db_[0].calls, &db_[1].calls, &cb.calls, NULL) &&
+           db_[0].err == -ETIMEDOUT && db_[1].err == -ETIMEDOUT && cb.err == -ETIMEDOUT,
+       "operations with a 400 ms deadline time out");
+    run_for(500);
+    ok(da[0].calls + da[1].calls + da[2].calls + ca.calls == 0,
+       "the ones with a 10 s deadline are still waiting");
+
+    pid_t starter = fork();
+    if (starter == 0)
+        _exit(pg_start() == 0 ? 0 : 1);
+    ok(wait_calls(30000, &da[0].calls, &da[1].calls, &da[2].calls, &ca.calls, NULL),
+       "after the restart they are answered");
+    int st = -1;
+    waitpid(starter, &st, 0);
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server started again");
+    ok(da[0].err == 0 && da[1].err == 0 && da[2].err == 0 && da[2].count == 3 && ca.err == 0 &&
+           ca.n == 2 && ca.ids[0] == id + 1 && ca.ids[1] == id + 2,
+       "sent, retarget, due and a claim of the two due rows left done (%d %d %d %d, n %u)",
+       da[0].err, da[1].err, da[2].err, ca.err, ca.n);
+    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL", (long long)id) ==
+               1 &&
+           q("SELECT count(*) FROM outbox WHERE id = %lld AND chat_id = 1399", (long long)id + 3) ==
+               1,
+       "and in effect");
+    free_db(b);
+}
+
+static bool idle_flag;
+static void on_idle(void *arg) { *(bool *)arg = true; }
+static bool idle_seen(void) { return idle_flag; }
+
+static void test_cap_drain_free(void)
+{
+    db_t *db = ready(new_db(NULL, 3, 0));
+    done_t d[4];
+    claim_t c;
+
+    clear_outbox();
+    int64_t id = add_rows(2, 1400, -1);
+    int r[4];
+    r[0] = sent(db, &d[0], id);
+    r[1] = sent(db, &d[1], id + 1);
+    r[2] = due(db, &d[2], 0);
+    r[3] = sent(db, &d[3], id);
+    ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN && db_outbox_pending(db) == 3,
+       "outbox_max 3: the fourth operation gives -EAGAIN");
+    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 &&
+           db_outbox_pending(db) == 0,
+       "the three accepted are done");
+
+    idle_flag = false;
+    sent(db, &d[0], id);
+    db_drain(db, on_idle, &idle_flag);
+    ok(claim(db, &c, 1, 1000) == -EAGAIN && sent(db, &d[1], id) == 0,
+       "after db_drain: claims -EAGAIN, marks still taken");
+    ok(!idle_flag && run_until(idle_seen, 3000) && d[0].calls == 1 && d[1].calls == 1,
+       "on_idle once the marks are done");
+    free_db(db);
+
+    db = ready(new_db(NULL, 0, 0));
+    claim(db, &c, 1, 1000);
+    sent(db, &d[0], id);
+    db_free(db);
+    ok(c.calls == 1 && c.err == -ECANCELED && c.n == 0 && d[0].calls == 1 &&
+           d[0].err == -ECANCELED,
+       "db_free answers pending operations -ECANCELED, synchronously");
+    run_for(20);
+}
+
+static void test_latency(db_t *db)
+{
+    claim_t c;
+    done_t d;
+    uint64_t worst = 0, sum = 0;
+
+    clear_outbox();
+    add_rows(1000, 1500, -1);
+    for (int i = 0; i < 20; i++) {
+        claim(db, &c, 50, 60000);
+        settle(3000);
+        sum += c.took_ms;
+        worst = c.took_ms > worst ? c.took_ms : worst;
+    }
+    uint64_t t0 = mono_ms();
+    sent(db, &d, 1);
+    settle(3000);
+    diag("claims of 50 rows out of 1000 due: %llu ms on average, %llu ms at most; a mark: %llu ms",
+         (unsigned long long)(sum / 20), (unsigned long long)worst,
+         (unsigned long long)(mono_ms() - t0));
+    ok(c.err == 0 && c.n == 50 && worst < 1000, "claims answered within a second");
+}
+
+int main(void)
+{
+    harness_start();
+    test_migrate_from_0001();
+    if (db_migrate(conninfo) != (int)db_migrations_count)
+        bail("db_migrate");
+    db_t *db = ready(new_db(NULL, 0, 10000));
+    test_claim_order(db);
+    test_claims_in_flight(db);
+    test_shared_outbox(db);
+    test_lease_expiry(db);
+    test_marks(db);
+    test_due_count(db);
+    test_interleaved(db);
+    test_resend(db);
+    test_outage(db);
+    test_cap_drain_free();
+    test_latency(db);
+    free_db(db);
+
+    ok(owed == 0 && twice == 0 && sync_cb == 0,
+       "every accepted call had exactly one callback, never from inside the call "
+       "(%u missing, %u twice, %u synchronous)",
+       owed, twice, sync_cb);
+    ok(loop.heap_len == 0, "no timer left armed");
+    return harness_end();
+}
