@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * outbox.c - the sender's side of the outbox table: claims of due rows with
- * a lease, and the marks that follow a send (sent, retry, fail, retarget),
+ * a lease, and the marks that follow (sent, retry, fail, retarget, release),
  * each one statement and its own transaction in the connection's pipeline
  * (conn.c), so that its failure touches neither the inbox's batches nor the
  * other operations.
