@@ -1,0 +1,510 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sender.c - the outbox sender and single Bot API calls.
+ *
+ * Rows are claimed from the outbox in id order (a lease, shared safely with
+ * other processes through SKIP LOCKED) and held in memory, at most
+ * `capacity` at a time. A pass over them, in id order, sends the first row of
+ * each chat that has none in flight when the rate limiter lets it pass; the
+ * answer decides: sent, paused (429), re-targeted (migrate_to_chat_id),
+ * retried later with backoff (5xx, transport errors) or failed (other 4xx,
+ * attempts used up). Every decision is written back to the row, so a crash
+ * loses nothing: an unrecorded row's lease expires and it is sent again
+ * (at-least-once).
+ */
+#include "tg_sender.h"
+
+#include "log.h"
+#include "met.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/*
+ * A 429 whose retry_after is at most this is waited out in memory (the row
+ * keeps its lease); a longer one puts the row back with a delay.
+ */
+#define PAUSE_IN_MEMORY_MS 10000
+/* Two chats limited within this window mean the limit is the bot's, not a chat's. */
+#define GLOBAL_429_WINDOW_MS 1000
+#define METHOD_MAX 64
+
+/* ---- one call ---- */
+
+static void on_call_done(httpc_req_t *req, int err, const httpc_response_t *resp)
+{
+    tg_call_t *call = container_of(req, tg_call_t, req);
+    if (err != 0) {
+        call->cb(call, err, NULL);
+        return;
+    }
+    tg_api_result_t res;
+    tg_api_parse(resp->body, resp->body_len, resp->status, resp->retry_after, &res);
+    call->cb(call, 0, &res);
+}
+
+int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const char *method,
+                  const char *json, size_t len, uint32_t timeout_ms, tg_call_cb cb)
+{
+    int n = snprintf(call->path, sizeof(call->path), "/bot%s/%s", token, method);
+    if (n < 0 || (size_t)n >= sizeof(call->path))
+        return -ENAMETOOLONG;
+    memset(&call->req, 0, sizeof(call->req));
+    call->req.method = "POST";
+    call->req.path = call->path;
+    call->req.content_type = "application/json";
+    call->req.body = json;
+    call->req.body_len = len;
+    call->req.timeout_ms = timeout_ms;
+    call->req.cb = on_call_done;
+    call->cb = cb;
+    return httpc_request(pool, &call->req);
+}
+
+/* ---- the sender ---- */
+
+typedef struct tg_msg tg_msg_t;
+
+struct tg_msg {
+    tg_call_t call;
+    tg_sender_t *s;
+    tg_msg_t *prev, *next; /* the sender's list, in id order */
+    int64_t id;
+    int64_t chat_id;
+    char method[METHOD_MAX];
+    char *body;
+    size_t body_len;
+    int attempts;          /* sends before this claim */
+    bool in_flight;        /* a call is out */
+    uint32_t pass;         /* last scheduling pass that saw this chat (chat marks) */
+};
+
+struct tg_sender {
+    rx_loop_t *loop;
+    tg_sender_options_t opt;
+    char *token;
+    tg_rate_t *rate;
+    tg_msg_t *head, *tail;    /* held rows, in id order */
+    unsigned held;            /* rows in the list */
+    unsigned in_flight;       /* calls out */
+    unsigned recording;       /* db writes whose callbacks are pending */
+    bool claiming;            /* a claim is out */
+    bool stopping;
+    uint32_t pass;
+    int64_t last_429_chat;
+    uint64_t last_429_ms;
+    rx_defer_t pump_defer;
+    rx_timer_t timer;         /* next rate-limit wake-up */
+    rx_timer_t poll_timer;    /* next claim after an empty one */
+    uint64_t next_claim_ms;   /* no claim before this (loop ms) */
+    void (*on_idle)(void *arg);
+    void *idle_arg;
+    rx_defer_t idle_defer;
+    tg_sender_stats_t stats;
+    /* Chat marks for one pass: open addressing over 2 * capacity slots. */
+    int64_t *mark_chat;
+    uint32_t *mark_pass;
+    uint32_t mark_mask;
+};
+
+static void pump(tg_sender_t *s);
+
+static void on_pump(rx_loop_t *loop, rx_defer_t *d)
+{
+    pump(container_of(d, tg_sender_t, pump_defer));
+}
+
+static void schedule(tg_sender_t *s)
+{
+    rx_defer(s->loop, &s->pump_defer, on_pump);
+}
+
+static void on_idle_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    tg_sender_t *s = container_of(d, tg_sender_t, idle_defer);
+    if (s->on_idle != NULL && s->in_flight == 0 && s->recording == 0 && !s->claiming) {
+        void (*cb)(void *) = s->on_idle;
+        s->on_idle = NULL;
+        cb(s->idle_arg);
+    }
+}
+
+static void check_idle(tg_sender_t *s)
+{
+    if (s->stopping && s->on_idle != NULL && s->in_flight == 0 && s->recording == 0 &&
+        !s->claiming)
+        rx_defer(s->loop, &s->idle_defer, on_idle_defer);
+}
+
+static void msg_unlink(tg_sender_t *s, tg_msg_t *m)
+{
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        s->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        s->tail = m->prev;
+    s->held--;
+    free(m->body);
+    free(m);
+}
+
+static void on_recorded(void *arg, int err)
+{
+    tg_sender_t *s = arg;
+    s->recording--;
+    /* A lost write leaves the row leased; it is claimed again when the lease ends. */
+    if (err != 0)
+        log_warn("outbox_record_failed", "could not record a send result: %s", strerror(-err));
+    check_idle(s);
+}
+
+/* Records a decision for row m, then forgets m. */
+enum { REC_SENT, REC_RETRY, REC_FAIL, REC_RETARGET, REC_RELEASE };
+
+static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
+                   int64_t new_chat)
+{
+    int r;
+    switch (what) {
+    case REC_SENT:
+        r = db_outbox_sent(s->opt.db, m->id, on_recorded, s);
+        break;
+    case REC_RETRY:
+        r = db_outbox_retry(s->opt.db, m->id, delay_ms, error, on_recorded, s);
+        break;
+    case REC_FAIL:
+        r = db_outbox_fail(s->opt.db, m->id, error, on_recorded, s);
+        break;
+    case REC_RETARGET:
+        r = db_outbox_retarget(s->opt.db, m->id, new_chat, on_recorded, s);
+        break;
+    default:
+        r = db_outbox_release(s->opt.db, m->id, on_recorded, s);
+        break;
+    }
+    if (r == 0)
+        s->recording++;
+    else
+        log_warn("outbox_record_failed", "row %lld: database not ready; its lease will expire",
+                 (long long)m->id);
+    msg_unlink(s, m);
+}
+
+static uint64_t backoff_ms(const tg_sender_t *s, int attempts)
+{
+    uint64_t d = s->opt.backoff_ms;
+    for (int i = 0; i < attempts && d < s->opt.backoff_max_ms; i++)
+        d *= 2;
+    if (d > s->opt.backoff_max_ms)
+        d = s->opt.backoff_max_ms;
+    /* Jitter in [d/2, d], so that rows failing together do not come back together. */
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        rnd = (uint32_t)s->loop->now * 2654435761u;
+    return d / 2 + (d / 2) * (rnd % 1024) / 1024;
+}
+
+/* A transient failure: again later, or failed when the attempts are used up. */
+static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
+{
+    if (m->attempts + 1 >= (int)s->opt.max_attempts) {
+        log_warn("outbox_failed", "row %lld to chat %lld: giving up after %d attempts: %s",
+                 (long long)m->id, (long long)m->chat_id, m->attempts + 1, why);
+        s->stats.failed++;
+        met_self()->outbox_failed++;
+        record(s, m, REC_FAIL, 0, why, 0);
+        return;
+    }
+    uint64_t d = backoff_ms(s, m->attempts);
+    log_info("outbox_retry", "row %lld to chat %lld: %s; again in %llu ms", (long long)m->id,
+             (long long)m->chat_id, why, (unsigned long long)d);
+    s->stats.retried++;
+    met_self()->outbox_retried++;
+    record(s, m, REC_RETRY, d, why, 0);
+}
+
+static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
+{
+    tg_msg_t *m = container_of(call, tg_msg_t, call);
+    tg_sender_t *s = m->s;
+    char why[TG_API_DESC_MAX + 32];
+
+    m->in_flight = false;
+    s->in_flight--;
+    schedule(s);
+    if (err != 0) {
+        met_self()->botapi_transport_errors++;
+        snprintf(why, sizeof(why), "transport: %s", strerror(-err));
+        retry_or_fail(s, m, why);
+        return;
+    }
+    snprintf(why, sizeof(why), "%d %s", res->error_code, res->description);
+    switch (tg_api_classify(res)) {
+    case TG_API_OK:
+        s->stats.sent++;
+        met_self()->outbox_sent++;
+        record(s, m, REC_SENT, 0, NULL, 0);
+        return;
+    case TG_API_RETRY_AFTER: {
+        uint64_t now = rx_now(s->loop);
+        uint64_t wait = (uint64_t)(res->retry_after >= 0 ? res->retry_after : 1) * 1000;
+        s->stats.limited++;
+        met_self()->outbox_limited++;
+        /*
+         * Telegram does not say whether a 429 is about the chat or the bot
+         * as a whole. One chat limited is taken as that chat's limit; a
+         * second chat limited within a second means the bot's.
+         */
+        bool global = m->chat_id == 0 ||
+                      (s->last_429_ms != 0 && now - s->last_429_ms <= GLOBAL_429_WINDOW_MS &&
+                       s->last_429_chat != m->chat_id);
+        s->last_429_chat = m->chat_id;
+        s->last_429_ms = now;
+        if (!global && tg_rate_pause_chat(s->rate, m->chat_id, (int64_t)(now + wait)) < 0)
+            global = true;
+        if (global) {
+            s->stats.paused_all++;
+            tg_rate_pause_all(s->rate, (int64_t)(now + wait));
+        }
+        log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
+                 (long long)m->id, global ? "all chats" : "this chat",
+                 (unsigned long long)wait);
+        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping)
+            record(s, m, REC_RETRY, wait, why, 0);
+        return; /* otherwise it stays and goes again when the pause ends */
+    }
+    case TG_API_MIGRATE:
+        log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
+                 (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
+        s->stats.migrated++;
+        record(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
+        return;
+    case TG_API_FINAL:
+        log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
+                 (long long)m->id, (long long)m->chat_id, why);
+        s->stats.failed++;
+        met_self()->outbox_failed++;
+        record(s, m, REC_FAIL, 0, why, 0);
+        return;
+    case TG_API_RETRY:
+    default:
+        retry_or_fail(s, m, why);
+        return;
+    }
+}
+
+static void send_msg(tg_sender_t *s, tg_msg_t *m)
+{
+    int r = tg_call_start(&m->call, s->opt.http, s->token, m->method, m->body, m->body_len,
+                          s->opt.timeout_ms, on_answer);
+    if (r == -ENAMETOOLONG) {
+        s->stats.failed++;
+        record(s, m, REC_FAIL, 0, "method name too long", 0);
+        return;
+    }
+    if (r < 0)
+        return; /* the pool's queue is full: the next pass tries again */
+    m->in_flight = true;
+    s->in_flight++;
+}
+
+static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    pump(container_of(t, tg_sender_t, poll_timer));
+}
+
+static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+{
+    tg_sender_t *s = arg;
+    s->claiming = false;
+    if (err == 0) {
+        for (unsigned i = 0; i < n; i++) {
+            tg_msg_t *m = calloc(1, sizeof(*m));
+            if (m == NULL)
+                abort();
+            m->s = s;
+            m->id = rows[i].id;
+            m->chat_id = rows[i].chat_id;
+            m->attempts = rows[i].attempts;
+            size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
+            memcpy(m->method, rows[i].method, ml);
+            m->body = malloc(rows[i].body_len + 1);
+            if (m->body == NULL)
+                abort();
+            memcpy(m->body, rows[i].body, rows[i].body_len);
+            m->body[rows[i].body_len] = '\0';
+            m->body_len = rows[i].body_len;
+            /* Claims come in id order and later claims hold later ids, mostly. */
+            m->prev = s->tail;
+            if (s->tail != NULL)
+                s->tail->next = m;
+            else
+                s->head = m;
+            s->tail = m;
+            s->held++;
+            s->stats.claimed++;
+            if (s->stopping)
+                record(s, m, REC_RELEASE, 0, NULL, 0);
+        }
+    }
+    if (s->stopping) {
+        check_idle(s);
+        return;
+    }
+    /* Rows found: claim again as soon as there is room; none: wait a poll period. */
+    if (err != 0 || n == 0) {
+        s->next_claim_ms = rx_now(s->loop) + s->opt.poll_ms;
+        rx_timer_start(s->loop, &s->poll_timer, s->opt.poll_ms, on_poll_timer);
+    }
+    schedule(s);
+}
+
+static void on_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    pump(container_of(t, tg_sender_t, timer));
+}
+
+/* Marks chat for this pass; true when it was already marked (an earlier row holds it). */
+static bool mark(tg_sender_t *s, int64_t chat)
+{
+    uint32_t i = (uint32_t)((uint64_t)chat * 0x9E3779B97F4A7C15u >> 40) & s->mark_mask;
+    for (;;) {
+        if (s->mark_pass[i] != s->pass) {
+            s->mark_pass[i] = s->pass;
+            s->mark_chat[i] = chat;
+            return false;
+        }
+        if (s->mark_chat[i] == chat)
+            return true;
+        i = (i + 1) & s->mark_mask;
+    }
+}
+
+static void pump(tg_sender_t *s)
+{
+    uint64_t now = rx_now(s->loop);
+    int64_t min_wait = -1;
+
+    if (++s->pass == 0)
+        s->pass = 1; /* 0 marks an empty slot */
+    for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
+        next = m->next;
+        /* One row per chat at a time, in id order: later rows of a chat wait. */
+        if (mark(s, m->chat_id) || m->in_flight)
+            continue;
+        if (s->stopping)
+            continue;
+        int64_t wait = 0;
+        if (!tg_rate_try(s->rate, m->chat_id, (int64_t)now, &wait)) {
+            if (min_wait < 0 || wait < min_wait)
+                min_wait = wait;
+            continue;
+        }
+        send_msg(s, m);
+    }
+    if (s->stopping) {
+        check_idle(s);
+        return;
+    }
+    /* Claim more when there is room and no claim is out. */
+    if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms) {
+        int r = db_outbox_claim(s->opt.db, s->opt.capacity - s->held, s->opt.lease_ms,
+                                on_claimed, s);
+        if (r == 0) {
+            s->claiming = true;
+        } else {
+            /* The database is not ready: look again a poll period later. */
+            s->next_claim_ms = now + s->opt.poll_ms;
+            rx_timer_start(s->loop, &s->poll_timer, s->opt.poll_ms, on_poll_timer);
+        }
+    }
+    if (min_wait >= 0) {
+        uint64_t at = now + (uint64_t)min_wait;
+        if (!rx_timer_active(&s->timer) || s->timer.deadline > at)
+            rx_timer_start(s->loop, &s->timer, (uint64_t)min_wait, on_timer);
+    }
+}
+
+tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err)
+{
+    tg_sender_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    s->loop = loop;
+    s->opt = *opt;
+    if (s->opt.max_attempts == 0)
+        s->opt.max_attempts = 8;
+    if (s->opt.lease_ms == 0)
+        s->opt.lease_ms = 30000;
+    if (s->opt.capacity == 0)
+        s->opt.capacity = 256;
+    if (s->opt.poll_ms == 0)
+        s->opt.poll_ms = 200;
+    if (s->opt.backoff_ms == 0)
+        s->opt.backoff_ms = 1000;
+    if (s->opt.backoff_max_ms == 0)
+        s->opt.backoff_max_ms = 300000;
+    if (s->opt.timeout_ms == 0)
+        s->opt.timeout_ms = 30000;
+    s->rate = tg_rate_new(&s->opt.rate, err);
+    if (s->rate == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->token = strdup(opt->token);
+    if (s->token == NULL)
+        abort();
+    uint32_t slots = 64;
+    while (slots < 2 * s->opt.capacity)
+        slots *= 2;
+    s->mark_mask = slots - 1;
+    s->mark_chat = calloc(slots, sizeof(*s->mark_chat));
+    s->mark_pass = calloc(slots, sizeof(*s->mark_pass));
+    if (s->mark_chat == NULL || s->mark_pass == NULL)
+        abort();
+    schedule(s);
+    return s;
+}
+
+void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
+{
+    s->stopping = true;
+    s->on_idle = on_idle;
+    s->idle_arg = arg;
+    rx_timer_stop(s->loop, &s->timer);
+    rx_timer_stop(s->loop, &s->poll_timer);
+    /* Rows not in flight go back now, for this or another process to claim. */
+    for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
+        next = m->next;
+        if (!m->in_flight)
+            record(s, m, REC_RELEASE, 0, NULL, 0);
+    }
+    check_idle(s);
+}
+
+const tg_sender_stats_t *tg_sender_stats(const tg_sender_t *s)
+{
+    return &s->stats;
+}
+
+void tg_sender_free(tg_sender_t *s)
+{
+    rx_timer_stop(s->loop, &s->timer);
+    rx_timer_stop(s->loop, &s->poll_timer);
+    while (s->head != NULL)
+        msg_unlink(s, s->head);
+    tg_rate_free(s->rate);
+    explicit_bzero(s->token, strlen(s->token));
+    free(s->token);
+    free(s->mark_chat);
+    free(s->mark_pass);
+    free(s);
+}
