@@ -11,6 +11,9 @@
 #include "met.h"
 #include "reactor.h"
 #include "tg.h"
+#include "tg_api.h"
+#include "tg_sender.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,7 +53,13 @@ typedef struct worker {
     rx_timer_t rss_timer;
     rx_timer_t grace_timer;
     bool stopping;
+    bool http_drained;
+    bool sender_idle;
     size_t secret_len;
+    tls_ctx_t *tls;           /* Bot API trust anchors; NULL without a token or for http:// */
+    httpc_pool_t *api;        /* Bot API connections; NULL without a token */
+    tg_sender_t *sender;      /* the outbox sender (worker 0 only) */
+    tg_call_t getme;          /* the getMe call made at start */
 } worker_t;
 
 /* What a webhook request keeps while its update commits (in the connection's scratch). */
@@ -209,27 +218,308 @@ static void on_request(http_server_t *s, http_conn_t *c, const http_request_t *r
     respond_text(c, 404, "not found\n", NULL);
 }
 
+/* ---- the Bot API ---- */
+
+/*
+ * Makes the trust anchors (for https) and the connection pool to
+ * TELEGRAM_API_URL. Returns 0, or -1 with the reason logged.
+ */
+static int api_open(rx_loop_t *loop, const cfg_t *cfg, tls_ctx_t **tls, httpc_pool_t **pool)
+{
+    int err = 0;
+    *tls = NULL;
+    if (strncmp(cfg->api_url, "https://", 8) == 0) {
+        *tls = tls_ctx_new(cfg->ca_file ? cfg->ca_file : TLS_DEFAULT_CA_FILE, &err);
+        if (*tls == NULL) {
+            log_error("ca_file_unusable", "cannot load trust anchors from %s: %s",
+                      cfg->ca_file ? cfg->ca_file : TLS_DEFAULT_CA_FILE, strerror(-err));
+            return -1;
+        }
+    }
+    httpc_options_t ho = {
+        .url = cfg->api_url,
+        .tls = *tls,
+        .max_conns = cfg->api_connections,
+    };
+    *pool = httpc_pool_new(loop, &ho, &err);
+    if (*pool == NULL) {
+        log_error("api_url_unusable", "cannot use TELEGRAM_API_URL %s: %s", cfg->api_url,
+                  strerror(-err));
+        tls_ctx_free(*tls);
+        *tls = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the TELEGRAM_RATE_* values; reports each bad one like cfg_load does. */
+static int rate_config(const cfg_t *cfg, tg_rate_config_t *rc, FILE *err)
+{
+    int problems = 0;
+    tg_rate_config_default(rc);
+    const struct {
+        const char *name;
+        const char *value;
+        tg_rate_spec_t *spec;
+    } specs[] = {
+        {"TELEGRAM_RATE_GLOBAL", cfg->rate_global, &rc->global},
+        {"TELEGRAM_RATE_CHAT", cfg->rate_chat, &rc->chat},
+        {"TELEGRAM_RATE_GROUP", cfg->rate_group, &rc->group},
+    };
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        if (tg_rate_spec_parse(specs[i].value, specs[i].spec) < 0) {
+            fprintf(err, "tgring: config: %s: expected <n>/s or <n>/min, optionally ,burst=<b>, "
+                         "got \"%s\"\n", specs[i].name, specs[i].value);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+/* A Bot API call run to completion on a loop of its own (for the subcommands). */
+typedef struct sync_call {
+    tg_call_t call;
+    rx_loop_t *loop;
+    int err;
+    tg_api_result_t res;
+    char *result;      /* copy of the "result" JSON */
+    size_t result_len;
+} sync_call_t;
+
+static void on_sync_call(tg_call_t *call, int err, const tg_api_result_t *res)
+{
+    sync_call_t *sc = container_of(call, sync_call_t, call);
+    sc->err = err;
+    if (res != NULL) {
+        sc->res = *res;
+        if (res->result != NULL) {
+            sc->result = malloc(res->result_len + 1);
+            if (sc->result == NULL)
+                abort();
+            memcpy(sc->result, res->result, res->result_len);
+            sc->result[res->result_len] = '\0';
+            sc->result_len = res->result_len;
+        }
+        sc->res.result = sc->result;
+    }
+    rx_stop(sc->loop);
+}
+
+static void on_final(rx_loop_t *loop, rx_timer_t *t);
+
+/*
+ * Calls `method` with json[0..len) and waits for the answer. Prints one line
+ * on stderr and returns 1 when there is none or it is not ok; 0 otherwise,
+ * with sc->res (and sc->result, to be freed) set.
+ */
+static int call_sync(const cfg_t *cfg, const char *cmd, const char *method, const char *json,
+                     size_t len, sync_call_t *sc)
+{
+    rx_loop_t loop;
+    tls_ctx_t *tls;
+    httpc_pool_t *pool;
+    memset(sc, 0, sizeof(*sc));
+    int r = rx_loop_init(&loop, 64);
+    if (r < 0) {
+        fprintf(stderr, "tgring: %s\n", rx_strerror_setup(r));
+        return 1;
+    }
+    if (api_open(&loop, cfg, &tls, &pool) < 0) {
+        fprintf(stderr, "tgring: %s: cannot set up the connection to %s (see the log above)\n",
+                cmd, cfg->api_url);
+        rx_loop_dispose(&loop);
+        return 1;
+    }
+    sc->loop = &loop;
+    r = tg_call_start(&sc->call, pool, cfg->bot_token, method, json, len, 30000, on_sync_call);
+    if (r == 0)
+        rx_run(&loop);
+    else
+        sc->err = r;
+    httpc_pool_free(pool);
+    rx_timer_t t = {0};
+    rx_timer_start(&loop, &t, 20, on_final);
+    rx_run(&loop);
+    tls_ctx_free(tls);
+    rx_loop_dispose(&loop);
+
+    if (sc->err != 0) {
+        fprintf(stderr, "tgring: %s: no answer from %s: %s\n", cmd, cfg->api_url,
+                sc->err == -EKEYREJECTED ? "TLS certificate or handshake failure (see the log)"
+                                         : strerror(-sc->err));
+        return 1;
+    }
+    if (!sc->res.ok) {
+        fprintf(stderr, "tgring: %s: the Bot API answered %d: %s\n", cmd, sc->res.error_code,
+                sc->res.description[0] ? sc->res.description : "(no description)");
+        if (sc->res.error_code == 401 || sc->res.error_code == 404)
+            fprintf(stderr, "tgring: %s: check TELEGRAM_BOT_TOKEN\n", cmd);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_set_webhook(const cfg_t *cfg, bool drop_pending)
+{
+    char body[4096];
+    tg_jw_t w;
+    tg_jw_init(&w, body, sizeof(body));
+    tg_jw_obj_begin(&w);
+    tg_jw_key(&w, "url");
+    tg_jw_str(&w, cfg->webhook_url, strlen(cfg->webhook_url));
+    tg_jw_key(&w, "secret_token");
+    tg_jw_str(&w, cfg->webhook_secret, strlen(cfg->webhook_secret));
+    tg_jw_key(&w, "max_connections");
+    tg_jw_int(&w, cfg->webhook_max_connections);
+    if (cfg->allowed_updates != NULL) {
+        tg_jw_key(&w, "allowed_updates");
+        tg_jw_arr_begin(&w);
+        for (const char *p = cfg->allowed_updates; *p != '\0';) {
+            size_t n = strcspn(p, ",");
+            tg_jw_str(&w, p, n);
+            p += n + (p[n] == ',');
+        }
+        tg_jw_arr_end(&w);
+    }
+    if (drop_pending) {
+        tg_jw_key(&w, "drop_pending_updates");
+        tg_jw_bool(&w, true);
+    }
+    tg_jw_obj_end(&w);
+    int len = tg_jw_finish(&w);
+    if (len < 0) {
+        fprintf(stderr, "tgring: set-webhook: request too large\n");
+        return 1;
+    }
+    sync_call_t sc;
+    int rc = call_sync(cfg, "set-webhook", "setWebhook", body, (size_t)len, &sc);
+    explicit_bzero(body, sizeof(body));
+    if (rc == 0)
+        printf("webhook set to %s (max_connections %u%s)\n", cfg->webhook_url,
+               cfg->webhook_max_connections, drop_pending ? ", pending updates dropped" : "");
+    free(sc.result);
+    return rc;
+}
+
+static int cmd_delete_webhook(const cfg_t *cfg, bool drop_pending)
+{
+    const char *body = drop_pending ? "{\"drop_pending_updates\":true}" : "{}";
+    sync_call_t sc;
+    int rc = call_sync(cfg, "delete-webhook", "deleteWebhook", body, strlen(body), &sc);
+    if (rc == 0)
+        printf("webhook deleted%s\n", drop_pending ? ", pending updates dropped" : "");
+    free(sc.result);
+    return rc;
+}
+
+static int cmd_webhook_info(const cfg_t *cfg)
+{
+    sync_call_t sc;
+    int rc = call_sync(cfg, "webhook-info", "getWebhookInfo", "{}", 2, &sc);
+    if (rc != 0) {
+        free(sc.result);
+        return rc;
+    }
+    const char *r = sc.result ? sc.result : "{}";
+    size_t rl = sc.result ? sc.result_len : 2;
+    char text[1024];
+    int64_t n;
+    printf("url: %s\n", tg_api_get_string(r, rl, "url", text, sizeof(text)) >= 0 && text[0]
+                            ? text
+                            : "(none)");
+    printf("pending_update_count: %lld\n",
+           tg_api_get_int(r, rl, "pending_update_count", &n) == 0 ? (long long)n : 0LL);
+    if (tg_api_get_int(r, rl, "max_connections", &n) == 0)
+        printf("max_connections: %lld\n", (long long)n);
+    const char *raw;
+    size_t raw_len;
+    if (tg_api_get_raw(r, rl, "allowed_updates", &raw, &raw_len) == 0)
+        printf("allowed_updates: %.*s\n", (int)raw_len, raw);
+    if (tg_api_get_int(r, rl, "last_error_date", &n) == 0) {
+        time_t t = (time_t)n;
+        struct tm tm;
+        char when[32];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("last_error_date: %s\n", when);
+    }
+    if (tg_api_get_string(r, rl, "last_error_message", text, sizeof(text)) >= 0)
+        printf("last_error_message: %s\n", text);
+    else
+        printf("last_error_message: (none)\n");
+    free(sc.result);
+    return 0;
+}
+
+static void on_getme(tg_call_t *call, int err, const tg_api_result_t *res)
+{
+    char user[128];
+    if (err != 0) {
+        log_error("getme_failed", "getMe: no answer from the Bot API: %s%s", strerror(-err),
+                  err == -EKEYREJECTED ? " (TLS certificate or handshake failure)" : "");
+        return;
+    }
+    if (!res->ok) {
+        log_error("getme_failed", "getMe: the Bot API answered %d %s%s", res->error_code,
+                  res->description,
+                  res->error_code == 401 || res->error_code == 404
+                      ? ": TELEGRAM_BOT_TOKEN is not a valid token"
+                      : "");
+        return;
+    }
+    if (res->result == NULL ||
+        tg_api_get_string(res->result, res->result_len, "username", user, sizeof(user)) < 0)
+        strcpy(user, "(no username)");
+    log_info("bot_identified", "the bot is @%s", user);
+}
+
 /* ---- lifecycle ---- */
 
 static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
 {
+    worker_t *w = container_of(t, worker_t, rss_timer);
+    if (w->api != NULL) {
+        const httpc_stats_t *st = httpc_stats(w->api);
+        met_self()->botapi_connections_open = st->open;
+        met_self()->tls_handshakes_full = st->handshakes_full;
+        met_self()->tls_handshakes_resumed = st->handshakes_resumed;
+        met_self()->tls_failures = st->tls_failures;
+    }
     met_sample_rss();
     rx_timer_start(loop, t, 1000, on_rss_timer);
+}
+
+static void maybe_stop(worker_t *w)
+{
+    if (w->http_drained && w->sender_idle) {
+        log_info("stopped", "all connections closed and sends recorded");
+        rx_stop(&w->loop);
+    }
 }
 
 static void on_http_drained(void *arg)
 {
     worker_t *w = arg;
-    log_info("stopped", "all connections closed");
-    rx_stop(&w->loop);
+    w->http_drained = true;
+    maybe_stop(w);
+}
+
+static void on_sender_idle(void *arg)
+{
+    worker_t *w = arg;
+    w->sender_idle = true;
+    maybe_stop(w);
 }
 
 static void on_grace(rx_loop_t *loop, rx_timer_t *t)
 {
     worker_t *w = container_of(t, worker_t, grace_timer);
+    /*
+     * Requests still waiting for a commit are answered 503 by the teardown
+     * after the loop (db_free cancels them), then their connections close.
+     */
     log_warn("shutdown_timeout", "grace period over with %u connections open; closing them",
              http_server_connections(w->http));
-    http_server_close_all(w->http);
     rx_stop(loop);
 }
 
@@ -248,6 +538,10 @@ static void begin_shutdown(worker_t *w, const char *why)
     rx_timer_stop(&w->loop, &w->rss_timer);
     rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
     http_server_drain(w->http, on_http_drained, w);
+    if (w->sender != NULL)
+        tg_sender_stop(w->sender, on_sender_idle, w);
+    else
+        w->sender_idle = true;
 }
 
 static void arm_signal(worker_t *w)
@@ -334,6 +628,26 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
         log_error("http_failed", "cannot set up the receive buffer ring: %s", strerror(-r));
         return 1;
     }
+    if (cfg->bot_token == NULL) {
+        log_info("sending_disabled", "TELEGRAM_BOT_TOKEN is not set: the outbox is not sent");
+    } else if (api_open(&w.loop, cfg, &w.tls, &w.api) == 0) {
+        if (tg_call_start(&w.getme, w.api, cfg->bot_token, "getMe", "{}", 2, 30000, on_getme) < 0)
+            log_warn("getme_failed", "getMe could not be queued");
+        /* One sender per process group: the rate limits are the bot's, not a worker's. */
+        if (index == 0) {
+            tg_sender_options_t so = {
+                .token = cfg->bot_token,
+                .http = w.api,
+                .db = w.db,
+                .max_attempts = cfg->send_attempts,
+                .lease_ms = cfg->outbox_lease_ms,
+            };
+            rate_config(cfg, &so.rate, stderr);
+            w.sender = tg_sender_new(&w.loop, &so, &r);
+            if (w.sender == NULL)
+                log_error("sender_failed", "cannot start the outbox sender: %s", strerror(-r));
+        }
+    }
     w.sig_op.cb = on_signal;
     arm_signal(&w);
     met_sample_rss();
@@ -352,6 +666,16 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
      * Telegram retries them and the inbox dedupes). Run the loop once more so
      * that their connections close.
      */
+    /*
+     * Teardown order: the sender releases the rows it holds and the pool
+     * fails what is still in flight (the sender records those) while the
+     * database is still there to take the writes; then the database answers
+     * whatever is left with -ECANCELED.
+     */
+    if (w.sender != NULL)
+        tg_sender_stop(w.sender, NULL, NULL);
+    if (w.api != NULL)
+        httpc_pool_free(w.api);
     db_free(w.db);
     w.db = NULL;
     /*
@@ -363,7 +687,10 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
     rx_timer_start(&w.loop, &w.grace_timer, http_server_connections(w.http) ? 1000 : 50,
                    on_final);
     rx_run(&w.loop);
+    if (w.sender != NULL)
+        tg_sender_free(w.sender);
     rx_timer_stop(&w.loop, &w.grace_timer);
+    tls_ctx_free(w.tls);
     http_server_free(w.http);
     close(w.sigfd);
     rx_loop_dispose(&w.loop);
@@ -538,12 +865,19 @@ static void usage(FILE *out)
             "Usage: tgring [COMMAND]\n"
             "\n"
             "A Telegram bot server: takes webhook updates, commits each to PostgreSQL\n"
-            "before answering 200, and serves health and metrics endpoints.\n"
+            "before answering 200, sends the outbox to the Bot API within Telegram's\n"
+            "rate limits, and serves health and metrics endpoints.\n"
             "\n"
             "Commands:\n"
             "  serve         run the server (the default)\n"
             "  migrate       apply pending database migrations, then exit\n"
             "  healthcheck   exit 0 if GET /health/ready on TGRING_LISTEN answers 200, else 1\n"
+            "  set-webhook [--drop-pending-updates]\n"
+            "                point Telegram at TELEGRAM_WEBHOOK_URL with the secret,\n"
+            "                TELEGRAM_WEBHOOK_MAX_CONNECTIONS and TELEGRAM_ALLOWED_UPDATES\n"
+            "  delete-webhook [--drop-pending-updates]\n"
+            "                stop webhook delivery\n"
+            "  webhook-info  print the webhook's URL, pending update count and last error\n"
             "  version       print the version\n"
             "  help          print this help (also -h, --help)\n"
             "\n"
@@ -558,8 +892,14 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "serve";
-    if (argc > 2) {
-        fprintf(stderr, "tgring: too many arguments; see `tgring --help`\n");
+    bool drop_pending = false;
+    bool webhook_cmd = !strcmp(cmd, "set-webhook") || !strcmp(cmd, "delete-webhook");
+    for (int i = 2; i < argc; i++) {
+        if (webhook_cmd && !strcmp(argv[i], "--drop-pending-updates")) {
+            drop_pending = true;
+            continue;
+        }
+        fprintf(stderr, "tgring: unexpected argument \"%s\"; see `tgring --help`\n", argv[i]);
         return 2;
     }
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
@@ -577,6 +917,10 @@ int main(int argc, char **argv)
         need = CFG_NEED_DB;
     else if (!strcmp(cmd, "healthcheck"))
         need = 0;
+    else if (!strcmp(cmd, "set-webhook"))
+        need = CFG_NEED_TOKEN | CFG_NEED_SECRET | CFG_NEED_WEBHOOK_URL;
+    else if (!strcmp(cmd, "delete-webhook") || !strcmp(cmd, "webhook-info"))
+        need = CFG_NEED_TOKEN;
     else {
         fprintf(stderr, "tgring: unknown command \"%s\"; see `tgring --help`\n", cmd);
         return 2;
@@ -584,6 +928,9 @@ int main(int argc, char **argv)
 
     cfg_t cfg;
     int problems = cfg_load(&cfg, need, stderr);
+    tg_rate_config_t rc;
+    if (!strcmp(cmd, "serve"))
+        problems += rate_config(&cfg, &rc, stderr);
     if (problems > 0) {
         fprintf(stderr, "tgring: %d configuration problem%s; not starting\n", problems,
                 problems == 1 ? "" : "s");
@@ -592,13 +939,19 @@ int main(int argc, char **argv)
     }
     log_setup(cfg.log_level, cfg.log_format);
 
-    int rc;
+    int rc_exit;
     if (!strcmp(cmd, "serve"))
-        rc = cmd_serve(&cfg);
+        rc_exit = cmd_serve(&cfg);
     else if (!strcmp(cmd, "migrate"))
-        rc = db_migrate(cfg.database_url) < 0 ? 1 : 0;
+        rc_exit = db_migrate(cfg.database_url) < 0 ? 1 : 0;
+    else if (!strcmp(cmd, "set-webhook"))
+        rc_exit = cmd_set_webhook(&cfg, drop_pending);
+    else if (!strcmp(cmd, "delete-webhook"))
+        rc_exit = cmd_delete_webhook(&cfg, drop_pending);
+    else if (!strcmp(cmd, "webhook-info"))
+        rc_exit = cmd_webhook_info(&cfg);
     else
-        rc = cmd_healthcheck(&cfg);
+        rc_exit = cmd_healthcheck(&cfg);
     cfg_dispose(&cfg);
-    return rc;
+    return rc_exit;
 }
