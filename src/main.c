@@ -698,7 +698,11 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
     return 0;
 }
 
-/* Parent of TGRING_WORKERS > 1 processes: starts them, restarts crashed ones, stops them. */
+/*
+ * Parent of TGRING_WORKERS > 1 processes: starts them and stops them all on
+ * SIGTERM or SIGINT, or when one of them ends (a worker that dies would most
+ * likely die again, and an orchestrator restarts the whole server).
+ */
 static int run_supervisor(const cfg_t *cfg, sigset_t *sigs)
 {
     pid_t *pids = calloc(cfg->workers, sizeof(*pids));
