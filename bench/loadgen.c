@@ -138,6 +138,7 @@ typedef struct opts {
     uint64_t start_id;   /* first {{ID}} */
     uint64_t chats;      /* {{CHAT}} = id % chats */
     const char *json;    /* file to write the JSON summary to, or NULL */
+    const char *timeline; /* file for per-second lines, or NULL */
     const char *label;   /* free text copied into the JSON */
 } opts_t;
 
@@ -195,6 +196,27 @@ static uint64_t n_unsent; /* scheduled in the window but never sent before the d
 static uint64_t max_backlog; /* most requests due and waiting for a free connection */
 
 static uint64_t t_start, t_measure, t_end, t_deadline;
+
+/*
+ * Per-second timeline, by completion time from the start of the schedule: a
+ * stall shows as one bad second, a server that falls behind as a run of them.
+ */
+typedef struct second {
+    uint64_t done;    /* responses completed in this second */
+    uint64_t max;     /* largest latency among them, ns */
+    uint64_t backlog; /* most requests due and waiting for a connection, at any moment */
+} second_t;
+
+static second_t *timeline;
+static size_t timeline_len;
+
+static second_t *second_at(uint64_t now)
+{
+    if (timeline == NULL || now < t_start)
+        return NULL;
+    uint64_t i = (now - t_start) / NSEC;
+    return i < timeline_len ? &timeline[i] : NULL;
+}
 static volatile sig_atomic_t interrupted;
 
 static uint64_t now_ns(void)
@@ -529,6 +551,12 @@ static void on_response(conn_t *c, int status, uint64_t now)
     status_all[status]++;
     bool closed_loop = o.rate == 0;
     uint64_t from = closed_loop ? c->sent : c->intended;
+    second_t *sec = second_at(now);
+    if (sec != NULL) {
+        sec->done++;
+        if (now - from > sec->max)
+            sec->max = now - from;
+    }
     if (from >= t_measure && from < t_end) {
         hist_record(&hist, now - from);
         status_counts[status]++;
@@ -627,6 +655,9 @@ static uint64_t dispatch(uint64_t now)
             backlog = last - n_issued + 1;
         if (backlog > max_backlog)
             max_backlog = backlog;
+        second_t *sec = second_at(now);
+        if (sec != NULL && backlog > sec->backlog)
+            sec->backlog = backlog;
         return UINT64_MAX; /* woken by the next response */
     }
     return due < t_end ? due : UINT64_MAX;
@@ -695,6 +726,18 @@ static void report(void)
         if (status_all[s])
             printf(" %d:%" PRIu64, s, status_all[s]);
     printf(")\n");
+    /* The worst second inside the measured window. */
+    size_t first = (size_t)((t_measure - t_start) / NSEC), worst = first;
+    size_t last = (size_t)((t_end - t_start) / NSEC);
+    for (size_t i = first; i < last && i < timeline_len; i++)
+        if (timeline[i].max > timeline[worst].max)
+            worst = i;
+    uint64_t worst_max = worst < timeline_len ? timeline[worst].max : 0;
+    double worst_t = (double)worst - (double)first;
+    printf("worst s  at %.0f s into the window: max %.3f ms, %" PRIu64 " responses, backlog %" PRIu64
+           "\n",
+           worst_t, ms(worst_max), worst < timeline_len ? timeline[worst].done : 0,
+           worst < timeline_len ? timeline[worst].backlog : 0);
     printf("errors   connect %" PRIu64 ", read %" PRIu64 ", write %" PRIu64 ", parse %" PRIu64
            ", closed %" PRIu64 ", timeout %" PRIu64 ", unsent %" PRIu64 "; reconnects %" PRIu64
            "; max backlog %" PRIu64 "\n",
@@ -726,9 +769,21 @@ static void report(void)
         }
     n += snprintf(json + n, sizeof(json) - (size_t)n,
                   "},\"errors\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"unsent\":%" PRIu64
-                  ",\"reconnects\":%" PRIu64 ",\"max_backlog\":%" PRIu64 "}",
-                  errors, err_timeout, n_unsent, n_reconnects, max_backlog);
+                  ",\"reconnects\":%" PRIu64 ",\"max_backlog\":%" PRIu64
+                  ",\"worst_second\":{\"t\":%.0f,\"max_ms\":%.3f}}",
+                  errors, err_timeout, n_unsent, n_reconnects, max_backlog, worst_t, ms(worst_max));
     printf("%s\n", json);
+    if (o.timeline) {
+        FILE *f = fopen(o.timeline, "w");
+        if (f == NULL)
+            die("%s: %s", o.timeline, strerror(errno));
+        fprintf(f, "# second (0 = end of warm-up), responses, max latency ms, max backlog\n");
+        for (size_t i = 0; i < timeline_len; i++)
+            fprintf(f, "%.0f %" PRIu64 " %.3f %" PRIu64 "\n", (double)i - (double)first,
+                    timeline[i].done, ms(timeline[i].max), timeline[i].backlog);
+        if (fclose(f) != 0)
+            die("%s: cannot write", o.timeline);
+    }
     if (o.json) {
         FILE *f = fopen(o.json, "w");
         if (f == NULL || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0)
@@ -755,6 +810,7 @@ static void usage(FILE *out)
             "  -w SECONDS  warm-up before measuring (default 2)\n"
             "  -t SECONDS  request timeout; the connection is dropped (default 10)\n"
             "  -j FILE     also write the JSON summary line to FILE\n"
+            "  -T FILE     write per-second lines to FILE: responses, max latency, backlog\n"
             "  -l TEXT     label copied into the JSON\n"
             "Latency is measured from the intended send time (open loop) or the\n"
             "actual send time (-R 0). The last stdout line is the JSON summary.\n");
@@ -789,7 +845,7 @@ int main(int argc, char **argv)
 {
     bool method_set = false;
     int opt;
-    while ((opt = getopt(argc, argv, "P:m:H:b:i:C:c:R:d:w:t:j:l:h")) != -1) {
+    while ((opt = getopt(argc, argv, "P:m:H:b:i:C:c:R:d:w:t:j:T:l:h")) != -1) {
         switch (opt) {
         case 'P': o.path = optarg; break;
         case 'm': o.method = optarg, method_set = true; break;
@@ -807,6 +863,7 @@ int main(int argc, char **argv)
         case 'w': o.warmup = num(optarg, "-w"); break;
         case 't': o.timeout = num(optarg, "-t"); break;
         case 'j': o.json = optarg; break;
+        case 'T': o.timeline = optarg; break;
         case 'l': o.label = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -897,6 +954,10 @@ int main(int argc, char **argv)
     t_measure = t_start + (uint64_t)(o.warmup * (double)NSEC);
     t_end = t_measure + (uint64_t)(o.duration * (double)NSEC);
     t_deadline = t_end + (uint64_t)(o.timeout * (double)NSEC);
+    timeline_len = (size_t)ceil(o.warmup + o.duration + o.timeout) + 2;
+    timeline = calloc(timeline_len, sizeof(second_t));
+    if (timeline == NULL)
+        die("out of memory");
     uint64_t next_timeout_scan = t_start;
 
     for (;;) {
