@@ -470,7 +470,8 @@ static int parse_response(conn_t *c, bool eof, int *status, bool *close_after)
     bool http10 = b[7] == '0';
     long long clen = -1;
     bool chunked = false, conn_close = http10, conn_keep = false;
-    char *line = memchr(b, '\n', (size_t)(hend - b)) + 1;
+    /* The status line's CRLF may be the first half of the blank line's CRLFCRLF. */
+    char *line = (char *)memchr(b, '\n', (size_t)(hend + 2 - b)) + 1;
     while (line < hend + 2) {
         char *eol = memchr(line, '\r', (size_t)(hend + 2 - line));
         if (eol == NULL)
