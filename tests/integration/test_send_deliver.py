@@ -5,8 +5,9 @@ exact body, one at a time per chat in id order; the rows are marked sent and
 /metrics counts them; getMe is called at start and the bot's username logged.
 Then many messages with loosened rates: they share a few kept-alive
 connections (the stand-in's TLS handshake count stays near
-TGRING_API_CONNECTIONS), and tgring's handshake metrics agree. No output of
-tgring holds the bot token or the webhook secret."""
+TGRING_API_CONNECTIONS), and tgring's handshake metrics agree. With
+TGRING_WORKERS=3 one sender serves them all: each row once, the per-chat rate
+kept. No output of tgring holds the bot token or the webhook secret."""
 
 import collections
 import json
@@ -153,6 +154,31 @@ async def reuse(h, pg, api, token, secret):
     t.eq(srv.stop(), 0, "tgring stops cleanly (exit 0)")
 
 
+async def workers(h, pg, api, token, secret):
+    t = h.t
+    api.reset()
+    srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
+                               TGRING_WORKERS=3))
+    t.ok(srv.wait_ready(30), "tgring with 3 workers is ready")
+    plan = [(c, f"w{c}-{i}") for i in range(4) for c in (31, 32, 33, 34)]
+    bh.insert_rows(pg, [(c, "sendMessage", bh.message(c, m)) for c, m in plan])
+    done = await bh.wait_for(lambda: bh.pending(pg) == 0, 30, 0.2)
+    t.ok(done, "3 workers: every row sent", lambda: f"{bh.pending(pg)} pending")
+    await bh.wait_for(lambda: False, 1.5)
+    calls = api.calls("sendMessage")
+    by = bh.calls_by_marker(calls, [m for _, m in plan])
+    t.ok(all(len(v) == 1 for v in by.values()) and len(calls) == len(plan),
+         "3 workers: each row sent once", repr({m: len(v) for m, v in by.items()}))
+    gaps = []
+    for c in (31, 32, 33, 34):
+        ts = sorted(x["time"] for x in calls if x["body"]["chat_id"] == c)
+        gaps += [b - a for a, b in zip(ts, ts[1:])]
+    # 50 ms for the stand-in's stamping jitter, as in test_send_rates.
+    t.ok(gaps and min(gaps) >= 0.95, "3 workers: one limiter, a chat's calls 1 s apart "
+         f"(smallest gap {min(gaps) if gaps else 0:.3f} s)")
+    t.eq(srv.stop(), 0, "tgring with 3 workers stops cleanly (exit 0)")
+
+
 async def main(h):
     token = bh.random_token()
     secret = harness.random_secret()
@@ -162,6 +188,8 @@ async def main(h):
     await deliver(h, pg, api, token, secret)
     pg.psql("DELETE FROM outbox")
     await reuse(h, pg, api, token, secret)
+    pg.psql("DELETE FROM outbox")
+    await workers(h, pg, api, token, secret)
     bh.scan_secrets(h, [token, secret])
 
 

@@ -5,7 +5,9 @@ stand-in records:
   the 429, while another chat's messages keep going; then it is delivered;
 - two chats limited within a second (429_global, count 2): no request to any
   chat for 2 s after the second 429; then all are delivered;
-- a 429 to a call without a chat (chat_id 0 in the outbox): every chat waits.
+- a 429 to a call without a chat (chat_id 0 in the outbox): every chat waits;
+- a long retry_after (30 s): the row goes back to the table, due 30 s later,
+  and the chat gets nothing meanwhile while another chat does.
 The global rate is lowered to 5/s so that calls are 200 ms apart and none is
 in flight when a 429 comes back: every request that arrives later was sent
 after tgring read the 429."""
@@ -131,6 +133,32 @@ async def no_chat(h, pg, api, srv):
          "setMyCommands was delivered afterwards")
 
 
+async def long_pause(h, pg, api, srv):
+    t = h.t
+    c_long, c_other = 751, 752
+    api.reset()
+    await bh.wait_for(lambda: False, 1.2)
+    api.behave({"mode": "429", "chat_id": c_long, "retry_after": 30})
+    ids = bh.insert_rows(pg, [(c_long, "sendMessage", bh.message(c_long, "long1")),
+                              (c_long, "sendMessage", bh.message(c_long, "long2"))] +
+                         [(c_other, "sendMessage", bh.message(c_other, f"o{i}"))
+                          for i in range(3)])
+    others = await bh.wait_for(lambda: len([c for c in api.calls("sendMessage")
+                                            if chat(c) == str(c_other)]) >= 3, 10)
+    t.ok(others, "retry_after 30: the other chat's 3 messages went out meanwhile")
+    calls = [c for c in api.calls("sendMessage") if chat(c) == str(c_long)]
+    t.eq([c["status"] for c in calls], [429], "the limited chat got one call, answered 429")
+    due = pg.psql("SELECT sent_at IS NULL, claimed_until IS NULL, "
+                  "extract(epoch FROM not_before - now()), coalesce(last_error, '') "
+                  f"FROM outbox WHERE id = {ids[0]}")
+    if due:
+        unsent, free, wait, err = due[0]
+        t.ok(unsent == "t" and free == "t" and float(wait) > 20,
+             f"its row went back to the table unsent, due in {float(wait):.1f} s", repr(due))
+        t.ok("429" in err, f"with the 429 in last_error ({err!r})")
+    pg.psql("DELETE FROM outbox")
+
+
 async def main(h):
     t = h.t
     token = bh.random_token()
@@ -145,9 +173,10 @@ async def main(h):
     await one_chat(h, pg, api, srv)
     await all_chats(h, pg, api, srv)
     await no_chat(h, pg, api, srv)
+    await long_pause(h, pg, api, srv)
     m = srv.metrics()
-    t.eq(harness.metric(m, "tgring_outbox_limited_total"), 4.0,
-         "tgring_outbox_limited_total counts the four 429s")
+    t.eq(harness.metric(m, "tgring_outbox_limited_total"), 5.0,
+         "tgring_outbox_limited_total counts the five 429s")
     t.eq(harness.metric(m, "tgring_outbox_failed_total"), 0.0, "no row failed")
     t.eq(srv.stop(), 0, "tgring stops cleanly (exit 0)")
     bh.scan_secrets(h, [token, secret])
