@@ -6,40 +6,14 @@
  * registered with the logger.
  */
 #include "cfg.h"
+#include "tap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int tap_n, tap_failed;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int ok(int cond, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        tap_failed++;
-    return cond;
-}
-
-/* Prints text as TAP diagnostics, one "# " line per line. */
-static void diag(const char *text) {
-    while (*text) {
-        const char *nl = strchr(text, '\n');
-        int n = nl ? (int)(nl - text) : (int)strlen(text);
-        printf("# %.*s\n", n, text);
-        text += n + (nl != NULL);
-    }
-}
 
 static const char *const all_vars[] = {
     "TELEGRAM_BOT_TOKEN",
@@ -121,40 +95,43 @@ static void test_defaults(void) {
     cfg_t c;
     clear_env();
     int n = load(&c, 0);
-    ok(n == 0 && errbuf[0] == '\0', "no variables, nothing needed: no problems");
-    ok(c.bot_token == NULL && c.webhook_secret == NULL && c.database_url == NULL &&
-           c.webhook_url == NULL && c.ca_file == NULL,
-       "unset secrets and optional settings are NULL");
-    ok(c.api_url && strcmp(c.api_url, "https://api.telegram.org") == 0, "api_url default");
-    ok(c.listen && strcmp(c.listen, "127.0.0.1:8080") == 0, "listen default");
+    tap_ok(n == 0 && errbuf[0] == '\0', "no variables, nothing needed: no problems");
+    tap_ok(c.bot_token == NULL && c.webhook_secret == NULL && c.database_url == NULL &&
+               c.webhook_url == NULL && c.ca_file == NULL,
+           "unset secrets and optional settings are NULL");
+    tap_ok(c.api_url && strcmp(c.api_url, "https://api.telegram.org") == 0, "api_url default");
+    tap_ok(c.listen && strcmp(c.listen, "127.0.0.1:8080") == 0, "listen default");
     struct sockaddr_in *a4 = (struct sockaddr_in *)&c.listen_addr;
-    ok(a4->sin_family == AF_INET && ntohs(a4->sin_port) == 8080 &&
-           a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) && c.listen_addr_len == sizeof(*a4),
-       "listen_addr is 127.0.0.1:8080");
-    ok(c.webhook_path && strcmp(c.webhook_path, "/webhook/telegram") == 0, "webhook_path default");
-    ok(c.workers == 1 && c.log_level == LOG_INFO && c.log_format == LOG_FORMAT_JSON,
-       "workers 1, log info json");
-    ok(c.max_body == 1048576 && c.max_connections == 16384 && c.queue_max == 4096 &&
-           c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 && c.body_timeout_ms == 30000 &&
-           c.idle_timeout_ms == 75000 && c.shutdown_timeout_ms == 10000,
-       "tunable defaults");
-    ok(c.rate_global && strcmp(c.rate_global, "30/s,burst=1") == 0 && c.rate_chat &&
-           strcmp(c.rate_chat, "1/s,burst=1") == 0 && c.rate_group &&
-           strcmp(c.rate_group, "20/min,burst=1") == 0 && c.allowed_updates == NULL,
-       "rate and allowed-updates defaults");
-    ok(c.webhook_max_connections == 40 && c.api_connections == 8 && c.send_attempts == 8 &&
-           c.outbox_lease_ms == 30000,
-       "sender defaults");
+    tap_ok(a4->sin_family == AF_INET && ntohs(a4->sin_port) == 8080 &&
+               a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) && c.listen_addr_len == sizeof(*a4),
+           "listen_addr is 127.0.0.1:8080");
+    tap_ok(c.webhook_path && strcmp(c.webhook_path, "/webhook/telegram") == 0,
+           "webhook_path default");
+    tap_ok(c.workers == 1 && c.log_level == LOG_INFO && c.log_format == LOG_FORMAT_JSON,
+           "workers 1, log info json");
+    tap_ok(c.max_body == 1048576 && c.max_connections == 16384 && c.queue_max == 4096 &&
+               c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 &&
+               c.body_timeout_ms == 30000 && c.idle_timeout_ms == 75000 &&
+               c.shutdown_timeout_ms == 10000,
+           "tunable defaults");
+    tap_ok(c.rate_global && strcmp(c.rate_global, "30/s,burst=1") == 0 && c.rate_chat &&
+               strcmp(c.rate_chat, "1/s,burst=1") == 0 && c.rate_group &&
+               strcmp(c.rate_group, "20/min,burst=1") == 0 && c.allowed_updates == NULL,
+           "rate and allowed-updates defaults");
+    tap_ok(c.webhook_max_connections == 40 && c.api_connections == 8 && c.send_attempts == 8 &&
+               c.outbox_lease_ms == 30000,
+           "sender defaults");
     cfg_dispose(&c);
-    ok(c.api_url == NULL && c.listen == NULL, "cfg_dispose clears the struct");
+    tap_ok(c.api_url == NULL && c.listen == NULL, "cfg_dispose clears the struct");
     cfg_dispose(&c);
 
     /* Empty strings count as unset. */
     for (size_t i = 0; i < sizeof(all_vars) / sizeof(all_vars[0]); i++)
         setenv(all_vars[i], "", 1);
     n = load(&c, 0);
-    ok(n == 0 && c.workers == 1 && strcmp(c.listen, "127.0.0.1:8080") == 0 && c.bot_token == NULL,
-       "every variable set to \"\" reads as unset");
+    tap_ok(n == 0 && c.workers == 1 && strcmp(c.listen, "127.0.0.1:8080") == 0 &&
+               c.bot_token == NULL,
+           "every variable set to \"\" reads as unset");
     cfg_dispose(&c);
 }
 
@@ -183,27 +160,28 @@ static void test_all_valid(void) {
     setenv("TGRING_SHUTDOWN_TIMEOUT_MS", "0", 1);
     unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
     int n = load(&c, all);
-    diag(errbuf);
-    ok(n == 0 && errbuf[0] == '\0', "every variable valid at its bound: no problems");
-    ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0 && c.webhook_secret &&
-           strcmp(c.webhook_secret, SECRET) == 0 && c.database_url &&
-           strcmp(c.database_url, DBURL) == 0,
-       "secrets are read");
-    ok(strcmp(c.webhook_url, "https://bot.example.com/webhook/telegram") == 0 &&
-           strcmp(c.ca_file, ca) == 0 && strcmp(c.webhook_path, "/hook/a-b_c.d~e%20") == 0,
-       "plain strings are read");
-    ok(strcmp(c.api_url, "http://127.0.0.1:8081") == 0, "api_url loses its trailing slashes");
+    tap_diag("%s", errbuf);
+    tap_ok(n == 0 && errbuf[0] == '\0', "every variable valid at its bound: no problems");
+    tap_ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0 && c.webhook_secret &&
+               strcmp(c.webhook_secret, SECRET) == 0 && c.database_url &&
+               strcmp(c.database_url, DBURL) == 0,
+           "secrets are read");
+    tap_ok(strcmp(c.webhook_url, "https://bot.example.com/webhook/telegram") == 0 &&
+               strcmp(c.ca_file, ca) == 0 && strcmp(c.webhook_path, "/hook/a-b_c.d~e%20") == 0,
+           "plain strings are read");
+    tap_ok(strcmp(c.api_url, "http://127.0.0.1:8081") == 0, "api_url loses its trailing slashes");
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&c.listen_addr;
-    ok(a6->sin6_family == AF_INET6 && ntohs(a6->sin6_port) == 9000 &&
-           IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) && c.listen_addr_len == sizeof(*a6),
-       "listen [::1]:9000");
-    ok(c.workers == 64 && c.log_level == LOG_DEBUG && c.log_format == LOG_FORMAT_TEXT &&
-           c.max_body == 67108864 && c.max_connections == 1000000 && c.queue_max == 1 &&
-           c.ack_timeout_ms == 60000 && c.header_timeout_ms == 7 && c.body_timeout_ms == 600000 &&
-           c.idle_timeout_ms == 3600000 && c.shutdown_timeout_ms == 0,
-       "numbers are read at their bounds");
+    tap_ok(a6->sin6_family == AF_INET6 && ntohs(a6->sin6_port) == 9000 &&
+               IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) && c.listen_addr_len == sizeof(*a6),
+           "listen [::1]:9000");
+    tap_ok(c.workers == 64 && c.log_level == LOG_DEBUG && c.log_format == LOG_FORMAT_TEXT &&
+               c.max_body == 67108864 && c.max_connections == 1000000 && c.queue_max == 1 &&
+               c.ack_timeout_ms == 60000 && c.header_timeout_ms == 7 &&
+               c.body_timeout_ms == 600000 && c.idle_timeout_ms == 3600000 &&
+               c.shutdown_timeout_ms == 0,
+           "numbers are read at their bounds");
     cfg_dispose(&c);
-    ok(c.bot_token == NULL && c.database_url == NULL, "cfg_dispose frees the secrets");
+    tap_ok(c.bot_token == NULL && c.database_url == NULL, "cfg_dispose frees the secrets");
     unlink(ca);
 }
 
@@ -287,31 +265,31 @@ static void test_bad_values(void) {
         snprintf(prefix, sizeof(prefix), "tgring: config: %s: ", bad[i].var);
         if (n != 1 || count_lines(errbuf) != 1 || strncmp(errbuf, prefix, strlen(prefix)) != 0) {
             printf("# %s=\"%s\": %d problems:\n", bad[i].var, bad[i].value, n);
-            diag(errbuf);
+            tap_diag("%s", errbuf);
             wrong++;
         }
         cfg_dispose(&c);
     }
-    ok(wrong == 0, "each of %zu bad values gives exactly one line naming its variable",
-       sizeof(bad) / sizeof(bad[0]));
+    tap_ok(wrong == 0, "each of %zu bad values gives exactly one line naming its variable",
+           sizeof(bad) / sizeof(bad[0]));
 
     cfg_t c;
     clear_env();
     setenv("TGRING_WORKERS", "abc", 1);
     load(&c, 0);
-    ok(strcmp(errbuf, "tgring: config: TGRING_WORKERS: must be 1..64, got \"abc\"\n") == 0,
-       "a number's line gives the range and quotes the value");
+    tap_ok(strcmp(errbuf, "tgring: config: TGRING_WORKERS: must be 1..64, got \"abc\"\n") == 0,
+           "a number's line gives the range and quotes the value");
     cfg_dispose(&c);
     setenv("TGRING_WORKERS", "a\"b\x01", 1);
     load(&c, 0);
-    diag(errbuf);
-    ok(strstr(errbuf, "got \"a\\\"b\\x01\"\n") != NULL, "quoted values are escaped");
+    tap_diag("%s", errbuf);
+    tap_ok(strstr(errbuf, "got \"a\\\"b\\x01\"\n") != NULL, "quoted values are escaped");
     cfg_dispose(&c);
     clear_env();
     setenv("TELEGRAM_CA_FILE", "/nonexistent/ca.pem", 1);
     load(&c, 0);
-    ok(strstr(errbuf, "\"/nonexistent/ca.pem\"") && strstr(errbuf, strerror(ENOENT)),
-       "the CA file line names the path and the error");
+    tap_ok(strstr(errbuf, "\"/nonexistent/ca.pem\"") && strstr(errbuf, strerror(ENOENT)),
+           "the CA file line names the path and the error");
     cfg_dispose(&c);
 
     /* Several problems: one line each, all reported. */
@@ -320,10 +298,10 @@ static void test_bad_values(void) {
     setenv("LOG_LEVEL", "loud", 1);
     setenv("TGRING_LISTEN", "nope", 1);
     int n = load(&c, CFG_NEED_DB);
-    ok(n == 4 && count_lines(errbuf) == 4 && strstr(errbuf, "TGRING_WORKERS:") &&
-           strstr(errbuf, "LOG_LEVEL:") && strstr(errbuf, "TGRING_LISTEN:") &&
-           strstr(errbuf, "DATABASE_URL: not set"),
-       "four problems give four lines");
+    tap_ok(n == 4 && count_lines(errbuf) == 4 && strstr(errbuf, "TGRING_WORKERS:") &&
+               strstr(errbuf, "LOG_LEVEL:") && strstr(errbuf, "TGRING_LISTEN:") &&
+               strstr(errbuf, "DATABASE_URL: not set"),
+           "four problems give four lines");
     cfg_dispose(&c);
 }
 
@@ -332,21 +310,21 @@ static void test_required(void) {
     clear_env();
     unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
     int n = load(&c, all);
-    ok(n == 4 && count_lines(errbuf) == 4, "four required variables missing: four lines");
-    ok(strstr(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") &&
-           strstr(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: not set (required)\n") &&
-           strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_SECRET: not set (required)\n") &&
-           strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_URL: not set (required)\n"),
-       "each missing line names its variable");
+    tap_ok(n == 4 && count_lines(errbuf) == 4, "four required variables missing: four lines");
+    tap_ok(strstr(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") &&
+               strstr(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: not set (required)\n") &&
+               strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_SECRET: not set (required)\n") &&
+               strstr(errbuf, "tgring: config: TELEGRAM_WEBHOOK_URL: not set (required)\n"),
+           "each missing line names its variable");
     cfg_dispose(&c);
     setenv("DATABASE_URL", "", 1);
     n = load(&c, CFG_NEED_DB);
-    ok(n == 1 && strcmp(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") == 0,
-       "an empty required variable is not set");
+    tap_ok(n == 1 && strcmp(errbuf, "tgring: config: DATABASE_URL: not set (required)\n") == 0,
+           "an empty required variable is not set");
     cfg_dispose(&c);
     setenv("DATABASE_URL", DBURL, 1);
     n = load(&c, CFG_NEED_DB);
-    ok(n == 0, "only what is needed is required");
+    tap_ok(n == 0, "only what is needed is required");
     cfg_dispose(&c);
 }
 
@@ -360,12 +338,12 @@ static void test_files(void) {
     setenv("TELEGRAM_WEBHOOK_SECRET_FILE", sf, 1);
     setenv("DATABASE_URL_FILE", df, 1);
     int n = load(&c, CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN);
-    ok(n == 0, "secrets from files are accepted and satisfy the need mask");
-    ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0, "token file: trailing \\n stripped");
-    ok(c.webhook_secret && strcmp(c.webhook_secret, SECRET) == 0,
-       "secret file: trailing \\r\\n stripped");
-    ok(c.database_url && strcmp(c.database_url, DBURL "\n") == 0,
-       "only one trailing newline is stripped");
+    tap_ok(n == 0, "secrets from files are accepted and satisfy the need mask");
+    tap_ok(c.bot_token && strcmp(c.bot_token, TOKEN) == 0, "token file: trailing \\n stripped");
+    tap_ok(c.webhook_secret && strcmp(c.webhook_secret, SECRET) == 0,
+           "secret file: trailing \\r\\n stripped");
+    tap_ok(c.database_url && strcmp(c.database_url, DBURL "\n") == 0,
+           "only one trailing newline is stripped");
     cfg_dispose(&c);
     unlink(df);
     unsetenv("DATABASE_URL_FILE");
@@ -373,11 +351,11 @@ static void test_files(void) {
     /* Both NAME and NAME_FILE. */
     setenv("TELEGRAM_BOT_TOKEN", TOKEN, 1);
     n = load(&c, CFG_NEED_TOKEN);
-    ok(n == 1 && count_lines(errbuf) == 1 &&
-           strncmp(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: ", 36) == 0 &&
-           strstr(errbuf, "TELEGRAM_BOT_TOKEN_FILE") && !strstr(errbuf, TOKEN),
-       "both NAME and NAME_FILE set: one problem, no value");
-    diag(errbuf);
+    tap_ok(n == 1 && count_lines(errbuf) == 1 &&
+               strncmp(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: ", 36) == 0 &&
+               strstr(errbuf, "TELEGRAM_BOT_TOKEN_FILE") && !strstr(errbuf, TOKEN),
+           "both NAME and NAME_FILE set: one problem, no value");
+    tap_diag("%s", errbuf);
     cfg_dispose(&c);
     unsetenv("TELEGRAM_BOT_TOKEN");
     unlink(tf);
@@ -387,17 +365,17 @@ static void test_files(void) {
     clear_env();
     setenv("DATABASE_URL_FILE", "/nonexistent/db-url", 1);
     n = load(&c, CFG_NEED_DB);
-    ok(n == 1 && count_lines(errbuf) == 1 &&
-           strstr(errbuf, "tgring: config: DATABASE_URL_FILE: ") == errbuf &&
-           strstr(errbuf, "\"/nonexistent/db-url\"") && strstr(errbuf, strerror(ENOENT)),
-       "unreadable file: one line with variable, path and error, no extra not-set line");
+    tap_ok(n == 1 && count_lines(errbuf) == 1 &&
+               strstr(errbuf, "tgring: config: DATABASE_URL_FILE: ") == errbuf &&
+               strstr(errbuf, "\"/nonexistent/db-url\"") && strstr(errbuf, strerror(ENOENT)),
+           "unreadable file: one line with variable, path and error, no extra not-set line");
     cfg_dispose(&c);
 
     /* A directory cannot be read. */
     setenv("DATABASE_URL_FILE", "/", 1);
     n = load(&c, 0);
-    diag(errbuf);
-    ok(n == 1 && strstr(errbuf, strerror(EISDIR)), "a directory as secret file cannot be read");
+    tap_diag("%s", errbuf);
+    tap_ok(n == 1 && strstr(errbuf, strerror(EISDIR)), "a directory as secret file cannot be read");
     cfg_dispose(&c);
 
     /* Bigger than 64 KiB. */
@@ -406,15 +384,15 @@ static void test_files(void) {
     const char *bf = temp_file(3, big, 65537);
     setenv("DATABASE_URL_FILE", bf, 1);
     n = load(&c, 0);
-    ok(n == 1 && strstr(errbuf, "DATABASE_URL_FILE: ") && strstr(errbuf, "larger") &&
-           !strstr(errbuf, "xxxx"),
-       "a file over 64 KiB is refused without printing it");
+    tap_ok(n == 1 && strstr(errbuf, "DATABASE_URL_FILE: ") && strstr(errbuf, "larger") &&
+               !strstr(errbuf, "xxxx"),
+           "a file over 64 KiB is refused without printing it");
     cfg_dispose(&c);
     unlink(bf);
     bf = temp_file(3, big, 65536);
     setenv("DATABASE_URL_FILE", bf, 1);
     n = load(&c, 0);
-    ok(n == 0 && c.database_url && strlen(c.database_url) == 65536, "a 64 KiB file is read");
+    tap_ok(n == 0 && c.database_url && strlen(c.database_url) == 65536, "a 64 KiB file is read");
     cfg_dispose(&c);
     unlink(bf);
     free(big);
@@ -426,9 +404,9 @@ static void test_files(void) {
     setenv("TELEGRAM_WEBHOOK_SECRET_FILE", ef, 1);
     setenv("DATABASE_URL_FILE", ef, 1);
     n = load(&c, 0);
-    ok(n == 3 && strstr(errbuf, "TELEGRAM_BOT_TOKEN: ") &&
-           strstr(errbuf, "TELEGRAM_WEBHOOK_SECRET: ") && strstr(errbuf, "DATABASE_URL: "),
-       "empty secret files are three problems");
+    tap_ok(n == 3 && strstr(errbuf, "TELEGRAM_BOT_TOKEN: ") &&
+               strstr(errbuf, "TELEGRAM_WEBHOOK_SECRET: ") && strstr(errbuf, "DATABASE_URL: "),
+           "empty secret files are three problems");
     cfg_dispose(&c);
     unlink(ef);
 }
@@ -441,9 +419,9 @@ static void test_no_secret_in_output(void) {
     setenv("TELEGRAM_BOT_TOKEN", bad_token, 1);
     setenv("TELEGRAM_WEBHOOK_SECRET", bad_secret, 1);
     load(&c, 0);
-    ok(count_lines(errbuf) == 2 && !strstr(errbuf, "LEAK") && !strstr(errbuf, "with space"),
-       "invalid token and secret are not printed");
-    diag(errbuf);
+    tap_ok(count_lines(errbuf) == 2 && !strstr(errbuf, "LEAK") && !strstr(errbuf, "with space"),
+           "invalid token and secret are not printed");
+    tap_diag("%s", errbuf);
     cfg_dispose(&c);
 
     /* From a file, with a second newline so the value is invalid. */
@@ -451,8 +429,8 @@ static void test_no_secret_in_output(void) {
     const char *sf = temp_file(0, "LEAKfile_secret\n\n", 17);
     setenv("TELEGRAM_WEBHOOK_SECRET_FILE", sf, 1);
     load(&c, 0);
-    ok(count_lines(errbuf) == 1 && !strstr(errbuf, "LEAK"),
-       "a bad secret from a file is not printed");
+    tap_ok(count_lines(errbuf) == 1 && !strstr(errbuf, "LEAK"),
+           "a bad secret from a file is not printed");
     cfg_dispose(&c);
     unlink(sf);
 
@@ -464,11 +442,12 @@ static void test_no_secret_in_output(void) {
     setenv("TELEGRAM_WEBHOOK_URL", "http://bot.example.com/" TOKEN "?s=" SECRET, 1);
     setenv("TGRING_LISTEN", DBURL, 1);
     int n = load(&c, 0);
-    ok(n == 2 && !strstr(errbuf, TOKEN) && !strstr(errbuf, SECRET) && !strstr(errbuf, "hunter2") &&
-           strstr(errbuf, "\"http://bot.example.com/[redacted]?s=[redacted]\"") &&
-           strstr(errbuf, "TGRING_LISTEN: ") && strstr(errbuf, "\"[redacted]\""),
-       "secrets inside quoted plain values are replaced");
-    diag(errbuf);
+    tap_ok(n == 2 && !strstr(errbuf, TOKEN) && !strstr(errbuf, SECRET) &&
+               !strstr(errbuf, "hunter2") &&
+               strstr(errbuf, "\"http://bot.example.com/[redacted]?s=[redacted]\"") &&
+               strstr(errbuf, "TGRING_LISTEN: ") && strstr(errbuf, "\"[redacted]\""),
+           "secrets inside quoted plain values are replaced");
+    tap_diag("%s", errbuf);
     cfg_dispose(&c);
 }
 
@@ -477,25 +456,25 @@ static void test_listen(void) {
     socklen_t len = 0;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-    ok(cfg_parse_listen("127.0.0.1:8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
-           ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
-           len == sizeof(*a4),
-       "127.0.0.1:8080");
-    ok(cfg_parse_listen(":8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
-           ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_ANY),
-       ":8080 is all IPv4 interfaces");
-    ok(cfg_parse_listen("[::1]:8080", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
-           ntohs(a6->sin6_port) == 8080 && IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) &&
-           len == sizeof(*a6),
-       "[::1]:8080");
-    ok(cfg_parse_listen("[::]:65535", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
-           ntohs(a6->sin6_port) == 65535 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr),
-       "[::]:65535");
-    ok(cfg_parse_listen("localhost:1", &ss, &len) == 0 && a4->sin_family == AF_INET &&
-           ntohs(a4->sin_port) == 1 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK),
-       "localhost:1");
-    ok(cfg_parse_listen("0.0.0.0:443", &ss, &len) == 0 && ntohs(a4->sin_port) == 443,
-       "0.0.0.0:443");
+    tap_ok(cfg_parse_listen("127.0.0.1:8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+               ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+               len == sizeof(*a4),
+           "127.0.0.1:8080");
+    tap_ok(cfg_parse_listen(":8080", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+               ntohs(a4->sin_port) == 8080 && a4->sin_addr.s_addr == htonl(INADDR_ANY),
+           ":8080 is all IPv4 interfaces");
+    tap_ok(cfg_parse_listen("[::1]:8080", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
+               ntohs(a6->sin6_port) == 8080 && IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr) &&
+               len == sizeof(*a6),
+           "[::1]:8080");
+    tap_ok(cfg_parse_listen("[::]:65535", &ss, &len) == 0 && a6->sin6_family == AF_INET6 &&
+               ntohs(a6->sin6_port) == 65535 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr),
+           "[::]:65535");
+    tap_ok(cfg_parse_listen("localhost:1", &ss, &len) == 0 && a4->sin_family == AF_INET &&
+               ntohs(a4->sin_port) == 1 && a4->sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+           "localhost:1");
+    tap_ok(cfg_parse_listen("0.0.0.0:443", &ss, &len) == 0 && ntohs(a4->sin_port) == 443,
+           "0.0.0.0:443");
     static const char *const bad[] = {
         "127.0.0.1",
         "127.0.0.1:",
@@ -530,9 +509,9 @@ static void test_listen(void) {
             wrong++;
         }
     }
-    ok(wrong == 0, "%zu bad listen forms give -EINVAL and leave the output alone",
-       sizeof(bad) / sizeof(bad[0]));
-    ok(cfg_parse_listen(NULL, &ss, &len) == -EINVAL, "NULL gives -EINVAL");
+    tap_ok(wrong == 0, "%zu bad listen forms give -EINVAL and leave the output alone",
+           sizeof(bad) / sizeof(bad[0]));
+    tap_ok(cfg_parse_listen(NULL, &ss, &len) == -EINVAL, "NULL gives -EINVAL");
 }
 
 static void test_help(void) {
@@ -601,11 +580,11 @@ static void test_help(void) {
         if (*r == '\n')
             misaligned++;
     }
-    ok(missing == 0, "help lists every variable");
-    ok(misaligned == 0, "help columns are aligned and every line has a meaning");
-    ok(strstr(text, "https://api.telegram.org") && strstr(text, "127.0.0.1:8080") &&
-           strstr(text, "/webhook/telegram") && strstr(text, "16384") && strstr(text, "75000"),
-       "help shows the defaults");
+    tap_ok(missing == 0, "help lists every variable");
+    tap_ok(misaligned == 0, "help columns are aligned and every line has a meaning");
+    tap_ok(strstr(text, "https://api.telegram.org") && strstr(text, "127.0.0.1:8080") &&
+               strstr(text, "/webhook/telegram") && strstr(text, "16384") && strstr(text, "75000"),
+           "help shows the defaults");
     int wide = 0;
     for (const char *p = text; *p;) {
         const char *nl = strchr(p, '\n');
@@ -613,7 +592,7 @@ static void test_help(void) {
             wide++;
         p = nl + 1;
     }
-    ok(wide == 0, "help lines fit in 100 columns");
+    tap_ok(wide == 0, "help lines fit in 100 columns");
     free(text);
 }
 
@@ -637,9 +616,9 @@ static void test_redact_registered(void) {
     ssize_t len = pread(fd, buf, sizeof(buf) - 1, 0);
     close(fd);
     buf[len > 0 ? len : 0] = '\0';
-    ok(n == 0 && len > 0 && !strstr(buf, TOKEN) && !strstr(buf, SECRET) &&
-           strstr(buf, "token [redacted] secret [redacted]"),
-       "after cfg_load the token and secret are scrubbed from log lines");
+    tap_ok(n == 0 && len > 0 && !strstr(buf, TOKEN) && !strstr(buf, SECRET) &&
+               strstr(buf, "token [redacted] secret [redacted]"),
+           "after cfg_load the token and secret are scrubbed from log lines");
     cfg_dispose(&c);
 }
 
@@ -653,6 +632,5 @@ int main(void) {
     test_listen();
     test_help();
     test_redact_registered();
-    printf("1..%d\n", tap_n);
-    return tap_failed ? 1 : 0;
+    return tap_done();
 }

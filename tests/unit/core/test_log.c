@@ -5,30 +5,14 @@
  * filtering. stderr is pointed at a temporary file and read back.
  */
 #include "log.h"
+#include "tap.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int tap_n, tap_failed;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int ok(int cond, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        tap_failed++;
-    return cond;
-}
 
 /* Captured stderr: a temporary file dup2'd over fd 2. */
 static int cap_fd = -1, saved_stderr = -1;
@@ -92,28 +76,28 @@ static int ts_valid(const char *ts) {
 }
 
 static void test_defaults(void) {
-    ok(!log_enabled(LOG_DEBUG) && log_enabled(LOG_INFO) && log_enabled(LOG_ERROR),
-       "before log_setup the threshold is info");
+    tap_ok(!log_enabled(LOG_DEBUG) && log_enabled(LOG_INFO) && log_enabled(LOG_ERROR),
+           "before log_setup the threshold is info");
     cap_start();
     log_info("default_format", "hello");
     char *out = cap_end(NULL);
-    ok(out[0] == '{', "before log_setup the format is json");
+    tap_ok(out[0] == '{', "before log_setup the format is json");
     free(out);
 }
 
 static void test_parse(void) {
     log_level_t l = LOG_OFF;
-    ok(log_parse_level("debug", &l) == 0 && l == LOG_DEBUG, "level debug");
-    ok(log_parse_level("INFO", &l) == 0 && l == LOG_INFO, "level INFO (any case)");
-    ok(log_parse_level("Warn", &l) == 0 && l == LOG_WARN, "level Warn");
-    ok(log_parse_level("error", &l) == 0 && l == LOG_ERROR, "level error");
+    tap_ok(log_parse_level("debug", &l) == 0 && l == LOG_DEBUG, "level debug");
+    tap_ok(log_parse_level("INFO", &l) == 0 && l == LOG_INFO, "level INFO (any case)");
+    tap_ok(log_parse_level("Warn", &l) == 0 && l == LOG_WARN, "level Warn");
+    tap_ok(log_parse_level("error", &l) == 0 && l == LOG_ERROR, "level error");
     l = LOG_DEBUG;
-    ok(log_parse_level("verbose", &l) == -EINVAL && l == LOG_DEBUG, "level verbose is refused");
-    ok(log_parse_level("", &l) == -EINVAL, "empty level is refused");
+    tap_ok(log_parse_level("verbose", &l) == -EINVAL && l == LOG_DEBUG, "level verbose is refused");
+    tap_ok(log_parse_level("", &l) == -EINVAL, "empty level is refused");
     log_format_t f = LOG_FORMAT_TEXT;
-    ok(log_parse_format("json", &f) == 0 && f == LOG_FORMAT_JSON, "format json");
-    ok(log_parse_format("TEXT", &f) == 0 && f == LOG_FORMAT_TEXT, "format TEXT");
-    ok(log_parse_format("xml", &f) == -EINVAL, "format xml is refused");
+    tap_ok(log_parse_format("json", &f) == 0 && f == LOG_FORMAT_JSON, "format json");
+    tap_ok(log_parse_format("TEXT", &f) == 0 && f == LOG_FORMAT_TEXT, "format TEXT");
+    tap_ok(log_parse_format("xml", &f) == -EINVAL, "format xml is refused");
 }
 
 static void test_json(void) {
@@ -128,41 +112,43 @@ static void test_json(void) {
             "d");
     size_t len;
     char *out = cap_end(&len);
-    ok(count_lines(out) == 2 && out[len - 1] == '\n', "two events are two lines");
+    tap_ok(count_lines(out) == 2 && out[len - 1] == '\n', "two events are two lines");
     char *nl = strchr(out, '\n');
     json_t *j = parse_line(out, (size_t)(nl - out));
-    ok(j != NULL, "JSON line parses");
+    tap_ok(j != NULL, "JSON line parses");
     if (j) {
-        ok(json_is_string(json_object_get(j, "ts")) &&
-               ts_valid(json_string_value(json_object_get(j, "ts"))),
-           "ts is ISO-8601 UTC with milliseconds: %s", json_string_value(json_object_get(j, "ts")));
-        ok(json_is_string(json_object_get(j, "level")) &&
-               strcmp(json_string_value(json_object_get(j, "level")), "warn") == 0,
-           "level is warn");
-        ok(json_is_integer(json_object_get(j, "pid")) &&
-               json_integer_value(json_object_get(j, "pid")) == getpid(),
-           "pid is ours");
-        ok(json_is_string(json_object_get(j, "event")) &&
-               strcmp(json_string_value(json_object_get(j, "event")), "ev_name") == 0,
-           "event is kept");
-        ok(json_is_string(json_object_get(j, "msg")) &&
-               strcmp(json_string_value(json_object_get(j, "msg")), msg) == 0,
-           "msg round-trips: quotes, backslash, control characters, UTF-8");
-        ok(json_object_size(j) == 5, "exactly five fields");
+        tap_ok(json_is_string(json_object_get(j, "ts")) &&
+                   ts_valid(json_string_value(json_object_get(j, "ts"))),
+               "ts is ISO-8601 UTC with milliseconds: %s",
+               json_string_value(json_object_get(j, "ts")));
+        tap_ok(json_is_string(json_object_get(j, "level")) &&
+                   strcmp(json_string_value(json_object_get(j, "level")), "warn") == 0,
+               "level is warn");
+        tap_ok(json_is_integer(json_object_get(j, "pid")) &&
+                   json_integer_value(json_object_get(j, "pid")) == getpid(),
+               "pid is ours");
+        tap_ok(json_is_string(json_object_get(j, "event")) &&
+                   strcmp(json_string_value(json_object_get(j, "event")), "ev_name") == 0,
+               "event is kept");
+        tap_ok(json_is_string(json_object_get(j, "msg")) &&
+                   strcmp(json_string_value(json_object_get(j, "msg")), msg) == 0,
+               "msg round-trips: quotes, backslash, control characters, UTF-8");
+        tap_ok(json_object_size(j) == 5, "exactly five fields");
         json_decref(j);
     }
-    ok(strstr(out, "\\u0001") != NULL && strstr(out, "\\u001f") != NULL,
-       "control characters are written as \\u00XX");
-    ok(strstr(out, "h\xc3\xa9llo \xe2\x9c\x93") != NULL, "valid UTF-8 passes through unescaped");
+    tap_ok(strstr(out, "\\u0001") != NULL && strstr(out, "\\u001f") != NULL,
+           "control characters are written as \\u00XX");
+    tap_ok(strstr(out, "h\xc3\xa9llo \xe2\x9c\x93") != NULL,
+           "valid UTF-8 passes through unescaped");
     json_t *j2 = parse_line(nl + 1, len - (size_t)(nl + 1 - out) - 1);
-    ok(j2 != NULL, "a line with invalid UTF-8 still parses");
+    tap_ok(j2 != NULL, "a line with invalid UTF-8 still parses");
     if (j2) {
         const char *m = json_string_value(json_object_get(j2, "msg"));
-        ok(m && strcmp(m, "a\xef\xbf\xbd"
-                          "b\xef\xbf\xbd"
-                          "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
-                          "d") == 0,
-           "invalid bytes become U+FFFD");
+        tap_ok(m && strcmp(m, "a\xef\xbf\xbd"
+                              "b\xef\xbf\xbd"
+                              "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                              "d") == 0,
+               "invalid bytes become U+FFFD");
         json_decref(j2);
     }
     free(out);
@@ -181,14 +167,14 @@ static void test_cut(void) {
         log_info("big", "%s", big);
         size_t len;
         char *out = cap_end(&len);
-        ok(count_lines(out) == 1 && len <= 4096, "long message %d cut to one line of %zu bytes", k,
-           len);
+        tap_ok(count_lines(out) == 1 && len <= 4096, "long message %d cut to one line of %zu bytes",
+               k, len);
         json_t *j = parse_line(out, len - 1);
-        ok(j != NULL && json_string_value(json_object_get(j, "msg")) != NULL &&
-               strlen(json_string_value(json_object_get(j, "msg"))) > 600 &&
-               strncmp(json_string_value(json_object_get(j, "msg")), big,
-                       strlen(json_string_value(json_object_get(j, "msg")))) == 0,
-           "cut line %d is valid JSON holding a prefix of the message", k);
+        tap_ok(j != NULL && json_string_value(json_object_get(j, "msg")) != NULL &&
+                   strlen(json_string_value(json_object_get(j, "msg"))) > 600 &&
+                   strncmp(json_string_value(json_object_get(j, "msg")), big,
+                           strlen(json_string_value(json_object_get(j, "msg")))) == 0,
+               "cut line %d is valid JSON holding a prefix of the message", k);
         json_decref(j);
         free(out);
         free(big);
@@ -209,15 +195,15 @@ static void test_redact(void) {
     log_warn(token, "in the event name");
     size_t len;
     char *out = cap_end(&len);
-    ok(strstr(out, token) == NULL && strstr(out, "AAHdqTcvCH1vGWJx") == NULL,
-       "registered token never appears");
-    ok(strstr(out, "bot[redacted]/getMe and again [redacted]!") != NULL,
-       "each occurrence is replaced by [redacted]");
-    ok(strstr(out, quoted) == NULL && strstr(out, "se\\\"cr\\\\et") == NULL &&
-           strstr(out, "value=[redacted]") != NULL,
-       "a secret with characters that escape is removed before escaping");
-    ok(count_lines(out) == 3 && strstr(out, "\"event\":\"[redacted]\"") != NULL,
-       "the event name is scrubbed too");
+    tap_ok(strstr(out, token) == NULL && strstr(out, "AAHdqTcvCH1vGWJx") == NULL,
+           "registered token never appears");
+    tap_ok(strstr(out, "bot[redacted]/getMe and again [redacted]!") != NULL,
+           "each occurrence is replaced by [redacted]");
+    tap_ok(strstr(out, quoted) == NULL && strstr(out, "se\\\"cr\\\\et") == NULL &&
+               strstr(out, "value=[redacted]") != NULL,
+           "a secret with characters that escape is removed before escaping");
+    tap_ok(count_lines(out) == 3 && strstr(out, "\"event\":\"[redacted]\"") != NULL,
+           "the event name is scrubbed too");
     free(out);
 
     /* A 256-byte secret placed across the point where a long message is cut:
@@ -242,8 +228,8 @@ static void test_redact(void) {
             free(o);
         }
     }
-    ok(leaks == 0 && lines == 334, "no stump of a secret cut at the end of a long message (%d)",
-       leaks);
+    tap_ok(leaks == 0 && lines == 334, "no stump of a secret cut at the end of a long message (%d)",
+           leaks);
     free(pre);
 }
 
@@ -254,17 +240,17 @@ static void test_text(void) {
     log_error("multi", "a\nb\x01");
     size_t len;
     char *out = cap_end(&len);
-    ok(count_lines(out) == 2, "text: two events are two lines");
-    ok(len > 25 && out[24] == ' ', "text: ts then a space");
+    tap_ok(count_lines(out) == 2, "text: two events are two lines");
+    tap_ok(len > 25 && out[24] == ' ', "text: ts then a space");
     char ts[25];
     memcpy(ts, out, 24);
     ts[24] = '\0';
-    ok(ts_valid(ts), "text: ts is ISO-8601 UTC with milliseconds");
-    ok(strstr(out, " info listening: on 127.0.0.1:8080\n") == out + 24,
-       "text: '<ts> info listening: on 127.0.0.1:8080'");
+    tap_ok(ts_valid(ts), "text: ts is ISO-8601 UTC with milliseconds");
+    tap_ok(strstr(out, " info listening: on 127.0.0.1:8080\n") == out + 24,
+           "text: '<ts> info listening: on 127.0.0.1:8080'");
     char *second = strchr(out, '\n') + 1;
-    ok(strcmp(second + 24, " error multi: a\\nb\\x01\n") == 0,
-       "text: control characters are escaped, the event stays on one line");
+    tap_ok(strcmp(second + 24, " error multi: a\\nb\\x01\n") == 0,
+           "text: control characters are escaped, the event stays on one line");
     free(out);
 }
 
@@ -274,26 +260,26 @@ static int bump(void) { return ++side_effects; }
 
 static void test_levels(void) {
     log_setup(LOG_WARN, LOG_FORMAT_JSON);
-    ok(!log_enabled(LOG_DEBUG) && !log_enabled(LOG_INFO) && log_enabled(LOG_WARN) &&
-           log_enabled(LOG_ERROR),
-       "threshold warn enables warn and error only");
+    tap_ok(!log_enabled(LOG_DEBUG) && !log_enabled(LOG_INFO) && log_enabled(LOG_WARN) &&
+               log_enabled(LOG_ERROR),
+           "threshold warn enables warn and error only");
     cap_start();
     log_debug("d", "debug %d", bump());
     log_info("i", "info");
     log_warn("w", "warn");
     log_error("e", "error");
     char *out = cap_end(NULL);
-    ok(count_lines(out) == 2 && strstr(out, "\"level\":\"warn\"") &&
-           strstr(out, "\"level\":\"error\"") && !strstr(out, "\"level\":\"info\""),
-       "only warn and error lines are written");
-    ok(side_effects == 0, "log_debug does not evaluate its arguments when disabled");
+    tap_ok(count_lines(out) == 2 && strstr(out, "\"level\":\"warn\"") &&
+               strstr(out, "\"level\":\"error\"") && !strstr(out, "\"level\":\"info\""),
+           "only warn and error lines are written");
+    tap_ok(side_effects == 0, "log_debug does not evaluate its arguments when disabled");
     free(out);
 
     log_setup(LOG_OFF, LOG_FORMAT_JSON);
     cap_start();
     log_error("e", "error");
     out = cap_end(NULL);
-    ok(out[0] == '\0' && !log_enabled(LOG_ERROR), "LOG_OFF writes nothing");
+    tap_ok(out[0] == '\0' && !log_enabled(LOG_ERROR), "LOG_OFF writes nothing");
     free(out);
 
     log_setup(LOG_DEBUG, LOG_FORMAT_JSON);
@@ -301,7 +287,7 @@ static void test_levels(void) {
     log_debug("d", "debug %d", bump());
     log_msg(LOG_OFF, "off", "a line at LOG_OFF is never written");
     out = cap_end(NULL);
-    ok(count_lines(out) == 1 && side_effects == 1, "threshold debug writes debug lines");
+    tap_ok(count_lines(out) == 1 && side_effects == 1, "threshold debug writes debug lines");
     free(out);
 }
 
@@ -313,6 +299,5 @@ int main(void) {
     test_text();
     test_levels();
     test_redact();
-    printf("1..%d\n", tap_n);
-    return tap_failed ? 1 : 0;
+    return tap_done();
 }

@@ -6,30 +6,14 @@
  * slots written by two processes.
  */
 #include "met.h"
+#include "tap.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int tap_n, tap_failed;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int ok(int cond, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%sok %d - ", cond ? "" : "not ", ++tap_n);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        tap_failed++;
-    return cond;
-}
 
 static char out[65536];
 
@@ -156,19 +140,20 @@ static const char *check_exposition(const char *text, int *nsamples) {
 
 static void test_before_init(void) {
     met_slot_t *m = met_self();
-    ok(m != NULL, "met_self() works before met_init()");
+    tap_ok(m != NULL, "met_self() works before met_init()");
     m->updates_stored += 2;
     MET_INC(updates_duplicate);
     int n = met_render(out, sizeof(out));
-    ok(n > 0 && has_line(out, "tgring_updates_stored_total 2") &&
-           has_line(out, "tgring_updates_duplicate_total 1") && has_line(out, "tgring_workers 1"),
-       "render before met_init() shows the fallback slot");
+    tap_ok(n > 0 && has_line(out, "tgring_updates_stored_total 2") &&
+               has_line(out, "tgring_updates_duplicate_total 1") &&
+               has_line(out, "tgring_workers 1"),
+           "render before met_init() shows the fallback slot");
 }
 
 static void test_render(void) {
-    ok(met_init(3) == 0, "met_init(3)");
+    tap_ok(met_init(3) == 0, "met_init(3)");
     met_slot_t *m = met_self();
-    ok(m->updates_stored == 0 && m->pid == (uint64_t)getpid(), "slot 0 is fresh and ours");
+    tap_ok(m->updates_stored == 0 && m->pid == (uint64_t)getpid(), "slot 0 is fresh and ours");
     for (int i = 0; i < 3; i++)
         MET_INC(updates_stored);
     m->http_requests[200] = 5;
@@ -187,19 +172,19 @@ static void test_render(void) {
     met_observe_batch(&m->db_batch_size, 1);
     met_observe_batch(&m->db_batch_size, 3);
     met_observe_batch(&m->db_batch_size, 600);
-    ok(m->ack_latency.count == 5 && m->ack_latency.bucket[0] == 2 &&
-           m->ack_latency.bucket[3] == 2 && m->ack_latency.bucket[MET_LATENCY_BUCKETS] == 1,
-       "latency observations land in their buckets");
-    ok(m->db_batch_size.bucket[0] == 1 && m->db_batch_size.bucket[2] == 1 &&
-           m->db_batch_size.bucket[MET_BATCH_BUCKETS] == 1,
-       "batch observations land in their buckets");
+    tap_ok(m->ack_latency.count == 5 && m->ack_latency.bucket[0] == 2 &&
+               m->ack_latency.bucket[3] == 2 && m->ack_latency.bucket[MET_LATENCY_BUCKETS] == 1,
+           "latency observations land in their buckets");
+    tap_ok(m->db_batch_size.bucket[0] == 1 && m->db_batch_size.bucket[2] == 1 &&
+               m->db_batch_size.bucket[MET_BATCH_BUCKETS] == 1,
+           "batch observations land in their buckets");
 
     int n = met_render(out, sizeof(out));
-    ok(n > 0 && (size_t)n == strlen(out), "render returns the length of a NUL-terminated text");
+    tap_ok(n > 0 && (size_t)n == strlen(out), "render returns the length of a NUL-terminated text");
     printf("# %d bytes\n", n);
     int nsamples;
     const char *why = check_exposition(out, &nsamples);
-    ok(why == NULL, "exposition is well formed%s%s", why ? ": " : "", why ? why : "");
+    tap_ok(why == NULL, "exposition is well formed%s%s", why ? ": " : "", why ? why : "");
     static const char *const lines[] = {
         "# TYPE tgring_http_requests_total counter",
         "tgring_http_requests_total{code=\"200\"} 5",
@@ -252,33 +237,34 @@ static void test_render(void) {
             missing++;
         }
     }
-    ok(missing == 0, "all %zu expected lines are present", sizeof(lines) / sizeof(lines[0]));
-    ok(strstr(out, "code=\"404\"") == NULL && strstr(out, "code=\"0\"") == NULL,
-       "status codes never seen are not emitted");
+    tap_ok(missing == 0, "all %zu expected lines are present", sizeof(lines) / sizeof(lines[0]));
+    tap_ok(strstr(out, "code=\"404\"") == NULL && strstr(out, "code=\"0\"") == NULL,
+           "status codes never seen are not emitted");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
-    ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
-    ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 9, "%d samples: the fixed set plus two codes",
-       nsamples);
+    tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
+    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 9, "%d samples: the fixed set plus two codes",
+           nsamples);
 
-    ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
-    ok(met_render(out, (size_t)n) == -ENOSPC, "no room for the NUL gives -ENOSPC");
-    ok(met_render(out, (size_t)n + 1) == n, "exactly enough room works");
-    ok(met_render(out, 0) == -ENOSPC, "cap 0 gives -ENOSPC");
-    ok(met_render(out, 8192) > 0, "8 KiB is enough for the fixed set");
+    tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
+    tap_ok(met_render(out, (size_t)n) == -ENOSPC, "no room for the NUL gives -ENOSPC");
+    tap_ok(met_render(out, (size_t)n + 1) == n, "exactly enough room works");
+    tap_ok(met_render(out, 0) == -ENOSPC, "cap 0 gives -ENOSPC");
+    tap_ok(met_render(out, 8192) > 0, "8 KiB is enough for the fixed set");
 
     for (unsigned c = 0; c < 600; c++)
         m->http_requests[c] = UINT64_MAX / 4;
     m->ack_latency.sum = 1e300;
     n = met_render(out, sizeof(out));
-    ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
-    ok(check_exposition(out, &nsamples) == NULL && nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 9,
-       "and it is well formed");
+    tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
+    tap_ok(check_exposition(out, &nsamples) == NULL &&
+               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 9,
+           "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;
 
     met_sample_rss();
-    ok(m->resident_memory_bytes > 100000, "met_sample_rss() reads the resident set (%llu)",
-       (unsigned long long)m->resident_memory_bytes);
+    tap_ok(m->resident_memory_bytes > 100000, "met_sample_rss() reads the resident set (%llu)",
+           (unsigned long long)m->resident_memory_bytes);
 }
 
 static void test_observe_edges(void) {
@@ -288,19 +274,19 @@ static void test_observe_edges(void) {
     met_observe_latency(&h, 10.0001);
     met_observe_latency(&h, -1);
     met_observe_latency(&h, 0.0 / 0.0);
-    ok(h.bucket[MET_LATENCY_BUCKETS - 1] == 1 && h.bucket[MET_LATENCY_BUCKETS] == 1 &&
-           h.bucket[0] == 1 && h.count == 3 && h.sum > 20.00009 && h.sum < 20.00011,
-       "10 is le=10, above is +Inf, negative counts as 0, NaN is dropped");
+    tap_ok(h.bucket[MET_LATENCY_BUCKETS - 1] == 1 && h.bucket[MET_LATENCY_BUCKETS] == 1 &&
+               h.bucket[0] == 1 && h.count == 3 && h.sum > 20.00009 && h.sum < 20.00011,
+           "10 is le=10, above is +Inf, negative counts as 0, NaN is dropped");
     met_observe_batch(&h, 512);
     met_observe_batch(&h, 513);
-    ok(h.bucket[MET_BATCH_BUCKETS - 1] == 1 && h.bucket[MET_BATCH_BUCKETS] == 1,
-       "batch 512 is le=512, 513 is +Inf");
+    tap_ok(h.bucket[MET_BATCH_BUCKETS - 1] == 1 && h.bucket[MET_BATCH_BUCKETS] == 1,
+           "batch 512 is le=512, 513 is +Inf");
 }
 
 static void test_fork(void) {
-    ok(met_init(2) == 0, "met_init(2) maps fresh slots");
+    tap_ok(met_init(2) == 0, "met_init(2) maps fresh slots");
     met_slot_t *m = met_self();
-    ok(m->updates_stored == 0, "slot 0 starts at zero again");
+    tap_ok(m->updates_stored == 0, "slot 0 starts at zero again");
     for (int i = 0; i < 3; i++)
         MET_INC(updates_stored);
     m->http_requests[200] = 1;
@@ -322,23 +308,23 @@ static void test_fork(void) {
     }
     int status = -1;
     waitpid(pid, &status, 0);
-    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child selected its own slot");
+    tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child selected its own slot");
     int n = met_render(out, sizeof(out));
     int nsamples;
-    ok(n > 0 && check_exposition(out, &nsamples) == NULL, "render after fork is well formed");
-    ok(has_line(out, "tgring_updates_stored_total 7"), "stored sums both slots: 3 + 4");
-    ok(has_line(out, "tgring_http_requests_total{code=\"200\"} 3") &&
-           has_line(out, "tgring_http_requests_total{code=\"429\"} 1"),
-       "per-code counts sum both slots");
-    ok(has_line(out, "tgring_workers 2") && has_line(out, "tgring_db_connected 1"),
-       "workers 2, db_connected summed");
-    ok(has_line(out, "tgring_ack_latency_seconds_bucket{le=\"0.005\"} 1") &&
-           has_line(out, "tgring_ack_latency_seconds_bucket{le=\"0.25\"} 2") &&
-           has_line(out, "tgring_ack_latency_seconds_count 2") &&
-           has_line(out, "tgring_db_batch_size_bucket{le=\"8\"} 1"),
-       "histograms sum both slots");
+    tap_ok(n > 0 && check_exposition(out, &nsamples) == NULL, "render after fork is well formed");
+    tap_ok(has_line(out, "tgring_updates_stored_total 7"), "stored sums both slots: 3 + 4");
+    tap_ok(has_line(out, "tgring_http_requests_total{code=\"200\"} 3") &&
+               has_line(out, "tgring_http_requests_total{code=\"429\"} 1"),
+           "per-code counts sum both slots");
+    tap_ok(has_line(out, "tgring_workers 2") && has_line(out, "tgring_db_connected 1"),
+           "workers 2, db_connected summed");
+    tap_ok(has_line(out, "tgring_ack_latency_seconds_bucket{le=\"0.005\"} 1") &&
+               has_line(out, "tgring_ack_latency_seconds_bucket{le=\"0.25\"} 2") &&
+               has_line(out, "tgring_ack_latency_seconds_count 2") &&
+               has_line(out, "tgring_db_batch_size_bucket{le=\"8\"} 1"),
+           "histograms sum both slots");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
-    ok(sum > 0.2039 && sum < 0.2041, "latency sums add (%.17g)", sum);
+    tap_ok(sum > 0.2039 && sum < 0.2041, "latency sums add (%.17g)", sum);
 
     /* A worker restarted into slot 1 keeps its counters but not its gauges. */
     fflush(stdout);
@@ -349,10 +335,10 @@ static void test_fork(void) {
     }
     waitpid(pid, &status, 0);
     met_render(out, sizeof(out));
-    ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
-           has_line(out, "tgring_updates_stored_total 7") &&
-           has_line(out, "tgring_db_connected 0") && has_line(out, "tgring_workers 2"),
-       "a restarted worker keeps the slot's counters and zeroes its gauges");
+    tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+               has_line(out, "tgring_updates_stored_total 7") &&
+               has_line(out, "tgring_db_connected 0") && has_line(out, "tgring_workers 2"),
+           "a restarted worker keeps the slot's counters and zeroes its gauges");
 }
 
 int main(void) {
@@ -360,7 +346,6 @@ int main(void) {
     test_render();
     test_observe_edges();
     test_fork();
-    ok(met_init(0) == -EINVAL, "met_init(0) is refused");
-    printf("1..%d\n", tap_n);
-    return tap_failed ? 1 : 0;
+    tap_ok(met_init(0) == -EINVAL, "met_init(0) is refused");
+    return tap_done();
 }

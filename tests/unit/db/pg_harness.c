@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.c - the db tests' throwaway cluster, TAP output and loop
- * helpers (see pg_harness.h).
+ * pg_harness.c - the db tests' throwaway cluster and loop helpers (see
+ * pg_harness.h).
  */
 #include "pg_harness.h"
 #include "log.h"
@@ -19,43 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- TAP ---- */
-
-int tap_n;
-int tap_failed;
-
-void ok(int cond, const char *fmt, ...)
-{
-    va_list ap;
-    tap_n++;
-    if (!cond)
-        tap_failed++;
-    printf("%sok %d - ", cond ? "" : "not ", tap_n);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-void diag(const char *fmt, ...)
-{
-    va_list ap;
-    printf("# ");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    fflush(stdout);
-}
-
-void bail(const char *why)
-{
-    printf("Bail out! %s\n", why);
-    fflush(stdout);
-    exit(1);
-}
 
 /* ---- the throwaway cluster ---- */
 
@@ -86,7 +49,7 @@ int free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
         getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        bail("cannot find a free port");
+        tap_bail("cannot find a free port");
     close(fd);
     return ntohs(a.sin_port);
 }
@@ -118,21 +81,21 @@ static void cluster_init(void)
 {
     snprintf(pg_dir, sizeof(pg_dir), "/tmp/tgring-db-test-XXXXXX");
     if (mkdtemp(pg_dir) == NULL)
-        bail("mkdtemp");
+        tap_bail("mkdtemp");
     atexit(cluster_cleanup);
     if (geteuid() == 0) {
         /* initdb refuses to run as root. */
         struct passwd *pw = getpwnam("postgres");
         if (pw == NULL || chown(pg_dir, pw->pw_uid, pw->pw_gid) != 0)
-            bail("no postgres user to run the cluster as");
+            tap_bail("no postgres user to run the cluster as");
         as_postgres = true;
     }
     pg_port = free_port();
     if (sh(PG_BIN "/initdb -D %s/data -A trust -U postgres -N >%s/initdb.log 2>&1", pg_dir,
            pg_dir) != 0)
-        bail("initdb failed");
+        tap_bail("initdb failed");
     if (pg_start() != 0)
-        bail("pg_ctl start failed");
+        tap_bail("pg_ctl start failed");
     snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres dbname=postgres",
              pg_port);
 }
@@ -144,13 +107,13 @@ static PGresult *exec_once(const char *ci, const char *fmt, va_list ap)
     vsnprintf(sql, sizeof(sql), fmt, ap);
     PGconn *c = PQconnectdb(ci != NULL ? ci : conninfo);
     if (PQstatus(c) != CONNECTION_OK) {
-        diag("connect: %s", PQerrorMessage(c));
+        tap_diag("connect: %s", PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
-        diag("%s: %s", sql, PQresultErrorMessage(r));
+        tap_diag("%s: %s", sql, PQresultErrorMessage(r));
     PQfinish(c);
     return r;
 }
@@ -211,7 +174,7 @@ bool run_until(bool (*pred)(void), unsigned ms)
     deadline = rx_update_time(&loop) + ms;
     rx_timer_start(&loop, &poll_timer, 0, on_poll_timer);
     if (rx_run(&loop) < 0)
-        bail("rx_run failed");
+        tap_bail("rx_run failed");
     rx_timer_stop(&loop, &poll_timer);
     return pred != NULL ? pred() : true;
 }
@@ -230,21 +193,15 @@ uint64_t mono_ms(void)
 void harness_start(void)
 {
     if (access(PG_BIN "/initdb", X_OK) != 0 || access(PG_BIN "/pg_ctl", X_OK) != 0) {
-        printf("1..0 # SKIP PostgreSQL 15 binaries not in " PG_BIN "\n");
-        exit(77);
+        exit(tap_skip_all("PostgreSQL 15 binaries not in " PG_BIN));
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     log_setup(LOG_WARN, LOG_FORMAT_TEXT);
     if (met_init(1) < 0)
-        bail("met_init");
+        tap_bail("met_init");
     if (rx_loop_init(&loop, 256) < 0)
-        bail("rx_loop_init");
+        tap_bail("rx_loop_init");
     cluster_init();
 }
 
-int harness_end(void)
-{
-    rx_loop_dispose(&loop);
-    printf("1..%d\n", tap_n);
-    return tap_failed ? 1 : 0;
-}
+void harness_end(void) { rx_loop_dispose(&loop); }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.h - what the db tests share: TAP output, a throwaway
+ * pg_harness.h - what the db tests share besides tap.h: a throwaway
  * PostgreSQL 15 cluster (initdb, a Unix socket directory and a free TCP port,
  * fsync on) that can be stopped and started again, blocking queries against
  * it, and running the reactor until a condition holds.
@@ -9,6 +9,7 @@
 #define TGRING_PG_HARNESS_H
 
 #include "reactor.h"
+#include "tap.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,23 +17,14 @@
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 
-/* ---- TAP ---- */
-
-extern int tap_n;      /* tests run */
-extern int tap_failed; /* tests failed */
-
-void ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void bail(const char *why) __attribute__((noreturn));
-
 /*
  * Skips the whole program (exit 77) when the PostgreSQL binaries are missing;
  * otherwise sets up logging, metrics and the loop, and starts the cluster.
  */
 void harness_start(void);
 
-/* Prints the plan, disposes of the loop; returns the exit status. */
-int harness_end(void);
+/* Disposes of the loop. The test then prints the plan with tap_done(). */
+void harness_end(void);
 
 /* ---- the throwaway cluster ---- */
 

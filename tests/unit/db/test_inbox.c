@@ -57,7 +57,7 @@ static void on_stored(db_update_t *u, int status)
 static tu_t *mk(int64_t id)
 {
     if (nups == MAX_UPDATES)
-        bail("out of test updates");
+        tap_bail("out of test updates");
     tu_t *t = &ups[nups++];
     memset(t, 0, sizeof(*t));
     int n =
@@ -146,11 +146,11 @@ static void test_migrations(void)
 {
     char bad[128];
 
-    ok(db_check_schema(conninfo) == 0, "db_check_schema: a fresh database is not migrated");
+    tap_ok(db_check_schema(conninfo) == 0, "db_check_schema: a fresh database is not migrated");
     snprintf(bad, sizeof(bad), "host=127.0.0.1 port=%d user=postgres connect_timeout=2",
              free_port());
-    ok(db_check_schema(bad) == -1, "db_check_schema: an unreachable database gives -1");
-    ok(db_migrate(bad) == -1, "db_migrate: an unreachable database gives -1");
+    tap_ok(db_check_schema(bad) == -1, "db_check_schema: an unreachable database gives -1");
+    tap_ok(db_migrate(bad) == -1, "db_migrate: an unreachable database gives -1");
 }
 
 static void test_unmigrated_then_ready(void)
@@ -158,24 +158,25 @@ static void test_unmigrated_then_ready(void)
     db_t *db = new_inbox(100, 5000, NULL);
     tu_t *t = mk(1);
     run_for(400);
-    ok(!db_ready(db) && store(db, t) == -EAGAIN,
-       "inbox on an unmigrated database: not ready, db_store gives -EAGAIN");
+    tap_ok(!db_ready(db) && store(db, t) == -EAGAIN,
+           "inbox on an unmigrated database: not ready, db_store gives -EAGAIN");
     t->done = true; /* refused: no callback owed */
 
     int n = db_migrate(conninfo);
-    ok(n == (int)db_migrations_count, "db_migrate applies all %u migrations (got %d)",
-       db_migrations_count, n);
-    ok(db_migrate(conninfo) == 0, "db_migrate again applies nothing");
-    ok(db_check_schema(conninfo) == 1, "db_check_schema after migrate: 1");
-    ok(q("SELECT count(*) FROM schema_migrations WHERE version = 1 AND name = '0001_init'") == 1,
-       "schema_migrations records 0001_init");
-    ok(q("SELECT count(*) FROM pg_indexes WHERE indexname = 'updates_unprocessed_idx'") == 1,
-       "the partial index for the processor exists");
+    tap_ok(n == (int)db_migrations_count, "db_migrate applies all %u migrations (got %d)",
+           db_migrations_count, n);
+    tap_ok(db_migrate(conninfo) == 0, "db_migrate again applies nothing");
+    tap_ok(db_check_schema(conninfo) == 1, "db_check_schema after migrate: 1");
+    tap_ok(q("SELECT count(*) FROM schema_migrations WHERE version = 1 AND name = '0001_init'") ==
+               1,
+           "schema_migrations records 0001_init");
+    tap_ok(q("SELECT count(*) FROM pg_indexes WHERE indexname = 'updates_unprocessed_idx'") == 1,
+           "the partial index for the processor exists");
 
     ready_db = db;
     uint64_t t0 = mono_ms();
-    ok(run_until(is_ready, 3000), "the inbox becomes ready by itself after the migration");
-    diag("ready %llu ms after migrating", (unsigned long long)(mono_ms() - t0));
+    tap_ok(run_until(is_ready, 3000), "the inbox becomes ready by itself after the migration");
+    tap_diag("ready %llu ms after migrating", (unsigned long long)(mono_ms() - t0));
     db_free(db);
     run_for(20);
 }
@@ -184,7 +185,7 @@ static void test_concurrent_migrate(void)
 {
     char ci[256];
     if (q("CREATE DATABASE m2") < 0)
-        bail("CREATE DATABASE");
+        tap_bail("CREATE DATABASE");
     snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres dbname=m2", pg_port);
     pid_t pid[4];
     for (int i = 0; i < 4; i++) {
@@ -203,10 +204,10 @@ static void test_concurrent_migrate(void)
         else
             sum += WEXITSTATUS(st);
     }
-    ok(failures == 0 && sum == (int)db_migrations_count,
-       "4 concurrent db_migrate runs apply each migration once (%d applied, %d failed)", sum,
-       failures);
-    ok(db_check_schema(ci) == 1, "and the schema check agrees");
+    tap_ok(failures == 0 && sum == (int)db_migrations_count,
+           "4 concurrent db_migrate runs apply each migration once (%d applied, %d failed)", sum,
+           failures);
+    tap_ok(db_check_schema(ci) == 1, "and the schema check agrees");
 }
 
 static unsigned spread_left;
@@ -232,18 +233,18 @@ static void test_group_commit(db_t *db)
 
     for (int64_t id = 10000; id < 12000; id++)
         refused += store(db, mk(id)) != 0;
-    ok(refused == 0, "2000 updates accepted in one turn");
-    ok(db_pending(db) == 2000, "db_pending counts them (%u)", db_pending(db));
-    ok(wait_range(from, nups, 20000), "all 2000 callbacks ran");
-    ok(count_status(from, nups, DB_STORED) == 2000, "all 2000 stored (%u)",
-       count_status(from, nups, DB_STORED));
+    tap_ok(refused == 0, "2000 updates accepted in one turn");
+    tap_ok(db_pending(db) == 2000, "db_pending counts them (%u)", db_pending(db));
+    tap_ok(wait_range(from, nups, 20000), "all 2000 callbacks ran");
+    tap_ok(count_status(from, nups, DB_STORED) == 2000, "all 2000 stored (%u)",
+           count_status(from, nups, DB_STORED));
     uint64_t batches = m->db_batch_size.count - batches0;
-    ok(batches >= 4 && batches <= 8, "in %llu transactions (at most 512 each)",
-       (unsigned long long)batches);
-    ok(m->updates_stored - stored0 == 2000, "updates_stored counted them");
-    ok(q("SELECT count(*) FROM updates WHERE update_id >= 10000 AND update_id < 12000") == 2000,
-       "2000 rows in the table");
-    ok(db_pending(db) == 0 && m->db_queue_depth == 0, "nothing pending afterwards");
+    tap_ok(batches >= 4 && batches <= 8, "in %llu transactions (at most 512 each)",
+           (unsigned long long)batches);
+    tap_ok(m->updates_stored - stored0 == 2000, "updates_stored counted them");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 10000 AND update_id < 12000") == 2000,
+           "2000 rows in the table");
+    tap_ok(db_pending(db) == 0 && m->db_queue_depth == 0, "nothing pending afterwards");
 
     /* Arrivals spread over 50 turns: each turn's updates share a transaction. */
     batches0 = m->db_batch_size.count;
@@ -253,11 +254,11 @@ static void test_group_commit(db_t *db)
     spread_id = 20000;
     rx_timer_start(&loop, &spread_timer, 0, on_spread);
     run_until(NULL, 10);
-    ok(wait_range(from, from + 2000, 20000) && spread_left == 0 && spread_refused == 0,
-       "2000 updates arriving over 50 turns all answered");
-    ok(count_status(from, nups, DB_STORED) == 2000, "all stored");
+    tap_ok(wait_range(from, from + 2000, 20000) && spread_left == 0 && spread_refused == 0,
+           "2000 updates arriving over 50 turns all answered");
+    tap_ok(count_status(from, nups, DB_STORED) == 2000, "all stored");
     batches = m->db_batch_size.count - batches0;
-    ok(batches <= 52, "in %llu transactions for 50 turns", (unsigned long long)batches);
+    tap_ok(batches <= 52, "in %llu transactions for 50 turns", (unsigned long long)batches);
 }
 
 static void test_verbatim(db_t *db)
@@ -273,26 +274,26 @@ static void test_verbatim(db_t *db)
     b->u.has_from = false;
     store(db, a);
     store(db, b);
-    ok(wait_range(from, nups, 5000) && a->status == DB_STORED && b->status == DB_STORED,
-       "two updates with odd bodies stored");
+    tap_ok(wait_range(from, nups, 5000) && a->status == DB_STORED && b->status == DB_STORED,
+           "two updates with odd bodies stored");
 
     PGconn *c = PQconnectdb(conninfo);
     PGresult *r = PQexecParams(c,
                                "SELECT body, update_type, chat_id, from_id FROM updates "
                                "WHERE update_id = 5",
                                0, NULL, NULL, NULL, NULL, 1);
-    ok(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-           PQgetlength(r, 0, 0) == (int)(sizeof(body) - 1) &&
-           memcmp(PQgetvalue(r, 0, 0), body, sizeof(body) - 1) == 0,
-       "the body is stored byte for byte (NUL, 0xff, quotes)");
-    ok(PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "message") == 0 &&
-           PQgetlength(r, 0, 2) == 8 && PQgetlength(r, 0, 3) == 8,
-       "type, chat_id and from_id stored");
+    tap_ok(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+               PQgetlength(r, 0, 0) == (int)(sizeof(body) - 1) &&
+               memcmp(PQgetvalue(r, 0, 0), body, sizeof(body) - 1) == 0,
+           "the body is stored byte for byte (NUL, 0xff, quotes)");
+    tap_ok(PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "message") == 0 &&
+               PQgetlength(r, 0, 2) == 8 && PQgetlength(r, 0, 3) == 8,
+           "type, chat_id and from_id stored");
     PQclear(r);
     PQfinish(c);
-    ok(q("SELECT count(*) FROM updates WHERE update_id = 6 AND update_type IS NULL AND "
-         "chat_id IS NULL AND from_id IS NULL") == 1,
-       "absent type, chat and from are NULL");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id = 6 AND update_type IS NULL AND "
+             "chat_id IS NULL AND from_id IS NULL") == 1,
+           "absent type, chat and from are NULL");
 }
 
 /*
@@ -311,7 +312,7 @@ static void test_large(db_t *db)
     PGconn *locker = PQconnectdb(conninfo);
     PQclear(PQexec(locker, "BEGIN"));
     PGresult *lr = PQexec(locker, "LOCK TABLE updates IN SHARE MODE");
-    ok(PQresultStatus(lr) == PGRES_COMMAND_OK, "another session locks the inserts out");
+    tap_ok(PQresultStatus(lr) == PGRES_COMMAND_OK, "another session locks the inserts out");
     PQclear(lr);
     int small = 4096;
     setsockopt(PQsocket(db->conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
@@ -326,15 +327,15 @@ static void test_large(db_t *db)
         store(db, t);
     }
     run_for(300);
-    ok(db->wr.op.armed && db->rd.op.armed && ndone_in(from, nups) == 0,
-       "with the socket full: polling for POLLOUT and POLLIN, nothing answered yet");
+    tap_ok(db->wr.op.armed && db->rd.op.armed && ndone_in(from, nups) == 0,
+           "with the socket full: polling for POLLOUT and POLLIN, nothing answered yet");
     PQclear(PQexec(locker, "COMMIT"));
     PQfinish(locker);
-    ok(wait_range(from, nups, 20000) && count_status(from, nups, DB_STORED) == N,
-       "%d updates of %d KiB stored once the lock is gone", N, SIZE / 1024);
+    tap_ok(wait_range(from, nups, 20000) && count_status(from, nups, DB_STORED) == N,
+           "%d updates of %d KiB stored once the lock is gone", N, SIZE / 1024);
     uint64_t batches = m->db_batch_size.count - batches0;
-    ok(batches >= 4, "in %llu transactions: at most 1 MiB of bodies each",
-       (unsigned long long)batches);
+    tap_ok(batches >= 4, "in %llu transactions: at most 1 MiB of bodies each",
+           (unsigned long long)batches);
     PGconn *c = PQconnectdb(conninfo);
     PGresult *r = PQexecParams(c,
                                "SELECT body FROM updates WHERE update_id >= 90000 AND "
@@ -343,7 +344,7 @@ static void test_large(db_t *db)
     int same = 0;
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r) && i < N; i++)
         same += PQgetlength(r, i, 0) == SIZE && memcmp(PQgetvalue(r, i, 0), big[i], SIZE) == 0;
-    ok(same == N, "all %d bodies read back identical (%d)", N, same);
+    tap_ok(same == N, "all %d bodies read back identical (%d)", N, same);
     PQclear(r);
     PQfinish(c);
 }
@@ -358,15 +359,16 @@ static void test_duplicates(db_t *db)
         store(db, mk(id));
     store(db, mk(30000));
     store(db, mk(30000)); /* twice in one transaction */
-    ok(wait_range(from, nups, 5000), "duplicates answered");
-    ok(count_status(from, from + 10, DB_DUPLICATE) == 10,
-       "10 redelivered updates are DB_DUPLICATE");
-    ok(ups[from + 10].status == DB_STORED && ups[from + 11].status == DB_DUPLICATE,
-       "the same update twice in one transaction: stored, then duplicate");
-    ok(m->updates_duplicate - dup0 == 11, "updates_duplicate counted 11");
-    ok(q("SELECT count(*) FROM updates WHERE update_id >= 10000 AND update_id < 12000") == 2000 &&
-           q("SELECT count(*) FROM updates WHERE update_id = 30000") == 1,
-       "nothing stored twice");
+    tap_ok(wait_range(from, nups, 5000), "duplicates answered");
+    tap_ok(count_status(from, from + 10, DB_DUPLICATE) == 10,
+           "10 redelivered updates are DB_DUPLICATE");
+    tap_ok(ups[from + 10].status == DB_STORED && ups[from + 11].status == DB_DUPLICATE,
+           "the same update twice in one transaction: stored, then duplicate");
+    tap_ok(m->updates_duplicate - dup0 == 11, "updates_duplicate counted 11");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 10000 AND update_id < 12000") ==
+                   2000 &&
+               q("SELECT count(*) FROM updates WHERE update_id = 30000") == 1,
+           "nothing stored twice");
 }
 
 static void test_rejected(db_t *db)
@@ -375,8 +377,10 @@ static void test_rejected(db_t *db)
     uint64_t rej0 = m->updates_rejected;
     unsigned from = nups;
 
-    ok(q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id NOT IN (666666, 666667))") == 0,
-       "a CHECK constraint refuses 666666 and 666667");
+    tap_ok(
+        q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id NOT IN (666666, 666667))") ==
+            0,
+        "a CHECK constraint refuses 666666 and 666667");
     for (int64_t id = 40000; id < 40020; id++) {
         if (id == 40005)
             store(db, mk(666666));
@@ -384,15 +388,15 @@ static void test_rejected(db_t *db)
             store(db, mk(666667));
         store(db, mk(id));
     }
-    ok(wait_range(from, nups, 5000), "a transaction with two refused rows answered");
-    ok(ups[from + 5].u.update_id == 666666 && ups[from + 5].status == -EBADMSG &&
-           ups[from + 13].u.update_id == 666667 && ups[from + 13].status == -EBADMSG,
-       "the refused rows get -EBADMSG");
-    ok(count_status(from, nups, DB_STORED) == 20, "their 20 batch-mates are stored");
-    ok(q("SELECT count(*) FROM updates WHERE update_id >= 40000 AND update_id < 40020") == 20 &&
-           q("SELECT count(*) FROM updates WHERE update_id IN (666666, 666667)") == 0,
-       "the table has the 20 and not the refused ones");
-    ok(m->updates_rejected - rej0 == 2, "updates_rejected counted 2");
+    tap_ok(wait_range(from, nups, 5000), "a transaction with two refused rows answered");
+    tap_ok(ups[from + 5].u.update_id == 666666 && ups[from + 5].status == -EBADMSG &&
+               ups[from + 13].u.update_id == 666667 && ups[from + 13].status == -EBADMSG,
+           "the refused rows get -EBADMSG");
+    tap_ok(count_status(from, nups, DB_STORED) == 20, "their 20 batch-mates are stored");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 40000 AND update_id < 40020") == 20 &&
+               q("SELECT count(*) FROM updates WHERE update_id IN (666666, 666667)") == 0,
+           "the table has the 20 and not the refused ones");
+    tap_ok(m->updates_rejected - rej0 == 2, "updates_rejected counted 2");
     q("ALTER TABLE updates DROP CONSTRAINT no666");
 }
 
@@ -402,22 +406,22 @@ static void test_commit_failure(db_t *db)
 
     q("CREATE FUNCTION no777() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
       "IF NEW.update_id = 777777 THEN RAISE EXCEPTION 'no 777777'; END IF; RETURN NULL; END $$");
-    ok(q("CREATE CONSTRAINT TRIGGER no777 AFTER INSERT ON updates DEFERRABLE INITIALLY "
-         "DEFERRED FOR EACH ROW EXECUTE FUNCTION no777()") == 0,
-       "a deferred trigger fails the commit of 777777");
+    tap_ok(q("CREATE CONSTRAINT TRIGGER no777 AFTER INSERT ON updates DEFERRABLE INITIALLY "
+             "DEFERRED FOR EACH ROW EXECUTE FUNCTION no777()") == 0,
+           "a deferred trigger fails the commit of 777777");
     tu_t *t = mk(777777);
     store(db, t);
     bool done = wait_range(from, nups, 5000);
-    ok(done && t->status == -ECONNRESET,
-       "a transaction whose commit keeps failing: -ECONNRESET after %d tries (got %d)",
-       DB_TRIES_MAX, t->status);
-    ok(q("SELECT count(*) FROM updates WHERE update_id = 777777") == 0,
-       "and it is not reported stored, nor stored");
+    tap_ok(done && t->status == -ECONNRESET,
+           "a transaction whose commit keeps failing: -ECONNRESET after %d tries (got %d)",
+           DB_TRIES_MAX, t->status);
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id = 777777") == 0,
+           "and it is not reported stored, nor stored");
     q("DROP TRIGGER no777 ON updates");
     from = nups;
     store(db, mk(50000));
-    ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED,
-       "the next transaction commits");
+    tap_ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED,
+           "the next transaction commits");
 }
 
 static void test_queue_max(void)
@@ -429,10 +433,10 @@ static void test_queue_max(void)
     int r[4];
     for (int i = 0; i < 4; i++)
         r[i] = store(db, mk(60000 + i));
-    ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN,
-       "queue_max 3: the fourth db_store gives -EAGAIN");
-    ok(wait_range(from, from + 3, 5000) && count_status(from, from + 3, DB_STORED) == 3,
-       "the three accepted are stored");
+    tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN,
+           "queue_max 3: the fourth db_store gives -EAGAIN");
+    tap_ok(wait_range(from, from + 3, 5000) && count_status(from, from + 3, DB_STORED) == 3,
+           "the three accepted are stored");
     ups[from + 3].done = true; /* refused: no callback owed */
     db_free(db);
     run_for(20);
@@ -445,7 +449,7 @@ static void test_multihost(void)
              free_port(), pg_port);
     db_t *db = new_inbox(10, 5000, ci);
     ready_db = db;
-    ok(run_until(is_ready, 3000), "a host list whose first host is down: ready on the second");
+    tap_ok(run_until(is_ready, 3000), "a host list whose first host is down: ready on the second");
     db_free(db);
     run_for(20);
 }
@@ -472,18 +476,18 @@ static void test_outage(db_t *a)
     unsigned fb = nups;
     for (int64_t id = 71000; id < 71003; id++)
         store(b, mk(id));
-    ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
+    tap_ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
     run_for(150);
     unsigned from = nups;
     tu_t *t = mk(72000);
-    ok(!db_ready(a) && store(a, t) == -EAGAIN, "while it is down: not ready, db_store -EAGAIN");
+    tap_ok(!db_ready(a) && store(a, t) == -EAGAIN, "while it is down: not ready, db_store -EAGAIN");
     t->done = true;
-    ok(m->db_connected == 0, "db_connected is 0");
-    ok(wait_range(fb, fb + 3, 2000) && count_status(fb, fb + 3, -ETIMEDOUT) == 3,
-       "updates queued before the outage time out after their ack timeout (400 ms)");
+    tap_ok(m->db_connected == 0, "db_connected is 0");
+    tap_ok(wait_range(fb, fb + 3, 2000) && count_status(fb, fb + 3, -ETIMEDOUT) == 3,
+           "updates queued before the outage time out after their ack timeout (400 ms)");
     run_for(1000);
-    ok(count_status(fa, fa + 5, -ETIMEDOUT) == 0 && !ups[fa].done,
-       "the ones with a 10 s ack timeout are still waiting");
+    tap_ok(count_status(fa, fa + 5, -ETIMEDOUT) == 0 && !ups[fa].done,
+           "the ones with a 10 s ack timeout are still waiting");
 
     /*
      * Started in the background while the loop runs, so that the inbox is in
@@ -498,20 +502,21 @@ static void test_outage(db_t *a)
     uint64_t took = mono_ms() - server_up_ms;
     int st = -1;
     waitpid(starter, &st, 0);
-    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server started again");
-    ok(back && took <= 1000, "ready again %llu ms after the server accepted connections",
-       (unsigned long long)took);
-    ok(wait_range(fa, fa + 5, 3000) && count_status(fa, fa + 5, DB_STORED) == 5,
-       "updates kept through the outage are stored after the reconnect");
-    ok(q("SELECT count(*) FROM updates WHERE update_id >= 70000 AND update_id < 70005") == 5,
-       "and they are in the table");
-    ok(m->db_reconnects - reconnects0 >= 1, "db_reconnects counted (%llu)",
-       (unsigned long long)(m->db_reconnects - reconnects0));
+    tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server started again");
+    tap_ok(back && took <= 1000, "ready again %llu ms after the server accepted connections",
+           (unsigned long long)took);
+    tap_ok(wait_range(fa, fa + 5, 3000) && count_status(fa, fa + 5, DB_STORED) == 5,
+           "updates kept through the outage are stored after the reconnect");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 70000 AND update_id < 70005") == 5,
+           "and they are in the table");
+    tap_ok(m->db_reconnects - reconnects0 >= 1, "db_reconnects counted (%llu)",
+           (unsigned long long)(m->db_reconnects - reconnects0));
     ready_db = b;
     run_until(is_ready, 3000);
     from = nups;
     store(a, mk(73000));
-    ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED, "and new ones are stored");
+    tap_ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED,
+           "and new ones are stored");
     db_free(b);
     run_for(20);
 }
@@ -524,11 +529,11 @@ static void test_drain_and_free(db_t *a)
     idle_flag = false;
     db_drain(a, on_idle, &idle_flag);
     tu_t *t = mk(80100);
-    ok(store(a, t) == -EAGAIN, "after db_drain, db_store gives -EAGAIN");
+    tap_ok(store(a, t) == -EAGAIN, "after db_drain, db_store gives -EAGAIN");
     t->done = true;
-    ok(!idle_flag, "on_idle does not run synchronously");
-    ok(run_until(idle_seen, 5000) && idle_calls == 1, "on_idle runs once nothing is pending");
-    ok(count_status(from, from + 5, DB_STORED) == 5, "the updates in flight completed first");
+    tap_ok(!idle_flag, "on_idle does not run synchronously");
+    tap_ok(run_until(idle_seen, 5000) && idle_calls == 1, "on_idle runs once nothing is pending");
+    tap_ok(count_status(from, from + 5, DB_STORED) == 5, "the updates in flight completed first");
 
     db_t *c = new_inbox(100, 5000, NULL);
     ready_db = c;
@@ -536,10 +541,10 @@ static void test_drain_and_free(db_t *a)
     from = nups;
     for (int64_t id = 81000; id < 81003; id++)
         store(c, mk(id));
-    ok(db_pending(c) == 3, "three pending before db_free");
+    tap_ok(db_pending(c) == 3, "three pending before db_free");
     db_free(c);
-    ok(count_status(from, from + 3, -ECANCELED) == 3,
-       "db_free answers pending updates with -ECANCELED, synchronously");
+    tap_ok(count_status(from, from + 3, -ECANCELED) == 3,
+           "db_free answers pending updates with -ECANCELED, synchronously");
     run_for(20);
 }
 
@@ -553,8 +558,8 @@ int main(void)
 
     db_t *db = new_inbox(4096, 10000, NULL);
     ready_db = db;
-    ok(run_until(is_ready, 3000), "inbox ready");
-    ok(met_self()->db_connected == 1, "db_connected is 1");
+    tap_ok(run_until(is_ready, 3000), "inbox ready");
+    tap_ok(met_self()->db_connected == 1, "db_connected is 1");
     test_group_commit(db);
     test_verbatim(db);
     test_large(db);
@@ -571,10 +576,11 @@ int main(void)
     unsigned owed = 0;
     for (unsigned i = 0; i < nups; i++)
         owed += !ups[i].done;
-    ok(owed == 0 && twice == 0 && sync_cb == 0,
-       "every accepted update had exactly one callback, never from inside db_store "
-       "(%u missing, %u twice, %u synchronous)",
-       owed, twice, sync_cb);
-    ok(loop.heap_len == 0, "no timer left armed");
-    return harness_end();
+    tap_ok(owed == 0 && twice == 0 && sync_cb == 0,
+           "every accepted update had exactly one callback, never from inside db_store "
+           "(%u missing, %u twice, %u synchronous)",
+           owed, twice, sync_cb);
+    tap_ok(loop.heap_len == 0, "no timer left armed");
+    harness_end();
+    return tap_done();
 }

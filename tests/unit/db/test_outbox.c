@@ -199,7 +199,7 @@ static db_t *ready(db_t *db)
 {
     ready_db = db;
     if (!run_until(is_ready, 5000))
-        bail("database not ready");
+        tap_bail("database not ready");
     return db;
 }
 
@@ -250,7 +250,7 @@ static void test_migrate_from_0001(void)
     char ci[256], v[1024];
 
     if (db_migrations_count < 2 || db_migrations[1].version != 2)
-        bail("0002 is not the second compiled-in migration");
+        tap_bail("0002 is not the second compiled-in migration");
     q("CREATE DATABASE m1");
     snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=postgres dbname=m1", pg_port);
     PGconn *c = PQconnectdb(ci);
@@ -270,47 +270,48 @@ static void test_migrate_from_0001(void)
     applied = applied && PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     PQfinish(c);
-    ok(applied, "a database with 0001 only (and an update in it)");
-    ok(db_check_schema(ci) == 0, "db_check_schema: 0002 pending");
+    tap_ok(applied, "a database with 0001 only (and an update in it)");
+    tap_ok(db_check_schema(ci) == 0, "db_check_schema: 0002 pending");
 
     db_t *db = new_db(ci, 0, 0);
     run_for(400);
     claim_t cl;
-    ok(!db_ready(db) && claim(db, &cl, 1, 1000) == -EAGAIN,
-       "not ready on a database without 0002: db_outbox_claim gives -EAGAIN");
+    tap_ok(!db_ready(db) && claim(db, &cl, 1, 1000) == -EAGAIN,
+           "not ready on a database without 0002: db_outbox_claim gives -EAGAIN");
 
-    ok(db_migrate(ci) == 1, "db_migrate applies one migration");
+    tap_ok(db_migrate(ci) == 1, "db_migrate applies one migration");
     qs(ci, v, sizeof(v), "SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
                          "FROM schema_migrations");
-    ok(strcmp(v, "1:0001_init,2:0002_outbox") == 0, "schema_migrations: %s", v);
+    tap_ok(strcmp(v, "1:0001_init,2:0002_outbox") == 0, "schema_migrations: %s", v);
     qs(ci, v, sizeof(v), "SELECT body FROM updates WHERE update_id = 1");
-    ok(strcmp(v, "\\x6b657074") == 0, "the update stored before is still there");
+    tap_ok(strcmp(v, "\\x6b657074") == 0, "the update stored before is still there");
     qs(ci, v, sizeof(v),
        "SELECT indexdef LIKE '%%(not_before, id) WHERE ((sent_at IS NULL) AND (failed_at IS "
        "NULL))' FROM pg_indexes WHERE tablename = 'outbox' AND indexname = 'outbox_due_idx'");
-    ok(strcmp(v, "t") == 0, "the partial index of rows to send exists");
+    tap_ok(strcmp(v, "t") == 0, "the partial index of rows to send exists");
     qs(ci, v, sizeof(v),
        "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || "
        "coalesce(column_default, '-'), ', ' ORDER BY ordinal_position) "
        "FROM information_schema.columns WHERE table_name = 'outbox'");
-    diag("outbox: %s", v);
-    ok(strstr(v, "id bigint NO nextval(") == v &&
-           strstr(v, "chat_id bigint NO -, method text NO -, body text NO -, not_before "
-                     "timestamp with time zone NO now(), attempts integer NO 0, last_error text "
-                     "YES -, created_at timestamp with time zone NO now(), sent_at timestamp "
-                     "with time zone YES -, failed_at timestamp with time zone YES -, "
-                     "claimed_until timestamp with time zone YES -, claim_token bigint YES -, "
-                     "update_id bigint YES -") != NULL,
-       "the outbox has the documented columns");
+    tap_diag("outbox: %s", v);
+    tap_ok(strstr(v, "id bigint NO nextval(") == v &&
+               strstr(v,
+                      "chat_id bigint NO -, method text NO -, body text NO -, not_before "
+                      "timestamp with time zone NO now(), attempts integer NO 0, last_error text "
+                      "YES -, created_at timestamp with time zone NO now(), sent_at timestamp "
+                      "with time zone YES -, failed_at timestamp with time zone YES -, "
+                      "claimed_until timestamp with time zone YES -, claim_token bigint YES -, "
+                      "update_id bigint YES -") != NULL,
+           "the outbox has the documented columns");
 
     /*
      * The first setups prepared the insert and then failed on the outbox's
      * statements; coming up now needs them deallocated first.
      */
     ready_db = db;
-    ok(run_until(is_ready, 3000), "the connection becomes ready by itself after the migration");
-    ok(claim(db, &cl, 5, 1000) == 0 && settle(3000) && cl.err == 0 && cl.n == 0,
-       "and a claim on the empty outbox returns no rows");
+    tap_ok(run_until(is_ready, 3000), "the connection becomes ready by itself after the migration");
+    tap_ok(claim(db, &cl, 5, 1000) == 0 && settle(3000) && cl.err == 0 && cl.n == 0,
+           "and a claim on the empty outbox returns no rows");
     free_db(db);
 }
 
@@ -327,26 +328,27 @@ static void test_claim_order(db_t *db)
     add_rows(1, 503, -60);
     add_rows(2, 504, -2);
     q("UPDATE outbox SET attempts = 2 WHERE id = %lld", (long long)first + 1);
-    ok(claim(db, &c, 10, 60000) == 0, "db_outbox_claim accepted");
-    ok(c.calls == 0, "its callback does not run synchronously");
+    tap_ok(claim(db, &c, 10, 60000) == 0, "db_outbox_claim accepted");
+    tap_ok(c.calls == 0, "its callback does not run synchronously");
     bool answered = settle(3000);
-    ok(answered && c.err == 0 && c.n == 5, "5 due rows claimed of 7 (err %d, n %u)", c.err, c.n);
-    ok(c.n == 5 && c.ids[0] == first && c.ids[1] == first + 1 && c.ids[2] == first + 4 &&
-           c.ids[3] == first + 5 && c.ids[4] == first + 6,
-       "oldest id first, the future ones left out");
-    ok(c.chat[0] == 500 && c.chat[4] == 504 && c.attempts[0] == 0 && c.attempts[1] == 2,
-       "chat_id and attempts as stored");
-    ok(strcmp(c.method, "sendMessage") == 0 &&
-           strcmp(c.body, "{\"chat_id\":500,\"text\":\"row 1\"}") == 0 && c.lengths_ok,
-       "method and body as stored, lengths right");
+    tap_ok(answered && c.err == 0 && c.n == 5, "5 due rows claimed of 7 (err %d, n %u)", c.err,
+           c.n);
+    tap_ok(c.n == 5 && c.ids[0] == first && c.ids[1] == first + 1 && c.ids[2] == first + 4 &&
+               c.ids[3] == first + 5 && c.ids[4] == first + 6,
+           "oldest id first, the future ones left out");
+    tap_ok(c.chat[0] == 500 && c.chat[4] == 504 && c.attempts[0] == 0 && c.attempts[1] == 2,
+           "chat_id and attempts as stored");
+    tap_ok(strcmp(c.method, "sendMessage") == 0 &&
+               strcmp(c.body, "{\"chat_id\":500,\"text\":\"row 1\"}") == 0 && c.lengths_ok,
+           "method and body as stored, lengths right");
     qs(NULL, v, sizeof(v),
        "SELECT count(*) FILTER (WHERE claimed_until BETWEEN now() + interval '59 s' AND "
        "now() + interval '61 s') || '/' || count(DISTINCT claim_token) || '/' || "
        "count(*) FILTER (WHERE claimed_until IS NULL AND claim_token IS NULL) FROM outbox");
-    ok(strcmp(v, "5/1/2") == 0,
-       "the 5 leased for 60 s under one token, the 2 others untouched (%s)", v);
-    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
-       "a second claim gets nothing while the leases run");
+    tap_ok(strcmp(v, "5/1/2") == 0,
+           "the 5 leased for 60 s under one token, the 2 others untouched (%s)", v);
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
+           "a second claim gets nothing while the leases run");
 }
 
 static void test_claims_in_flight(db_t *db)
@@ -358,11 +360,10 @@ static void test_claims_in_flight(db_t *db)
     for (int i = 0; i < 3; i++)
         claim(db, &c[i], 8, 60000);
     db_send_queued(db);
-    ok(db->out.nflight == 3, "three claims in the pipeline at once (%u)", db->out.nflight);
-    ok(settle(3000) && c[0].err == 0 && c[1].err == 0 && c[2].err == 0,
-       "all three answered");
-    ok(c[0].n == 8 && c[1].n == 8 && c[2].n == 4, "8 + 8 + 4 rows (%u, %u, %u)", c[0].n, c[1].n,
-       c[2].n);
+    tap_ok(db->out.nflight == 3, "three claims in the pipeline at once (%u)", db->out.nflight);
+    tap_ok(settle(3000) && c[0].err == 0 && c[1].err == 0 && c[2].err == 0, "all three answered");
+    tap_ok(c[0].n == 8 && c[1].n == 8 && c[2].n == 4, "8 + 8 + 4 rows (%u, %u, %u)", c[0].n, c[1].n,
+           c[2].n);
     bool seen[21] = {false}, dup = false;
     for (int i = 0; i < 3; i++)
         for (unsigned k = 0; k < c[i].n; k++) {
@@ -371,7 +372,7 @@ static void test_claims_in_flight(db_t *db)
             if (id >= 1 && id <= 20)
                 seen[id] = true;
         }
-    ok(!dup, "no row returned twice");
+    tap_ok(!dup, "no row returned twice");
 }
 
 /* ---- several connections and a second process claiming from one outbox ---- */
@@ -454,7 +455,7 @@ static void test_shared_outbox(db_t *a)
     add_rows(SHARE_ROWS, 700, -1);
     db_t *b = ready(new_db(NULL, 0, 0));
     if (pipe(rp) != 0 || pipe(ip) != 0)
-        bail("pipe");
+        tap_bail("pipe");
     pid_t pid = fork();
     if (pid == 0) {
         close(rp[0]);
@@ -464,11 +465,11 @@ static void test_shared_outbox(db_t *a)
     close(rp[1]);
     close(ip[1]);
     if (read(rp[0], &byte, 1) != 1)
-        bail("the claiming process did not start");
+        tap_bail("the claiming process did not start");
     uint64_t t0 = mono_ms();
     claimer_start(&share[0], a);
     claimer_start(&share[1], b);
-    ok(run_until(claimers_done, 20000), "two connections claimed until nothing was left");
+    tap_ok(run_until(claimers_done, 20000), "two connections claimed until nothing was left");
     uint64_t took = mono_ms() - t0;
     ssize_t got = 0, r;
     share[2].n = 0;
@@ -479,8 +480,8 @@ static void test_shared_outbox(db_t *a)
     int st = -1;
     waitpid(pid, &st, 0);
     share[2].n = (unsigned)(got / (ssize_t)sizeof(int64_t));
-    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and a second process did too (status %d)",
-       WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "and a second process did too (status %d)",
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     unsigned n = 0;
     for (int i = 0; i < 3; i++) {
         memcpy(all + n, share[i].ids, share[i].n * sizeof(int64_t));
@@ -490,11 +491,11 @@ static void test_shared_outbox(db_t *a)
     unsigned dups = 0;
     for (unsigned i = 1; i < n; i++)
         dups += all[i] == all[i - 1];
-    diag("%u rows in %llu ms: %u, %u and %u (other process) in claims of %d", n,
-         (unsigned long long)took, share[0].n, share[1].n, share[2].n, SHARE_MAX);
-    ok(dups == 0 && n == SHARE_ROWS && share[0].errors == 0 && share[1].errors == 0,
-       "every row claimed exactly once among them (%u rows, %u twice)", n, dups);
-    ok(share[0].n > 0 && share[1].n > 0 && share[2].n > 0, "each of the three got some");
+    tap_diag("%u rows in %llu ms: %u, %u and %u (other process) in claims of %d", n,
+             (unsigned long long)took, share[0].n, share[1].n, share[2].n, SHARE_MAX);
+    tap_ok(dups == 0 && n == SHARE_ROWS && share[0].errors == 0 && share[1].errors == 0,
+           "every row claimed exactly once among them (%u rows, %u twice)", n, dups);
+    tap_ok(share[0].n > 0 && share[1].n > 0 && share[2].n > 0, "each of the three got some");
     free_db(b);
 }
 
@@ -504,14 +505,14 @@ static void test_lease_expiry(db_t *db)
 
     clear_outbox();
     int64_t id = add_rows(1, 800, -1);
-    ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id,
-       "a row claimed with a 300 ms lease");
-    ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.err == 0 && c.n == 0,
-       "not claimable while the lease runs");
+    tap_ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id,
+           "a row claimed with a 300 ms lease");
+    tap_ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.err == 0 && c.n == 0,
+           "not claimable while the lease runs");
     run_for(400);
-    ok(claim(db, &c, 5, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id &&
-           c.attempts[0] == 0,
-       "claimable again once it ran out, attempts unchanged (at-least-once)");
+    tap_ok(claim(db, &c, 5, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == id &&
+               c.attempts[0] == 0,
+           "claimable again once it ran out, attempts unchanged (at-least-once)");
 }
 
 static void test_marks(db_t *db)
@@ -526,7 +527,7 @@ static void test_marks(db_t *db)
     q("INSERT INTO outbox (chat_id, method, body) VALUES (901, 'sendMessage', 'not json')");
     int64_t bad = a + 5;
     claim(db, &c, 10, 60000);
-    ok(settle(3000) && c.n == 6, "six rows claimed");
+    tap_ok(settle(3000) && c.n == 6, "six rows claimed");
     snapshot();
     /* One byte that is not UTF-8, then 1500 two-byte characters: 3001 bytes. */
     long_error[0] = '\xff';
@@ -537,72 +538,78 @@ static void test_marks(db_t *db)
     fail(db, &d[2], a + 2, long_error);
     retarget(db, &d[3], a + 3, -1001234567890);
     retarget(db, &d[4], bad, 42);
-    ok(d[0].calls + d[1].calls + d[2].calls + d[3].calls + d[4].calls == 0,
-       "no mark's callback runs synchronously");
-    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 && d[3].err == 0,
-       "sent, retry, fail and retarget done");
-    ok(d[4].err == -EBADMSG, "retarget of a body that is not JSON: -EBADMSG (%d)", d[4].err);
+    tap_ok(d[0].calls + d[1].calls + d[2].calls + d[3].calls + d[4].calls == 0,
+           "no mark's callback runs synchronously");
+    tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 && d[3].err == 0,
+           "sent, retry, fail and retarget done");
+    tap_ok(d[4].err == -EBADMSG, "retarget of a body that is not JSON: -EBADMSG (%d)", d[4].err);
 
-    ok(strcmp(changed(a, v, sizeof(v)), "claimed_until,sent_at") == 0, "sent changed %s", v);
-    ok(strcmp(changed(a + 1, v, sizeof(v)), "attempts,claimed_until,last_error,not_before") == 0,
-       "retry changed %s", v);
-    ok(strcmp(changed(a + 2, v, sizeof(v)), "attempts,claimed_until,failed_at,last_error") == 0,
-       "fail changed %s", v);
-    ok(strcmp(changed(a + 3, v, sizeof(v)), "body,chat_id,claimed_until,not_before") == 0,
-       "retarget changed %s", v);
-    ok(strcmp(changed(a + 4, v, sizeof(v)), "") == 0 && strcmp(changed(bad, v, sizeof(v)), "") == 0,
-       "the untouched row and the refused retarget's row are unchanged");
+    tap_ok(strcmp(changed(a, v, sizeof(v)), "claimed_until,sent_at") == 0, "sent changed %s", v);
+    tap_ok(strcmp(changed(a + 1, v, sizeof(v)), "attempts,claimed_until,last_error,not_before") ==
+               0,
+           "retry changed %s", v);
+    tap_ok(strcmp(changed(a + 2, v, sizeof(v)), "attempts,claimed_until,failed_at,last_error") == 0,
+           "fail changed %s", v);
+    tap_ok(strcmp(changed(a + 3, v, sizeof(v)), "body,chat_id,claimed_until,not_before") == 0,
+           "retarget changed %s", v);
+    tap_ok(strcmp(changed(a + 4, v, sizeof(v)), "") == 0 &&
+               strcmp(changed(bad, v, sizeof(v)), "") == 0,
+           "the untouched row and the refused retarget's row are unchanged");
 
-    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at BETWEEN now() - interval '5 s' "
-         "AND now() AND claimed_until IS NULL",
-         (long long)a) == 1,
-       "sent: sent_at = now(), claimed_until null");
-    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error = '429 Too "
-         "Many Requests: retry after 5' AND not_before BETWEEN now() + interval '3 s' AND now() + "
-         "interval '5 s' AND failed_at IS NULL AND sent_at IS NULL",
-         (long long)a + 1) == 1,
-       "retry: attempts + 1, last_error, not_before = now() + 5 s");
+    tap_ok(
+        q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at BETWEEN now() - interval '5 s' "
+          "AND now() AND claimed_until IS NULL",
+          (long long)a) == 1,
+        "sent: sent_at = now(), claimed_until null");
+    tap_ok(
+        q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error = '429 Too "
+          "Many Requests: retry after 5' AND not_before BETWEEN now() + interval '3 s' AND now() + "
+          "interval '5 s' AND failed_at IS NULL AND sent_at IS NULL",
+          (long long)a + 1) == 1,
+        "retry: attempts + 1, last_error, not_before = now() + 5 s");
     qs(NULL, v, sizeof(v),
        "SELECT octet_length(last_error) || ' ' || left(last_error, 3) || ' ' || attempts || ' ' "
        "|| (failed_at IS NOT NULL) FROM outbox WHERE id = %lld",
        (long long)a + 2);
-    ok(strcmp(v, "999 ?\xc3\xa9\xc3\xa9 1 true") == 0,
-       "fail: failed_at set, attempts + 1, last_error cut to 999 bytes of valid UTF-8 (%s)", v);
+    tap_ok(strcmp(v, "999 ?\xc3\xa9\xc3\xa9 1 true") == 0,
+           "fail: failed_at set, attempts + 1, last_error cut to 999 bytes of valid UTF-8 (%s)", v);
     qs(NULL, v, sizeof(v), "SELECT chat_id || ' ' || body FROM outbox WHERE id = %lld",
        (long long)a + 3);
-    ok(strcmp(v, "-1001234567890 {\"text\": \"row 4\", \"chat_id\": -1001234567890}") == 0,
-       "retarget: chat_id and the body's chat_id replaced (%s)", v);
+    tap_ok(strcmp(v, "-1001234567890 {\"text\": \"row 4\", \"chat_id\": -1001234567890}") == 0,
+           "retarget: chat_id and the body's chat_id replaced (%s)", v);
 
-    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 3 &&
-           c.chat[0] == -1001234567890 && strstr(c.body, "-1001234567890") != NULL,
-       "the retargeted row is due again at once, the retried one is not");
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 3 &&
+               c.chat[0] == -1001234567890 && strstr(c.body, "-1001234567890") != NULL,
+           "the retargeted row is due again at once, the retried one is not");
 
     /* Repeats, as after a lost connection: none counts twice. */
     snapshot();
     sent(db, &d[0], a);
     retry(db, &d[1], a + 1, 1000, "again");
     fail(db, &d[2], a + 2, "again");
-    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0,
-       "sent, retry and fail repeated: err 0");
-    ok(strcmp(changed(a, v, sizeof(v)), "") == 0 && strcmp(changed(a + 1, v, sizeof(v)), "") == 0 &&
-           strcmp(changed(a + 2, v, sizeof(v)), "") == 0,
-       "and nothing changed: the row was not in the state they apply to");
+    tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0,
+           "sent, retry and fail repeated: err 0");
+    tap_ok(strcmp(changed(a, v, sizeof(v)), "") == 0 &&
+               strcmp(changed(a + 1, v, sizeof(v)), "") == 0 &&
+               strcmp(changed(a + 2, v, sizeof(v)), "") == 0,
+           "and nothing changed: the row was not in the state they apply to");
     retry(db, &d[1], a + 3, 1000, NULL);
-    ok(settle(3000) && d[1].err == 0 &&
-           q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error IS NULL",
-             (long long)a + 3) == 1,
-       "retry with no error text: last_error null");
+    tap_ok(
+        settle(3000) && d[1].err == 0 &&
+            q("SELECT count(*) FROM outbox WHERE id = %lld AND attempts = 1 AND last_error IS NULL",
+              (long long)a + 3) == 1,
+        "retry with no error text: last_error null");
 
     snapshot();
     release(db, &d[0], a + 4);
     release(db, &d[1], a);
-    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 &&
-           strcmp(changed(a + 4, v, sizeof(v)), "claimed_until") == 0,
-       "release changed %s", v);
-    ok(strcmp(changed(a, v, sizeof(v)), "") == 0, "release of a sent row changed nothing");
-    ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 4 &&
-           c.attempts[0] == 0,
-       "a released row is claimable again at once, attempts unchanged");
+    tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 &&
+               strcmp(changed(a + 4, v, sizeof(v)), "claimed_until") == 0,
+           "release changed %s", v);
+    tap_ok(strcmp(changed(a, v, sizeof(v)), "") == 0, "release of a sent row changed nothing");
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a + 4 &&
+               c.attempts[0] == 0,
+           "a released row is claimable again at once, attempts unchanged");
 }
 
 static void test_due_count(db_t *db)
@@ -618,9 +625,9 @@ static void test_due_count(db_t *db)
     due(db, &d, 0);
     due(db, &e, 60000);
     bool answered = settle(3000);
-    ok(answered && d.err == 0 && d.count == 3 && e.err == 0 && e.count == 5,
-       "db_outbox_due: 3 due now, 5 within a minute (%lld, %lld)", (long long)d.count,
-       (long long)e.count);
+    tap_ok(answered && d.err == 0 && d.count == 3 && e.err == 0 && e.count == 5,
+           "db_outbox_due: 3 due now, 5 within a minute (%lld, %lld)", (long long)d.count,
+           (long long)e.count);
 }
 
 /*
@@ -674,14 +681,14 @@ static void test_interleaved(db_t *db)
     clear_outbox();
     int64_t a = add_rows(3, 1100, -1);
     q("INSERT INTO outbox (chat_id, method, body) VALUES (1101, 'sendMessage', 'not json')");
-    ok(q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id <> 666666)") == 0,
-       "a CHECK constraint refuses update 666666");
+    tap_ok(q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id <> 666666)") == 0,
+           "a CHECK constraint refuses update 666666");
 
     /* Another session holds the outbox, so that what is sent piles up in the pipeline. */
     PGconn *locker = PQconnectdb(conninfo);
     PQclear(PQexec(locker, "BEGIN"));
     PGresult *lr = PQexec(locker, "LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE");
-    ok(PQresultStatus(lr) == PGRES_COMMAND_OK, "another session locks the outbox");
+    tap_ok(PQresultStatus(lr) == PGRES_COMMAND_OK, "another session locks the outbox");
     PQclear(lr);
 
     retarget(db, &bad, a + 3, 7);
@@ -700,24 +707,25 @@ static void test_interleaved(db_t *db)
     for (db_item_t *it = db->phead; it != NULL && o + 1 < sizeof(shape); it = it->next)
         shape[o++] = it->ops == db->in.batch[0].item.ops ? 'I' : 'O';
     shape[o] = '\0';
-    ok(strcmp(shape, "OIOIOO") == 0,
-       "pipeline: refused mark, inbox batch with a refused row, claim, batch, two marks (%s)",
-       shape);
+    tap_ok(strcmp(shape, "OIOIOO") == 0,
+           "pipeline: refused mark, inbox batch with a refused row, claim, batch, two marks (%s)",
+           shape);
     PQclear(PQexec(locker, "COMMIT"));
     PQfinish(locker);
 
     stores = t;
     nstores = 4;
-    ok(run_until(stores_done, 5000), "everything answered once the lock is gone");
-    ok(bad.err == -EBADMSG && t[1].status == -EBADMSG, "the refused mark and update: -EBADMSG");
-    ok(t[0].status == DB_STORED && t[2].status == DB_STORED && t[3].status == DB_STORED &&
-           q("SELECT count(*) FROM updates WHERE update_id IN (120001, 120002, 120003)") == 3,
-       "the updates behind the refused mark, and the refused update's batch-mates, stored");
-    ok(c.err == 0 && c.n == 2 && c.ids[0] == a && ok_sent.err == 0 && ok_retarget.err == 0,
-       "the outbox operations behind the refused update done");
-    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL AND chat_id = 1100",
-         (long long)a + 2) == 1,
-       "and in effect (sent; the retarget after it found the row sent and left it)");
+    tap_ok(run_until(stores_done, 5000), "everything answered once the lock is gone");
+    tap_ok(bad.err == -EBADMSG && t[1].status == -EBADMSG, "the refused mark and update: -EBADMSG");
+    tap_ok(t[0].status == DB_STORED && t[2].status == DB_STORED && t[3].status == DB_STORED &&
+               q("SELECT count(*) FROM updates WHERE update_id IN (120001, 120002, 120003)") == 3,
+           "the updates behind the refused mark, and the refused update's batch-mates, stored");
+    tap_ok(c.err == 0 && c.n == 2 && c.ids[0] == a && ok_sent.err == 0 && ok_retarget.err == 0,
+           "the outbox operations behind the refused update done");
+    tap_ok(
+        q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL AND chat_id = 1100",
+          (long long)a + 2) == 1,
+        "and in effect (sent; the retarget after it found the row sent and left it)");
     q("ALTER TABLE updates DROP CONSTRAINT no666");
 }
 
@@ -735,7 +743,7 @@ static void test_resend(db_t *db)
     clear_outbox();
     int64_t a = add_rows(3, 1200, -1);
     claim(db, &first, 1, 60000);
-    ok(settle(3000) && first.n == 1 && first.ids[0] == a, "row %lld claimed", (long long)a);
+    tap_ok(settle(3000) && first.n == 1 && first.ids[0] == a, "row %lld claimed", (long long)a);
 
     claim(db, &c, 2, 60000);
     retry(db, &d, a, 1000, "503");
@@ -746,15 +754,17 @@ static void test_resend(db_t *db)
        "AND claim_token IS NOT NULL");
     char want[64];
     snprintf(want, sizeof(want), "%lld,%lld", (long long)a + 1, (long long)a + 2);
-    ok(strcmp(v, want) == 0 && q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
-       "the server ran both: rows %s leased, the retry counted", v);
+    tap_ok(strcmp(v, want) == 0 &&
+               q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
+           "the server ran both: rows %s leased, the retry counted", v);
     db_lost(db, "dropped by the test");
-    ok(c.calls == 0 && d.calls == 0 && !db_ready(db), "connection dropped, no answers yet");
+    tap_ok(c.calls == 0 && d.calls == 0 && !db_ready(db), "connection dropped, no answers yet");
     bool answered = settle(5000);
-    ok(answered && c.err == 0 && c.n == 2 && c.ids[0] == a + 1 && c.ids[1] == a + 2,
-       "after the reconnect the claim returns the rows its first attempt leased (%u rows)", c.n);
-    ok(d.err == 0 && q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
-       "and the retry did not count twice");
+    tap_ok(answered && c.err == 0 && c.n == 2 && c.ids[0] == a + 1 && c.ids[1] == a + 2,
+           "after the reconnect the claim returns the rows its first attempt leased (%u rows)",
+           c.n);
+    tap_ok(d.err == 0 && q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
+           "and the retry did not count twice");
 }
 
 static void test_outage(db_t *a)
@@ -768,7 +778,7 @@ static void test_outage(db_t *a)
     claim(a, &ca, 1, 60000);
     settle(3000);
     /* Queued in the turn the server goes away: they are never sent on this connection. */
-    ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
+    tap_ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
     sent(a, &da[0], id);
     claim(a, &ca, 2, 60000);
     retarget(a, &da[1], id + 3, 1399);
@@ -777,33 +787,33 @@ static void test_outage(db_t *a)
     claim(b, &cb, 2, 60000);
     retry(b, &db_[1], id, 10, "x");
     run_for(150);
-    ok(!db_ready(a) && claim(a, &down, 1, 1000) == -EAGAIN &&
-           db_outbox_sent(a, id, NULL, NULL) == -EAGAIN,
-       "while it is down: db_outbox_claim and the marks give -EAGAIN");
-    ok(wait_calls(2000, &db_[0].calls, &db_[1].calls, &cb.calls, NULL) &&
-           db_[0].err == -ETIMEDOUT && db_[1].err == -ETIMEDOUT && cb.err == -ETIMEDOUT,
-       "operations with a 400 ms deadline time out");
+    tap_ok(!db_ready(a) && claim(a, &down, 1, 1000) == -EAGAIN &&
+               db_outbox_sent(a, id, NULL, NULL) == -EAGAIN,
+           "while it is down: db_outbox_claim and the marks give -EAGAIN");
+    tap_ok(wait_calls(2000, &db_[0].calls, &db_[1].calls, &cb.calls, NULL) &&
+               db_[0].err == -ETIMEDOUT && db_[1].err == -ETIMEDOUT && cb.err == -ETIMEDOUT,
+           "operations with a 400 ms deadline time out");
     run_for(500);
-    ok(da[0].calls + da[1].calls + da[2].calls + ca.calls == 0,
-       "the ones with a 10 s deadline are still waiting");
+    tap_ok(da[0].calls + da[1].calls + da[2].calls + ca.calls == 0,
+           "the ones with a 10 s deadline are still waiting");
 
     pid_t starter = fork();
     if (starter == 0)
         _exit(pg_start() == 0 ? 0 : 1);
-    ok(wait_calls(30000, &da[0].calls, &da[1].calls, &da[2].calls, &ca.calls, NULL),
-       "after the restart they are answered");
+    tap_ok(wait_calls(30000, &da[0].calls, &da[1].calls, &da[2].calls, &ca.calls, NULL),
+           "after the restart they are answered");
     int st = -1;
     waitpid(starter, &st, 0);
-    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server started again");
-    ok(da[0].err == 0 && da[1].err == 0 && da[2].err == 0 && da[2].count == 3 && ca.err == 0 &&
-           ca.n == 2 && ca.ids[0] == id + 1 && ca.ids[1] == id + 2,
-       "sent, retarget, due and a claim of the two due rows left done (%d %d %d %d, n %u)",
-       da[0].err, da[1].err, da[2].err, ca.err, ca.n);
-    ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL", (long long)id) ==
-               1 &&
-           q("SELECT count(*) FROM outbox WHERE id = %lld AND chat_id = 1399", (long long)id + 3) ==
-               1,
-       "and in effect");
+    tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "server started again");
+    tap_ok(da[0].err == 0 && da[1].err == 0 && da[2].err == 0 && da[2].count == 3 && ca.err == 0 &&
+               ca.n == 2 && ca.ids[0] == id + 1 && ca.ids[1] == id + 2,
+           "sent, retarget, due and a claim of the two due rows left done (%d %d %d %d, n %u)",
+           da[0].err, da[1].err, da[2].err, ca.err, ca.n);
+    tap_ok(q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL",
+             (long long)id) == 1 &&
+               q("SELECT count(*) FROM outbox WHERE id = %lld AND chat_id = 1399",
+                 (long long)id + 3) == 1,
+           "and in effect");
     free_db(b);
 }
 
@@ -824,28 +834,28 @@ static void test_cap_drain_free(void)
     r[1] = sent(db, &d[1], id + 1);
     r[2] = due(db, &d[2], 0);
     r[3] = sent(db, &d[3], id);
-    ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN && db_outbox_pending(db) == 3,
-       "outbox_max 3: the fourth operation gives -EAGAIN");
-    ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 &&
-           db_outbox_pending(db) == 0,
-       "the three accepted are done");
+    tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN && db_outbox_pending(db) == 3,
+           "outbox_max 3: the fourth operation gives -EAGAIN");
+    tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 &&
+               db_outbox_pending(db) == 0,
+           "the three accepted are done");
 
     idle_flag = false;
     sent(db, &d[0], id);
     db_drain(db, on_idle, &idle_flag);
-    ok(claim(db, &c, 1, 1000) == -EAGAIN && sent(db, &d[1], id) == 0,
-       "after db_drain: claims -EAGAIN, marks still taken");
-    ok(!idle_flag && run_until(idle_seen, 3000) && d[0].calls == 1 && d[1].calls == 1,
-       "on_idle once the marks are done");
+    tap_ok(claim(db, &c, 1, 1000) == -EAGAIN && sent(db, &d[1], id) == 0,
+           "after db_drain: claims -EAGAIN, marks still taken");
+    tap_ok(!idle_flag && run_until(idle_seen, 3000) && d[0].calls == 1 && d[1].calls == 1,
+           "on_idle once the marks are done");
     free_db(db);
 
     db = ready(new_db(NULL, 0, 0));
     claim(db, &c, 1, 1000);
     sent(db, &d[0], id);
     db_free(db);
-    ok(c.calls == 1 && c.err == -ECANCELED && c.n == 0 && d[0].calls == 1 &&
-           d[0].err == -ECANCELED,
-       "db_free answers pending operations -ECANCELED, synchronously");
+    tap_ok(c.calls == 1 && c.err == -ECANCELED && c.n == 0 && d[0].calls == 1 &&
+               d[0].err == -ECANCELED,
+           "db_free answers pending operations -ECANCELED, synchronously");
     run_for(20);
 }
 
@@ -866,10 +876,11 @@ static void test_latency(db_t *db)
     uint64_t t0 = mono_ms();
     sent(db, &d, 1);
     settle(3000);
-    diag("claims of 50 rows out of 1000 due: %llu ms on average, %llu ms at most; a mark: %llu ms",
-         (unsigned long long)(sum / 20), (unsigned long long)worst,
-         (unsigned long long)(mono_ms() - t0));
-    ok(c.err == 0 && c.n == 50 && worst < 1000, "claims answered within a second");
+    tap_diag(
+        "claims of 50 rows out of 1000 due: %llu ms on average, %llu ms at most; a mark: %llu ms",
+        (unsigned long long)(sum / 20), (unsigned long long)worst,
+        (unsigned long long)(mono_ms() - t0));
+    tap_ok(c.err == 0 && c.n == 50 && worst < 1000, "claims answered within a second");
 }
 
 int main(void)
@@ -877,7 +888,7 @@ int main(void)
     harness_start();
     test_migrate_from_0001();
     if (db_migrate(conninfo) != (int)db_migrations_count)
-        bail("db_migrate");
+        tap_bail("db_migrate");
     db_t *db = ready(new_db(NULL, 0, 10000));
     test_claim_order(db);
     test_claims_in_flight(db);
@@ -892,10 +903,11 @@ int main(void)
     test_latency(db);
     free_db(db);
 
-    ok(owed == 0 && twice == 0 && sync_cb == 0,
-       "every accepted call had exactly one callback, never from inside the call "
-       "(%u missing, %u twice, %u synchronous)",
-       owed, twice, sync_cb);
-    ok(loop.heap_len == 0, "no timer left armed");
-    return harness_end();
+    tap_ok(owed == 0 && twice == 0 && sync_cb == 0,
+           "every accepted call had exactly one callback, never from inside the call "
+           "(%u missing, %u twice, %u synchronous)",
+           owed, twice, sync_cb);
+    tap_ok(loop.heap_len == 0, "no timer left armed");
+    harness_end();
+    return tap_done();
 }

@@ -7,55 +7,15 @@
  * decodes a copy that ends exactly at a PROT_NONE guard page.
  */
 #include "http.h"
+#include "tap.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-static int n_run, n_failed;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++n_run);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        n_failed++;
-    return cond;
-}
-
-static char *guard_map;
-static size_t guard_len; /* bytes usable before the guard page */
-
-/* Copies s[0..n) so that it ends exactly where a PROT_NONE page begins. */
-static char *guarded(const char *s, size_t n)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (n > guard_len || guard_map == NULL) {
-        if (guard_map != NULL)
-            munmap(guard_map, guard_len + page);
-        size_t len = (n + page - 1) / page * page;
-        if (len == 0)
-            len = page;
-        guard_map =
-            mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (guard_map == MAP_FAILED || mprotect(guard_map + len, page, PROT_NONE) != 0) {
-            perror("mmap");
-            exit(1);
-        }
-        guard_len = len;
-    }
-    char *p = guard_map + guard_len - n;
-    memcpy(p, s, n);
-    return p;
-}
+/* Each call decodes a copy that ends exactly where a PROT_NONE page begins. */
+static tap_guard_t guard;
 
 /* The outcome of decoding one input in some number of calls. */
 struct outcome {
@@ -83,7 +43,7 @@ static void decode_cuts(const char *in, size_t n, const size_t *cuts, size_t ncu
     for (size_t i = 0; i <= ncuts && o->ret == -EAGAIN; i++) {
         size_t to = i < ncuts ? cuts[i] : n;
         size_t len = to - from;
-        char *buf = guarded(in + from, len);
+        char *buf = tap_guard_copy(&guard, in + from, len, TAP_GUARD_END);
         o->ret = http_chunked_decode(&d, buf, &len);
         if (len > to - from || o->body_len + len > sizeof(o->body)) {
             printf("# decoded length %zu out of range\n", len);
@@ -176,13 +136,13 @@ static void test_goods(void)
         const struct good *g = &goods[i];
         size_t n = strlen(g->in);
         decode_cuts(g->in, n, NULL, 0, 1048576, &o);
-        ok(o.ret == (long)strlen(g->rest), "%s: complete (%ld)", g->name, o.ret);
-        ok(o.body_len == strlen(g->body) && memcmp(o.body, g->body, o.body_len) == 0 &&
-               o.total == o.body_len,
-           "%s: body", g->name);
-        ok(o.rest_len == strlen(g->rest) && memcmp(o.rest, g->rest, o.rest_len) == 0,
-           "%s: following bytes", g->name);
-        ok(splits_agree(g->in, n, 1048576), "%s: every split decodes the same", g->name);
+        tap_ok(o.ret == (long)strlen(g->rest), "%s: complete (%ld)", g->name, o.ret);
+        tap_ok(o.body_len == strlen(g->body) && memcmp(o.body, g->body, o.body_len) == 0 &&
+                   o.total == o.body_len,
+               "%s: body", g->name);
+        tap_ok(o.rest_len == strlen(g->rest) && memcmp(o.rest, g->rest, o.rest_len) == 0,
+               "%s: following bytes", g->name);
+        tap_ok(splits_agree(g->in, n, 1048576), "%s: every split decodes the same", g->name);
     }
 }
 
@@ -252,8 +212,8 @@ static void test_bads(void)
     for (size_t i = 0; i < sizeof(bads) / sizeof(bads[0]); i++) {
         const struct bad *b = &bads[i];
         decode_cuts(b->in, b->len, NULL, 0, b->max_body, &o);
-        ok(o.ret == b->ret, "%s: %s (%ld)", b->name, b->ret == -EBADMSG ? "400" : "413", o.ret);
-        ok(splits_agree(b->in, b->len, b->max_body), "%s: every split agrees", b->name);
+        tap_ok(o.ret == b->ret, "%s: %s (%ld)", b->name, b->ret == -EBADMSG ? "400" : "413", o.ret);
+        tap_ok(splits_agree(b->in, b->len, b->max_body), "%s: every split agrees", b->name);
     }
 }
 #undef B
@@ -273,10 +233,10 @@ static void test_limits(void)
         in[n++] = 'e';
     memcpy(in + n, "\r\nhello\r\n0\r\n\r\n", 14);
     decode_cuts(in, n + 14, NULL, 0, 1048576, &o);
-    ok(o.ret == 0 && o.body_len == 5, "1 KiB of extension accepted");
+    tap_ok(o.ret == 0 && o.body_len == 5, "1 KiB of extension accepted");
     memmove(in + 3, in + 2, n + 14 - 2);
     decode_cuts(in, n + 15, NULL, 0, 1048576, &o);
-    ok(o.ret == -EBADMSG, "1 KiB + 1 of extension refused");
+    tap_ok(o.ret == -EBADMSG, "1 KiB + 1 of extension refused");
 
     /* Many small extensions on many chunks: the cap is per line. */
     n = 0;
@@ -293,7 +253,7 @@ static void test_limits(void)
     memcpy(in + n, "0\r\n\r\n", 5);
     n += 5;
     decode_cuts(in, n, NULL, 0, 1048576, &o);
-    ok(o.ret == 0 && o.body_len == 20, "600 bytes of extensions on each of 20 chunks accepted");
+    tap_ok(o.ret == 0 && o.body_len == 20, "600 bytes of extensions on each of 20 chunks accepted");
 
     /* Trailers are capped at 8 KiB in all. */
     n = 0;
@@ -312,20 +272,20 @@ static void test_limits(void)
     memcpy(in + n, "\r\n\r\n", 4);
     n += 4;
     decode_cuts(in, n, NULL, 0, 1048576, &o);
-    ok(o.ret == 0 && n == 3 + 8192, "8 KiB of trailer section accepted (%ld, %zu)", o.ret, n);
+    tap_ok(o.ret == 0 && n == 3 + 8192, "8 KiB of trailer section accepted (%ld, %zu)", o.ret, n);
     memmove(in + n - 3, in + n - 4, 4);
     in[n - 4] = 'y';
     n++;
     decode_cuts(in, n, NULL, 0, 1048576, &o);
-    ok(o.ret == -EBADMSG, "8 KiB + 1 of trailer section refused");
+    tap_ok(o.ret == -EBADMSG, "8 KiB + 1 of trailer section refused");
 
     /* The body limit is on decoded bytes: exactly max_body is fine. */
     decode_cuts("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 20, NULL, 0, 5, &o);
-    ok(o.ret == 0 && o.body_len == 5 && o.total == 5, "body of exactly max_body accepted");
+    tap_ok(o.ret == 0 && o.body_len == 5 && o.total == 5, "body of exactly max_body accepted");
     decode_cuts("0\r\n\r\n", 5, NULL, 0, 0, &o);
-    ok(o.ret == 0 && o.body_len == 0, "empty body with max_body 0 accepted");
+    tap_ok(o.ret == 0 && o.body_len == 0, "empty body with max_body 0 accepted");
     decode_cuts("1\r\n", 3, NULL, 0, 0, &o);
-    ok(o.ret == -EMSGSIZE, "any chunk with max_body 0 is too big");
+    tap_ok(o.ret == -EMSGSIZE, "any chunk with max_body 0 is too big");
 
     /* Large data in one chunk, split at a few places. */
     n = 0;
@@ -337,8 +297,8 @@ static void test_limits(void)
     n += 7;
     size_t cuts[] = {1, 6, 7, 5000, 10005, 10006, 10007, 10010};
     decode_cuts(in, n, cuts, sizeof(cuts) / sizeof(cuts[0]), 1048576, &o);
-    ok(o.ret == 0 && o.body_len == 10000 && memcmp(o.body, in + 6, 10000) == 0,
-       "10000-byte chunk decoded across 9 calls");
+    tap_ok(o.ret == 0 && o.body_len == 10000 && memcmp(o.body, in + 6, 10000) == 0,
+           "10000-byte chunk decoded across 9 calls");
 }
 
 static void test_calls(void)
@@ -355,7 +315,7 @@ static void test_calls(void)
     memcpy(buf, "5\r\nhello\r\n0\r\n\r\n", 15);
     len = 15;
     long r2 = http_chunked_decode(&d, buf, &len);
-    ok(r1 == -EBADMSG && r2 == -EBADMSG && len == 0, "a malformed body stays malformed");
+    tap_ok(r1 == -EBADMSG && r2 == -EBADMSG && len == 0, "a malformed body stays malformed");
 
     http_chunked_init(&d, 3);
     memcpy(buf, "5\r\n", 3);
@@ -364,13 +324,13 @@ static void test_calls(void)
     memcpy(buf, "0\r\n\r\n", 5);
     len = 5;
     r2 = http_chunked_decode(&d, buf, &len);
-    ok(r1 == -EMSGSIZE && r2 == -EMSGSIZE, "a too large body stays too large");
+    tap_ok(r1 == -EMSGSIZE && r2 == -EMSGSIZE, "a too large body stays too large");
 
     /* An empty call changes nothing. */
     http_chunked_init(&d, 100);
     len = 0;
     r1 = http_chunked_decode(&d, buf, &len);
-    ok(r1 == -EAGAIN && len == 0, "empty input is -EAGAIN");
+    tap_ok(r1 == -EAGAIN && len == 0, "empty input is -EAGAIN");
 
     /* After completion, every further byte belongs to what follows. */
     http_chunked_init(&d, 100);
@@ -380,21 +340,21 @@ static void test_calls(void)
     memcpy(buf, "abc", 3);
     len = 3;
     r2 = http_chunked_decode(&d, buf, &len);
-    ok(r1 == 0 && r2 == 3 && len == 0 && memcmp(buf, "abc", 3) == 0,
-       "after the end, input is left as following bytes");
+    tap_ok(r1 == 0 && r2 == 3 && len == 0 && memcmp(buf, "abc", 3) == 0,
+           "after the end, input is left as following bytes");
 
     /* The decoded bytes of each call are at the start of its buffer. */
     http_chunked_init(&d, 100);
     memcpy(buf, "3;x=y\r\nabc\r\n2\r\nd", 16);
     len = 16;
     r1 = http_chunked_decode(&d, buf, &len);
-    ok(r1 == -EAGAIN && len == 4 && memcmp(buf, "abcd", 4) == 0 && d.total == 4,
-       "partial input: decoded bytes so far");
+    tap_ok(r1 == -EAGAIN && len == 4 && memcmp(buf, "abcd", 4) == 0 && d.total == 4,
+           "partial input: decoded bytes so far");
     memcpy(buf, "e\r\n0\r\n\r\nNEXT", 12);
     len = 12;
     r2 = http_chunked_decode(&d, buf, &len);
-    ok(r2 == 4 && len == 1 && buf[0] == 'e' && memcmp(buf + 1, "NEXT", 4) == 0 && d.total == 5,
-       "completion: the rest is moved down after the decoded bytes");
+    tap_ok(r2 == 4 && len == 1 && buf[0] == 'e' && memcmp(buf + 1, "NEXT", 4) == 0 && d.total == 5,
+           "completion: the rest is moved down after the decoded bytes");
 }
 
 int main(void)
@@ -403,6 +363,5 @@ int main(void)
     test_bads();
     test_limits();
     test_calls();
-    printf("1..%d\n", n_run);
-    return n_failed ? 1 : 0;
+    return tap_done();
 }

@@ -15,13 +15,12 @@
  * were not available at build time.
  */
 #include "http.h"
+#include "tap.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #ifdef HAVE_LLHTTP
 #include "llhttp.h"
@@ -181,8 +180,6 @@ static const struct allowed allowed[] = {
      "HTAB after a value is OWS"},
 };
 
-static int n_run, n_failed;
-
 /* What llhttp knew when the head ended (its flags are reset after the message). */
 struct llhttp_head {
     int done;               /* on_headers_complete ran */
@@ -245,7 +242,6 @@ static void check(const char *path, const char *buf, size_t len)
     enum verdict ours = r > 0 ? ACCEPT : r == -EAGAIN ? INCOMPLETE : REJECT;
     enum verdict theirs = run_llhttp(buf, len, &p, &h, &err, &head);
 
-    n_run++;
     if (ours == ACCEPT && theirs == ACCEPT) {
         /*
          * We close when any Connection option is "close", also in 1.0 next to
@@ -255,19 +251,19 @@ static void check(const char *path, const char *buf, size_t len)
         bool ka_ok = req.keep_alive == h.keep_alive || (!req.keep_alive && h.keep_alive);
         if ((size_t)r != head || req.minor_version != h.minor || !ka_ok ||
             req.chunked != h.chunked || req.content_length != h.content_length) {
-            printf("not ok %d - %s: both accept but differ: head %d/%zu, minor %d/%d, "
-                   "keep-alive %d/%d, chunked %d/%d, content-length %lld/%lld\n",
-                   n_run, path, r, head, req.minor_version, h.minor, req.keep_alive, h.keep_alive,
+            tap_ok(false,
+                   "%s: both accept but differ: head %d/%zu, minor %d/%d, "
+                   "keep-alive %d/%d, chunked %d/%d, content-length %lld/%lld",
+                   path, r, head, req.minor_version, h.minor, req.keep_alive, h.keep_alive,
                    req.chunked, h.chunked, (long long)req.content_length,
                    (long long)h.content_length);
-            n_failed++;
             return;
         }
-        printf("ok %d - %s: both accept\n", n_run, path);
+        tap_ok(true, "%s: both accept", path);
         return;
     }
     if (ours == theirs) {
-        printf("ok %d - %s: both %s\n", n_run, path, verdict_name[ours]);
+        tap_ok(true, "%s: both %s", path, verdict_name[ours]);
         return;
     }
     for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
@@ -282,98 +278,19 @@ static void check(const char *path, const char *buf, size_t len)
             continue;
         if (a->when != NULL && !a->when(&req, buf, len))
             continue;
-        printf("ok %d - %s: we %s, llhttp %s: allowed, %s\n", n_run, path, verdict_name[ours],
+        tap_ok(true, "%s: we %s, llhttp %s: allowed, %s", path, verdict_name[ours],
                verdict_name[theirs], a->why);
         return;
     }
-    printf("not ok %d - %s: we %s (%d %s), llhttp %s (%s: %s)\n", n_run, path, verdict_name[ours],
-           req.status, req.error ? req.error : "", verdict_name[theirs],
-           llhttp_errno_name((llhttp_errno_t)err),
+    tap_ok(false, "%s: we %s (%d %s), llhttp %s (%s: %s)", path, verdict_name[ours], req.status,
+           req.error ? req.error : "", verdict_name[theirs], llhttp_errno_name((llhttp_errno_t)err),
            llhttp_get_error_reason(&p) ? llhttp_get_error_reason(&p) : "");
-    n_failed++;
 }
 
-static void run_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        printf("not ok %d - %s: cannot open\n", ++n_run, path);
-        n_failed++;
-        return;
-    }
-    static char buf[1 << 20];
-    size_t len = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    check(path, buf, len);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void run_path(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        printf("not ok %d - %s: missing\n", ++n_run, path);
-        n_failed++;
-        return;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        run_file(path);
-        return;
-    }
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        printf("not ok %d - %s: cannot open\n", ++n_run, path);
-        n_failed++;
-        return;
-    }
-    char **names = NULL;
-    size_t count = 0, cap = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 64;
-            names = realloc(names, cap * sizeof(*names));
-            if (names == NULL)
-                abort();
-        }
-        size_t l = strlen(path) + strlen(e->d_name) + 2;
-        names[count] = malloc(l);
-        if (names[count] == NULL)
-            abort();
-        snprintf(names[count++], l, "%s/%s", path, e->d_name);
-    }
-    closedir(d);
-    qsort(names, count, sizeof(*names), cmp);
-    for (size_t i = 0; i < count; i++) {
-        run_path(names[i]);
-        free(names[i]);
-    }
-    free(names);
-}
-
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++)
-        run_path(argv[i]);
-    if (n_run == 0) {
-        printf("not ok 1 - no corpus files\n");
-        n_run = n_failed = 1;
-    }
-    printf("1..%d\n", n_run);
-    return n_failed ? 1 : 0;
-}
+int main(int argc, char **argv) { return tap_corpus(argc, argv, check); }
 
 #else
 
-int main(void)
-{
-    printf("1..0 # SKIP llhttp sources (node-llhttp) were not found at build time\n");
-    return 77;
-}
+int main(void) { return tap_skip_all("llhttp sources (node-llhttp) were not found at build time"); }
 
 #endif

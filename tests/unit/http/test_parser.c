@@ -8,63 +8,21 @@
  * every prefix (each must be -EAGAIN or the same refusal).
  */
 #include "http.h"
+#include "tap.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-static int n_run, n_failed;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++n_run);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        n_failed++;
-    return cond;
-}
-
-/* ---- guard-page buffers ------------------------------------------------ */
-
-static char *guard_map;
-static size_t guard_len; /* bytes usable before the guard page */
-
-/* Copies s[0..n) so that it ends exactly where a PROT_NONE page begins. */
-static const char *guarded(const char *s, size_t n)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    if (n > guard_len) {
-        if (guard_map != NULL)
-            munmap(guard_map, guard_len + page);
-        size_t len = (n + page - 1) / page * page;
-        if (len == 0)
-            len = page;
-        guard_map =
-            mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (guard_map == MAP_FAILED || mprotect(guard_map + len, page, PROT_NONE) != 0) {
-            perror("mmap");
-            exit(1);
-        }
-        guard_len = len;
-    }
-    char *p = guard_map + guard_len - n;
-    memcpy(p, s, n);
-    return p;
-}
+/* Each input is copied to end exactly where a PROT_NONE page begins. */
+static tap_guard_t guard;
 
 static const http_limits_t def_lim = HTTP_LIMITS_DEFAULT;
 
 static int parse_lim(const char *s, size_t n, const http_limits_t *lim, http_request_t *req)
 {
-    return http_parse_request(guarded(s, n), n, lim, req);
+    return http_parse_request(tap_guard_copy(&guard, s, n, TAP_GUARD_END), n, lim, req);
 }
 
 static int parse(const char *s, http_request_t *req)
@@ -220,14 +178,14 @@ static void test_goods(void)
         size_t n = strlen(g->req);
         http_request_t req;
         int r = parse(g->req, &req);
-        ok(r == (int)n, "%s: whole head accepted (%d)", g->name, r);
-        ok(view_eq(req.method, req.method_len, g->method) &&
-               view_eq(req.path, req.path_len, g->path) && req.minor_version == g->minor,
-           "%s: method, path and version", g->name);
-        ok(req.content_length == g->content_length && req.chunked == g->chunked &&
-               req.keep_alive == g->keep_alive && req.status == 0 && req.error == NULL,
-           "%s: framing and keep-alive", g->name);
-        ok(split_ok(g->req, n, &def_lim, (int)n), "%s: every prefix is -EAGAIN", g->name);
+        tap_ok(r == (int)n, "%s: whole head accepted (%d)", g->name, r);
+        tap_ok(view_eq(req.method, req.method_len, g->method) &&
+                   view_eq(req.path, req.path_len, g->path) && req.minor_version == g->minor,
+               "%s: method, path and version", g->name);
+        tap_ok(req.content_length == g->content_length && req.chunked == g->chunked &&
+                   req.keep_alive == g->keep_alive && req.status == 0 && req.error == NULL,
+               "%s: framing and keep-alive", g->name);
+        tap_ok(split_ok(g->req, n, &def_lim, (int)n), "%s: every prefix is -EAGAIN", g->name);
     }
 }
 
@@ -237,53 +195,53 @@ static void test_fields(void)
     const http_header_t *h;
 
     parse("GET /a?b HTTP/1.1\r\nHost: a\r\n\r\n", &req);
-    ok(view_eq(req.target, req.target_len, "/a?b"), "target keeps the query");
+    tap_ok(view_eq(req.target, req.target_len, "/a?b"), "target keeps the query");
 
     parse("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9 \xff\x80\r\n\r\n", &req);
     h = http_find_header(&req, "x-name");
-    ok(h != NULL && view_eq(h->value, h->value_len, "caf\xc3\xa9 \xff\x80"),
-       "obs-text kept in the value");
+    tap_ok(h != NULL && view_eq(h->value, h->value_len, "caf\xc3\xa9 \xff\x80"),
+           "obs-text kept in the value");
 
     parse("GET / HTTP/1.1\r\nHost:\ta\t\r\nX-T:\tb\tc\t\r\n\r\n", &req);
     h = http_find_header(&req, "X-T");
-    ok(h != NULL && view_eq(h->value, h->value_len, "b\tc"), "inner HTAB kept, OWS stripped");
+    tap_ok(h != NULL && view_eq(h->value, h->value_len, "b\tc"), "inner HTAB kept, OWS stripped");
     h = http_find_header(&req, "host");
-    ok(h != NULL && view_eq(h->value, h->value_len, "a"), "HTAB stripped around Host");
+    tap_ok(h != NULL && view_eq(h->value, h->value_len, "a"), "HTAB stripped around Host");
 
     parse("GET / HTTP/1.1\r\nHost:\r\nX-E:\r\nX-F:   \r\n\r\n", &req);
     h = http_find_header(&req, "x-f");
-    ok(h != NULL && h->value_len == 0 && req.num_headers == 3, "OWS-only value is empty");
+    tap_ok(h != NULL && h->value_len == 0 && req.num_headers == 3, "OWS-only value is empty");
 
     parse("GET / HTTP/1.1\r\nX-S:  a b  \r\nA: 1\r\nB: 2\r\na: 3\r\nHost: h\r\n\r\n", &req);
-    ok(req.num_headers == 5 && view_eq(req.headers[1].name, req.headers[1].name_len, "A") &&
-           view_eq(req.headers[3].value, req.headers[3].value_len, "3"),
-       "fields kept in order");
+    tap_ok(req.num_headers == 5 && view_eq(req.headers[1].name, req.headers[1].name_len, "A") &&
+               view_eq(req.headers[3].value, req.headers[3].value_len, "3"),
+           "fields kept in order");
     h = http_find_header(&req, "a");
-    ok(h == &req.headers[1], "http_find_header returns the first match");
-    ok(http_find_header(&req, "missing") == NULL, "http_find_header: absent is NULL");
+    tap_ok(h == &req.headers[1], "http_find_header returns the first match");
+    tap_ok(http_find_header(&req, "missing") == NULL, "http_find_header: absent is NULL");
     h = http_find_header(&req, "x-s");
-    ok(h != NULL && view_eq(h->value, h->value_len, "a b"), "leading and trailing SP stripped");
+    tap_ok(h != NULL && view_eq(h->value, h->value_len, "a b"), "leading and trailing SP stripped");
 
     parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n", &req);
-    ok(req.expect_continue, "Expect: 100-continue is seen");
+    tap_ok(req.expect_continue, "Expect: 100-continue is seen");
     parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", &req);
-    ok(!req.expect_continue, "Expect: 100-continue is ignored in HTTP/1.0");
+    tap_ok(!req.expect_continue, "Expect: 100-continue is ignored in HTTP/1.0");
     parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continuex\r\n\r\n", &req);
-    ok(!req.expect_continue, "other Expect values are not 100-continue");
+    tap_ok(!req.expect_continue, "other Expect values are not 100-continue");
     parse("POST / HTTP/1.1\r\nHost: a\r\n\r\n", &req);
-    ok(!req.expect_continue && req.content_length == -1 && !req.chunked,
-       "no Expect, no body framing");
+    tap_ok(!req.expect_continue && req.content_length == -1 && !req.chunked,
+           "no Expect, no body framing");
 
     static const char big[] =
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n";
     http_limits_t huge = {8192, 2048, UINT64_MAX};
     int r = parse_lim(big, strlen(big), &huge, &req);
-    ok(r > 0 && req.content_length == 999999999999999999LL, "18-digit Content-Length");
+    tap_ok(r > 0 && req.content_length == 999999999999999999LL, "18-digit Content-Length");
 
     /* A head followed by body bytes: only the head is consumed. */
     static const char body[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd";
     r = parse(body, &req);
-    ok(r == (int)strlen(body) - 4, "body bytes are not part of the head");
+    tap_ok(r == (int)strlen(body) - 4, "body bytes are not part of the head");
 }
 
 static void test_pipelined(void)
@@ -293,21 +251,22 @@ static void test_pipelined(void)
                              "\r\nGET /3?q HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     size_t n = strlen(in), off = 0;
     http_request_t req;
-    const char *buf = guarded(in, n);
+    const char *buf = tap_guard_copy(&guard, in, n, TAP_GUARD_END);
 
     int r = http_parse_request(buf + off, n - off, &def_lim, &req);
-    ok(r > 0 && view_eq(req.path, req.path_len, "/1") && req.keep_alive,
-       "pipelined: first request");
+    tap_ok(r > 0 && view_eq(req.path, req.path_len, "/1") && req.keep_alive,
+           "pipelined: first request");
     off += (size_t)r;
     r = http_parse_request(buf + off, n - off, &def_lim, &req);
-    ok(r > 0 && view_eq(req.path, req.path_len, "/2") && req.content_length == 3,
-       "pipelined: second request");
+    tap_ok(r > 0 && view_eq(req.path, req.path_len, "/2") && req.content_length == 3,
+           "pipelined: second request");
     off += (size_t)r;
-    ok(memcmp(buf + off, "abc", 3) == 0, "pipelined: body follows the second head");
+    tap_ok(memcmp(buf + off, "abc", 3) == 0, "pipelined: body follows the second head");
     off += (size_t)req.content_length;
     r = http_parse_request(buf + off, n - off, &def_lim, &req);
-    ok(r > 0 && off + (size_t)r == n && view_eq(req.path, req.path_len, "/3") && !req.keep_alive,
-       "pipelined: third request after a stray CRLF");
+    tap_ok(r > 0 && off + (size_t)r == n && view_eq(req.path, req.path_len, "/3") &&
+               !req.keep_alive,
+           "pipelined: third request after a stray CRLF");
 }
 
 /* ---- refused requests -------------------------------------------------- */
@@ -524,13 +483,13 @@ static void test_bads(void)
         int r = parse_lim(b->req, n, &def_lim, &req);
         char shown[96];
         show(shown, sizeof(shown), b->req, n);
-        ok(r == -EBADMSG && req.status == b->status && req.error != NULL &&
-               strcmp(req.error, b->error) == 0,
-           "%d %s: %s", b->status, b->error, shown);
+        tap_ok(r == -EBADMSG && req.status == b->status && req.error != NULL &&
+                   strcmp(req.error, b->error) == 0,
+               "%d %s: %s", b->status, b->error, shown);
         if (r == -EBADMSG && req.error != NULL && strcmp(req.error, b->error) != 0)
             printf("# got %d %s\n", req.status, req.error);
-        ok(split_bad(b->req, n, &def_lim, b->status, b->error), "%d %s: every prefix agrees (%s)",
-           b->status, b->error, shown);
+        tap_ok(split_bad(b->req, n, &def_lim, b->status, b->error),
+               "%d %s: every prefix agrees (%s)", b->status, b->error, shown);
     }
 }
 #undef H
@@ -561,17 +520,17 @@ static void test_limits(void)
         in[n++] = 'v';
     put(in, &n, "\r\n\r\n");
     r = parse_lim(in, n, &lim, &req);
-    ok(r == 256, "head of exactly max_head bytes accepted (%d)", r);
-    ok(split_ok(in, n, &lim, 256), "head of exactly max_head: every prefix is -EAGAIN");
+    tap_ok(r == 256, "head of exactly max_head bytes accepted (%d)", r);
+    tap_ok(split_ok(in, n, &lim, 256), "head of exactly max_head: every prefix is -EAGAIN");
     memmove(in + 30, in + 29, n - 29);
     n++;
     r = parse_lim(in, n, &lim, &req);
-    ok(r == -EBADMSG && req.status == 431, "head of max_head + 1 bytes is 431");
-    ok(split_bad(in, n, &lim, 431, "request head too large"), "max_head + 1: prefixes agree");
+    tap_ok(r == -EBADMSG && req.status == 431, "head of max_head + 1 bytes is 431");
+    tap_ok(split_bad(in, n, &lim, 431, "request head too large"), "max_head + 1: prefixes agree");
     r = parse_lim(in, 256, &lim, &req);
-    ok(r == -EBADMSG && req.status == 431, "incomplete head reaching max_head is 431");
+    tap_ok(r == -EBADMSG && req.status == 431, "incomplete head reaching max_head is 431");
     r = parse_lim(in, 255, &lim, &req);
-    ok(r == -EAGAIN, "incomplete head below max_head is -EAGAIN");
+    tap_ok(r == -EAGAIN, "incomplete head below max_head is -EAGAIN");
 
     /* With the default limits, a long stream of valid field lines is 431 early. */
     n = 0;
@@ -581,8 +540,8 @@ static void test_limits(void)
             "X-Pad: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n");
     r = parse_lim(in, n, &def_lim, &req);
-    ok(r == -EBADMSG && req.status == 431 && strcmp(req.error, "request head too large") == 0,
-       "9000 bytes without an end of head: 431 before the head ends");
+    tap_ok(r == -EBADMSG && req.status == 431 && strcmp(req.error, "request head too large") == 0,
+           "9000 bytes without an end of head: 431 before the head ends");
 
     /* Target of exactly max_target is fine; one more is 414, even before the line ends. */
     n = 0;
@@ -591,22 +550,22 @@ static void test_limits(void)
         in[n++] = 'a';
     put(in, &n, " HTTP/1.1\r\nHost: a\r\n\r\n");
     r = parse_lim(in, n, &lim, &req);
-    ok(r == (int)n && req.target_len == 64, "target of exactly max_target accepted");
+    tap_ok(r == (int)n && req.target_len == 64, "target of exactly max_target accepted");
     memmove(in + 6, in + 5, n - 5);
     n++;
     r = parse_lim(in, n, &lim, &req);
-    ok(r == -EBADMSG && req.status == 414, "target of max_target + 1 is 414");
+    tap_ok(r == -EBADMSG && req.status == 414, "target of max_target + 1 is 414");
     r = parse_lim(in, 4 + 65, &lim, &req);
-    ok(r == -EBADMSG && req.status == 414, "414 as soon as the target passes max_target");
+    tap_ok(r == -EBADMSG && req.status == 414, "414 as soon as the target passes max_target");
     r = parse_lim(in, 4 + 64, &lim, &req);
-    ok(r == -EAGAIN, "-EAGAIN while the target is within max_target");
-    ok(split_bad(in, n, &lim, 414, "request-target too long"), "414: every prefix agrees");
+    tap_ok(r == -EAGAIN, "-EAGAIN while the target is within max_target");
+    tap_ok(split_bad(in, n, &lim, 414, "request-target too long"), "414: every prefix agrees");
     n = 0;
     put(in, &n, "GET /");
     while (n < 3000)
         in[n++] = 'x';
     r = parse_lim(in, n, &def_lim, &req);
-    ok(r == -EBADMSG && req.status == 414, "default limits: 3000-byte target is 414");
+    tap_ok(r == -EBADMSG && req.status == 414, "default limits: 3000-byte target is 414");
 
     /* HTTP_MAX_HEADERS fields are fine, one more is 431. */
     n = 0;
@@ -615,19 +574,19 @@ static void test_limits(void)
         put(in, &n, "X: y\r\n");
     put(in, &n, "\r\n");
     r = parse_lim(in, n, &def_lim, &req);
-    ok(r == (int)n && req.num_headers == HTTP_MAX_HEADERS, "HTTP_MAX_HEADERS fields accepted");
+    tap_ok(r == (int)n && req.num_headers == HTTP_MAX_HEADERS, "HTTP_MAX_HEADERS fields accepted");
     n -= 2;
     put(in, &n, "X: y\r\n\r\n");
     r = parse_lim(in, n, &def_lim, &req);
-    ok(r == -EBADMSG && req.status == 431 && strcmp(req.error, "too many header fields") == 0,
-       "HTTP_MAX_HEADERS + 1 fields is 431");
-    ok(split_bad(in, n, &def_lim, 431, "too many header fields"), "431 fields: prefixes agree");
+    tap_ok(r == -EBADMSG && req.status == 431 && strcmp(req.error, "too many header fields") == 0,
+           "HTTP_MAX_HEADERS + 1 fields is 431");
+    tap_ok(split_bad(in, n, &def_lim, 431, "too many header fields"), "431 fields: prefixes agree");
 
     /* Content-Length against a custom max_body. */
     r = parse_lim("POST / HTTP/1.0\r\nContent-Length: 100\r\n\r\n", 40, &lim, &req);
-    ok(r == 40 && req.content_length == 100, "Content-Length equal to max_body accepted");
+    tap_ok(r == 40 && req.content_length == 100, "Content-Length equal to max_body accepted");
     r = parse_lim("POST / HTTP/1.0\r\nContent-Length: 101\r\n\r\n", 40, &lim, &req);
-    ok(r == -EBADMSG && req.status == 413, "Content-Length over max_body is 413");
+    tap_ok(r == -EBADMSG && req.status == 413, "Content-Length over max_body is 413");
 
     /* A refusal in the first max_head bytes wins over the size limit. */
     n = 0;
@@ -635,7 +594,7 @@ static void test_limits(void)
     while (n < 300)
         in[n++] = 'z';
     r = parse_lim(in, n, &lim, &req);
-    ok(r == -EBADMSG && req.status == 400, "early 400 wins over a later 431");
+    tap_ok(r == -EBADMSG && req.status == 400, "early 400 wins over a later 431");
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -668,16 +627,16 @@ static void test_helpers(void)
         {-1, "Unknown"},
     };
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-        ok(strcmp(http_reason(reasons[i].status), reasons[i].reason) == 0, "http_reason(%d) is %s",
-           reasons[i].status, reasons[i].reason);
+        tap_ok(strcmp(http_reason(reasons[i].status), reasons[i].reason) == 0,
+               "http_reason(%d) is %s", reasons[i].status, reasons[i].reason);
 
-    ok(http_token_eq("Content-LENGTH", 14, "content-length"), "http_token_eq ignores case");
-    ok(!http_token_eq("Content-Lengt", 13, "content-length"), "http_token_eq: shorter view");
-    ok(!http_token_eq("Content-Lengths", 15, "content-length"), "http_token_eq: longer view");
-    ok(http_token_eq("closex", 5, "close"), "http_token_eq compares only the view");
-    ok(http_token_eq("", 0, ""), "http_token_eq: empty equals empty");
-    ok(!http_token_eq("a", 1, ""), "http_token_eq: non-empty view against empty literal");
-    ok(!http_token_eq("[", 1, "{"), "http_token_eq folds letters only");
+    tap_ok(http_token_eq("Content-LENGTH", 14, "content-length"), "http_token_eq ignores case");
+    tap_ok(!http_token_eq("Content-Lengt", 13, "content-length"), "http_token_eq: shorter view");
+    tap_ok(!http_token_eq("Content-Lengths", 15, "content-length"), "http_token_eq: longer view");
+    tap_ok(http_token_eq("closex", 5, "close"), "http_token_eq compares only the view");
+    tap_ok(http_token_eq("", 0, ""), "http_token_eq: empty equals empty");
+    tap_ok(!http_token_eq("a", 1, ""), "http_token_eq: non-empty view against empty literal");
+    tap_ok(!http_token_eq("[", 1, "{"), "http_token_eq folds letters only");
 }
 
 int main(void)
@@ -688,6 +647,5 @@ int main(void)
     test_bads();
     test_limits();
     test_helpers();
-    printf("1..%d\n", n_run);
-    return n_failed ? 1 : 0;
+    return tap_done();
 }

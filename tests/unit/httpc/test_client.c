@@ -19,6 +19,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "reactor.h"
+#include "tap.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -36,21 +37,11 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
-static int ntests, nfail;
 static char dir[256];
 static rx_loop_t loop;
 static tls_ctx_t *tls;
 static pid_t nginx_pid = -1, peer_pid = -1, peer_tls_pid = -1;
 static int nginx_port, bad_ca_port, wrong_name_port, peer_port, peer_tls_port;
-
-static void ok(int cond, const char *what)
-{
-    ntests++;
-    if (!cond)
-        nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntests, what);
-    fflush(stdout);
-}
 
 /* ---- processes ---- */
 
@@ -370,16 +361,16 @@ static void test_nginx(void)
     snprintf(url, sizeof(url), "https://localhost:%d", nginx_port);
     httpc_pool_t *p = pool(url, 4);
     if (p == NULL) {
-        ok(0, "nginx pool");
+        tap_ok(0, "nginx pool");
         return;
     }
     const httpc_stats_t *st = httpc_stats(p);
 
     call_t *c = one(p, "GET", "/", NULL, 0);
-    ok(c->err == 0 && c->status == 200 && body_is(c, "{\"ok\":true,\"result\":{}}"),
-       "GET over TLS: 200 and the body");
-    ok(strcmp(c->ctype, "application/json") == 0, "... with its Content-Type");
-    ok(st->handshakes_full == 1 && st->handshakes_resumed == 0, "... one full handshake");
+    tap_ok(c->err == 0 && c->status == 200 && body_is(c, "{\"ok\":true,\"result\":{}}"),
+           "GET over TLS: 200 and the body");
+    tap_ok(strcmp(c->ctype, "application/json") == 0, "... with its Content-Type");
+    tap_ok(st->handshakes_full == 1 && st->handshakes_resumed == 0, "... one full handshake");
 
     /* Twenty requests, ten at a time, on at most four connections. */
     static call_t many[20];
@@ -395,35 +386,35 @@ static void test_nginx(void)
                 strstr(many[i].body, "\"method\":\"POST\"") != NULL &&
                 strstr(many[i].body, "\"uri\":\"/bot123:secret/sendMessage\"") != NULL &&
                 strstr(many[i].body, "\"len\":\"25\"") != NULL;
-    ok(good == 20, "20 POSTs: all answered, method, path and length seen by nginx");
+    tap_ok(good == 20, "20 POSTs: all answered, method, path and length seen by nginx");
     uint64_t hs = st->handshakes_full + st->handshakes_resumed;
     printf("# connects %llu, full %llu, resumed %llu, requests %llu\n",
            (unsigned long long)st->connects, (unsigned long long)st->handshakes_full,
            (unsigned long long)st->handshakes_resumed, (unsigned long long)st->requests);
-    ok(st->connects <= 4 && hs == st->connects && hs < 21 / 4 + 2,
-       "connections reused: at most 4 connects and handshakes for 21 requests");
-    ok(st->handshakes_resumed >= 1 || st->connects == 1,
-       "later connections resume the first session");
-    ok(st->open == st->connects, "all connections still open and idle");
+    tap_ok(st->connects <= 4 && hs == st->connects && hs < 21 / 4 + 2,
+           "connections reused: at most 4 connects and handshakes for 21 requests");
+    tap_ok(st->handshakes_resumed >= 1 || st->connects == 1,
+           "later connections resume the first session");
+    tap_ok(st->open == st->connects, "all connections still open and idle");
 
     /* nginx closes idle connections after 1 s (close_notify and FIN). */
     uint64_t full = st->handshakes_full, resumed = st->handshakes_resumed;
     uint64_t connects = st->connects;
     idle(2000);
-    ok(st->open == 0, "after 2 s idle nginx closed them all, and the pool noticed");
+    tap_ok(st->open == 0, "after 2 s idle nginx closed them all, and the pool noticed");
     c = one(p, "GET", "/", NULL, 0);
-    ok(c->err == 0 && c->status == 200, "next request succeeds");
-    ok(st->connects == connects + 1 && st->handshakes_resumed == resumed + 1 &&
-           st->handshakes_full == full,
-       "... on a new connection with a resumed handshake");
-    ok(st->retries == 0 && st->errors == 0, "no retries and no errors so far");
+    tap_ok(c->err == 0 && c->status == 200, "next request succeeds");
+    tap_ok(st->connects == connects + 1 && st->handshakes_resumed == resumed + 1 &&
+               st->handshakes_full == full,
+           "... on a new connection with a resumed handshake");
+    tap_ok(st->retries == 0 && st->errors == 0, "no retries and no errors so far");
 
     connects = st->connects;
     c = one(p, "HEAD", "/", NULL, 0);
-    ok(c->err == 0 && c->status == 200 && c->body_len == 0, "HEAD: no body read");
+    tap_ok(c->err == 0 && c->status == 200 && c->body_len == 0, "HEAD: no body read");
     c = one(p, "GET", "/", NULL, 0);
-    ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":{}}") && st->connects == connects,
-       "... and the connection stays in step for the next request");
+    tap_ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":{}}") && st->connects == connects,
+           "... and the connection stays in step for the next request");
     drop(p);
 
     /* An unknown CA. */
@@ -432,12 +423,12 @@ static void test_nginx(void)
     capture_start();
     c = one(p, "GET", "/", NULL, 0);
     const char *log = capture_stop();
-    ok(c->err == -EKEYREJECTED, "unknown CA: -EKEYREJECTED");
-    ok(strstr(log, "tls_handshake_failed") != NULL &&
-           strstr(log, "BR_ERR_X509_NOT_TRUSTED") != NULL &&
-           strstr(log, "certificate not trusted") != NULL,
-       "... logged with BearSSL's error name and meaning");
-    ok(httpc_stats(p)->tls_failures == 1 && httpc_stats(p)->errors == 1, "... and counted");
+    tap_ok(c->err == -EKEYREJECTED, "unknown CA: -EKEYREJECTED");
+    tap_ok(strstr(log, "tls_handshake_failed") != NULL &&
+               strstr(log, "BR_ERR_X509_NOT_TRUSTED") != NULL &&
+               strstr(log, "certificate not trusted") != NULL,
+           "... logged with BearSSL's error name and meaning");
+    tap_ok(httpc_stats(p)->tls_failures == 1 && httpc_stats(p)->errors == 1, "... and counted");
     drop(p);
 
     /* A certificate for another name. */
@@ -446,10 +437,10 @@ static void test_nginx(void)
     capture_start();
     c = one(p, "GET", "/", NULL, 0);
     log = capture_stop();
-    ok(c->err == -EKEYREJECTED, "wrong host name: -EKEYREJECTED");
-    ok(strstr(log, "BR_ERR_X509_BAD_SERVER_NAME") != NULL &&
-           strstr(log, "certificate is for another host name") != NULL,
-       "... logged as BR_ERR_X509_BAD_SERVER_NAME");
+    tap_ok(c->err == -EKEYREJECTED, "wrong host name: -EKEYREJECTED");
+    tap_ok(strstr(log, "BR_ERR_X509_BAD_SERVER_NAME") != NULL &&
+               strstr(log, "certificate is for another host name") != NULL,
+           "... logged as BR_ERR_X509_BAD_SERVER_NAME");
     drop(p);
 }
 
@@ -457,26 +448,26 @@ static void test_nginx(void)
 
 static void test_peer(const char *scheme, int port)
 {
-    char url[128], what[160];
+    char url[128];
     bool is_tls = strcmp(scheme, "https") == 0;
     snprintf(url, sizeof(url), "%s://localhost:%d", scheme, port);
     httpc_options_t o = {.url = url, .tls = tls, .max_conns = 2, .max_response = 1 << 20};
     int err;
     httpc_pool_t *p = httpc_pool_new(&loop, &o, &err);
     if (p == NULL) {
-        ok(0, "peer pool");
+        tap_ok(0, "peer pool");
         return;
     }
     const httpc_stats_t *st = httpc_stats(p);
-#define T(desc) (snprintf(what, sizeof(what), "%s: %s", scheme, desc), what)
 
     call_t *c = one(p, "GET", "/ok", NULL, 0);
-    ok(c->err == 0 && c->status == 200 && body_is(c, "{\"ok\":true,\"result\":{}}"), T("GET"));
+    tap_ok(c->err == 0 && c->status == 200 && body_is(c, "{\"ok\":true,\"result\":{}}"), "%s: GET",
+           scheme);
 
     c = one(p, "POST", "/echo", "{\"a\":\"\xc3\xa9\"}", 0);
-    ok(c->err == 0 && body_is(c, "POST /echo|application/json|{\"a\":\"\xc3\xa9\"}"),
-       T("POST body and Content-Type arrive"));
-    ok(st->connects == 1, T("... on the same connection"));
+    tap_ok(c->err == 0 && body_is(c, "POST /echo|application/json|{\"a\":\"\xc3\xa9\"}"),
+           "%s: POST body and Content-Type arrive", scheme);
+    tap_ok(st->connects == 1, "%s: ... on the same connection", scheme);
 
     /* A body of many TLS records each way. */
     static char big[100001];
@@ -485,75 +476,80 @@ static void test_peer(const char *scheme, int port)
     big[sizeof(big) - 2] = ']';
     c = one(p, "POST", "/echo", big, 0);
     size_t prefix = strlen("POST /echo|application/json|");
-    ok(c->err == 0 && c->full_len == prefix + sizeof(big) - 1 && c->last == ']',
-       T("100 KB request and response bodies"));
+    tap_ok(c->err == 0 && c->full_len == prefix + sizeof(big) - 1 && c->last == ']',
+           "%s: 100 KB request and response bodies", scheme);
 
     c = one(p, "GET", "/chunked", NULL, 0);
-    ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":[1,2]}\n"),
-       T("chunked body decoded (pieces sent apart, extension, trailer)"));
+    tap_ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":[1,2]}\n"),
+           "%s: chunked body decoded (pieces sent apart, extension, trailer)", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    ok(c->err == 0 && st->connects == 1, T("connection kept after a chunked response"));
+    tap_ok(c->err == 0 && st->connects == 1, "%s: connection kept after a chunked response",
+           scheme);
 
     c = one(p, "GET", "/interim", NULL, 0);
-    ok(c->err == 0 && c->status == 200, T("100 Continue skipped"));
+    tap_ok(c->err == 0 && c->status == 200, "%s: 100 Continue skipped", scheme);
 
     c = one(p, "GET", "/retry", NULL, 0);
-    ok(c->err == 0 && c->status == 429 && c->retry_after == 7, T("429 with Retry-After"));
+    tap_ok(c->err == 0 && c->status == 429 && c->retry_after == 7, "%s: 429 with Retry-After",
+           scheme);
 
     /* The server closes a kept-alive connection just as a request arrives. */
     uint64_t connects = st->connects;
     c = one(p, "POST", "/stale", "{}", 0);
-    ok(c->err == 0 && c->status == 200 && st->retries == 1,
-       T("request on a connection the server closed: retried once, succeeds"));
-    ok(st->connects == connects + 1, T("... on a fresh connection"));
+    tap_ok(c->err == 0 && c->status == 200 && st->retries == 1,
+           "%s: request on a connection the server closed: retried once, succeeds", scheme);
+    tap_ok(st->connects == connects + 1, "%s: ... on a fresh connection", scheme);
 
     connects = st->connects;
     c = one(p, "GET", "/close", NULL, 0);
-    ok(c->err == 0 && c->status == 200, T("Connection: close answered"));
+    tap_ok(c->err == 0 && c->status == 200, "%s: Connection: close answered", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    ok(c->err == 0 && st->connects == connects + 1, T("... and the next request reconnects"));
+    tap_ok(c->err == 0 && st->connects == connects + 1, "%s: ... and the next request reconnects",
+           scheme);
     connects = st->connects;
     c = one(p, "GET", "/http10", NULL, 0);
-    ok(c->err == 0 && c->status == 200, T("HTTP/1.0 answered"));
+    tap_ok(c->err == 0 && c->status == 200, "%s: HTTP/1.0 answered", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    ok(c->err == 0 && st->connects == connects + 1, T("... and its connection closed"));
+    tap_ok(c->err == 0 && st->connects == connects + 1, "%s: ... and its connection closed",
+           scheme);
 
     c = one(p, "GET", "/eof", NULL, 0);
-    ok(c->err == 0 && body_is(c, "until the end"),
-       is_tls ? T("body to the end of the connection, ended by close_notify")
-              : T("body to the end of the connection"));
+    tap_ok(c->err == 0 && body_is(c, "until the end"), "%s: body to the end of the connection%s",
+           scheme, is_tls ? ", ended by close_notify" : "");
     capture_start();
     c = one(p, "GET", "/eof-abrupt", NULL, 0);
     const char *log = capture_stop();
     if (is_tls)
-        ok(c->err == -ECONNRESET && strstr(log, "tls_truncated") != NULL,
-           T("EOF without close_notify: truncation, -ECONNRESET"));
+        tap_ok(c->err == -ECONNRESET && strstr(log, "tls_truncated") != NULL,
+               "%s: EOF without close_notify: truncation, -ECONNRESET", scheme);
     else
-        ok(c->err == 0 && body_is(c, "until the end"), T("EOF ends a body without length"));
+        tap_ok(c->err == 0 && body_is(c, "until the end"), "%s: EOF ends a body without length",
+               scheme);
 
     c = one(p, "GET", "/trunc", NULL, 0);
-    ok(c->err == -ECONNRESET, T("Content-Length not reached before EOF: -ECONNRESET"));
+    tap_ok(c->err == -ECONNRESET, "%s: Content-Length not reached before EOF: -ECONNRESET", scheme);
 
     uint64_t t0 = rx_update_time(&loop);
     c = one(p, "GET", "/hang", NULL, 300);
     uint64_t took = rx_update_time(&loop) - t0;
-    ok(c->err == -ETIMEDOUT && took >= 290 && took < 2000,
-       T("no answer: -ETIMEDOUT at the deadline"));
+    tap_ok(c->err == -ETIMEDOUT && took >= 290 && took < 2000,
+           "%s: no answer: -ETIMEDOUT at the deadline", scheme);
 
     c = one(p, "GET", "/big", NULL, 0);
-    ok(c->err == -EMSGSIZE, T("Content-Length over the cap: -EMSGSIZE"));
+    tap_ok(c->err == -EMSGSIZE, "%s: Content-Length over the cap: -EMSGSIZE", scheme);
     c = one(p, "GET", "/chunked-big", NULL, 0);
-    ok(c->err == -EMSGSIZE, T("chunked body over the cap: -EMSGSIZE"));
+    tap_ok(c->err == -EMSGSIZE, "%s: chunked body over the cap: -EMSGSIZE", scheme);
     c = one(p, "GET", "/garbage", NULL, 0);
-    ok(c->err == -EPROTO, T("not HTTP: -EPROTO"));
+    tap_ok(c->err == -EPROTO, "%s: not HTTP: -EPROTO", scheme);
 
     c = one(p, "GET", "/ok", NULL, 0);
-    ok(c->err == 0, T("the pool still works after all that"));
+    tap_ok(c->err == 0, "%s: the pool still works after all that", scheme);
     printf("# %s: connects %llu requests %llu errors %llu retries %llu timeouts %llu\n", scheme,
            (unsigned long long)st->connects, (unsigned long long)st->requests,
            (unsigned long long)st->errors, (unsigned long long)st->retries,
            (unsigned long long)st->timeouts);
-    ok(st->timeouts == 1 && st->errors == (is_tls ? 6 : 5), T("errors and timeouts counted"));
+    tap_ok(st->timeouts == 1 && st->errors == (is_tls ? 6 : 5), "%s: errors and timeouts counted",
+           scheme);
 
     /* Freeing the pool with requests in flight and queued. */
     static call_t hang[4];
@@ -564,9 +560,9 @@ static void test_peer(const char *scheme, int port)
     int cancelled = 0;
     for (int i = 0; i < 4; i++)
         cancelled += hang[i].done && hang[i].err == -ECANCELED;
-    ok(cancelled == 4 && pending == 0, T("pool freed: in-flight and queued requests -ECANCELED"));
+    tap_ok(cancelled == 4 && pending == 0,
+           "%s: pool freed: in-flight and queued requests -ECANCELED", scheme);
     idle(50);
-#undef T
 }
 
 static void test_misc(void)
@@ -595,10 +591,10 @@ static void test_misc(void)
             drop(p);
         }
     }
-    ok(refused == (int)(sizeof(bad) / sizeof(bad[0])), "bad URLs refused with -EINVAL");
+    tap_ok(refused == (int)(sizeof(bad) / sizeof(bad[0])), "bad URLs refused with -EINVAL");
     o.url = "https://localhost";
     o.tls = NULL;
-    ok(httpc_pool_new(&loop, &o, &err) == NULL && err == -EINVAL, "https without tls: -EINVAL");
+    tap_ok(httpc_pool_new(&loop, &o, &err) == NULL && err == -EINVAL, "https without tls: -EINVAL");
 
     /* Connection refused: a port nobody listens on. */
     char url[64];
@@ -607,13 +603,13 @@ static void test_misc(void)
     capture_start();
     call_t *c = one(p, "GET", "/", NULL, 0);
     capture_stop();
-    ok(c->err == -ECONNREFUSED, "nobody listening: -ECONNREFUSED");
+    tap_ok(c->err == -ECONNREFUSED, "nobody listening: -ECONNREFUSED");
 
     static call_t q[3];
-    ok(start(p, &q[0], "GET", "/a\r\nX: y", NULL, 0) == -EINVAL &&
-           start(p, &q[0], "GE T", "/", NULL, 0) == -EINVAL &&
-           start(p, &q[0], "GET", "nopath", NULL, 0) == -EINVAL,
-       "CR/LF in the path, bad method, no leading slash: -EINVAL");
+    tap_ok(start(p, &q[0], "GET", "/a\r\nX: y", NULL, 0) == -EINVAL &&
+               start(p, &q[0], "GE T", "/", NULL, 0) == -EINVAL &&
+               start(p, &q[0], "GET", "nopath", NULL, 0) == -EINVAL,
+           "CR/LF in the path, bad method, no leading slash: -EINVAL");
     drop(p);
 
     /* Queue cap: one connection slot and max_queue 1 admit two requests, not three. */
@@ -624,9 +620,9 @@ static void test_misc(void)
     int r1 = start(p, &q[1], "GET", "/ok", NULL, 0);
     int r2 = start(p, &q[2], "GET", "/ok", NULL, 0);
     run(5000);
-    ok(r0 == 0 && r1 == 0 && r2 == -EAGAIN, "queue full: -EAGAIN, no callback");
-    ok(q[0].err == 0 && q[1].err == 0 && !q[2].done, "the admitted ones complete");
-    ok(httpc_stats(p)->connects == 1, "... one after the other on one connection");
+    tap_ok(r0 == 0 && r1 == 0 && r2 == -EAGAIN, "queue full: -EAGAIN, no callback");
+    tap_ok(q[0].err == 0 && q[1].err == 0 && !q[2].done, "the admitted ones complete");
+    tap_ok(httpc_stats(p)->connects == 1, "... one after the other on one connection");
     drop(p);
 
     /* Our own idle timeout closes kept-alive connections. */
@@ -635,14 +631,14 @@ static void test_misc(void)
     c = one(p, "GET", "/ok", NULL, 0);
     bool was_open = httpc_stats(p)->open == 1;
     idle(500);
-    ok(c->err == 0 && was_open && httpc_stats(p)->open == 0,
-       "idle_timeout_ms closes an idle connection");
+    tap_ok(c->err == 0 && was_open && httpc_stats(p)->open == 0,
+           "idle_timeout_ms closes an idle connection");
     drop(p);
 
     printf("# memory per TLS connection while open: %zu bytes (BearSSL buffer %d)\n",
            tls_conn_memory(), 33178);
-    ok(tls_conn_memory() > 33178 && tls_conn_memory() < 48 * 1024,
-       "a TLS connection holds about 40 KB");
+    tap_ok(tls_conn_memory() > 33178 && tls_conn_memory() < 48 * 1024,
+           "a TLS connection holds about 40 KB");
 }
 
 int main(int argc, char **argv)
@@ -651,8 +647,7 @@ int main(int argc, char **argv)
     log_setup(LOG_INFO, LOG_FORMAT_TEXT);
     if (argc < 3 || system("openssl version >/dev/null 2>&1") != 0 ||
         system("nginx -v >/dev/null 2>&1") != 0 || access("/usr/bin/python3", X_OK) != 0) {
-        printf("1..0 # SKIP needs openssl, nginx and /usr/bin/python3\n");
-        return 77;
+        return tap_skip_all("needs openssl, nginx and /usr/bin/python3");
     }
     snprintf(dir, sizeof(dir), "/tmp/tgring-httpc-XXXXXX");
     if (mkdtemp(dir) == NULL)
@@ -660,12 +655,10 @@ int main(int argc, char **argv)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "sh '%s' '%s'", argv[1], dir);
     if (system(cmd) != 0) {
-        printf("1..0 # SKIP could not make certificates with openssl\n");
-        return 77;
+        return tap_skip_all("could not make certificates with openssl");
     }
     if (rx_loop_init(&loop, 256) != 0) {
-        printf("1..0 # SKIP io_uring not available\n");
-        return 77;
+        return tap_skip_all("io_uring not available");
     }
     char ca[512], cert[512], key[512];
     snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
@@ -673,12 +666,12 @@ int main(int argc, char **argv)
     snprintf(key, sizeof(key), "%s/server.key", dir);
     int err;
     tls = tls_ctx_new(ca, &err);
-    ok(tls != NULL, "trust anchors from the test CA");
+    tap_ok(tls != NULL, "trust anchors from the test CA");
 
     bool have_nginx = start_nginx();
     peer_pid = start_peer(argv[2], NULL, NULL, &peer_port);
     peer_tls_pid = start_peer(argv[2], cert, key, &peer_tls_port);
-    ok(have_nginx && peer_pid > 0 && peer_tls_pid > 0, "nginx and the peers started");
+    tap_ok(have_nginx && peer_pid > 0 && peer_tls_pid > 0, "nginx and the peers started");
     if (tls != NULL && have_nginx && peer_pid > 0 && peer_tls_pid > 0) {
         test_nginx();
         test_peer("http", peer_port);
@@ -694,6 +687,5 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
-    printf("1..%d\n", ntests);
-    return nfail ? 1 : 0;
+    return tap_done();
 }

@@ -7,40 +7,19 @@
  * an inaccessible page, so a read past the end faults.
  */
 #include "httpc.h"
+#include "tap.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-static int ntests, nfail;
-
-static void ok(int cond, const char *what)
-{
-    ntests++;
-    if (!cond)
-        nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntests, what);
-}
-
-static char *guard_base;
-static size_t guard_size;
-
-/* Copies s[0..len) to end exactly at a guard page. */
-static const char *guarded(const char *s, size_t len)
-{
-    if (len > guard_size)
-        abort();
-    char *p = guard_base + guard_size - len;
-    memcpy(p, s, len);
-    return p;
-}
+/* Each input is copied to end exactly at a guard page. */
+static tap_guard_t guard;
 
 static int parse(const char *s, size_t len, size_t max_head, httpc_head_t *h)
 {
-    return httpc_parse_response(guarded(s, len), len, max_head, h);
+    return httpc_parse_response(tap_guard_copy(&guard, s, len, TAP_GUARD_END), len, max_head, h);
 }
 
 static int parse_str(const char *s, httpc_head_t *h)
@@ -59,47 +38,50 @@ static void test_accepted(void)
     const char *s = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     "Content-Length: 5\r\nServer: nginx\r\n\r\nhello";
     int r = parse_str(s, &h);
-    ok(r == (int)strlen(s) - 5, "complete head: its length");
-    ok(h.status == 200 && h.minor_version == 1 && view_eq(h.reason, h.reason_len, "OK"),
-       "status line fields");
-    ok(h.content_length == 5 && !h.chunked && h.keep_alive, "framing and keep-alive");
-    ok(view_eq(h.content_type, h.content_type_len, "application/json"), "Content-Type view");
-    ok(h.num_headers == 3 && h.retry_after == -1, "three fields, no Retry-After");
+    tap_ok(r == (int)strlen(s) - 5, "complete head: its length");
+    tap_ok(h.status == 200 && h.minor_version == 1 && view_eq(h.reason, h.reason_len, "OK"),
+           "status line fields");
+    tap_ok(h.content_length == 5 && !h.chunked && h.keep_alive, "framing and keep-alive");
+    tap_ok(view_eq(h.content_type, h.content_type_len, "application/json"), "Content-Type view");
+    tap_ok(h.num_headers == 3 && h.retry_after == -1, "three fields, no Retry-After");
     const httpc_header_t *f = httpc_find_header(&h, "SERVER");
-    ok(f != NULL && view_eq(f->value, f->value_len, "nginx"), "find_header ignores case");
-    ok(httpc_find_header(&h, "X-None") == NULL, "find_header: absent");
+    tap_ok(f != NULL && view_eq(f->value, f->value_len, "nginx"), "find_header ignores case");
+    tap_ok(httpc_find_header(&h, "X-None") == NULL, "find_header: absent");
 
-    ok(parse_str("HTTP/1.1 204\r\n\r\n", &h) > 0 && h.status == 204 && h.reason_len == 0,
-       "no reason phrase and no space");
-    ok(parse_str("HTTP/1.1 200 \r\n\r\n", &h) > 0 && h.reason_len == 0, "empty reason phrase");
-    ok(parse_str("HTTP/1.1 404 Not \tFound\x80\r\n\r\n", &h) > 0 &&
-           view_eq(h.reason, h.reason_len, "Not \tFound\x80"),
-       "reason with HTAB and obs-text");
-    ok(parse_str("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", &h) > 0 && !h.keep_alive,
-       "HTTP/1.0: never kept alive");
-    ok(parse_str("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\n\r\n", &h) > 0 &&
-           !h.keep_alive,
-       "Connection list with close");
-    ok(parse_str("HTTP/1.1 200 OK\r\nConnection: closed\r\n\r\n", &h) > 0 && h.keep_alive,
-       "'closed' is not 'close'");
-    ok(parse_str("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", &h) > 0 && h.chunked &&
-           h.content_length == -1,
-       "chunked, any case");
-    ok(parse_str("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\n\r\n", &h) > 0 &&
-           h.retry_after == 30,
-       "Retry-After seconds");
-    ok(parse_str("HTTP/1.1 503 x\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n", &h) > 0 &&
-           h.retry_after == -1,
-       "Retry-After date: ignored");
-    ok(parse_str("HTTP/1.1 503 x\r\nRetry-After: 99999999999999999999999\r\n\r\n", &h) > 0 &&
-           h.retry_after == 1000000000,
-       "huge Retry-After: capped");
-    ok(parse_str("HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Pad: \t v \t\r\n\r\n", &h) > 0 &&
-           h.headers[0].value_len == 0 && view_eq(h.headers[1].value, h.headers[1].value_len, "v"),
-       "empty value; OWS stripped");
-    ok(parse_str("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &h) > 0 && h.content_length == 0,
-       "Content-Length 0");
-    ok(parse_str("HTTP/1.1 100 Continue\r\n\r\n", &h) > 0 && h.status == 100, "interim 100");
+    tap_ok(parse_str("HTTP/1.1 204\r\n\r\n", &h) > 0 && h.status == 204 && h.reason_len == 0,
+           "no reason phrase and no space");
+    tap_ok(parse_str("HTTP/1.1 200 \r\n\r\n", &h) > 0 && h.reason_len == 0, "empty reason phrase");
+    tap_ok(parse_str("HTTP/1.1 404 Not \tFound\x80\r\n\r\n", &h) > 0 &&
+               view_eq(h.reason, h.reason_len, "Not \tFound\x80"),
+           "reason with HTAB and obs-text");
+    tap_ok(parse_str("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", &h) > 0 && !h.keep_alive,
+           "HTTP/1.0: never kept alive");
+    tap_ok(parse_str("HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\n\r\n", &h) > 0 &&
+               !h.keep_alive,
+           "Connection list with close");
+    tap_ok(parse_str("HTTP/1.1 200 OK\r\nConnection: closed\r\n\r\n", &h) > 0 && h.keep_alive,
+           "'closed' is not 'close'");
+    tap_ok(parse_str("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", &h) > 0 &&
+               h.chunked && h.content_length == -1,
+           "chunked, any case");
+    tap_ok(parse_str("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\n\r\n", &h) > 0 &&
+               h.retry_after == 30,
+           "Retry-After seconds");
+    tap_ok(parse_str("HTTP/1.1 503 x\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n", &h) >
+                   0 &&
+               h.retry_after == -1,
+           "Retry-After date: ignored");
+    tap_ok(parse_str("HTTP/1.1 503 x\r\nRetry-After: 99999999999999999999999\r\n\r\n", &h) > 0 &&
+               h.retry_after == 1000000000,
+           "huge Retry-After: capped");
+    tap_ok(parse_str("HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Pad: \t v \t\r\n\r\n", &h) > 0 &&
+               h.headers[0].value_len == 0 &&
+               view_eq(h.headers[1].value, h.headers[1].value_len, "v"),
+           "empty value; OWS stripped");
+    tap_ok(parse_str("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &h) > 0 &&
+               h.content_length == 0,
+           "Content-Length 0");
+    tap_ok(parse_str("HTTP/1.1 100 Continue\r\n\r\n", &h) > 0 && h.status == 100, "interim 100");
 }
 
 static void test_refused(void)
@@ -146,15 +128,13 @@ static void test_refused(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         httpc_head_t h;
-        char what[128];
         int r = parse_str(bad[i].in, &h);
-        snprintf(what, sizeof(what), "refused: %s", bad[i].why);
-        ok(r == -EBADMSG && h.error != NULL, what);
+        tap_ok(r == -EBADMSG && h.error != NULL, "refused: %s", bad[i].why);
     }
     httpc_head_t h;
-    ok(parse("HTTP/1.1 200 OK\r\nA: \0b\r\n\r\n", 25, HTTPC_MAX_HEAD, &h) == -EBADMSG,
-       "refused: NUL in value");
-    ok(parse("SSH", 3, HTTPC_MAX_HEAD, &h) == -EBADMSG, "refused at once from a 3-byte prefix");
+    tap_ok(parse("HTTP/1.1 200 OK\r\nA: \0b\r\n\r\n", 25, HTTPC_MAX_HEAD, &h) == -EBADMSG,
+           "refused: NUL in value");
+    tap_ok(parse("SSH", 3, HTTPC_MAX_HEAD, &h) == -EBADMSG, "refused at once from a 3-byte prefix");
 }
 
 static void test_incremental(void)
@@ -167,9 +147,9 @@ static void test_incremental(void)
     for (size_t i = 0; i < len; i++)
         if (parse(s, i, HTTPC_MAX_HEAD, &h) != -EAGAIN)
             all_again = false;
-    ok(all_again, "every proper prefix: -EAGAIN");
-    ok(parse(s, len, HTTPC_MAX_HEAD, &h) == (int)len && h.chunked && h.retry_after == 7,
-       "the whole head parses");
+    tap_ok(all_again, "every proper prefix: -EAGAIN");
+    tap_ok(parse(s, len, HTTPC_MAX_HEAD, &h) == (int)len && h.chunked && h.retry_after == 7,
+           "the whole head parses");
 }
 
 static void test_caps(void)
@@ -183,36 +163,28 @@ static void test_caps(void)
         buf[n++] = 'a';
     memcpy(buf + n, "\r\n\r\n", 4);
     n += 4;
-    ok(parse(buf, (size_t)n, max, &h) == (int)max, "head of exactly max_head bytes");
-    ok(parse(buf, (size_t)n, max - 1, &h) == -EMSGSIZE, "one byte over: -EMSGSIZE");
-    ok(parse(buf, 60, 60, &h) == -EMSGSIZE, "incomplete at the cap: -EMSGSIZE");
-    ok(parse(buf, 60, 61, &h) == -EAGAIN, "incomplete below the cap: -EAGAIN");
+    tap_ok(parse(buf, (size_t)n, max, &h) == (int)max, "head of exactly max_head bytes");
+    tap_ok(parse(buf, (size_t)n, max - 1, &h) == -EMSGSIZE, "one byte over: -EMSGSIZE");
+    tap_ok(parse(buf, 60, 60, &h) == -EMSGSIZE, "incomplete at the cap: -EMSGSIZE");
+    tap_ok(parse(buf, 60, 61, &h) == -EAGAIN, "incomplete below the cap: -EAGAIN");
 
     n = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\n");
     for (int i = 0; i < HTTPC_MAX_HEADERS; i++)
         n += snprintf(buf + n, sizeof(buf) - (size_t)n, "X-%d: v\r\n", i);
     memcpy(buf + n, "\r\n", 2);
-    ok(parse(buf, (size_t)n + 2, HTTPC_MAX_HEAD, &h) == n + 2 && h.num_headers == HTTPC_MAX_HEADERS,
-       "HTTPC_MAX_HEADERS fields");
+    tap_ok(parse(buf, (size_t)n + 2, HTTPC_MAX_HEAD, &h) == n + 2 &&
+               h.num_headers == HTTPC_MAX_HEADERS,
+           "HTTPC_MAX_HEADERS fields");
     n += snprintf(buf + n, sizeof(buf) - (size_t)n, "X-last: v\r\n\r\n");
-    ok(parse(buf, (size_t)n, HTTPC_MAX_HEAD, &h) == -EBADMSG, "one field more: refused");
+    tap_ok(parse(buf, (size_t)n, HTTPC_MAX_HEAD, &h) == -EBADMSG, "one field more: refused");
 }
 
 int main(void)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    guard_size = ((HTTPC_MAX_HEAD + 64 + (size_t)page - 1) / (size_t)page) * (size_t)page;
-    char *m = mmap(NULL, guard_size + (size_t)page, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED || mprotect(m + guard_size, (size_t)page, PROT_NONE) != 0) {
-        perror("mmap");
-        return 1;
-    }
-    guard_base = m;
     test_accepted();
     test_refused();
     test_incremental();
     test_caps();
-    printf("1..%d\n", ntests);
-    return nfail ? 1 : 0;
+    tap_guard_free(&guard);
+    return tap_done();
 }

@@ -6,6 +6,7 @@
  * stale completions dropped by generation.
  */
 #include "reactor.h"
+#include "tap.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -16,16 +17,6 @@
 #include <unistd.h>
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
-static int ntests, nfail;
-
-static void ok(int cond, const char *what)
-{
-    ntests++;
-    if (!cond)
-        nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntests, what);
-}
 
 /* ---- timers ---- */
 
@@ -47,7 +38,7 @@ static void on_t(rx_loop_t *loop, rx_timer_t *t)
 static void test_timers(void)
 {
     rx_loop_t loop;
-    ok(rx_loop_init(&loop, 64) == 0, "loop init");
+    tap_eq_int(rx_loop_init(&loop, 64), 0, "loop init");
     srand(7);
     for (int i = 0; i < NT; i++)
         rx_timer_start(&loop, &timers[i], (uint64_t)(rand() % 50), on_t);
@@ -57,12 +48,12 @@ static void test_timers(void)
     int inactive = 1;
     for (int i = 0; i < NT; i += 2)
         inactive &= !rx_timer_active(&timers[i]);
-    ok(inactive, "stopped timers are inactive");
-    ok(loop.heap_len == NT / 2, "heap holds the armed half");
+    tap_ok(inactive, "stopped timers are inactive");
+    tap_eq_int(loop.heap_len, NT / 2, "heap holds the armed half");
     rx_run(&loop);
-    ok(nfired == NT / 2, "every armed timer fired once");
-    ok(order_ok, "timers fired in deadline order");
-    ok(loop.heap_len == 0, "heap empty after firing");
+    tap_eq_int(nfired, NT / 2, "every armed timer fired once");
+    tap_ok(order_ok, "timers fired in deadline order");
+    tap_eq_int(loop.heap_len, 0, "heap empty after firing");
     rx_loop_dispose(&loop);
 }
 
@@ -88,7 +79,7 @@ static void test_defer(void)
     rx_defer(&loop, &d, on_defer); /* queued once */
     rx_timer_start(&loop, &t, 5, on_stop_timer);
     rx_run(&loop);
-    ok(defer_runs == 1, "a defer queued twice in one turn runs once");
+    tap_eq_int(defer_runs, 1, "a defer queued twice in one turn runs once");
     rx_loop_dispose(&loop);
 }
 
@@ -152,11 +143,11 @@ static void test_recv(void)
     rx_bufring_t br;
     reader_t r;
     memset(&r, 0, sizeof(r));
-    ok(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-    ok(rx_loop_init(&rloop, 64) == 0, "loop init for recv");
-    ok(rx_bufring_init(&rloop, &br, 3, 4, 256) == 0, "buffer ring of 4 x 256 registered");
-    ok(rx_bufring_init(&rloop, &(rx_bufring_t){0}, 4, 3, 256) == -EINVAL,
-       "a ring size that is not a power of two is refused");
+    tap_eq_int(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0, "socketpair");
+    tap_eq_int(rx_loop_init(&rloop, 64), 0, "loop init for recv");
+    tap_eq_int(rx_bufring_init(&rloop, &br, 3, 4, 256), 0, "buffer ring of 4 x 256 registered");
+    tap_ok(rx_bufring_init(&rloop, &(rx_bufring_t){0}, 4, 3, 256) == -EINVAL,
+           "a ring size that is not a power of two is refused");
     r.op.cb = on_recv;
     r.br = &br;
     r.fd = sv[0];
@@ -179,10 +170,10 @@ static void test_recv(void)
             break;
     }
     rx_run(&rloop);
-    ok(r.got == total, "every byte arrived through the buffer ring");
-    ok(r.sum == want, "bytes intact");
-    ok(r.enobufs >= 1, "running the ring dry gave -ENOBUFS");
-    ok(r.rearms >= 1, "the multishot recv was re-armed after it ended");
+    tap_eq_int(r.got, total, "every byte arrived through the buffer ring");
+    tap_eq_int(r.sum, want, "bytes intact");
+    tap_ok(r.enobufs >= 1, "running the ring dry gave -ENOBUFS");
+    tap_ok(r.rearms >= 1, "the multishot recv was re-armed after it ended");
     rx_bufring_dispose(&rloop, &br);
     rx_loop_dispose(&rloop);
     close(sv[0]);
@@ -210,9 +201,9 @@ static void test_stale(void)
     io_uring_prep_nop(rx_sqe(&loop, &op));
     rx_timer_start(&loop, &t, 20, on_stop_timer);
     rx_run(&loop);
-    ok(nop_calls == 1, "only the current generation's completion is dispatched");
-    ok(loop.stale_cqes == 1, "the stale completion was counted");
-    ok(!op.armed, "op disarmed after its final completion");
+    tap_eq_int(nop_calls, 1, "only the current generation's completion is dispatched");
+    tap_eq_int(loop.stale_cqes, 1, "the stale completion was counted");
+    tap_ok(!op.armed, "op disarmed after its final completion");
     rx_loop_dispose(&loop);
 }
 
@@ -222,6 +213,5 @@ int main(void)
     test_defer();
     test_recv();
     test_stale();
-    printf("1..%d\n", ntests);
-    return nfail ? 1 : 0;
+    return tap_done();
 }

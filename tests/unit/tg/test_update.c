@@ -5,42 +5,15 @@
  * deep nesting. Every body is parsed twice, once starting right after and once
  * ending right before a PROT_NONE page, so that a read outside it crashes.
  */
+#include "tap.h"
 #include "tg.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
-
-static int ntest, nfail;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        nfail++;
-    return cond;
-}
-
-static void diag(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("# ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-}
 
 static void *xmalloc(size_t n)
 {
@@ -54,32 +27,8 @@ static void *xmalloc(size_t n)
 #define NTOK (1u << 18)
 static jsmntok_t toks[NTOK];
 
-static size_t pagesz;
-static char *map_base;
-static size_t map_len;
-
-/* Copies body read-only against a PROT_NONE page: after it (at_end) or before it. */
-static char *guard_place(const char *body, size_t len, bool at_end)
-{
-    if (map_base != NULL)
-        munmap(map_base, map_len);
-    size_t rw = (len + pagesz - 1) / pagesz * pagesz;
-    if (rw == 0)
-        rw = pagesz;
-    map_len = rw + 2 * pagesz;
-    map_base = mmap(NULL, map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map_base == MAP_FAILED || mprotect(map_base + pagesz, rw, PROT_READ | PROT_WRITE) != 0) {
-        perror("mmap");
-        exit(1);
-    }
-    char *dst = at_end ? map_base + pagesz + rw - len : map_base + pagesz;
-    memcpy(dst, body, len);
-    if (mprotect(map_base + pagesz, rw, PROT_READ) != 0) {
-        perror("mprotect");
-        exit(1);
-    }
-    return dst;
-}
+/* Bodies are copied read-only, right after or right before a PROT_NONE page. */
+static tap_guard_t guard;
 
 static int placement_mismatches, stray_views;
 
@@ -96,7 +45,7 @@ static int parse_n(const char *body, size_t len, unsigned ntok, tg_update_info_t
 {
     tg_json_scratch_t s = {toks, ntok};
     tg_update_info_t a;
-    const char *p = guard_place(body, len, false);
+    const char *p = tap_guard_copy(&guard, body, len, TAP_GUARD_START | TAP_GUARD_RO);
     int ra = tg_update_parse(p, len, &s, &a);
     ptrdiff_t a_tn = a.type_name ? a.type_name - p : -1;
     ptrdiff_t a_ct = a.chat_type ? a.chat_type - p : -1;
@@ -104,7 +53,7 @@ static int parse_n(const char *body, size_t len, unsigned ntok, tg_update_info_t
         !view_inside(a.chat_type, a.chat_type_len, p, len))
         stray_views++;
 
-    const char *q = guard_place(body, len, true);
+    const char *q = tap_guard_copy(&guard, body, len, TAP_GUARD_END | TAP_GUARD_RO);
     int rb = tg_update_parse(q, len, &s, out);
     if (!view_inside(out->type_name, out->type_name_len, q, len) ||
         !view_inside(out->chat_type, out->chat_type_len, q, len))
@@ -116,7 +65,7 @@ static int parse_n(const char *body, size_t len, unsigned ntok, tg_update_info_t
         a.chat_id != out->chat_id || a_ct != b_ct || a.chat_type_len != out->chat_type_len ||
         a.has_from != out->has_from || a.from_id != out->from_id) {
         placement_mismatches++;
-        diag("placement changes the result of %.60s", body);
+        tap_diag("placement changes the result of %.60s", body);
     }
     return rb;
 }
@@ -373,12 +322,12 @@ static void test_wants(void)
                     u.has_chat == w->has_chat && u.chat_id == w->chat_id &&
                     view_is(u.chat_type, u.chat_type_len, w->chat_type) &&
                     u.has_from == w->has_from && u.from_id == w->from_id;
-        if (!ok(good, "%s", w->name))
-            diag("rc %d id %lld type %d name %.*s chat %d %lld %.*s from %d %lld", rc,
-                 (long long)u.update_id, u.type, (int)u.type_name_len,
-                 u.type_name ? u.type_name : "", u.has_chat, (long long)u.chat_id,
-                 (int)u.chat_type_len, u.chat_type ? u.chat_type : "", u.has_from,
-                 (long long)u.from_id);
+        if (!tap_ok(good, "%s", w->name))
+            tap_diag("rc %d id %lld type %d name %.*s chat %d %lld %.*s from %d %lld", rc,
+                     (long long)u.update_id, u.type, (int)u.type_name_len,
+                     u.type_name ? u.type_name : "", u.has_chat, (long long)u.chat_id,
+                     (int)u.chat_type_len, u.chat_type ? u.chat_type : "", u.has_from,
+                     (long long)u.from_id);
 
         /* No proper prefix of an object is one: every truncation is malformed. */
         size_t end = len;
@@ -388,7 +337,7 @@ static void test_wants(void)
         for (size_t n = 0; n < end; n++)
             if (parse(w->body, n, &u) != -EBADMSG)
                 bad++;
-        ok(bad == 0, "every truncation of \"%s\" is -EBADMSG (%d are not)", w->name, bad);
+        tap_ok(bad == 0, "every truncation of \"%s\" is -EBADMSG (%d are not)", w->name, bad);
     }
 }
 
@@ -561,12 +510,12 @@ static void test_malformed(void)
     for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
         const struct body *b = &malformed[i];
         int rc = parse(b->s, b->len, &u);
-        ok(rc == -EBADMSG, "refused: %s (rc %d)", b->name, rc);
+        tap_ok(rc == -EBADMSG, "refused: %s (rc %d)", b->name, rc);
     }
     for (size_t i = 0; i < sizeof(wellformed) / sizeof(wellformed[0]); i++) {
         const struct body *b = &wellformed[i];
         int rc = parse(b->s, b->len, &u);
-        ok(rc == 0 && u.update_id == 1, "accepted: %s (rc %d)", b->name, rc);
+        tap_ok(rc == 0 && u.update_id == 1, "accepted: %s (rc %d)", b->name, rc);
     }
 }
 
@@ -609,8 +558,8 @@ static void test_update_id(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         tg_update_info_t u;
         int rc = parse(cases[i].body, strlen(cases[i].body), &u);
-        ok(rc == cases[i].rc && (rc != 0 || u.update_id == cases[i].id), "%s -> %d (got %d)",
-           cases[i].body, cases[i].rc, rc);
+        tap_ok(rc == cases[i].rc && (rc != 0 || u.update_id == cases[i].id), "%s -> %d (got %d)",
+               cases[i].body, cases[i].rc, rc);
     }
 }
 
@@ -621,25 +570,26 @@ static void test_tokens(void)
     tg_update_info_t u;
     /* 1 object + 2 keys + 1 number + 1 object + 1 key + 1 array + 3 numbers = 10 tokens */
     static const char b[] = "{\"update_id\":5,\"poll\":{\"a\":[1,2,3]}}";
-    ok(parse_n(b, sizeof(b) - 1, 10, &u) == 0 && u.type == TG_UPDATE_POLL, "exactly enough tokens");
-    ok(parse_n(b, sizeof(b) - 1, 9, &u) == -E2BIG, "one token short is -E2BIG");
-    ok(parse_n(b, sizeof(b) - 1, 1, &u) == -E2BIG, "one token is -E2BIG");
-    ok(parse_n(b, sizeof(b) - 1, 0, &u) == -E2BIG, "no tokens is -E2BIG");
+    tap_ok(parse_n(b, sizeof(b) - 1, 10, &u) == 0 && u.type == TG_UPDATE_POLL,
+           "exactly enough tokens");
+    tap_ok(parse_n(b, sizeof(b) - 1, 9, &u) == -E2BIG, "one token short is -E2BIG");
+    tap_ok(parse_n(b, sizeof(b) - 1, 1, &u) == -E2BIG, "one token is -E2BIG");
+    tap_ok(parse_n(b, sizeof(b) - 1, 0, &u) == -E2BIG, "no tokens is -E2BIG");
 
     tg_json_scratch_t none = {NULL, 0};
-    ok(tg_update_parse(b, sizeof(b) - 1, &none, &u) == -E2BIG, "no token array is -E2BIG");
+    tap_ok(tg_update_parse(b, sizeof(b) - 1, &none, &u) == -E2BIG, "no token array is -E2BIG");
 
     /*
      * Tokens run out while jsmn is still reading, before the walk that catches
      * what jsmn lets through, so only an error jsmn sees itself comes first.
      */
     static const char early[] = "{\"update_id\":5,x\"poll\":{\"a\":[1,2,3]}}";
-    ok(parse_n(early, sizeof(early) - 1, 4, &u) == -EBADMSG,
-       "an error jsmn sees before the tokens run out is -EBADMSG");
+    tap_ok(parse_n(early, sizeof(early) - 1, 4, &u) == -EBADMSG,
+           "an error jsmn sees before the tokens run out is -EBADMSG");
     static const char late[] = "{\"update_id\":5,,\"poll\":{\"a\":[1,2,3]}}";
-    ok(parse_n(late, sizeof(late) - 1, 4, &u) == -E2BIG &&
-           parse_n(late, sizeof(late) - 1, 10, &u) == -EBADMSG,
-       "a double comma with too few tokens is -E2BIG, with enough -EBADMSG");
+    tap_ok(parse_n(late, sizeof(late) - 1, 4, &u) == -E2BIG &&
+               parse_n(late, sizeof(late) - 1, 10, &u) == -EBADMSG,
+           "a double comma with too few tokens is -E2BIG, with enough -EBADMSG");
 
     /* Many tokens: a long flat array. */
     size_t n = 100000, len = 0;
@@ -651,11 +601,11 @@ static void test_tokens(void)
     }
     big[len++] = '}';
     unsigned need = (unsigned)(n + 5);
-    ok(parse_n(big, len, need, &u) == 0 && u.update_id == 3 && u.type == TG_UPDATE_OTHER &&
-           u.type_name == NULL,
-       "%u tokens fit in %u", need, need);
-    ok(parse_n(big, len, need - 1, &u) == -E2BIG, "%u tokens do not fit in %u", need, need - 1);
-    ok(parse_n(big, len, 64, &u) == -E2BIG, "%u tokens do not fit in 64", need);
+    tap_ok(parse_n(big, len, need, &u) == 0 && u.update_id == 3 && u.type == TG_UPDATE_OTHER &&
+               u.type_name == NULL,
+           "%u tokens fit in %u", need, need);
+    tap_ok(parse_n(big, len, need - 1, &u) == -E2BIG, "%u tokens do not fit in %u", need, need - 1);
+    tap_ok(parse_n(big, len, 64, &u) == -E2BIG, "%u tokens do not fit in 64", need);
     free(big);
 }
 
@@ -689,36 +639,36 @@ static void test_nesting(void)
     /* The update object is level 1, so 63 arrays inside it make 64 levels. */
     s = nest("{\"update_id\":4,\"x\":", "[", 63, "1", "]", ",\"message\":{\"chat\":{\"id\":2}}}",
              &len);
-    ok(parse(s, len, &u) == 0 && u.type == TG_UPDATE_MESSAGE && u.chat_id == 2,
-       "64 levels of nesting are accepted");
+    tap_ok(parse(s, len, &u) == 0 && u.type == TG_UPDATE_MESSAGE && u.chat_id == 2,
+           "64 levels of nesting are accepted");
     free(s);
 
     s = nest("{\"update_id\":4,\"x\":", "[", 64, "1", "]", "}", &len);
-    ok(parse(s, len, &u) == -EBADMSG, "65 levels of nesting are refused");
+    tap_ok(parse(s, len, &u) == -EBADMSG, "65 levels of nesting are refused");
     free(s);
 
     s = nest("{\"update_id\":4,\"message\":{\"x\":", "{\"a\":", 61, "{}", "}",
              ",\"chat\":{\"id\":2,\"type\":\"group\"},\"from\":{\"id\":3}}}", &len);
-    ok(parse(s, len, &u) == 0 && u.chat_id == 2 && view_is(u.chat_type, u.chat_type_len, "group") &&
-           u.from_id == 3,
-       "64 levels of objects inside the payload");
+    tap_ok(parse(s, len, &u) == 0 && u.chat_id == 2 &&
+               view_is(u.chat_type, u.chat_type_len, "group") && u.from_id == 3,
+           "64 levels of objects inside the payload");
     free(s);
 
     s = nest("{\"update_id\":4,\"message\":", "{\"chat\":", 62, "{\"id\":1}", "}", "}", &len);
-    ok(parse(s, len, &u) == 0 && u.type == TG_UPDATE_MESSAGE && !u.has_chat,
-       "nested chat objects are not the chat");
+    tap_ok(parse(s, len, &u) == 0 && u.type == TG_UPDATE_MESSAGE && !u.has_chat,
+           "nested chat objects are not the chat");
     free(s);
 
     s = nest("{\"update_id\":4,\"x\":", "[", deep, "1", "]", "}", &len);
-    ok(parse(s, len, &u) == -EBADMSG, "%zu levels of arrays are refused", deep);
+    tap_ok(parse(s, len, &u) == -EBADMSG, "%zu levels of arrays are refused", deep);
     free(s);
 
     s = nest("{\"update_id\":4,\"x\":", "{\"a\":", deep, "{}", "}", "}", &len);
-    ok(parse(s, len, &u) == -EBADMSG, "%zu levels of objects are refused", deep);
+    tap_ok(parse(s, len, &u) == -EBADMSG, "%zu levels of objects are refused", deep);
     free(s);
 
     s = nest("{\"update_id\":4,\"x\":", "[", deep, "", "}", "}", &len);
-    ok(parse(s, len, &u) == -EBADMSG, "%zu arrays closed by braces are refused", deep);
+    tap_ok(parse(s, len, &u) == -EBADMSG, "%zu arrays closed by braces are refused", deep);
     free(s);
 
     /* Many deep but allowed subtrees: jsmn's cost per closing bracket grows with depth. */
@@ -731,7 +681,7 @@ static void test_nesting(void)
         memcpy(s + len, one, onelen);
     len--; /* the last comma */
     len += (size_t)sprintf(s + len, "]}");
-    ok(parse(s, len, &u) == 0 && u.update_id == 4, "%zu subtrees 64 levels deep", blocks);
+    tap_ok(parse(s, len, &u) == 0 && u.update_id == 4, "%zu subtrees 64 levels deep", blocks);
     free(s);
     free(one);
 
@@ -746,13 +696,13 @@ static void test_nesting(void)
     int rc = parse(s, len, &u);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    ok(rc == -EBADMSG && secs < 2.0, "%zu levels after a quote in a primitive: rc %d in %.3f s",
-       hidden, rc, secs);
+    tap_ok(rc == -EBADMSG && secs < 2.0, "%zu levels after a quote in a primitive: rc %d in %.3f s",
+           hidden, rc, secs);
     free(s);
 
     /* Brackets inside strings do not nest, escaped quotes do not end the string. */
     s = nest("{\"update_id\":4,\"x\":\"\\\"", "[{", 1000, "\\\\", "}]", "\"}", &len);
-    ok(parse(s, len, &u) == 0 && u.update_id == 4, "brackets inside a string do not count");
+    tap_ok(parse(s, len, &u) == 0 && u.update_id == 4, "brackets inside a string do not count");
     free(s);
 }
 
@@ -768,17 +718,17 @@ static void test_type_names(void)
         tg_update_info_t u;
         if (parse(body, (size_t)len, &u) != 0 || u.type != (tg_update_type_t)t ||
             !view_is(u.type_name, u.type_name_len, name)) {
-            diag("type %d (%s) does not round-trip", t, name);
+            tap_diag("type %d (%s) does not round-trip", t, name);
             bad++;
         }
     }
-    ok(bad == 0, "every type name parses back to its type");
-    ok(strcmp(tg_update_type_name(TG_UPDATE_OTHER), "other") == 0, "OTHER is \"other\"");
-    ok(strcmp(tg_update_type_name(TG_UPDATE__COUNT), "other") == 0 &&
-           strcmp(tg_update_type_name((tg_update_type_t)-1), "other") == 0,
-       "out-of-range types are \"other\"");
-    ok(strcmp(tg_update_type_name(TG_UPDATE_CALLBACK_QUERY), "callback_query") == 0,
-       "CALLBACK_QUERY is \"callback_query\"");
+    tap_ok(bad == 0, "every type name parses back to its type");
+    tap_ok(strcmp(tg_update_type_name(TG_UPDATE_OTHER), "other") == 0, "OTHER is \"other\"");
+    tap_ok(strcmp(tg_update_type_name(TG_UPDATE__COUNT), "other") == 0 &&
+               strcmp(tg_update_type_name((tg_update_type_t)-1), "other") == 0,
+           "out-of-range types are \"other\"");
+    tap_ok(strcmp(tg_update_type_name(TG_UPDATE_CALLBACK_QUERY), "callback_query") == 0,
+           "CALLBACK_QUERY is \"callback_query\"");
 }
 
 static void test_out_on_error(void)
@@ -788,13 +738,12 @@ static void test_out_on_error(void)
     static const char b[] =
         "{\"message\":{\"chat\":{\"id\":1},\"from\":{\"id\":2}},\"update_id\":-1}";
     int rc = parse(b, sizeof(b) - 1, &u);
-    ok(rc == -EBADMSG && u.update_id == 0 && u.type_name == NULL && !u.has_chat && !u.has_from,
-       "on error the output is cleared");
+    tap_ok(rc == -EBADMSG && u.update_id == 0 && u.type_name == NULL && !u.has_chat && !u.has_from,
+           "on error the output is cleared");
 }
 
 int main(void)
 {
-    pagesz = (size_t)sysconf(_SC_PAGESIZE);
     test_wants();
     test_malformed();
     test_update_id();
@@ -802,9 +751,8 @@ int main(void)
     test_nesting();
     test_type_names();
     test_out_on_error();
-    ok(placement_mismatches == 0, "results do not depend on where the body sits (%d differ)",
-       placement_mismatches);
-    ok(stray_views == 0, "every view lies inside its body (%d do not)", stray_views);
-    printf("1..%d\n", ntest);
-    return nfail != 0;
+    tap_ok(placement_mismatches == 0, "results do not depend on where the body sits (%d differ)",
+           placement_mismatches);
+    tap_ok(stray_views == 0, "every view lies inside its body (%d do not)", stray_views);
+    return tap_done();
 }

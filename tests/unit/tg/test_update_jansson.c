@@ -21,27 +21,11 @@
  * Usage: test_update_jansson DIR
  */
 #include "../../../src/tg/update.c"
+#include "tap.h"
 
-#include <dirent.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static int ntest, nfail;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        nfail++;
-    return cond;
-}
 
 static jsmntok_t *toks;
 static size_t ntoks;
@@ -98,43 +82,27 @@ static enum verdict judge(const char *s, size_t len, int *ours, char *why, size_
     return (*ours >= 0) == valid ? AGREE : DISAGREE;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL || n < 0 || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static const unsigned char subst[] = {',', ':', '"',  '{', '}', '[',  ']',  '0',  '-',  '.',
                                       'e', ' ', '\\', 'u', 'x', 0x00, 0x1f, 0x80, 0xC3, 0xFF};
 
-static void check_file(const char *path, long *valid, long *invalid)
+/* Files whose verdicts agree, by that verdict. */
+static long n_valid, n_invalid;
+
+static void check_file(const char *path, void *arg)
 {
     size_t len = 0;
-    char *buf = read_file(path, &len);
-    if (!ok(buf != NULL, "%s: read", path))
+    char *buf = tap_read_file(path, &len);
+    if (!tap_ok(buf != NULL, "%s: read", path))
         return;
     char why[JSON_ERROR_TEXT_LENGTH + 8];
     int ours;
     enum verdict v = judge(buf, len, &ours, why, sizeof(why));
     if (v == SKIP)
-        printf("ok %d - %s # SKIP jansson: %s\n", ++ntest, path, why);
+        tap_ok(true, "%s # SKIP jansson: %s", path, why);
     else
-        ok(v == AGREE, "%s: ours %d, jansson %s", path, ours, why);
+        tap_ok(v == AGREE, "%s: ours %d, jansson %s", path, ours, why);
     if (v == AGREE)
-        (*(ours >= 0 ? valid : invalid))++;
+        (*(ours >= 0 ? &n_valid : &n_invalid))++;
 
     /* Mutations: the first disagreement is reported, the count of the rest. */
     char *m = malloc(len + 1);
@@ -167,15 +135,10 @@ static void check_file(const char *path, long *valid, long *invalid)
             }
         }
     }
-    if (!ok(bad == 0, "%s: %ld mutations agree", path, total))
-        printf("# %ld disagree, first: %s\n", bad, first);
+    if (!tap_ok(bad == 0, "%s: %ld mutations agree", path, total))
+        tap_diag("%ld disagree, first: %s", bad, first);
     free(m);
     free(buf);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int main(int argc, char **argv)
@@ -184,37 +147,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
         return 2;
     }
-    DIR *d = opendir(argv[1]);
-    if (d == NULL) {
-        printf("not ok 1 - cannot open %s\n1..1\n", argv[1]);
-        return 1;
-    }
-    char **names = NULL;
-    size_t count = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.')
-            continue;
-        names = realloc(names, (count + 1) * sizeof(*names));
-        size_t l = strlen(argv[1]) + strlen(e->d_name) + 2;
-        names[count] = malloc(l);
-        if (names == NULL || names[count] == NULL)
-            abort();
-        snprintf(names[count++], l, "%s/%s", argv[1], e->d_name);
-    }
-    closedir(d);
-    qsort(names, count, sizeof(*names), cmp);
-
-    long valid = 0, invalid = 0;
-    for (size_t i = 0; i < count; i++) {
-        check_file(names[i], &valid, &invalid);
-        free(names[i]);
-    }
-    free(names);
+    tap_walk(argv[1], check_file, NULL);
     free(toks);
     /* A corpus with only one kind of file would make the agreement above hollow. */
-    ok(valid >= 20 && invalid >= 20, "the corpus has valid (%ld) and invalid (%ld) JSON", valid,
-       invalid);
-    printf("# %ld inputs skipped where jansson is stricter than RFC 8259\n", skipped);
-    printf("1..%d\n", ntest);
-    return nfail != 0;
+    tap_ok(n_valid >= 20 && n_invalid >= 20, "the corpus has valid (%ld) and invalid (%ld) JSON",
+           n_valid, n_invalid);
+    tap_diag("%ld inputs skipped where jansson is stricter than RFC 8259", skipped);
+    return tap_done();
 }

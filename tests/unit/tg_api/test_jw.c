@@ -8,28 +8,13 @@
  */
 #define TG_FUZZ_JANSSON 1
 #include "../../fuzz/fuzz_jw.c"
+#include "tap.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int ntest, nfail;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        nfail++;
-    return cond;
-}
 
 /* Writes s[0..len) as a string; the text without quotes in out. Returns finish's result. */
 static int str_body(const char *s, size_t len, char *out, size_t cap)
@@ -86,7 +71,7 @@ static void test_send_message_body(void)
                        "\"callback_data\":\"y\"},{\"text\":\"No\"}]]},"
                        "\"entities\":[{\"type\":\"bold\",\"offset\":0,\"length\":3}],"
                        "\"reply_parameters\":null}";
-    ok(n == (int)strlen(want) && strcmp(buf, want) == 0, "sendMessage body, exact");
+    tap_ok(n == (int)strlen(want) && strcmp(buf, want) == 0, "sendMessage body, exact");
 
     tg_jw_init(&w, buf, sizeof(buf));
     tg_jw_arr_begin(&w);
@@ -100,32 +85,32 @@ static void test_send_message_body(void)
     tg_jw_str(&w, "", 0);
     tg_jw_arr_end(&w);
     n = tg_jw_finish(&w);
-    ok(n > 0 && strcmp(buf, "[-9223372036854775808,9223372036854775807,0,[],{},\"\"]") == 0,
-       "integers at the limits, empty containers and strings: %s", buf);
+    tap_ok(n > 0 && strcmp(buf, "[-9223372036854775808,9223372036854775807,0,[],{},\"\"]") == 0,
+           "integers at the limits, empty containers and strings: %s", buf);
 
     tg_jw_init(&w, buf, sizeof(buf));
     tg_jw_int(&w, 5);
-    ok(tg_jw_finish(&w) == 1 && strcmp(buf, "5") == 0, "a top-level scalar");
+    tap_ok(tg_jw_finish(&w) == 1 && strcmp(buf, "5") == 0, "a top-level scalar");
     tg_jw_init(&w, buf, sizeof(buf));
     tg_jw_obj_begin(&w);
     tg_jw_key(&w, "a\"b\n");
     tg_jw_int(&w, 1);
     tg_jw_obj_end(&w);
-    ok(tg_jw_finish(&w) > 0 && strcmp(buf, "{\"a\\\"b\\n\":1}") == 0, "keys are escaped");
+    tap_ok(tg_jw_finish(&w) > 0 && strcmp(buf, "{\"a\\\"b\\n\":1}") == 0, "keys are escaped");
 }
 
 static void test_escapes(void)
 {
     char out[256];
     str_body("\"\\\n\r\t\b\f\x01\x1f\x7f/", 11, out, sizeof(out));
-    ok(strcmp(out, "\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u001f\x7f/") == 0,
-       "quote, backslash, the short escapes, \\u00XX, DEL and / as they should be: %s", out);
-    ok(str_body("a\0b", 3, out, sizeof(out)) == 10 && strcmp(out, "a\\u0000b") == 0,
-       "NUL becomes \\u0000");
+    tap_ok(strcmp(out, "\\\"\\\\\\n\\r\\t\\b\\f\\u0001\\u001f\x7f/") == 0,
+           "quote, backslash, the short escapes, \\u00XX, DEL and / as they should be: %s", out);
+    tap_ok(str_body("a\0b", 3, out, sizeof(out)) == 10 && strcmp(out, "a\\u0000b") == 0,
+           "NUL becomes \\u0000");
     const char *u = "h\xc3\xa9llo \xe2\x80\xa8\xe2\x80\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd "
                     "\xf4\x8f\xbf\xbf \xed\x9f\xbf \xee\x80\x80";
     str_body(u, strlen(u), out, sizeof(out));
-    ok(strcmp(out, u) == 0, "well-formed UTF-8 passes, U+2028/2029, U+FFFD and U+10FFFF too");
+    tap_ok(strcmp(out, u) == 0, "well-formed UTF-8 passes, U+2028/2029, U+FFFD and U+10FFFF too");
 }
 
 /* Ill-formed UTF-8: input hex, expected output hex, from bytes.decode('utf-8', 'replace'). */
@@ -164,15 +149,15 @@ static void test_replacement(void)
         size_t il = unhex(vectors[i].in, in), wl = unhex(vectors[i].want, want);
         want[wl] = '\0';
         str_body(in, il, out, sizeof(out));
-        ok(strcmp(out, want) == 0, "ill-formed %s", vectors[i].in);
+        tap_ok(strcmp(out, want) == 0, "ill-formed %s", vectors[i].in);
     }
     uint32_t cp;
-    ok(tg_utf8_decode("\xf0\x9f\x98\x80", 4, &cp) == 4 && cp == 0x1F600, "decode: 4 bytes");
-    ok(tg_utf8_decode("\xf0\x9f\x98\x80", 3, &cp) == 3 && cp == 0xFFFD,
-       "decode: a cut sequence is one subpart");
-    ok(tg_utf8_decode("\xe0\x9f\x80", 3, &cp) == 1 && cp == 0xFFFD, "decode: overlong E0");
-    ok(tg_utf8_decode("\xc3\xa9", 2, &cp) == 2 && cp == 0xE9, "decode: 2 bytes");
-    ok(tg_utf8_decode("\x80", 1, &cp) == 1 && cp == 0xFFFD, "decode: a lone continuation");
+    tap_ok(tg_utf8_decode("\xf0\x9f\x98\x80", 4, &cp) == 4 && cp == 0x1F600, "decode: 4 bytes");
+    tap_ok(tg_utf8_decode("\xf0\x9f\x98\x80", 3, &cp) == 3 && cp == 0xFFFD,
+           "decode: a cut sequence is one subpart");
+    tap_ok(tg_utf8_decode("\xe0\x9f\x80", 3, &cp) == 1 && cp == 0xFFFD, "decode: overlong E0");
+    tap_ok(tg_utf8_decode("\xc3\xa9", 2, &cp) == 2 && cp == 0xE9, "decode: 2 bytes");
+    tap_ok(tg_utf8_decode("\x80", 1, &cp) == 1 && cp == 0xFFFD, "decode: a lone continuation");
 }
 
 static void test_misuse(void)
@@ -183,7 +168,7 @@ static void test_misuse(void)
     do {                                                                                           \
         tg_jw_init(&w, buf, sizeof(buf));                                                          \
         calls;                                                                                     \
-        ok(tg_jw_finish(&w) == -EINVAL && buf[0] == '\0', "misuse: %s", name);                     \
+        tap_ok(tg_jw_finish(&w) == -EINVAL && buf[0] == '\0', "misuse: %s", name);                 \
     } while (0)
     MISUSE("nothing written", (void)0);
     MISUSE("a value where a key is due",
@@ -210,13 +195,13 @@ static void test_misuse(void)
         tg_jw_arr_begin(&w);
     for (int i = 0; i < TG_JW_MAX_DEPTH; i++)
         tg_jw_arr_end(&w);
-    ok(tg_jw_finish(&w) == 2 * TG_JW_MAX_DEPTH, "nesting TG_JW_MAX_DEPTH deep works");
+    tap_ok(tg_jw_finish(&w) == 2 * TG_JW_MAX_DEPTH, "nesting TG_JW_MAX_DEPTH deep works");
     tg_jw_init(&w, deep, sizeof(deep));
     for (int i = 0; i <= TG_JW_MAX_DEPTH; i++)
         tg_jw_arr_begin(&w);
     for (int i = 0; i <= TG_JW_MAX_DEPTH; i++)
         tg_jw_arr_end(&w);
-    ok(tg_jw_finish(&w) == -EINVAL, "one deeper is misuse");
+    tap_ok(tg_jw_finish(&w) == -EINVAL, "one deeper is misuse");
 
     /* Objects and arrays nested alternately keep their own comma state. */
     tg_jw_init(&w, buf, sizeof(buf));
@@ -234,8 +219,8 @@ static void test_misuse(void)
     tg_jw_key(&w, "c");
     tg_jw_int(&w, 1);
     tg_jw_obj_end(&w);
-    ok(tg_jw_finish(&w) > 0 && strcmp(buf, "{\"a\":[{},{\"b\":[]}],\"c\":1}") == 0,
-       "commas per level: %s", buf);
+    tap_ok(tg_jw_finish(&w) > 0 && strcmp(buf, "{\"a\":[{},{\"b\":[]}],\"c\":1}") == 0,
+           "commas per level: %s", buf);
 }
 
 /* Builds the sendMessage-like body into buf[0..cap). */
@@ -262,9 +247,10 @@ static void test_overflow(void)
 {
     char ref[256];
     int n = build(ref, sizeof(ref));
-    ok(n == 49 &&
-           strcmp(ref, "{\"chat_id\":5,\"text\":\"a\\nb\xef\xbf\xbd\",\"x\":[true,{},null]}") == 0,
-       "the reference body: %s", ref);
+    tap_ok(n == 49 &&
+               strcmp(ref, "{\"chat_id\":5,\"text\":\"a\\nb\xef\xbf\xbd\",\"x\":[true,{},null]}") ==
+                   0,
+           "the reference body: %s", ref);
     int bad = 0;
     for (size_t cap = 0; cap <= (size_t)n + 1; cap++) {
         char buf[300];
@@ -277,7 +263,8 @@ static void test_overflow(void)
             if (buf[i] != '#')
                 bad++;
     }
-    ok(bad == 0, "at every capacity: -ENOSPC, \"\" and nothing past cap until it fits (%d)", bad);
+    tap_ok(bad == 0, "at every capacity: -ENOSPC, \"\" and nothing past cap until it fits (%d)",
+           bad);
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
@@ -349,8 +336,8 @@ int main(void)
         LLVMFuzzerTestOneInput(in, 1);
         runs++;
     }
-    ok(runs == 20256, "fuzz_jw invariants hold for %u random inputs and every single byte", runs);
+    tap_ok(runs == 20256, "fuzz_jw invariants hold for %u random inputs and every single byte",
+           runs);
 
-    printf("1..%d\n", ntest);
-    return nfail != 0;
+    return tap_done();
 }

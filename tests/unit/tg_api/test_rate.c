@@ -7,29 +7,14 @@
  * the totals must also reach it, so the limiter is not stricter than asked.
  * Then pauses, the wait it reports, clock steps back, and a full table.
  */
+#include "tap.h"
 #include "tg_api.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int ntest, nfail;
-
-static bool ok(bool cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", cond ? "ok" : "not ok", ++ntest);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!cond)
-        nfail++;
-    return cond;
-}
 
 /* ---- config -------------------------------------------------------------------------- */
 
@@ -49,9 +34,9 @@ static void test_parse(void)
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         tg_rate_spec_t sp;
         int rc = tg_rate_spec_parse(good[i].s, &sp);
-        ok(rc == 0 && sp.n == good[i].want.n && sp.period_ms == good[i].want.period_ms &&
-               sp.burst == good[i].want.burst,
-           "parse \"%s\"", good[i].s);
+        tap_ok(rc == 0 && sp.n == good[i].want.n && sp.period_ms == good[i].want.period_ms &&
+                   sp.burst == good[i].want.burst,
+               "parse \"%s\"", good[i].s);
     }
     const char *bad[] = {"",
                          "30",
@@ -84,17 +69,17 @@ static void test_parse(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         tg_rate_spec_t sp = {7, 7, 7};
         int rc = tg_rate_spec_parse(bad[i], &sp);
-        ok(rc == -EINVAL && sp.n == 7 && sp.period_ms == 7 && sp.burst == 7,
-           "refuse \"%s\", output untouched", bad[i]);
+        tap_ok(rc == -EINVAL && sp.n == 7 && sp.period_ms == 7 && sp.burst == 7,
+               "refuse \"%s\", output untouched", bad[i]);
     }
-    ok(tg_rate_spec_parse(NULL, &(tg_rate_spec_t){0}) == -EINVAL, "refuse NULL");
+    tap_ok(tg_rate_spec_parse(NULL, &(tg_rate_spec_t){0}) == -EINVAL, "refuse NULL");
 
     tg_rate_config_t c;
     tg_rate_config_default(&c);
-    ok(c.global.n == 30 && c.global.period_ms == 1000 && c.global.burst == 30 && c.chat.n == 1 &&
-           c.chat.period_ms == 1000 && c.chat.burst == 3 && c.group.n == 20 &&
-           c.group.period_ms == 60000 && c.group.burst == 20 && c.table_size == 65536,
-       "defaults: 30/s burst 30, 1/s burst 3, 20/min burst 20, 65536 entries");
+    tap_ok(c.global.n == 30 && c.global.period_ms == 1000 && c.global.burst == 30 &&
+               c.chat.n == 1 && c.chat.period_ms == 1000 && c.chat.burst == 3 && c.group.n == 20 &&
+               c.group.period_ms == 60000 && c.group.burst == 20 && c.table_size == 65536,
+           "defaults: 30/s burst 30, 1/s burst 3, 20/min burst 20, 65536 entries");
 
     tg_rate_config_t bad_cfg[7];
     const char *why[7] = {"table 100",    "table 32",       "table 2^25",      "global n 0",
@@ -111,12 +96,12 @@ static void test_parse(void)
     for (int i = 0; i < 7; i++) {
         int err = 0;
         tg_rate_t *r = tg_rate_new(&bad_cfg[i], &err);
-        ok(r == NULL && err == -EINVAL, "tg_rate_new refuses %s", why[i]);
+        tap_ok(r == NULL && err == -EINVAL, "tg_rate_new refuses %s", why[i]);
         tg_rate_free(r);
     }
     int err = 1;
     tg_rate_t *r = tg_rate_new(&c, &err);
-    ok(r != NULL && err == 0, "tg_rate_new with the defaults");
+    tap_ok(r != NULL && err == 0, "tg_rate_new with the defaults");
     tg_rate_free(r);
 }
 
@@ -262,25 +247,26 @@ static void test_minutes(void)
 
     int64_t one[] = {5};
     size_t n = run_minute(&c, one, 1, 1, &werr);
-    ok(n == 62, "one private chat asking every ms: 3 at once then 1/s, 62 in the minute (%zu)", n);
-    ok(check_windows("private", &tight) == 0 && tight > 0,
-       "private chat: no window over the bound, some at it (%d)", tight);
-    ok(werr == 0, "private chat: granted exactly when the wait said (%d errors)", werr);
+    tap_ok(n == 62, "one private chat asking every ms: 3 at once then 1/s, 62 in the minute (%zu)",
+           n);
+    tap_ok(check_windows("private", &tight) == 0 && tight > 0,
+           "private chat: no window over the bound, some at it (%d)", tight);
+    tap_ok(werr == 0, "private chat: granted exactly when the wait said (%d errors)", werr);
 
     int64_t grp[] = {-7};
     n = run_minute(&c, grp, 1, 1, &werr);
-    ok(n == 39, "one group asking every ms: %zu in the minute (bound 39)", n);
-    ok(check_windows("group", &tight) == 0 && tight > 0,
-       "group: no window over the chat or group bound (%d at it)", tight);
-    ok(werr == 0, "group: granted exactly when the wait said (%d errors)", werr);
+    tap_ok(n == 39, "one group asking every ms: %zu in the minute (bound 39)", n);
+    tap_ok(check_windows("group", &tight) == 0 && tight > 0,
+           "group: no window over the chat or group bound (%d at it)", tight);
+    tap_ok(werr == 0, "group: granted exactly when the wait said (%d errors)", werr);
 
     int64_t many[100];
     for (int i = 0; i < 100; i++)
         many[i] = i + 1;
     n = run_minute(&c, many, 100, 1, &werr);
-    ok(n == 1829, "100 chats asking every ms: the global bucket, 30 + 1799 (%zu)", n);
-    ok(check_windows("global", &tight) == 0 && tight > 0, "global: no window over the bound");
-    ok(werr == 0, "global: every refusal has a wait >= 1 (%d errors)", werr);
+    tap_ok(n == 1829, "100 chats asking every ms: the global bucket, 30 + 1799 (%zu)", n);
+    tap_ok(check_windows("global", &tight) == 0 && tight > 0, "global: no window over the bound");
+    tap_ok(werr == 0, "global: every refusal has a wait >= 1 (%d errors)", werr);
 
     int64_t mixed[120];
     for (int i = 0; i < 60; i++) {
@@ -288,8 +274,8 @@ static void test_minutes(void)
         mixed[2 * i + 1] = -1001234567000 - i;
     }
     n = run_minute(&c, mixed, 120, 50, &werr);
-    ok(check_windows("mixed", &tight) == 0, "60 chats and 60 groups at random: no window over");
-    ok(n > 1000 && werr == 0, "mixed: %zu grants, waits sane", n);
+    tap_ok(check_windows("mixed", &tight) == 0, "60 chats and 60 groups at random: no window over");
+    tap_ok(n > 1000 && werr == 0, "mixed: %zu grants, waits sane", n);
 
     /* Tighter and looser configurations hold their bounds too. */
     tg_rate_config_t t2 = c;
@@ -298,11 +284,11 @@ static void test_minutes(void)
     t2.group = (tg_rate_spec_t){20, 60000, 1};
     int64_t few[] = {1, -2, 3, -4, 5, 6};
     n = run_minute(&t2, few, 6, 1, &werr);
-    ok(check_windows("tight", &tight) == 0 && n == 1 + 299 && werr == 0,
-       "global 5/s burst 1: 300 in the minute, no window over (%zu)", n);
+    tap_ok(check_windows("tight", &tight) == 0 && n == 1 + 299 && werr == 0,
+           "global 5/s burst 1: 300 in the minute, no window over (%zu)", n);
     n = run_minute(&t2, grp, 1, 1, &werr);
-    ok(check_windows("group burst 1", &tight) == 0 && n == 20 && werr == 0,
-       "group 20/min burst 1: 20 in the minute, one every 3 s (%zu)", n);
+    tap_ok(check_windows("group burst 1", &tight) == 0 && n == 20 && werr == 0,
+           "group 20/min burst 1: 20 in the minute, one every 3 s (%zu)", n);
 }
 
 /* ---- pauses, waits, clock ------------------------------------------------------------- */
@@ -315,63 +301,63 @@ static void test_pauses(void)
     tg_rate_t *r = tg_rate_new(&c, &err);
     int64_t w = -1;
 
-    ok(tg_rate_try(r, 7, 0, &w) && w == 0, "chat 7 passes");
-    ok(tg_rate_pause_chat(r, 7, 5000) == 0, "pause chat 7 until 5000");
-    ok(!tg_rate_try(r, 7, 100, &w) && w == 4900, "chat 7 waits 4900 (%lld)", (long long)w);
-    ok(tg_rate_try(r, 8, 100, &w), "chat 8 is not paused");
-    ok(!tg_rate_try(r, 7, 4999, &w) && w == 1, "chat 7 at 4999 waits 1");
-    ok(tg_rate_try(r, 7, 5000, &w), "chat 7 passes at 5000");
+    tap_ok(tg_rate_try(r, 7, 0, &w) && w == 0, "chat 7 passes");
+    tap_ok(tg_rate_pause_chat(r, 7, 5000) == 0, "pause chat 7 until 5000");
+    tap_ok(!tg_rate_try(r, 7, 100, &w) && w == 4900, "chat 7 waits 4900 (%lld)", (long long)w);
+    tap_ok(tg_rate_try(r, 8, 100, &w), "chat 8 is not paused");
+    tap_ok(!tg_rate_try(r, 7, 4999, &w) && w == 1, "chat 7 at 4999 waits 1");
+    tap_ok(tg_rate_try(r, 7, 5000, &w), "chat 7 passes at 5000");
     tg_rate_pause_chat(r, 7, 10000);
     tg_rate_pause_chat(r, 7, 8000);
-    ok(!tg_rate_try(r, 7, 9000, &w) && w == 1000, "a shorter pause does not shorten one");
-    ok(tg_rate_pause_chat(r, 0, 1) == -EINVAL, "pausing chat 0 is -EINVAL");
+    tap_ok(!tg_rate_try(r, 7, 9000, &w) && w == 1000, "a shorter pause does not shorten one");
+    tap_ok(tg_rate_pause_chat(r, 0, 1) == -EINVAL, "pausing chat 0 is -EINVAL");
 
     /* A new chat that is paused before it ever sent. */
-    ok(tg_rate_pause_chat(r, 77, 12000) == 0 && !tg_rate_try(r, 77, 11000, &w) && w == 1000,
-       "a chat paused before its first message waits");
+    tap_ok(tg_rate_pause_chat(r, 77, 12000) == 0 && !tg_rate_try(r, 77, 11000, &w) && w == 1000,
+           "a chat paused before its first message waits");
 
     tg_rate_pause_all(r, 20000);
     tg_rate_pause_all(r, 15000);
-    ok(!tg_rate_try(r, 9, 15000, &w) && w == 5000, "pause_all holds every chat (%lld)",
-       (long long)w);
-    ok(!tg_rate_try(r, 0, 15000, &w) && w == 5000, "and chat 0");
-    ok(tg_rate_try(r, 9, 20000, &w) && tg_rate_try(r, 0, 20000, &w), "both pass at 20000");
+    tap_ok(!tg_rate_try(r, 9, 15000, &w) && w == 5000, "pause_all holds every chat (%lld)",
+           (long long)w);
+    tap_ok(!tg_rate_try(r, 0, 15000, &w) && w == 5000, "and chat 0");
+    tap_ok(tg_rate_try(r, 9, 20000, &w) && tg_rate_try(r, 0, 20000, &w), "both pass at 20000");
 
     /* The wait is the longest of what holds the chat back. */
-    ok(tg_rate_try(r, 11, 30000, &w) && tg_rate_try(r, 11, 30000, &w) &&
-           tg_rate_try(r, 11, 30000, &w),
-       "chat 11 spends its burst");
+    tap_ok(tg_rate_try(r, 11, 30000, &w) && tg_rate_try(r, 11, 30000, &w) &&
+               tg_rate_try(r, 11, 30000, &w),
+           "chat 11 spends its burst");
     tg_rate_pause_chat(r, 11, 30500);
-    ok(!tg_rate_try(r, 11, 30000, &w) && w == 1000, "bucket wait 1000 beats pause 500");
+    tap_ok(!tg_rate_try(r, 11, 30000, &w) && w == 1000, "bucket wait 1000 beats pause 500");
     tg_rate_pause_chat(r, 11, 32000);
-    ok(!tg_rate_try(r, 11, 30000, &w) && w == 2000, "pause 2000 beats bucket wait 1000");
+    tap_ok(!tg_rate_try(r, 11, 30000, &w) && w == 2000, "pause 2000 beats bucket wait 1000");
     for (int i = 0; i < 5; i++)
         tg_rate_try(r, 11, 30000, &w);
-    ok(w == 2000, "refusals take nothing");
+    tap_ok(w == 2000, "refusals take nothing");
 
     /* The clock stepping back counts as the latest time seen. */
-    ok(tg_rate_try(r, 12, 40000, &w) && tg_rate_try(r, 12, 40000, &w) &&
-           tg_rate_try(r, 12, 40000, &w) && !tg_rate_try(r, 12, 39000, &w) && w == 1000,
-       "a time before the last counts as the last (%lld)", (long long)w);
-    ok(!tg_rate_try(r, 12, 40999, &w) && tg_rate_try(r, 12, 41000, &w),
-       "and the refill goes on from there");
+    tap_ok(tg_rate_try(r, 12, 40000, &w) && tg_rate_try(r, 12, 40000, &w) &&
+               tg_rate_try(r, 12, 40000, &w) && !tg_rate_try(r, 12, 39000, &w) && w == 1000,
+           "a time before the last counts as the last (%lld)", (long long)w);
+    tap_ok(!tg_rate_try(r, 12, 40999, &w) && tg_rate_try(r, 12, 41000, &w),
+           "and the refill goes on from there");
 
     /* Chat 0 uses the global bucket only: 30 at once, then one per 34 ms. */
     int g = 0;
     while (tg_rate_try(r, 0, 50000, &w))
         g++;
-    ok(g == 30 && w == 34, "chat 0: 30 at once, then wait 34 ms (%d, %lld)", g, (long long)w);
+    tap_ok(g == 30 && w == 34, "chat 0: 30 at once, then wait 34 ms (%d, %lld)", g, (long long)w);
 
     /* Extreme clocks: no overflow (UBSan watches), sane answers. */
-    ok(tg_rate_try(r, 13, INT64_MAX - 10, &w), "a clock near INT64_MAX");
+    tap_ok(tg_rate_try(r, 13, INT64_MAX - 10, &w), "a clock near INT64_MAX");
     tg_rate_pause_all(r, INT64_MAX);
-    ok(!tg_rate_try(r, 13, INT64_MAX - 5, &w) && w == 5, "a pause until INT64_MAX");
+    tap_ok(!tg_rate_try(r, 13, INT64_MAX - 5, &w) && w == 5, "a pause until INT64_MAX");
     tg_rate_free(r);
 
     r = tg_rate_new(&c, &err);
     tg_rate_pause_chat(r, 5, INT64_MAX);
-    ok(!tg_rate_try(r, 5, INT64_MIN, &w) && w == INT64_MAX, "INT64_MIN to INT64_MAX saturates");
-    ok(tg_rate_try(r, -5, -1000000, &w), "negative clocks work");
+    tap_ok(!tg_rate_try(r, 5, INT64_MIN, &w) && w == INT64_MAX, "INT64_MIN to INT64_MAX saturates");
+    tap_ok(tg_rate_try(r, -5, -1000000, &w), "negative clocks work");
     tg_rate_free(r);
 }
 
@@ -386,7 +372,7 @@ static void test_full_table(void)
     int64_t w;
 
     bool burst = tg_rate_try(r, 1, 0, &w) && tg_rate_try(r, 1, 0, &w) && tg_rate_try(r, 1, 0, &w);
-    ok(burst, "chat 1 spends its burst at 0");
+    tap_ok(burst, "chat 1 spends its burst at 0");
     int granted = 0, full = 0, bad_wait = 0;
     for (int64_t chat = 2; chat < 400; chat++) {
         if (tg_rate_try(r, chat, 0, &w))
@@ -398,26 +384,26 @@ static void test_full_table(void)
     }
     tg_rate_stats_t st;
     tg_rate_stats(r, &st);
-    ok(st.entries == 64 && granted == 63 && full == 398 - 63,
-       "a 64-entry table holds 64 busy chats, refuses the rest (%u, %d, %d)", st.entries, granted,
-       full);
-    ok(bad_wait == 0 && st.refused_full == (uint64_t)full,
-       "refused with the wait until a slot frees: 1000 ms");
-    ok(!tg_rate_try(r, 1, 1, &w) && w == 999, "a busy chat is never forgotten (%lld)",
-       (long long)w);
-    ok(tg_rate_pause_chat(r, 100000, 5000) == -ENOSPC, "pausing a new chat in a full table");
+    tap_ok(st.entries == 64 && granted == 63 && full == 398 - 63,
+           "a 64-entry table holds 64 busy chats, refuses the rest (%u, %d, %d)", st.entries,
+           granted, full);
+    tap_ok(bad_wait == 0 && st.refused_full == (uint64_t)full,
+           "refused with the wait until a slot frees: 1000 ms");
+    tap_ok(!tg_rate_try(r, 1, 1, &w) && w == 999, "a busy chat is never forgotten (%lld)",
+           (long long)w);
+    tap_ok(tg_rate_pause_chat(r, 100000, 5000) == -ENOSPC, "pausing a new chat in a full table");
 
-    ok(!tg_rate_try(r, 100001, 999, &w) && w == 1,
-       "1 ms before the busy chats refill, still no slot (wait %lld)", (long long)w);
+    tap_ok(!tg_rate_try(r, 100001, 999, &w) && w == 1,
+           "1 ms before the busy chats refill, still no slot (wait %lld)", (long long)w);
     granted = 0;
     for (int64_t chat = 1000; chat < 1100; chat++)
         granted += tg_rate_try(r, chat, 1000, &w);
     tg_rate_stats(r, &st);
-    ok(granted == 63 && st.reclaimed == 63 && st.entries == 64,
-       "at 1000 the idle chats' slots are reused (%d granted, %llu reclaimed)", granted,
-       (unsigned long long)st.reclaimed);
-    ok(tg_rate_try(r, 1, 1000, &w), "chat 1 kept its slot and has one token at 1000");
-    ok(!tg_rate_try(r, 1, 1000, &w) && w == 1000, "and only one");
+    tap_ok(granted == 63 && st.reclaimed == 63 && st.entries == 64,
+           "at 1000 the idle chats' slots are reused (%d granted, %llu reclaimed)", granted,
+           (unsigned long long)st.reclaimed);
+    tap_ok(tg_rate_try(r, 1, 1000, &w), "chat 1 kept its slot and has one token at 1000");
+    tap_ok(!tg_rate_try(r, 1, 1000, &w) && w == 1000, "and only one");
     tg_rate_free(r);
 }
 
@@ -427,6 +413,5 @@ int main(void)
     test_minutes();
     test_pauses();
     test_full_table();
-    printf("1..%d\n", ntest);
-    return nfail != 0;
+    return tap_done();
 }

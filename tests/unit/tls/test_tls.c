@@ -11,6 +11,7 @@
  * argv[1] is that script. Without openssl the test skips (exit 77).
  */
 #include "log.h"
+#include "tap.h"
 #include "tls.h"
 
 #include <bearssl.h>
@@ -21,16 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int ntests, nfail;
 static char dir[256];
-
-static void ok(int cond, const char *what)
-{
-    ntests++;
-    if (!cond)
-        nfail++;
-    printf("%sok %d - %s\n", cond ? "" : "not ", ntests, what);
-}
 
 /* ---- files ---- */
 
@@ -136,8 +128,8 @@ static void test_anchors(void)
     char *b = slurp("other-ca.pem", &lb);
 
     tls_ctx_t *ctx = tls_ctx_new(path_of("ca.pem"), &err);
-    ok(ctx != NULL && tls_ctx_info(ctx).anchors == 1 && tls_ctx_info(ctx).skipped == 0,
-       "one CA file gives one anchor");
+    tap_ok(ctx != NULL && tls_ctx_info(ctx).anchors == 1 && tls_ctx_info(ctx).skipped == 0,
+           "one CA file gives one anchor");
     tls_ctx_free(ctx);
 
     /* A certificate whose base64 is fine but whose DER is garbage, in the middle. */
@@ -153,9 +145,9 @@ static void test_anchors(void)
     write_file("bundle-garbage.pem", bundle, n);
     err = 0;
     ctx = tls_ctx_new(path_of("bundle-garbage.pem"), &err);
-    ok(ctx != NULL, "bundle with a garbage certificate in the middle still loads");
-    ok(ctx != NULL && tls_ctx_info(ctx).anchors == 2, "... the two good certificates");
-    ok(ctx != NULL && tls_ctx_info(ctx).skipped == 1, "... and reports one skipped");
+    tap_ok(ctx != NULL, "bundle with a garbage certificate in the middle still loads");
+    tap_ok(ctx != NULL && tls_ctx_info(ctx).anchors == 2, "... the two good certificates");
+    tap_ok(ctx != NULL && tls_ctx_info(ctx).skipped == 1, "... and reports one skipped");
     tls_ctx_free(ctx);
 
     /* Broken base64 in the middle object: the PEM decoder itself fails there. */
@@ -167,8 +159,8 @@ static void test_anchors(void)
     memcpy(bundle + n, badb64, sizeof(badb64) - 1), n += sizeof(badb64) - 1;
     memcpy(bundle + n, b, lb), n += lb;
     ctx = tls_ctx_new_pem(bundle, n, "memory", &err);
-    ok(ctx != NULL && tls_ctx_info(ctx).anchors == 2 && tls_ctx_info(ctx).skipped == 1,
-       "broken base64 in the middle: two anchors, one skipped");
+    tap_ok(ctx != NULL && tls_ctx_info(ctx).anchors == 2 && tls_ctx_info(ctx).skipped == 1,
+           "broken base64 in the middle: two anchors, one skipped");
     tls_ctx_free(ctx);
 
     /* Text around objects, a private key object, and no final newline. */
@@ -178,37 +170,37 @@ static void test_anchors(void)
     memcpy(bundle + n, "comment line\n", 13), n += 13;
     memcpy(bundle + n, a, la - 1), n += la - 1; /* without its last newline */
     ctx = tls_ctx_new_pem(bundle, n, "memory", &err);
-    ok(ctx != NULL && tls_ctx_info(ctx).anchors == 1, "final END line without a newline");
+    tap_ok(ctx != NULL && tls_ctx_info(ctx).anchors == 1, "final END line without a newline");
     tls_ctx_free(ctx);
     err = 0;
     ctx = tls_ctx_new_pem(key, lk, "memory", &err);
-    ok(ctx == NULL && err == -ENOKEY, "only a private key: -ENOKEY");
+    tap_ok(ctx == NULL && err == -ENOKEY, "only a private key: -ENOKEY");
     free(key);
 
     err = 0;
     ctx = tls_ctx_new_pem(garbage, sizeof(garbage) - 1, "memory", &err);
-    ok(ctx == NULL && err == -ENOKEY, "only garbage: -ENOKEY");
+    tap_ok(ctx == NULL && err == -ENOKEY, "only garbage: -ENOKEY");
     err = 0;
     ctx = tls_ctx_new_pem("", 0, "memory", &err);
-    ok(ctx == NULL && err == -ENOKEY, "empty bundle: -ENOKEY");
+    tap_ok(ctx == NULL && err == -ENOKEY, "empty bundle: -ENOKEY");
     err = 0;
     ctx = tls_ctx_new(path_of("does-not-exist.pem"), &err);
-    ok(ctx == NULL && err == -ENOENT, "missing file: -ENOENT");
+    tap_ok(ctx == NULL && err == -ENOENT, "missing file: -ENOENT");
     err = 0;
     ctx = tls_ctx_new(dir, &err);
-    ok(ctx == NULL && err == -EINVAL, "a directory: -EINVAL");
+    tap_ok(ctx == NULL && err == -EINVAL, "a directory: -EINVAL");
 
     struct stat st;
     if (stat(TLS_DEFAULT_CA_FILE, &st) == 0) {
         err = 0;
         ctx = tls_ctx_new(NULL, &err);
-        ok(ctx != NULL && tls_ctx_info(ctx).anchors > 50, "the system bundle loads");
+        tap_ok(ctx != NULL && tls_ctx_info(ctx).anchors > 50, "the system bundle loads");
         if (ctx != NULL)
             printf("# system bundle: %zu anchors, %zu skipped\n", tls_ctx_info(ctx).anchors,
                    tls_ctx_info(ctx).skipped);
         tls_ctx_free(ctx);
     } else {
-        ok(1, "# SKIP no system bundle");
+        tap_ok(1, "# SKIP no system bundle");
     }
     free(bundle);
     free(a);
@@ -375,51 +367,51 @@ static void test_handshakes(void)
     int err = 0;
     tls_ctx_t *ctx = tls_ctx_new(path_of("ca.pem"), &err);
     if (ctx == NULL) {
-        ok(0, "context for handshakes");
+        tap_ok(0, "context for handshakes");
         return;
     }
     bool resumed = true, echoed = false;
     int e = handshake(ctx, "localhost", "server.pem", "server.key", false, &resumed, &echoed);
-    ok(e == 0 && echoed, "EC certificate: handshake and data both ways");
-    ok(!resumed, "... a full handshake the first time");
+    tap_ok(e == 0 && echoed, "EC certificate: handshake and data both ways");
+    tap_ok(!resumed, "... a full handshake the first time");
 
     resumed = false;
     echoed = false;
     e = handshake(ctx, "localhost", "server.pem", "server.key", true, &resumed, &echoed);
-    ok(e == 0 && echoed && resumed, "second connection resumes the cached session");
+    tap_ok(e == 0 && echoed && resumed, "second connection resumes the cached session");
 
     hs_port = 8443;
     resumed = true;
     e = handshake(ctx, "localhost", "server.pem", "server.key", true, &resumed, NULL);
-    ok(e == 0 && !resumed, "the same name on another port: its own, full handshake");
+    tap_ok(e == 0 && !resumed, "the same name on another port: its own, full handshake");
     hs_port = 443;
 
     tls_ctx_flush_sessions(ctx);
     resumed = true;
     e = handshake(ctx, "localhost", "server.pem", "server.key", true, &resumed, NULL);
-    ok(e == 0 && !resumed, "after flushing the cache: a full handshake again");
+    tap_ok(e == 0 && !resumed, "after flushing the cache: a full handshake again");
 
     /* A server that forgot the session: a full handshake, not a failure. */
     resumed = true;
     e = handshake(ctx, "localhost", "server.pem", "server.key", false, &resumed, &echoed);
-    ok(e == 0 && echoed && !resumed, "server without the session: full handshake");
+    tap_ok(e == 0 && echoed && !resumed, "server without the session: full handshake");
 
     tls_ctx_flush_sessions(ctx);
     echoed = false;
     e = handshake(ctx, "localhost", "rsa.pem", "rsa.key", false, NULL, &echoed);
-    ok(e == 0 && echoed, "RSA certificate (ECDHE_RSA)");
+    tap_ok(e == 0 && echoed, "RSA certificate (ECDHE_RSA)");
 
     e = handshake(ctx, "localhost", "other.pem", "other.key", false, NULL, NULL);
-    ok(e == BR_ERR_X509_NOT_TRUSTED, "unknown CA: BR_ERR_X509_NOT_TRUSTED");
-    ok(tls_error_is_certificate(e), "... counted as a certificate error");
+    tap_ok(e == BR_ERR_X509_NOT_TRUSTED, "unknown CA: BR_ERR_X509_NOT_TRUSTED");
+    tap_ok(tls_error_is_certificate(e), "... counted as a certificate error");
 
     e = handshake(ctx, "localhost", "wrong.pem", "server.key", false, NULL, NULL);
-    ok(e == BR_ERR_X509_BAD_SERVER_NAME, "certificate for another name: BAD_SERVER_NAME");
+    tap_ok(e == BR_ERR_X509_BAD_SERVER_NAME, "certificate for another name: BAD_SERVER_NAME");
     e = handshake(ctx, "api.example", "server.pem", "server.key", false, NULL, NULL);
-    ok(e == BR_ERR_X509_BAD_SERVER_NAME, "connecting to another name: BAD_SERVER_NAME");
+    tap_ok(e == BR_ERR_X509_BAD_SERVER_NAME, "connecting to another name: BAD_SERVER_NAME");
 
     e = handshake(ctx, "localhost", "expired.pem", "server.key", false, NULL, NULL);
-    ok(e == BR_ERR_X509_EXPIRED, "expired certificate: BR_ERR_X509_EXPIRED");
+    tap_ok(e == BR_ERR_X509_EXPIRED, "expired certificate: BR_ERR_X509_EXPIRED");
 
     /* A server with only a CBC suite: the client must fail, not fall back. */
     tls_ctx_flush_sessions(ctx);
@@ -430,13 +422,13 @@ static void test_handshakes(void)
         tls_conn_t *cl = tls_conn_new(ctx, "localhost", 443, &err);
         unsigned st = pump(cl, &srv, NULL, NULL, NULL);
         e = tls_conn_error(cl);
-        ok((st & TLS_CLOSED) && e != 0 && !tls_conn_ready(cl),
-           "server offering only CBC: handshake fails");
+        tap_ok((st & TLS_CLOSED) && e != 0 && !tls_conn_ready(cl),
+               "server offering only CBC: handshake fails");
         char msg[160];
         printf("# %s\n", tls_strerror(e, msg, sizeof(msg)));
         tls_conn_free(cl);
     } else {
-        ok(0, "server offering only CBC: server set up");
+        tap_ok(0, "server offering only CBC: server set up");
     }
 
     /* A server that speaks TLS 1.1 at most. */
@@ -446,10 +438,10 @@ static void test_handshakes(void)
         tls_conn_t *cl = tls_conn_new(ctx, "localhost", 443, &err);
         unsigned st = pump(cl, &srv, NULL, NULL, NULL);
         e = tls_conn_error(cl);
-        ok((st & TLS_CLOSED) && e != 0 && !tls_conn_ready(cl), "TLS 1.1 server: refused");
+        tap_ok((st & TLS_CLOSED) && e != 0 && !tls_conn_ready(cl), "TLS 1.1 server: refused");
         tls_conn_free(cl);
     } else {
-        ok(0, "TLS 1.1 server: server set up");
+        tap_ok(0, "TLS 1.1 server: server set up");
     }
 
     /* Close cleanly: close_notify goes out and the engine ends without an error. */
@@ -459,42 +451,42 @@ static void test_handshakes(void)
         bool ready = tls_conn_ready(cl);
         tls_conn_close(cl);
         unsigned st = pump(cl, &srv, NULL, NULL, NULL);
-        ok(ready && (st & TLS_CLOSED) && tls_conn_error(cl) == 0,
-           "clean close: close_notify both ways, no error");
+        tap_ok(ready && (st & TLS_CLOSED) && tls_conn_error(cl) == 0,
+               "clean close: close_notify both ways, no error");
         tls_conn_free(cl);
     }
 
     err = 0;
-    ok(tls_conn_new(ctx, "", 443, &err) == NULL && err == -EINVAL, "empty server name: -EINVAL");
+    tap_ok(tls_conn_new(ctx, "", 443, &err) == NULL && err == -EINVAL,
+           "empty server name: -EINVAL");
     tls_ctx_free(ctx);
 }
 
 static void test_names(void)
 {
     char buf[160];
-    ok(strcmp(tls_error_name(BR_ERR_X509_NOT_TRUSTED), "BR_ERR_X509_NOT_TRUSTED") == 0 &&
-           strcmp(tls_error_text(BR_ERR_X509_NOT_TRUSTED), "certificate not trusted") == 0,
-       "NOT_TRUSTED: name and text");
-    ok(strcmp(tls_error_text(BR_ERR_X509_BAD_SERVER_NAME),
-              "certificate is for another host name") == 0,
-       "BAD_SERVER_NAME text");
-    ok(strcmp(tls_error_name(BR_ERR_X509_EXPIRED), "BR_ERR_X509_EXPIRED") == 0, "EXPIRED name");
+    tap_ok(strcmp(tls_error_name(BR_ERR_X509_NOT_TRUSTED), "BR_ERR_X509_NOT_TRUSTED") == 0 &&
+               strcmp(tls_error_text(BR_ERR_X509_NOT_TRUSTED), "certificate not trusted") == 0,
+           "NOT_TRUSTED: name and text");
+    tap_ok(strcmp(tls_error_text(BR_ERR_X509_BAD_SERVER_NAME),
+                  "certificate is for another host name") == 0,
+           "BAD_SERVER_NAME text");
+    tap_ok(strcmp(tls_error_name(BR_ERR_X509_EXPIRED), "BR_ERR_X509_EXPIRED") == 0, "EXPIRED name");
     tls_strerror(BR_ERR_RECV_FATAL_ALERT + 40, buf, sizeof(buf));
-    ok(strstr(buf, "BR_ERR_RECV_FATAL_ALERT") != NULL && strstr(buf, "handshake_failure"),
-       "received alert: named with its alert");
-    ok(strcmp(tls_error_name(9999), "BR_ERR_UNKNOWN") == 0, "unknown code");
-    ok(!tls_error_is_certificate(BR_ERR_BAD_MAC) && !tls_error_is_certificate(0),
-       "BAD_MAC is not a certificate error");
+    tap_ok(strstr(buf, "BR_ERR_RECV_FATAL_ALERT") != NULL && strstr(buf, "handshake_failure"),
+           "received alert: named with its alert");
+    tap_ok(strcmp(tls_error_name(9999), "BR_ERR_UNKNOWN") == 0, "unknown code");
+    tap_ok(!tls_error_is_certificate(BR_ERR_BAD_MAC) && !tls_error_is_certificate(0),
+           "BAD_MAC is not a certificate error");
     tls_strerror(BR_ERR_X509_NOT_TRUSTED, buf, 12);
-    ok(strlen(buf) == 11, "tls_strerror cuts to fit");
+    tap_ok(strlen(buf) == 11, "tls_strerror cuts to fit");
 }
 
 int main(int argc, char **argv)
 {
     log_setup(LOG_WARN, LOG_FORMAT_TEXT);
     if (argc < 2 || system("openssl version >/dev/null 2>&1") != 0) {
-        printf("1..0 # SKIP openssl command line tool not available\n");
-        return 77;
+        return tap_skip_all("openssl command line tool not available");
     }
     snprintf(dir, sizeof(dir), "/tmp/tgring-tls-XXXXXX");
     if (mkdtemp(dir) == NULL) {
@@ -504,8 +496,7 @@ int main(int argc, char **argv)
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "sh '%s' '%s'", argv[1], dir);
     if (system(cmd) != 0) {
-        printf("1..0 # SKIP could not make certificates with openssl\n");
-        return 77;
+        return tap_skip_all("could not make certificates with openssl");
     }
     test_anchors();
     test_handshakes();
@@ -515,6 +506,5 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", dir);
-    printf("1..%d\n", ntests);
-    return nfail ? 1 : 0;
+    return tap_done();
 }
