@@ -11,6 +11,12 @@
  * attempts used up). Every decision is written back to the row, so a crash
  * loses nothing: an unrecorded row's lease expires and it is sent again
  * (at-least-once).
+ *
+ * A row must never outlive its lease in memory, or another claim (this
+ * process's or another's) would take it too and it would go out twice. So a
+ * row that has waited half the lease without being sent (its chat is slow or
+ * paused) is released, and a call's deadline is at most half the lease: a row
+ * is sent, recorded or released before its lease ends.
  */
 #include "tg_sender.h"
 
@@ -80,6 +86,7 @@ struct tg_msg {
     char *body;
     size_t body_len;
     int attempts;          /* sends before this claim */
+    uint64_t claimed_ms;   /* loop time of the claim */
     bool in_flight;        /* a call is out */
     uint32_t pass;         /* last scheduling pass that saw this chat (chat marks) */
 };
@@ -246,7 +253,10 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         retry_or_fail(s, m, why);
         return;
     }
-    snprintf(why, sizeof(why), "%d %s", res->error_code, res->description);
+    if (res->json)
+        snprintf(why, sizeof(why), "%d %s", res->error_code, res->description);
+    else
+        snprintf(why, sizeof(why), "%d (not a Bot API answer)", res->error_code);
     switch (tg_api_classify(res)) {
     case TG_API_OK:
         s->stats.sent++;
@@ -316,6 +326,15 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     s->in_flight++;
 }
 
+/* True when row `id` is already held. */
+static bool held_id(const tg_sender_t *s, int64_t id)
+{
+    for (const tg_msg_t *m = s->head; m != NULL; m = m->next)
+        if (m->id == id)
+            return true;
+    return false;
+}
+
 static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
 {
     pump(container_of(t, tg_sender_t, poll_timer));
@@ -327,6 +346,8 @@ static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned
     s->claiming = false;
     if (err == 0) {
         for (unsigned i = 0; i < n; i++) {
+            if (held_id(s, rows[i].id))
+                continue; /* still ours: never hold (and send) a row twice */
             tg_msg_t *m = calloc(1, sizeof(*m));
             if (m == NULL)
                 abort();
@@ -334,6 +355,7 @@ static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned
             m->id = rows[i].id;
             m->chat_id = rows[i].chat_id;
             m->attempts = rows[i].attempts;
+            m->claimed_ms = rx_now(s->loop);
             size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
             m->body = malloc(rows[i].body_len + 1);
@@ -395,8 +417,15 @@ static void pump(tg_sender_t *s)
 
     if (++s->pass == 0)
         s->pass = 1; /* 0 marks an empty slot */
+    uint64_t hold_max = s->opt.lease_ms / 2;
     for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
         next = m->next;
+        if (!m->in_flight && now - m->claimed_ms >= hold_max && !s->stopping) {
+            /* Waited half its lease: give it back before anyone else can take it. */
+            mark(s, m->chat_id); /* its chat's later rows keep waiting behind it */
+            record(s, m, REC_RELEASE, 0, NULL, 0);
+            continue;
+        }
         /* One row per chat at a time, in id order: later rows of a chat wait. */
         if (mark(s, m->chat_id) || m->in_flight)
             continue;
@@ -404,6 +433,10 @@ static void pump(tg_sender_t *s)
             continue;
         int64_t wait = 0;
         if (!tg_rate_try(s->rate, m->chat_id, (int64_t)now, &wait)) {
+            /* Wake up for the rate, or to release the row, whichever comes first. */
+            int64_t release_in = (int64_t)(m->claimed_ms + hold_max - now);
+            if (release_in < wait)
+                wait = release_in > 0 ? release_in : 1;
             if (min_wait < 0 || wait < min_wait)
                 min_wait = wait;
             continue;
@@ -454,6 +487,9 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         s->opt.backoff_max_ms = 300000;
     if (s->opt.timeout_ms == 0)
         s->opt.timeout_ms = 30000;
+    /* A call must end (answer or deadline) before its row's lease does. */
+    if (s->opt.timeout_ms > s->opt.lease_ms / 2)
+        s->opt.timeout_ms = s->opt.lease_ms / 2;
     s->rate = tg_rate_new(&s->opt.rate, err);
     if (s->rate == NULL) {
         free(s);
