@@ -3,16 +3,26 @@
  * db.h - PostgreSQL on the reactor: the inbox (group commit of updates), the
  * outbox (the sender's claims and marks) and migrations.
  *
- * One nonblocking connection per reactor, in pipeline mode, polled through
- * the ring, shared by the inbox and the outbox. Each transaction on it ends
- * with its own pipeline sync, so one that fails aborts nothing else: a
- * refused update does not touch an outbox mark pipelined behind it, nor the
- * reverse. Updates submitted during one loop turn go into one transaction,
- * sent at the end of the turn; each submitter's callback runs when that
- * transaction's COMMIT returned (or when it is known that it will not).
- * On a lost connection it reconnects with backoff, re-enters nonblocking and
- * pipeline mode, re-prepares its statements and resends every transaction
- * whose commit was not confirmed (each statement is idempotent).
+ * A small fixed set of nonblocking connections per reactor (opt.connections),
+ * each in pipeline mode and polled through the ring, shared by the inbox and
+ * the outbox. Each transaction on one ends with its own pipeline sync, so one
+ * that fails aborts nothing else: a refused update does not touch an outbox
+ * mark pipelined behind it, nor the reverse. Updates submitted during one
+ * loop turn go into one transaction, sent at the end of the turn on a
+ * connection that has no inbox transaction in flight (while all have one,
+ * the updates wait and the next batch grows); each submitter's callback runs
+ * when that transaction's COMMIT returned (or when it is known that it will
+ * not). Each connection is its own server backend, so batches on different
+ * connections commit in parallel and the server's group commit can share one
+ * WAL flush among them. The outbox's operations go on one connection at a
+ * time, which keeps them in order.
+ * A lost connection reconnects with backoff, re-enters nonblocking and
+ * pipeline mode and re-prepares its statements; every transaction whose
+ * commit it had not confirmed is sent again (each statement is idempotent),
+ * on another connection if one is ready, else after the reconnect.
+ * The per-worker gauge tgring_db_connected is 1 while at least one of the
+ * connections is up, 0 when none is; tgring_db_reconnects_total counts the
+ * losses of each connection.
  *
  * Depends on core and reactor.
  */
@@ -75,8 +85,12 @@ struct db_update {
 /* Failed transactions an update goes through before its callback gets -ECONNRESET. */
 #define DB_TRIES_MAX 3
 
+/* Most connections one db_t opens. */
+#define DB_CONNECTIONS_MAX 16
+
 typedef struct db_options {
     const char *conninfo;    /* DATABASE_URL (copied); never logged: it may hold a password */
+    unsigned connections;    /* PostgreSQL connections, 1..DB_CONNECTIONS_MAX (0: 2; more: 16) */
     unsigned queue_max;      /* updates waiting or in flight, db_store() refuses more (0: 10000) */
     unsigned ack_timeout_ms; /* per-update deadline for a commit, ms (0: 10000) */
     unsigned max_batch;      /* updates per transaction, e.g. 512 (0: 512) */
@@ -85,26 +99,30 @@ typedef struct db_options {
 } db_options_t;
 
 /*
- * Allocates the inbox and starts connecting (nonblocking; returns before the
- * connection is up, though libpq resolves a host name synchronously: use an
- * address or a local resolver). While the database is unreachable or not
- * migrated it keeps trying (50 ms doubling to 500 ms between attempts, the
- * schema every second) and db_ready() stays false.
+ * Allocates the inbox and starts connecting every connection (nonblocking;
+ * returns before they are up, though libpq resolves a host name
+ * synchronously: use an address or a local resolver). While the database is
+ * unreachable or not migrated each keeps trying (50 ms doubling to 500 ms
+ * between attempts, the schema every second) and db_ready() stays false.
  * Aborts on allocation failure; never returns NULL.
  */
 db_t *db_new(rx_loop_t *loop, const db_options_t *opt);
 
 /*
  * Queues `u` for the batch of this turn. Returns 0 (the callback will run,
- * from the loop, never from inside db_store()), -EAGAIN when the database is
- * not connected and ready, db_drain() was called, or the queue is full (the
+ * from the loop, never from inside db_store()), -EAGAIN when no connection is
+ * ready (db_ready() false), db_drain() was called, or the queue is full (the
  * callback will not run; the caller answers 503 at once).
- * Updates accepted before the connection was lost wait for the reconnect and
- * are sent again; they get -ETIMEDOUT if it does not commit them in time.
+ * Updates in a transaction whose connection was lost are sent again on
+ * another ready connection, or wait for a reconnect; they get -ETIMEDOUT if
+ * no commit of theirs is confirmed in time.
  */
 int db_store(db_t *db, db_update_t *u);
 
-/* True while connected, in pipeline mode and the schema is migrated. */
+/*
+ * True while at least one connection is connected, in pipeline mode, has
+ * found the schema migrated and prepared its statements.
+ */
 bool db_ready(const db_t *db);
 
 /* Updates waiting or in flight. */
@@ -120,9 +138,9 @@ void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg);
 
 /*
  * Cancels what is pending, updates and outbox operations (callbacks run
- * with -ECANCELED, synchronously), closes the connection and frees `db`.
+ * with -ECANCELED, synchronously), closes the connections and frees `db`.
  * Not from inside a db callback.
- * A poll on the connection's socket may still be in the ring: then the
+ * A poll on a connection's socket may still be in the ring: then the
  * memory is released when its cancellation completes, in the loop's next
  * turn. Run the loop once more after db_free() (as before rx_loop_dispose()
  * anyway, which requires nothing in flight); without that turn the small
@@ -138,18 +156,19 @@ void db_free(db_t *db);
  * claims due rows with a lease, sends them, and marks each: sent, retry
  * later, failed for good, retargeted to a migrated chat, or released unsent.
  *
- * Every call below is one statement in its own transaction, pipelined on the
- * inbox's connection, queued until the end of the turn and sent at most
- * 8 at a time; calls are executed in the order made,
+ * Every call below is one statement in its own transaction, pipelined on one
+ * of the inbox's connections (the one that has operations in flight, else the
+ * first ready one), queued until the end of the turn and sent at most 8 at a
+ * time; calls are executed in the order made,
  * except that one retried after a passing failure goes ahead of later ones.
  * A claim or mark is answered after a round trip and a commit: a few
  * milliseconds on a local server (the tests measure it), more under fsync
  * pressure or behind a large inbox batch.
  * Each returns 0 (the callback will run exactly once, from the loop, never
- * synchronously), or -EAGAIN (the callback will not run): the connection is
- * not ready, or opt.outbox_max operations are already queued or in flight.
- * An operation whose connection is lost before its result is sent again
- * after the reconnect (the statements are idempotent, see each); one not
+ * synchronously), or -EAGAIN (the callback will not run): no connection is
+ * ready, or opt.outbox_max operations are already queued or in flight.
+ * An operation whose connection is lost before its result is sent again on
+ * a ready connection (the statements are idempotent, see each); one not
  * answered within opt.outbox_timeout_ms gets -ETIMEDOUT, and then may or
  * may not have taken effect. db_free() answers the pending ones -ECANCELED.
  * A callback may call any db_outbox_*() or db_store(), not db_free().

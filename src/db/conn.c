@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conn.c - the reactor's one PostgreSQL connection: nonblocking libpq in
- * pipeline mode, its socket polled through the ring, reconnects with backoff,
- * and the pipeline of items that the inbox and the outbox send over it.
+ * conn.c - the reactor's PostgreSQL connections: nonblocking libpq in
+ * pipeline mode, each socket polled through the ring, reconnects with
+ * backoff, and on each connection the pipeline of items that the inbox and
+ * the outbox send over it. A db_t has opt.connections of these; each one
+ * connects, passes its setup, fails and reconnects on its own, and the db is
+ * ready while any one of them is.
  *
  * Every item is a few statements followed by its own sync, so each is one of
  * the pipeline's implicit transactions: the server commits it when it reaches
@@ -14,8 +17,8 @@
  *
  * After every (re)connect a setup item checks the schema and prepares the
  * statements of the inbox and the outbox. A lost connection hands every item
- * in the pipeline back to its module, which queues it again (all the
- * statements are idempotent) to be sent once the setup has passed.
+ * in its pipeline back to its module, which queues it again (all the
+ * statements are idempotent) to be sent on whichever connection is ready.
  */
 #include "db_private.h"
 #include "log.h"
@@ -36,6 +39,7 @@
 #define DB_TICK_MS 100           /* deadline granularity */
 #define DB_STALL_MIN_MS 5000     /* an unanswered transaction older than this breaks the conn */
 #define DB_WARN_INTERVAL_MS 1000 /* at most one rate-limited warning per interval */
+#define DB_DEFAULT_CONNECTIONS 2
 #define DB_DEFAULT_QUEUE_MAX 10000
 #define DB_DEFAULT_ACK_TIMEOUT_MS 10000
 #define DB_DEFAULT_MAX_BATCH 512
@@ -44,9 +48,12 @@
 
 #define DB_SQL_SCHEMA "SELECT max(version) FROM schema_migrations"
 
-static void db_connect(db_t *db);
-static void db_flush(db_t *db);
-static void db_read_results(db_t *db);
+/* Bytes for a connection's name in a log line, e.g. " (connection 12/16)". */
+#define DB_LABEL_MAX 32
+
+static void db_connect(db_conn_t *c);
+static void db_flush(db_conn_t *c);
+static void db_read_results(db_conn_t *c);
 static void db_on_tick(rx_loop_t *loop, rx_timer_t *t);
 static void db_on_conn_timer(rx_loop_t *loop, rx_timer_t *t);
 static void db_on_send(rx_loop_t *loop, rx_defer_t *d);
@@ -75,9 +82,18 @@ void db_warn_limited(db_t *db, const char *event, const char *fmt, ...)
     db->warn_skipped = 0;
 }
 
-static const char *db_conn_error_msg(const db_t *db, char *buf, size_t cap)
+/* Which connection a log line is about: "" when there is only one. */
+static const char *db_label(const db_conn_t *c, char *buf, size_t cap)
 {
-    const char *m = db->conn != NULL ? PQerrorMessage(db->conn) : NULL;
+    buf[0] = '\0';
+    if (c->db->opt.connections > 1)
+        snprintf(buf, cap, " (connection %u/%u)", c->idx + 1, c->db->opt.connections);
+    return buf;
+}
+
+static const char *db_conn_error_msg(const db_conn_t *c, char *buf, size_t cap)
+{
+    const char *m = c->pg != NULL ? PQerrorMessage(c->pg) : NULL;
     db_flatten(m != NULL && *m != '\0' ? m : "connection failed", buf, cap);
     return buf;
 }
@@ -103,9 +119,9 @@ static void db_on_notice(void *arg, const PGresult *res)
  * An error that means the session is over (or as good as): libpq's own
  * errors (no SQLSTATE), FATAL and PANIC, connection exceptions, shutdowns.
  */
-static bool db_is_conn_error(const db_t *db, const PGresult *r)
+static bool db_is_conn_error(const db_conn_t *c, const PGresult *r)
 {
-    if (PQstatus(db->conn) == CONNECTION_BAD)
+    if (PQstatus(c->pg) == CONNECTION_BAD)
         return true;
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
@@ -133,6 +149,15 @@ bool db_is_row_error(const char *state)
 
 static bool db_busy(const db_t *db) { return db->in.count > 0 || db->out.count > 0; }
 
+/* The gauge: 1 while any connection of this worker is up. */
+static void db_gauge_connected(const db_t *db)
+{
+    uint64_t up = 0;
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        up |= db->conns[i].was_connected;
+    met_self()->db_connected = up;
+}
+
 void db_kick(db_t *db)
 {
     rx_defer(db->loop, &db->send_defer, db_on_send);
@@ -142,130 +167,130 @@ void db_kick(db_t *db)
 
 /* ---- polling libpq's socket ---- */
 
-static void db_poll_arm(db_t *db, db_poll_t *p, short events)
+static void db_poll_arm(db_conn_t *c, db_poll_t *p, short events)
 {
     if (p->op.armed) {
         /*
-         * Still armed for this connection: nothing to do. Armed for an earlier
+         * Still armed for this session: nothing to do. Armed for an earlier
          * one: its cancellation is under way and the op is reusable only after
          * its final completion, which arms this one.
          */
-        if (p->epoch != db->epoch)
+        if (p->epoch != c->epoch)
             p->want = events;
         return;
     }
-    int fd = PQsocket(db->conn);
+    int fd = PQsocket(c->pg);
     assert(fd >= 0);
-    struct io_uring_sqe *sqe = rx_sqe(db->loop, &p->op);
+    struct io_uring_sqe *sqe = rx_sqe(c->db->loop, &p->op);
     io_uring_prep_poll_add(sqe, fd, (unsigned)events);
-    p->epoch = db->epoch;
+    p->epoch = c->epoch;
     p->want = 0;
 }
 
-static void db_close_conn(db_t *db)
+static void db_close_conn(db_conn_t *c)
 {
-    rx_cancel(db->loop, &db->rd.op);
-    rx_cancel(db->loop, &db->wr.op);
-    db->rd.want = 0;
-    db->wr.want = 0;
-    if (db->conn != NULL)
-        PQfinish(db->conn);
-    db->conn = NULL;
-    db->epoch++;
-    db->prepared = false;
+    rx_cancel(c->db->loop, &c->rd.op);
+    rx_cancel(c->db->loop, &c->wr.op);
+    c->rd.want = 0;
+    c->wr.want = 0;
+    if (c->pg != NULL)
+        PQfinish(c->pg);
+    c->pg = NULL;
+    c->epoch++;
+    c->prepared = false;
 }
 
-static void db_schedule_connect(db_t *db)
+static void db_schedule_connect(db_conn_t *c)
 {
-    db->state = DB_DOWN;
-    rx_timer_start(db->loop, &db->conn_timer, db->backoff_ms, db_on_conn_timer);
-    db->backoff_ms =
-        db->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : db->backoff_ms * 2;
+    c->state = DB_DOWN;
+    rx_timer_start(c->db->loop, &c->timer, c->backoff_ms, db_on_conn_timer);
+    c->backoff_ms = c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 /* Takes the pipeline's items off it and hands them back to their modules, newest first. */
-static void db_give_back(db_t *db)
+static void db_give_back(db_conn_t *c)
 {
     db_item_t *rev = NULL;
 
-    while (db->phead != NULL) {
-        db_item_t *it = db->phead;
-        db->phead = it->next;
+    while (c->phead != NULL) {
+        db_item_t *it = c->phead;
+        c->phead = it->next;
         it->next = rev;
         rev = it;
     }
-    db->ptail = NULL;
+    c->ptail = NULL;
     while (rev != NULL) {
         db_item_t *it = rev;
         rev = it->next;
         it->next = NULL;
-        it->ops->lost(db, it);
+        it->ops->lost(c, it);
     }
 }
 
 /* ---- connecting ---- */
 
-static void db_connect_failed(db_t *db, const char *why)
+static void db_connect_failed(db_conn_t *c, const char *why)
 {
     char msg[DB_MSG_MAX];
-    db_warn_limited(db, "db_connect_failed", "cannot connect to the database (retrying): %s",
-                    why != NULL ? why : db_conn_error_msg(db, msg, sizeof(msg)));
-    db_close_conn(db);
-    db_schedule_connect(db);
+    db_warn_limited(c->db, "db_connect_failed", "cannot connect to the database (retrying): %s",
+                    why != NULL ? why : db_conn_error_msg(c, msg, sizeof(msg)));
+    db_close_conn(c);
+    db_schedule_connect(c);
 }
 
-static void db_send_setup(db_t *db);
+static void db_send_setup(db_conn_t *c);
 
-static void db_on_connected(db_t *db)
+static void db_on_connected(db_conn_t *c)
 {
-    char msg[DB_MSG_MAX];
+    char msg[DB_MSG_MAX], label[DB_LABEL_MAX];
 
-    if (PQsetnonblocking(db->conn, 1) != 0 || PQenterPipelineMode(db->conn) != 1) {
-        db_connect_failed(db, db_conn_error_msg(db, msg, sizeof(msg)));
+    if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
+        db_connect_failed(c, db_conn_error_msg(c, msg, sizeof(msg)));
         return;
     }
-    db->backoff_ms = DB_BACKOFF_MIN_MS;
-    db->was_connected = true;
-    met_self()->db_connected = 1;
-    log_info("db_connected", "connected to database \"%s\" on %s:%s (server %d)", PQdb(db->conn),
-             PQhost(db->conn), PQport(db->conn), PQserverVersion(db->conn));
-    db_send_setup(db);
+    c->backoff_ms = DB_BACKOFF_MIN_MS;
+    c->was_connected = true;
+    db_gauge_connected(c->db);
+    log_info("db_connected", "connected to database \"%s\" on %s:%s (server %d)%s", PQdb(c->pg),
+             PQhost(c->pg), PQport(c->pg), PQserverVersion(c->pg),
+             db_label(c, label, sizeof(label)));
+    db_send_setup(c);
 }
 
 /* Advances PQconnectPoll after its socket became ready, and polls for what it wants next. */
-static void db_connect_step(db_t *db)
+static void db_connect_step(db_conn_t *c)
 {
-    PostgresPollingStatusType st = PQconnectPoll(db->conn);
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
 
     if (st == PGRES_POLLING_OK) {
-        db_on_connected(db);
+        db_on_connected(c);
         return;
     }
     /* libpq may have moved to another socket (next host or address): poll the current one. */
-    if ((st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) && PQsocket(db->conn) >= 0) {
-        db_poll_arm(db, &db->rd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+    if ((st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) && PQsocket(c->pg) >= 0) {
+        db_poll_arm(c, &c->rd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
         return;
     }
-    db_connect_failed(db, NULL);
+    db_connect_failed(c, NULL);
 }
 
-static void db_connect(db_t *db)
+static void db_connect(db_conn_t *c)
 {
     const char *keys[DB_CONN_PARAMS], *vals[DB_CONN_PARAMS];
 
-    db_conn_params(db->conninfo, keys, vals);
-    db->conn = PQconnectStartParams(keys, vals, 1);
-    if (db->conn == NULL)
+    db_conn_params(c->db->conninfo, keys, vals);
+    c->pg = PQconnectStartParams(keys, vals, 1);
+    if (c->pg == NULL)
         abort();
-    db->state = DB_CONNECTING;
-    rx_timer_start(db->loop, &db->conn_timer, DB_SETUP_TIMEOUT_MS, db_on_conn_timer);
-    if (PQstatus(db->conn) == CONNECTION_BAD || PQsocket(db->conn) < 0) {
-        db_connect_failed(db, NULL);
+    c->state = DB_CONNECTING;
+    rx_timer_start(c->db->loop, &c->timer, DB_SETUP_TIMEOUT_MS, db_on_conn_timer);
+    if (PQstatus(c->pg) == CONNECTION_BAD || PQsocket(c->pg) < 0) {
+        db_connect_failed(c, NULL);
         return;
     }
-    PQsetNoticeReceiver(db->conn, db_on_notice, db);
+    PQsetNoticeReceiver(c->pg, db_on_notice, c);
     /* libpq's rule: start as if PQconnectPoll had returned PGRES_POLLING_WRITING. */
-    db_poll_arm(db, &db->rd, POLLOUT);
+    db_poll_arm(c, &c->rd, POLLOUT);
 }
 
 /* ---- setup: schema check and prepares, as the first item on a connection ---- */
@@ -277,7 +302,7 @@ static const db_stmt_t *const db_stmt_sets[] = {db_inbox_stmts, db_outbox_stmts}
     for (size_t set_ = 0; set_ < sizeof(db_stmt_sets) / sizeof(db_stmt_sets[0]); set_++)           \
         for (const db_stmt_t *s = db_stmt_sets[set_]; s->name != NULL; s++)
 
-static int db_setup_send(db_t *db, db_item_t *it)
+static int db_setup_send(db_conn_t *c, db_item_t *it)
 {
     int n = 1;
 
@@ -285,27 +310,27 @@ static int db_setup_send(db_t *db, db_item_t *it)
      * The check goes first: on a fresh database the prepares fail (no
      * tables), and the check's answer is what decides what to say about it.
      */
-    if (!PQsendQueryParams(db->conn, DB_SQL_SCHEMA, 0, NULL, NULL, NULL, NULL, 0))
+    if (!PQsendQueryParams(c->pg, DB_SQL_SCHEMA, 0, NULL, NULL, NULL, NULL, 0))
         return -1;
-    if (!db->setup_prepare)
+    if (!c->setup_prepare)
         return n;
     /*
      * A prepare that succeeded in a setup whose later prepare failed (a table
      * missing) is still there, and preparing it again would fail: start over.
      */
-    if (!PQsendQueryParams(db->conn, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0))
+    if (!PQsendQueryParams(c->pg, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0))
         return -1;
     n++;
     DB_FOR_EACH_STMT(s)
     {
-        if (!PQsendPrepare(db->conn, s->name, s->sql, s->nparams, s->types))
+        if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, s->types))
             return -1;
         n++;
     }
     return n;
 }
 
-static bool db_setup_result(db_t *db, db_item_t *it, PGresult *r)
+static bool db_setup_result(db_conn_t *c, db_item_t *it, PGresult *r)
 {
     char msg[DB_MSG_MAX];
     ExecStatusType st = PQresultStatus(r);
@@ -314,47 +339,51 @@ static bool db_setup_result(db_t *db, db_item_t *it, PGresult *r)
     if (it->pos == 0) {
         if (st == PGRES_TUPLES_OK) {
             if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-                db->schema_version = atoi(PQgetvalue(r, 0, 0));
-            db->schema_ok = db->schema_version >= db->need_version;
+                c->schema_version = atoi(PQgetvalue(r, 0, 0));
+            c->schema_ok = c->schema_version >= c->db->need_version;
         } else if (st == PGRES_FATAL_ERROR && (state == NULL || strcmp(state, "42P01") != 0)) {
             /* 42P01: no schema_migrations, a fresh database; anything else is worth a line. */
-            db_warn_limited(db, "schema_check_failed", "cannot read schema_migrations: %s",
+            db_warn_limited(c->db, "schema_check_failed", "cannot read schema_migrations: %s",
                             db_result_msg(r, msg, sizeof(msg)));
         }
-    } else if (it->pos == it->nstmt - 1 && db->setup_prepare && !it->err) {
-        db->prepared = st == PGRES_COMMAND_OK;
-    } else if (it->pos >= 2 && st == PGRES_FATAL_ERROR && db->schema_ok) {
-        db_warn_limited(db, "db_prepare_failed", "cannot prepare a statement: %s",
+    } else if (it->pos == it->nstmt - 1 && c->setup_prepare && !it->err) {
+        c->prepared = st == PGRES_COMMAND_OK;
+    } else if (it->pos >= 2 && st == PGRES_FATAL_ERROR && c->schema_ok) {
+        db_warn_limited(c->db, "db_prepare_failed", "cannot prepare a statement: %s",
                         db_result_msg(r, msg, sizeof(msg)));
     }
     return false;
 }
 
-static void db_setup_done(db_t *db, db_item_t *it)
+static void db_setup_done(db_conn_t *c, db_item_t *it)
 {
-    if (db->schema_ok && db->prepared) {
-        rx_timer_stop(db->loop, &db->conn_timer);
-        db->state = DB_READY;
+    db_t *db = c->db;
+    char label[DB_LABEL_MAX];
+
+    if (c->schema_ok && c->prepared) {
+        rx_timer_stop(db->loop, &c->timer);
+        c->state = DB_READY;
         db->schema_logged = false;
-        log_info("db_ready", "database ready (schema version %d)", db->schema_version);
-        /* What was kept across a reconnect goes out now. */
+        log_info("db_ready", "database ready (schema version %d)%s", c->schema_version,
+                 db_label(c, label, sizeof(label)));
+        /* What was kept across a reconnect, or waited for a connection, goes out now. */
         if (db->in.head != NULL || db->out.head != NULL)
             rx_defer(db->loop, &db->send_defer, db_on_send);
         return;
     }
-    db->state = DB_WAIT_SCHEMA;
-    if (!db->schema_ok && !db->schema_logged) {
+    c->state = DB_WAIT_SCHEMA;
+    if (!c->schema_ok && !db->schema_logged) {
         log_warn("schema_not_migrated",
                  "database schema is not migrated (at version %d, this binary needs %d): run "
                  "`tgring migrate`; checking again every %d ms",
-                 db->schema_version, db->need_version, DB_SCHEMA_RETRY_MS);
+                 c->schema_version, db->need_version, DB_SCHEMA_RETRY_MS);
         db->schema_logged = true;
     }
-    rx_timer_start(db->loop, &db->conn_timer, DB_SCHEMA_RETRY_MS, db_on_conn_timer);
+    rx_timer_start(db->loop, &c->timer, DB_SCHEMA_RETRY_MS, db_on_conn_timer);
 }
 
-/* Nothing to keep: the next connection sends a setup of its own. */
-static void db_setup_lost(db_t *db, db_item_t *it) {}
+/* Nothing to keep: the next session sends a setup of its own. */
+static void db_setup_lost(db_conn_t *c, db_item_t *it) {}
 
 static const db_item_ops_t db_setup_ops = {
     .send = db_setup_send,
@@ -363,22 +392,22 @@ static const db_item_ops_t db_setup_ops = {
     .lost = db_setup_lost,
 };
 
-static void db_send_setup(db_t *db)
+static void db_send_setup(db_conn_t *c)
 {
-    db->state = DB_SETUP;
-    db->setup_prepare = !db->prepared;
-    db->schema_ok = false;
-    db->schema_version = 0;
-    rx_timer_start(db->loop, &db->conn_timer, DB_SETUP_TIMEOUT_MS, db_on_conn_timer);
-    if (!db_item_push(db, &db->setup))
+    c->state = DB_SETUP;
+    c->setup_prepare = !c->prepared;
+    c->schema_ok = false;
+    c->schema_version = 0;
+    rx_timer_start(c->db->loop, &c->timer, DB_SETUP_TIMEOUT_MS, db_on_conn_timer);
+    if (!db_item_push(c, &c->setup))
         return;
-    db_poll_arm(db, &db->rd, POLLIN);
-    db_flush(db);
+    db_poll_arm(c, &c->rd, POLLIN);
+    db_flush(c);
 }
 
 /* ---- the pipeline ---- */
 
-bool db_item_push(db_t *db, db_item_t *it)
+bool db_item_push(db_conn_t *c, db_item_t *it)
 {
     char msg[DB_MSG_MAX];
 
@@ -387,16 +416,16 @@ bool db_item_push(db_t *db, db_item_t *it)
     it->got = false;
     it->err = false;
     it->nstmt = 0;
-    it->sent_ms = rx_now(db->loop);
+    it->sent_ms = rx_now(c->db->loop);
     /* In the pipeline from here on, so that a failure below hands it back. */
-    if (db->ptail != NULL)
-        db->ptail->next = it;
+    if (c->ptail != NULL)
+        c->ptail->next = it;
     else
-        db->phead = it;
-    db->ptail = it;
-    int n = it->ops->send(db, it);
-    if (n < 0 || !PQpipelineSync(db->conn)) {
-        db_lost(db, db_conn_error_msg(db, msg, sizeof(msg)));
+        c->phead = it;
+    c->ptail = it;
+    int n = it->ops->send(c, it);
+    if (n < 0 || !PQpipelineSync(c->pg)) {
+        db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
         return false;
     }
     it->nstmt = (unsigned)n;
@@ -405,18 +434,18 @@ bool db_item_push(db_t *db, db_item_t *it)
 
 void db_send_queued(db_t *db)
 {
-    if (db->state != DB_READY)
-        return;
-    if (!db_inbox_send(db) || !db_outbox_send(db))
-        return;
-    db_flush(db);
+    db_inbox_send(db);
+    db_outbox_send(db);
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        if (db->conns[i].state == DB_READY)
+            db_flush(&db->conns[i]);
 }
 
 static void db_on_send(rx_loop_t *loop, rx_defer_t *d)
 {
     db_t *db = container_of(d, db_t, send_defer);
 
-    if (db->state == DB_CLOSED) {
+    if (db->closed) {
         db_try_free(db);
         return;
     }
@@ -424,23 +453,23 @@ static void db_on_send(rx_loop_t *loop, rx_defer_t *d)
 }
 
 /* Writes what libpq has buffered; polls for POLLOUT if the socket is full. */
-static void db_flush(db_t *db)
+static void db_flush(db_conn_t *c)
 {
     char msg[DB_MSG_MAX];
-    int r = PQflush(db->conn);
+    int r = PQflush(c->pg);
 
     if (r < 0) {
-        db_lost(db, db_conn_error_msg(db, msg, sizeof(msg)));
+        db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
         return;
     }
     if (r == 1)
-        db_poll_arm(db, &db->wr, POLLOUT);
+        db_poll_arm(c, &c->wr, POLLOUT);
     /*
      * A flush that found the socket full reads the input into libpq's buffer
      * (so that the server is never stuck writing to us); what it read would
      * not wake the POLLIN poll again, so look at it now.
      */
-    db_read_results(db);
+    db_read_results(c);
 }
 
 /*
@@ -448,10 +477,10 @@ static void db_flush(db_t *db)
  * item. Returns false when reading has to stop: nothing more is complete, or
  * the connection was lost.
  */
-static bool db_item_result(db_t *db, PGresult *r)
+static bool db_item_result(db_conn_t *c, PGresult *r)
 {
     char msg[DB_MSG_MAX];
-    db_item_t *it = db->phead;
+    db_item_t *it = c->phead;
 
     if (r == NULL) {
         if (!it->got)
@@ -465,26 +494,26 @@ static bool db_item_result(db_t *db, PGresult *r)
         PQclear(r);
         /* After an error libpq still reports each skipped statement (PIPELINE_ABORTED). */
         if (it->pos < it->nstmt) {
-            db_lost(db, "pipeline out of step: sync before the last statement's result");
+            db_lost(c, "pipeline out of step: sync before the last statement's result");
             return false;
         }
-        db->phead = it->next;
-        if (db->phead == NULL)
-            db->ptail = NULL;
+        c->phead = it->next;
+        if (c->phead == NULL)
+            c->ptail = NULL;
         it->next = NULL;
-        it->ops->done(db, it);
+        it->ops->done(c, it);
         return true;
     }
     it->got = true;
     if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
-        if (db_is_conn_error(db, r)) {
-            db_lost(db, db_result_msg(r, msg, sizeof(msg)));
+        if (db_is_conn_error(c, r)) {
+            db_lost(c, db_result_msg(r, msg, sizeof(msg)));
             PQclear(r);
             return false;
         }
         it->err = true;
     }
-    if (!it->ops->result(db, it, r))
+    if (!it->ops->result(c, it, r))
         PQclear(r);
     return true;
 }
@@ -494,67 +523,73 @@ static bool db_item_result(db_t *db, PGresult *r)
  * and a NULL, then PGRES_PIPELINE_SYNC (not followed by a NULL) per item.
  * Stops when the next result is incomplete, or nothing is expected.
  */
-static void db_read_results(db_t *db)
+static void db_read_results(db_conn_t *c)
 {
     char msg[DB_MSG_MAX];
 
-    while (db->conn != NULL && db->phead != NULL) {
-        if (PQstatus(db->conn) == CONNECTION_BAD) {
-            db_lost(db, db_conn_error_msg(db, msg, sizeof(msg)));
+    while (c->pg != NULL && c->phead != NULL) {
+        if (PQstatus(c->pg) == CONNECTION_BAD) {
+            db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
             return;
         }
-        if (PQisBusy(db->conn))
+        if (PQisBusy(c->pg))
             return;
-        if (!db_item_result(db, PQgetResult(db->conn)))
+        if (!db_item_result(c, PQgetResult(c->pg)))
             return;
     }
 }
 
-/* ---- losing the connection ---- */
+/* ---- losing a connection ---- */
 
-void db_lost(db_t *db, const char *why)
+void db_lost(db_conn_t *c, const char *why)
 {
-    if (db->state == DB_READY || db->state == DB_SETUP || db->state == DB_WAIT_SCHEMA)
-        log_warn("db_connection_lost", "lost the database connection (reconnecting): %s", why);
+    db_t *db = c->db;
+    char label[DB_LABEL_MAX];
+
+    if (c->state == DB_READY || c->state == DB_SETUP || c->state == DB_WAIT_SCHEMA)
+        log_warn("db_connection_lost", "lost the database connection%s (reconnecting): %s",
+                 db_label(c, label, sizeof(label)), why);
     else
         db_warn_limited(db, "db_connect_failed", "cannot connect to the database (retrying): %s",
                         why);
-    if (db->was_connected) {
+    if (c->was_connected) {
         met_self()->db_reconnects++;
-        db->was_connected = false;
+        c->was_connected = false;
     }
-    met_self()->db_connected = 0;
-    /* Whatever was not confirmed is sent again on the next connection. */
-    db_give_back(db);
-    db_close_conn(db);
-    db_schedule_connect(db);
+    db_gauge_connected(db);
+    /* Whatever was not confirmed is sent again, on this connection or on another. */
+    db_give_back(c);
+    db_close_conn(c);
+    db_schedule_connect(c);
+    if (db->in.head != NULL || db->out.head != NULL)
+        db_kick(db);
 }
 
 /* ---- timers and completions ---- */
 
 static void db_on_conn_timer(rx_loop_t *loop, rx_timer_t *t)
 {
-    db_t *db = container_of(t, db_t, conn_timer);
+    db_conn_t *c = container_of(t, db_conn_t, timer);
 
-    switch (db->state) {
+    switch (c->state) {
     case DB_DOWN:
-        db_connect(db);
+        db_connect(c);
         break;
     case DB_CONNECTING:
-        db_connect_failed(db, "timed out");
+        db_connect_failed(c, "timed out");
         break;
     case DB_SETUP:
-        db_lost(db, "no answer to the setup queries in time");
+        db_lost(c, "no answer to the setup queries in time");
         break;
     case DB_WAIT_SCHEMA:
-        db_send_setup(db);
+        db_send_setup(c);
         break;
     default:
         break;
     }
 }
 
-/* Fails what waited past its deadline, wherever it is; detects a stuck connection. */
+/* Fails what waited past its deadline, wherever it is; detects stuck connections. */
 static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
 {
     db_t *db = container_of(t, db_t, tick);
@@ -562,11 +597,14 @@ static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
 
     db_inbox_expire(db, now);
     db_outbox_expire(db, now);
-    if (db->phead != NULL && db->conn != NULL && now - db->phead->sent_ms >= db->stall_ms) {
-        char why[96];
-        snprintf(why, sizeof(why), "no answer to a transaction in %llu ms",
-                 (unsigned long long)db->stall_ms);
-        db_lost(db, why);
+    for (unsigned i = 0; i < db->opt.connections; i++) {
+        db_conn_t *c = &db->conns[i];
+        if (c->phead != NULL && c->pg != NULL && now - c->phead->sent_ms >= db->stall_ms) {
+            char why[96];
+            snprintf(why, sizeof(why), "no answer to a transaction in %llu ms",
+                     (unsigned long long)db->stall_ms);
+            db_lost(c, why);
+        }
     }
     if (db_busy(db))
         rx_timer_start(loop, &db->tick, DB_TICK_MS, db_on_tick);
@@ -576,8 +614,12 @@ static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
 static void db_try_free(db_t *db)
 {
     /* Everything the loop could still hand back to us must have come back. */
-    if (db->rd.op.armed || db->wr.op.armed || db->send_defer.queued || db->idle_defer.queued)
+    if (db->send_defer.queued || db->idle_defer.queued)
         return;
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        if (db->conns[i].rd.op.armed || db->conns[i].wr.op.armed)
+            return;
+    free(db->conns);
     free(db->conninfo);
     free(db);
 }
@@ -585,44 +627,44 @@ static void db_try_free(db_t *db)
 static void db_on_poll(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     db_poll_t *p = container_of(op, db_poll_t, op);
-    db_t *db = p->db;
+    db_conn_t *c = p->c;
     char msg[DB_MSG_MAX];
 
-    if (db->state == DB_CLOSED) {
-        db_try_free(db);
+    if (c->db->closed) {
+        db_try_free(c->db);
         return;
     }
-    if (p->epoch != db->epoch || db->conn == NULL) {
-        /* The cancelled poll of a closed connection: the op is free for the current one. */
-        if (p->want != 0 && db->conn != NULL)
-            db_poll_arm(db, p, p->want);
+    if (p->epoch != c->epoch || c->pg == NULL) {
+        /* The cancelled poll of a closed session: the op is free for the current one. */
+        if (p->want != 0 && c->pg != NULL)
+            db_poll_arm(c, p, p->want);
         return;
     }
-    if (db->state == DB_CONNECTING) {
-        db_connect_step(db);
+    if (c->state == DB_CONNECTING) {
+        db_connect_step(c);
         return;
     }
-    if (p == &db->wr) {
-        db_flush(db);
+    if (p == &c->wr) {
+        db_flush(c);
         return;
     }
-    if (!PQconsumeInput(db->conn)) {
-        db_lost(db, db_conn_error_msg(db, msg, sizeof(msg)));
+    if (!PQconsumeInput(c->pg)) {
+        db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
         return;
     }
-    db_read_results(db);
-    if (db->conn == NULL || p->epoch != db->epoch)
+    db_read_results(c);
+    if (c->pg == NULL || p->epoch != c->epoch)
         return;
     /* Always read, even when nothing is expected: that is how a closed connection shows. */
-    db_poll_arm(db, &db->rd, POLLIN);
-    db_flush(db);
+    db_poll_arm(c, &c->rd, POLLIN);
+    db_flush(c);
 }
 
 static void db_on_idle(rx_loop_t *loop, rx_defer_t *d)
 {
     db_t *db = container_of(d, db_t, idle_defer);
 
-    if (db->state == DB_CLOSED) {
+    if (db->closed) {
         db_try_free(db);
         return;
     }
@@ -648,6 +690,10 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
         abort();
     db->loop = loop;
     db->opt = *opt;
+    if (db->opt.connections == 0)
+        db->opt.connections = DB_DEFAULT_CONNECTIONS;
+    if (db->opt.connections > DB_CONNECTIONS_MAX)
+        db->opt.connections = DB_CONNECTIONS_MAX;
     if (db->opt.queue_max == 0)
         db->opt.queue_max = DB_DEFAULT_QUEUE_MAX;
     if (db->opt.ack_timeout_ms == 0)
@@ -659,15 +705,10 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
     if (db->opt.outbox_timeout_ms == 0)
         db->opt.outbox_timeout_ms = DB_DEFAULT_OUTBOX_TIMEOUT_MS;
     db->conninfo = strdup(opt->conninfo != NULL ? opt->conninfo : "");
-    if (db->conninfo == NULL)
+    db->conns = calloc(db->opt.connections, sizeof(*db->conns));
+    if (db->conninfo == NULL || db->conns == NULL)
         abort();
     db->opt.conninfo = NULL;
-    db->rd.op.cb = db_on_poll;
-    db->rd.db = db;
-    db->wr.op.cb = db_on_poll;
-    db->wr.db = db;
-    db->setup.ops = &db_setup_ops;
-    db->backoff_ms = DB_BACKOFF_MIN_MS;
     /*
      * A commit can legitimately take a while (a checkpoint's fsyncs); past
      * twice the deadline everything in it has been answered anyway, and a
@@ -682,14 +723,32 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
     for (unsigned i = 0; i < db_migrations_count; i++)
         if (db_migrations[i].version > db->need_version)
             db->need_version = db_migrations[i].version;
+    for (unsigned i = 0; i < db->opt.connections; i++) {
+        db_conn_t *c = &db->conns[i];
+        c->db = db;
+        c->idx = i;
+        c->rd.op.cb = db_on_poll;
+        c->rd.c = c;
+        c->wr.op.cb = db_on_poll;
+        c->wr.c = c;
+        c->setup.ops = &db_setup_ops;
+        c->backoff_ms = DB_BACKOFF_MIN_MS;
+    }
     db_inbox_init(db);
     db_outbox_init(db);
     met_self()->db_connected = 0;
-    db_connect(db);
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        db_connect(&db->conns[i]);
     return db;
 }
 
-bool db_ready(const db_t *db) { return db->state == DB_READY; }
+bool db_ready(const db_t *db)
+{
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        if (db->conns[i].state == DB_READY)
+            return true;
+    return false;
+}
 
 void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg)
 {
@@ -701,17 +760,24 @@ void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg)
 
 void db_free(db_t *db)
 {
+    bool connected = false;
+
     if (db == NULL)
         return;
-    rx_timer_stop(db->loop, &db->conn_timer);
     rx_timer_stop(db->loop, &db->tick);
-    /* Back into the queues, in order, so that everything is cancelled oldest first. */
-    db_give_back(db);
-    if (db->conn != NULL) {
-        db_close_conn(db);
-        met_self()->db_connected = 0;
+    for (unsigned i = 0; i < db->opt.connections; i++) {
+        db_conn_t *c = &db->conns[i];
+        rx_timer_stop(db->loop, &c->timer);
+        /* Back into the queues, in order, so that everything is cancelled oldest first. */
+        db_give_back(c);
+        connected = connected || c->pg != NULL;
+        if (c->pg != NULL)
+            db_close_conn(c);
+        c->state = DB_CLOSED;
     }
-    db->state = DB_CLOSED;
+    if (connected)
+        met_self()->db_connected = 0;
+    db->closed = true;
     db->on_idle = NULL;
     db_inbox_cancel(db);
     db_outbox_cancel(db);

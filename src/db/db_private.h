@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * db_private.h - what the parts of the db module share; not part of its
- * interface. conn.c owns the connection and the pipeline: a FIFO of items,
+ * interface. conn.c owns the connections (opt.connections of them, each its
+ * own server backend) and their pipelines: per connection a FIFO of items,
  * each a few statements closed by its own sync, so that each is its own
  * transaction and an error in one aborts nothing past its sync. inbox.c
- * (group commit of updates) and outbox.c (the sender's rows) make the items;
- * migrate.c is the blocking migration runner.
+ * (group commit of updates) and outbox.c (the sender's rows) make the items
+ * and choose the connection each goes on; migrate.c is the blocking
+ * migration runner.
  */
 #ifndef TGRING_DB_PRIVATE_H
 #define TGRING_DB_PRIVATE_H
@@ -20,13 +22,20 @@
 /* Bytes for a flattened libpq message in a log line. */
 #define DB_MSG_MAX 512
 
-/* Inbox transactions sent and not yet answered: batches grow with the load meanwhile. */
-#define DB_INFLIGHT 2
+/*
+ * Inbox transactions in flight on a connection. With several connections,
+ * one each: a second one would wait behind the first in the same backend
+ * instead of committing beside it on another, and what waits for an idle
+ * connection joins a larger batch meanwhile. A lone connection keeps two, so
+ * that the next batch is already at the server when the first one commits.
+ */
+#define DB_INFLIGHT_ONE 2
 
 /*
- * Outbox operations sent and not yet answered. Each is its own transaction
- * with its own commit, which the server does one after the other on this
- * connection: the cap bounds how long an inbox batch can wait behind them.
+ * Outbox operations sent and not yet answered, all on one connection. Each is
+ * its own transaction with its own commit, which the server does one after
+ * the other on that connection: the cap bounds how long an inbox batch can
+ * wait behind them.
  */
 #define DB_OUTBOX_INFLIGHT 8
 
@@ -54,27 +63,31 @@ const char *db_flatten(const char *msg, char *out, size_t cap);
 /* ---- pipeline items ---- */
 
 typedef struct db_item db_item_t;
+typedef struct db_conn db_conn_t;
 
-/* What an item does at each step; conn.c calls these, the item's module implements them. */
+/*
+ * What an item does at each step; conn.c calls these, the item's module
+ * implements them. `c` is the connection the item was pushed on.
+ */
 typedef struct db_item_ops {
     /*
-     * Sends the item's statements (not the sync). Returns how many, or -1
-     * when libpq refused one (the connection broke).
+     * Sends the item's statements (not the sync) on c->pg. Returns how many,
+     * or -1 when libpq refused one (the connection broke).
      */
-    int (*send)(db_t *db, db_item_t *it);
+    int (*send)(db_conn_t *c, db_item_t *it);
     /*
      * One result of statement it->pos; it->pos == the number sent means an
      * error at the commit. Errors that end the connection never get here.
      * Returns true when it keeps `r` (and PQclear()s it later).
      */
-    bool (*result)(db_t *db, db_item_t *it, PGresult *r);
+    bool (*result)(db_conn_t *c, db_item_t *it, PGresult *r);
     /* Its sync arrived: the transaction is over. It is out of the pipeline already. */
-    void (*done)(db_t *db, db_item_t *it);
+    void (*done)(db_conn_t *c, db_item_t *it);
     /*
      * The connection was lost before its sync arrived (called newest item
      * first): queue it again or drop it. Must not send anything.
      */
-    void (*lost)(db_t *db, db_item_t *it);
+    void (*lost)(db_conn_t *c, db_item_t *it);
 } db_item_ops_t;
 
 /* One transaction in the pipeline; embedded in what its module keeps for it. */
@@ -96,24 +109,55 @@ typedef struct db_stmt {
     const Oid *types; /* nparams OIDs */
 } db_stmt_t;
 
-/* ---- the connection (conn.c) ---- */
+/* ---- the connections (conn.c) ---- */
 
 typedef enum db_state {
-    DB_DOWN,        /* no connection; conn_timer runs to the next attempt */
+    DB_DOWN,        /* no connection; its timer runs to the next attempt */
     DB_CONNECTING,  /* PQconnectPoll in progress */
     DB_SETUP,       /* in pipeline mode; schema check and prepares sent */
-    DB_WAIT_SCHEMA, /* connected, schema not migrated; conn_timer runs to the next check */
-    DB_READY,       /* taking updates and outbox operations */
+    DB_WAIT_SCHEMA, /* connected, schema not migrated; its timer runs to the next check */
+    DB_READY,       /* taking inbox batches and outbox operations */
     DB_CLOSED,      /* db_free() was called */
 } db_state_t;
 
 /* A one-shot poll on libpq's socket. */
 typedef struct db_poll {
     rx_op_t op;
-    db_t *db;
-    uint32_t epoch; /* connection it was armed for; an older one's completion is ignored */
-    short want;     /* events to poll once the previous connection's poll has completed */
+    db_conn_t *c;
+    uint32_t epoch; /* session it was armed for; an older one's completion is ignored */
+    short want;     /* events to poll once the previous session's poll has completed */
 } db_poll_t;
+
+/*
+ * One connection: a libpq session (replaced on every reconnect), its poll
+ * ops, its pipeline and its own reconnect schedule. The db_t holds an array
+ * of these; each fails, reconnects and passes its setup on its own.
+ */
+struct db_conn {
+    db_t *db;
+    unsigned idx; /* position in db->conns; log lines count from 1 */
+    PGconn *pg;   /* NULL while DB_DOWN or DB_CLOSED */
+    db_state_t state;
+    uint32_t epoch;      /* bumped when a session is closed */
+    db_poll_t rd;        /* POLLIN, always armed while connected (POLLOUT while connecting) */
+    db_poll_t wr;        /* POLLOUT while libpq has output it could not write */
+    rx_timer_t timer;    /* reconnect backoff, connect and setup deadline, schema retry */
+    unsigned backoff_ms; /* delay before the next connection attempt */
+
+    db_item_t *phead; /* the pipeline: items sent, oldest first */
+    db_item_t *ptail;
+
+    /* The setup item: schema check, then (when needed) the prepares, then a sync. */
+    db_item_t setup;
+    bool setup_prepare; /* the prepares were sent in this setup */
+    bool prepared;      /* every statement is prepared on this session */
+    bool schema_ok;     /* the check found every compiled-in migration */
+    int schema_version; /* newest applied, 0 = none or unknown */
+    bool was_connected; /* a session was up since the last loss: next loss counts */
+
+    unsigned in_flight;  /* inbox transactions in its pipeline */
+    uint64_t inbox_done; /* inbox transactions answered on it: how the load spreads */
+};
 
 /* Why an inbox transaction failed, which decides what happens to its updates. */
 typedef enum db_fail {
@@ -138,10 +182,13 @@ typedef struct db_batch {
 typedef struct db_inbox {
     db_update_t *head; /* pending, oldest first; not sent or to be sent again */
     db_update_t *tail;
-    unsigned count;                /* updates whose callback is owed: pending and in flight */
-    db_batch_t batch[DB_INFLIGHT]; /* transactions; id 0 = free slot */
-    unsigned nflight;              /* slots in flight */
-    uint32_t next_id;              /* batch ids, never 0 */
+    unsigned count;     /* updates whose callback is owed: pending and in flight */
+    db_batch_t *batch;  /* [nbatch] transactions; id 0 = free slot */
+    unsigned nbatch;    /* as many as all connections may have in flight */
+    unsigned nflight;   /* slots in flight, on all connections */
+    unsigned per_conn;  /* transactions in flight per connection at most */
+    unsigned next_conn; /* where the search for an idle connection starts: round robin */
+    uint32_t next_id;   /* batch ids, never 0 */
 } db_inbox_t;
 
 typedef struct db_outbox_op db_outbox_op_t;
@@ -150,40 +197,25 @@ typedef struct db_outbox_op db_outbox_op_t;
 typedef struct db_outbox {
     db_item_t *head; /* operations not sent yet (or to be sent again), oldest first */
     db_item_t *tail;
-    unsigned count;       /* operations whose callback is owed: queued and in flight */
-    unsigned nflight;     /* operations in the pipeline, answered or not */
-    uint64_t token_base;  /* random; claim tokens are token_base + a counter */
-    uint64_t next_token;  /* counter for the next claim token */
+    unsigned count;      /* operations whose callback is owed: queued and in flight */
+    unsigned nflight;    /* operations in the pipeline, answered or not */
+    db_conn_t *conn;     /* the connection they are in flight on; NULL when none is */
+    uint64_t token_base; /* random; claim tokens are token_base + a counter */
+    uint64_t next_token; /* counter for the next claim token */
 } db_outbox_t;
 
 struct db {
     rx_loop_t *loop;
-    db_options_t opt;
-    char *conninfo; /* owned copy */
-    PGconn *conn;   /* NULL while DB_DOWN or DB_CLOSED */
-    db_state_t state;
-    uint32_t epoch;        /* bumped when a connection is closed */
-    db_poll_t rd;          /* POLLIN, always armed while connected (POLLOUT while connecting) */
-    db_poll_t wr;          /* POLLOUT while libpq has output it could not write */
-    rx_timer_t conn_timer; /* reconnect backoff, connect and setup deadline, schema retry */
+    db_options_t opt;      /* connections: 1..DB_CONNECTIONS_MAX, the length of conns */
+    char *conninfo;        /* owned copy */
+    db_conn_t *conns;      /* [opt.connections] */
+    bool closed;           /* db_free() was called */
     rx_timer_t tick;       /* deadlines and stall detection, while anything is pending */
     rx_defer_t send_defer; /* sends what is queued at the end of the turn */
     rx_defer_t idle_defer; /* runs on_idle after db_drain() */
-    unsigned backoff_ms;   /* delay before the next connection attempt */
-    uint64_t stall_ms;     /* a transaction unanswered this long breaks the connection */
-
-    db_item_t *phead; /* the pipeline: items sent, oldest first */
-    db_item_t *ptail;
-
-    /* The setup item: schema check, then (when needed) the prepares, then a sync. */
-    db_item_t setup;
-    bool setup_prepare; /* the prepares were sent in this setup */
-    bool prepared;      /* every statement is prepared on this connection */
-    bool schema_ok;     /* the check found every compiled-in migration */
-    int schema_version; /* newest applied, 0 = none or unknown */
-    int need_version;   /* newest compiled in */
-    bool schema_logged; /* "not migrated" was said since the last ready */
-    bool was_connected; /* a connection was up since the last loss: next loss counts */
+    uint64_t stall_ms;     /* a transaction unanswered this long breaks its connection */
+    int need_version;      /* newest migration compiled in */
+    bool schema_logged;    /* "not migrated" was said since a connection was last ready */
 
     db_inbox_t in;
     db_outbox_t out;
@@ -197,20 +229,27 @@ struct db {
 };
 
 /*
- * Appends `it` to the pipeline: its statements, then a sync. Only while
+ * Appends `it` to c's pipeline: its statements, then a sync. Only while
  * DB_READY (or for the setup item). Returns false when the connection broke
  * meanwhile: db_lost() has run, it->ops->lost included.
  */
-bool db_item_push(db_t *db, db_item_t *it);
+bool db_item_push(db_conn_t *c, db_item_t *it);
 
 /* Something was queued: sends it at the end of the turn and keeps the deadline tick running. */
 void db_kick(db_t *db);
 
-/* Sends what the inbox and the outbox have queued, now; the end-of-turn callback calls it. */
+/*
+ * Sends what the inbox and the outbox have queued on the connections that
+ * can take it, now; the end-of-turn callback calls it.
+ */
 void db_send_queued(db_t *db);
 
-/* Closes a broken connection, gives the items in the pipeline back, schedules a reconnect. */
-void db_lost(db_t *db, const char *why);
+/*
+ * Closes a broken connection, gives the items in its pipeline back to their
+ * modules and schedules its reconnect; what they queue again goes out at the
+ * end of the turn on another connection that is ready, if there is one.
+ */
+void db_lost(db_conn_t *c, const char *why);
 
 /* Schedules on_idle when db_drain() was called and nothing is owed any more. */
 void db_check_idle(db_t *db);
@@ -237,9 +276,13 @@ extern const db_stmt_t db_outbox_stmts[];
 void db_inbox_init(db_t *db);
 void db_outbox_init(db_t *db);
 
-/* Sends queued work while the in-flight cap allows. Returns false if the connection broke. */
-bool db_inbox_send(db_t *db);
-bool db_outbox_send(db_t *db);
+/*
+ * Push queued work on ready connections while the in-flight caps allow (a
+ * connection that breaks meanwhile has given its part back). The caller
+ * flushes.
+ */
+void db_inbox_send(db_t *db);
+void db_outbox_send(db_t *db);
 
 /* Answers what waited past its deadline, queued or in flight, with -ETIMEDOUT. */
 void db_inbox_expire(db_t *db, uint64_t now);

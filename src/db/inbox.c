@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * inbox.c - updates stored by group commit, as items of the connection's
- * pipeline (conn.c).
+ * inbox.c - updates stored by group commit, as items of the connections'
+ * pipelines (conn.c).
  *
  * db_store() appends to a pending list; at the end of the turn what is
- * pending goes out as one transaction (N inserts, then the item's sync) and
- * the callbacks run when its result arrives. At most DB_INFLIGHT transactions
- * are in flight; what arrives meanwhile waits for the next one, so batches
- * grow with the load. A lost connection puts every unconfirmed update back in
- * the pending list (the insert is idempotent: ON CONFLICT DO NOTHING).
+ * pending goes out as one transaction (N inserts, then the item's sync) on a
+ * ready connection that has no inbox transaction in flight, and the
+ * callbacks run when its result arrives. Each connection has at most one in
+ * flight (a lone connection two, see DB_INFLIGHT_ONE); what arrives while all
+ * are busy waits for the next one, so batches grow with the load, and the
+ * transactions of different connections commit side by side in their own
+ * backends. A lost connection puts every unconfirmed update back in the
+ * pending list, for any connection to send again (the insert is idempotent:
+ * ON CONFLICT DO NOTHING).
  */
 #include "db_private.h"
 #include "log.h"
@@ -95,7 +99,7 @@ static void db_finish_chain(db_t *db, db_update_t *u, int status)
 
 /* ---- the batch as a pipeline item ---- */
 
-static bool db_send_insert(db_t *db, const db_update_t *u)
+static bool db_send_insert(db_conn_t *c, const db_update_t *u)
 {
     static const int formats[5] = {1, 1, 1, 1, 1};
     uint64_t id = htobe64((uint64_t)u->update_id);
@@ -110,17 +114,17 @@ static bool db_send_insert(db_t *db, const db_update_t *u)
     };
     int lengths[5] = {8, (int)u->type_len, 8, 8, (int)u->body_len};
 
-    return PQsendQueryPrepared(db->conn, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
+    return PQsendQueryPrepared(c->pg, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
 }
 
 /* Moves the oldest pending updates into the batch, sending an insert for each. */
-static int db_batch_send(db_t *db, db_item_t *it)
+static int db_batch_send(db_conn_t *c, db_item_t *it)
 {
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = &c->db->in;
     size_t bytes = 0;
 
-    while (in->head != NULL && b->n < db->opt.max_batch &&
+    while (in->head != NULL && b->n < c->db->opt.max_batch &&
            (b->n == 0 || bytes + in->head->body_len <= DB_BATCH_BYTES)) {
         db_update_t *u = in->head;
         in->head = u->next;
@@ -132,7 +136,7 @@ static int db_batch_send(db_t *db, db_item_t *it)
         b->out[b->n] = DB_OUT_STORED;
         b->n++;
         bytes += u->body_len;
-        if (!db_send_insert(db, u))
+        if (!db_send_insert(c, u))
             return -1;
     }
     met_observe_batch(&met_self()->db_batch_size, (double)b->n);
@@ -170,8 +174,9 @@ static void db_batch_error(db_t *db, db_batch_t *b, unsigned pos, const PGresult
     }
 }
 
-static bool db_batch_result(db_t *db, db_item_t *it, PGresult *r)
+static bool db_batch_result(db_conn_t *c, db_item_t *it, PGresult *r)
 {
+    db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
     ExecStatusType st = PQresultStatus(r);
 
@@ -202,12 +207,15 @@ static bool db_batch_result(db_t *db, db_item_t *it, PGresult *r)
 }
 
 /* The transaction got its sync: run callbacks, or put updates back. */
-static void db_batch_done(db_t *db, db_item_t *it)
+static void db_batch_done(db_conn_t *c, db_item_t *it)
 {
+    db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
     db_update_t *first = NULL, *last = NULL;
 
     db->in.nflight--;
+    c->in_flight--;
+    c->inbox_done++;
     if (b->fail != DB_FAIL_NONE) {
         for (unsigned i = 0; i < b->n; i++) {
             db_update_t *u = b->u[i];
@@ -229,8 +237,9 @@ static void db_batch_done(db_t *db, db_item_t *it)
         db_prepend(&db->in, first, last);
     }
     /*
-     * The slot is free from here, but it is filled only at the end of the
-     * turn, so the callbacks below may call db_store() safely.
+     * The slot (and the connection's turn) is free from here, but it is
+     * filled only at the end of the turn, so the callbacks below may call
+     * db_store() safely.
      */
     b->id = 0;
     unsigned reset = 0;
@@ -268,8 +277,9 @@ static void db_batch_done(db_t *db, db_item_t *it)
 }
 
 /* Whatever was not confirmed goes back to the front of the pending list, in order. */
-static void db_batch_lost(db_t *db, db_item_t *it)
+static void db_batch_lost(db_conn_t *c, db_item_t *it)
 {
+    db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
     db_update_t *first = NULL, *last = NULL;
 
@@ -284,6 +294,7 @@ static void db_batch_lost(db_t *db, db_item_t *it)
     b->id = 0;
     b->n = 0;
     db->in.nflight--;
+    c->in_flight--;
 }
 
 static const db_item_ops_t db_batch_ops = {
@@ -297,8 +308,15 @@ static const db_item_ops_t db_batch_ops = {
 
 void db_inbox_init(db_t *db)
 {
-    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
-        db_batch_t *b = &db->in.batch[k];
+    db_inbox_t *in = &db->in;
+
+    in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
+    in->nbatch = db->opt.connections * in->per_conn;
+    in->batch = calloc(in->nbatch, sizeof(*in->batch));
+    if (in->batch == NULL)
+        abort();
+    for (unsigned k = 0; k < in->nbatch; k++) {
+        db_batch_t *b = &in->batch[k];
         b->item.ops = &db_batch_ops;
         b->u = calloc(db->opt.max_batch, sizeof(*b->u));
         b->out = calloc(db->opt.max_batch, sizeof(*b->out));
@@ -308,24 +326,33 @@ void db_inbox_init(db_t *db)
     db_gauge(db);
 }
 
-bool db_inbox_send(db_t *db)
+void db_inbox_send(db_t *db)
 {
     db_inbox_t *in = &db->in;
+    unsigned n = db->opt.connections, start = in->next_conn;
 
-    while (in->head != NULL && in->nflight < DB_INFLIGHT) {
-        db_batch_t *b = &in->batch[0];
-        while (b->id != 0)
-            b++;
-        if (++in->next_id == 0)
-            in->next_id = 1;
-        b->id = in->next_id;
-        b->n = 0;
-        b->fail = DB_FAIL_NONE;
-        in->nflight++;
-        if (!db_item_push(db, &b->item))
-            return false;
+    /*
+     * Round robin over the connections, so that each backend stays warm and
+     * a batch does not always queue behind the outbox's operations.
+     */
+    for (unsigned k = 0; k < n && in->head != NULL; k++) {
+        db_conn_t *c = &db->conns[(start + k) % n];
+        while (in->head != NULL && c->state == DB_READY && c->in_flight < in->per_conn) {
+            db_batch_t *b = &in->batch[0];
+            while (b->id != 0)
+                b++;
+            if (++in->next_id == 0)
+                in->next_id = 1;
+            b->id = in->next_id;
+            b->n = 0;
+            b->fail = DB_FAIL_NONE;
+            in->nflight++;
+            c->in_flight++;
+            in->next_conn = (c->idx + 1) % n;
+            /* On failure the connection is down and its lost() put the updates back. */
+            db_item_push(c, &b->item);
+        }
     }
-    return true;
 }
 
 void db_inbox_expire(db_t *db, uint64_t now)
@@ -346,7 +373,7 @@ void db_inbox_expire(db_t *db, uint64_t now)
             in->tail = prev;
         db_chain(&expired, &elast, u);
     }
-    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
+    for (unsigned k = 0; k < in->nbatch; k++) {
         db_batch_t *b = &in->batch[k];
         for (unsigned i = 0; b->id != 0 && i < b->n; i++) {
             db_update_t *u = b->u[i];
@@ -366,12 +393,13 @@ void db_inbox_cancel(db_t *db)
 
     db->in.head = db->in.tail = NULL;
     db_finish_chain(db, pending, -ECANCELED);
-    for (unsigned k = 0; k < DB_INFLIGHT; k++) {
+    for (unsigned k = 0; k < db->in.nbatch; k++) {
         free(db->in.batch[k].u);
         free(db->in.batch[k].out);
-        db->in.batch[k].u = NULL;
-        db->in.batch[k].out = NULL;
     }
+    free(db->in.batch);
+    db->in.batch = NULL;
+    db->in.nbatch = 0;
 }
 
 /* ---- interface ---- */
@@ -381,7 +409,7 @@ int db_store(db_t *db, db_update_t *u)
     db_inbox_t *in = &db->in;
 
     assert(u->cb != NULL);
-    if (db->state != DB_READY || db->draining || in->count >= db->opt.queue_max)
+    if (db->draining || in->count >= db->opt.queue_max || !db_ready(db))
         return -EAGAIN;
     /* libpq takes int lengths; the HTTP layer caps bodies far below this. */
     assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);

@@ -2,13 +2,16 @@
 /*
  * outbox.c - the sender's side of the outbox table: claims of due rows with
  * a lease, and the marks that follow (sent, retry, fail, retarget, release),
- * each one statement and its own transaction in the connection's pipeline
+ * each one statement and its own transaction in a connection's pipeline
  * (conn.c), so that its failure touches neither the inbox's batches nor the
  * other operations.
  *
  * Operations wait in a queue and go out at the end of the turn, at most
- * DB_OUTBOX_INFLIGHT at a time. One whose connection is lost before its
- * result is queued again and sent after the reconnect, which is safe because
+ * DB_OUTBOX_INFLIGHT at a time, all on one connection: the one that has
+ * some in flight, else the first ready one. One pipeline executes them in
+ * the order sent; spread over several, a mark could overtake the one made
+ * before it. One whose connection is lost before its result is queued again
+ * and sent on a ready connection, which is safe because
  * every statement is idempotent: a mark applies only to a row still in the
  * state it changes, and a claim carries a token, so that a claim sent again
  * gets back the rows its first attempt may have leased, not leased twice.
@@ -286,7 +289,7 @@ static void db_ob_call_chain(db_t *db, db_item_t *it, int err)
 
 /* ---- the operation as a pipeline item ---- */
 
-static int db_ob_send(db_t *db, db_item_t *it)
+static int db_ob_send(db_conn_t *c, db_item_t *it)
 {
     static const int formats[3] = {1, 1, 1};
     db_outbox_op_t *op = container_of(it, db_outbox_op_t, item);
@@ -338,10 +341,10 @@ static int db_ob_send(db_t *db, db_item_t *it)
         lengths[n - 1] = op->error_len;
     }
     op->status = 0;
-    return PQsendQueryPrepared(db->conn, stmt, n, values, lengths, formats, 1) == 1 ? 1 : -1;
+    return PQsendQueryPrepared(c->pg, stmt, n, values, lengths, formats, 1) == 1 ? 1 : -1;
 }
 
-static bool db_ob_result(db_t *db, db_item_t *it, PGresult *r)
+static bool db_ob_result(db_conn_t *c, db_item_t *it, PGresult *r)
 {
     char msg[DB_MSG_MAX];
     db_outbox_op_t *op = container_of(it, db_outbox_op_t, item);
@@ -367,19 +370,26 @@ static bool db_ob_result(db_t *db, db_item_t *it, PGresult *r)
         return false;
     }
     op->status = DB_OB_AGAIN;
-    db_warn_limited(db, "db_outbox_failed",
-                    "outbox %s (row %lld) failed, retrying: %s: SQLSTATE %s: %s",
-                    db_ob_names[op->kind], (long long)op->id, PQresStatus(st),
-                    state ? state : "none", msg);
+    db_warn_limited(
+        c->db, "db_outbox_failed", "outbox %s (row %lld) failed, retrying: %s: SQLSTATE %s: %s",
+        db_ob_names[op->kind], (long long)op->id, PQresStatus(st), state ? state : "none", msg);
     return false;
 }
 
-static void db_ob_done(db_t *db, db_item_t *it)
+/* One fewer in flight; with none left, the next ones may go on any connection. */
+static void db_ob_landed(db_outbox_t *out)
 {
+    if (--out->nflight == 0)
+        out->conn = NULL;
+}
+
+static void db_ob_done(db_conn_t *c, db_item_t *it)
+{
+    db_t *db = c->db;
     db_outbox_op_t *op = container_of(it, db_outbox_op_t, item);
     bool passing = op->kind == DB_OB_CLAIM || op->kind == DB_OB_DUE;
 
-    db->out.nflight--;
+    db_ob_landed(&db->out);
     if (op->answered) {
         db_ob_free(op);
     } else if (op->status == DB_OB_AGAIN && ++op->tries < DB_TRIES_MAX) {
@@ -397,11 +407,12 @@ static void db_ob_done(db_t *db, db_item_t *it)
     db_check_idle(db);
 }
 
-static void db_ob_lost(db_t *db, db_item_t *it)
+static void db_ob_lost(db_conn_t *c, db_item_t *it)
 {
+    db_t *db = c->db;
     db_outbox_op_t *op = container_of(it, db_outbox_op_t, item);
 
-    db->out.nflight--;
+    db_ob_landed(&db->out);
     if (op->answered) {
         db_ob_free(op);
         return;
@@ -436,20 +447,26 @@ void db_outbox_init(db_t *db)
     db->out.token_base = seed;
 }
 
-bool db_outbox_send(db_t *db)
+void db_outbox_send(db_t *db)
 {
     db_outbox_t *out = &db->out;
+    db_conn_t *c = out->conn;
 
-    while (out->head != NULL && out->nflight < DB_OUTBOX_INFLIGHT) {
+    /* A connection that is lost gives all its operations back, and with them out->conn. */
+    assert(c == NULL || c->state == DB_READY);
+    for (unsigned i = 0; c == NULL && i < db->opt.connections; i++)
+        if (db->conns[i].state == DB_READY)
+            c = &db->conns[i];
+    while (c != NULL && out->head != NULL && out->nflight < DB_OUTBOX_INFLIGHT) {
         db_item_t *it = out->head;
         out->head = it->next;
         if (out->head == NULL)
             out->tail = NULL;
         out->nflight++;
-        if (!db_item_push(db, it))
-            return false;
+        out->conn = c;
+        if (!db_item_push(c, it))
+            return;
     }
-    return true;
 }
 
 void db_outbox_expire(db_t *db, uint64_t now)
@@ -473,7 +490,7 @@ void db_outbox_expire(db_t *db, uint64_t now)
         ep = &op->item.next;
     }
     /* In flight: answered now, freed when the result (or the loss of the connection) comes. */
-    for (db_item_t *it = db->phead; it != NULL; it = it->next) {
+    for (db_item_t *it = out->conn != NULL ? out->conn->phead : NULL; it != NULL; it = it->next) {
         db_outbox_op_t *op = container_of(it, db_outbox_op_t, item);
         if (it->ops == &db_ob_ops && !op->answered &&
             now - op->enqueued_ms >= db->opt.outbox_timeout_ms)
@@ -499,7 +516,7 @@ static db_outbox_op_t *db_ob_new(db_t *db, db_ob_kind_t kind, int64_t id, int64_
     char text[DB_OUTBOX_ERROR_MAX];
     size_t len = 0;
 
-    if (db->state != DB_READY || db->out.count >= db->opt.outbox_max)
+    if (db->out.count >= db->opt.outbox_max || !db_ready(db))
         return NULL;
     if (error != NULL)
         len = db_ob_copy_utf8(text, error);

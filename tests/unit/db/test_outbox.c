@@ -185,14 +185,22 @@ static bool wait_calls(unsigned ms, unsigned *first, ...)
 static db_t *ready_db;
 static bool is_ready(void) { return db_ready(ready_db); }
 
-static db_t *new_db(const char *ci, unsigned outbox_max, unsigned timeout_ms)
+static db_t *new_db_n(const char *ci, unsigned outbox_max, unsigned timeout_ms,
+                      unsigned connections)
 {
     db_options_t o = {
         .conninfo = ci != NULL ? ci : conninfo,
+        .connections = connections,
         .outbox_max = outbox_max,
         .outbox_timeout_ms = timeout_ms,
     };
     return db_new(&loop, &o);
+}
+
+/* With the default number of connections. */
+static db_t *new_db(const char *ci, unsigned outbox_max, unsigned timeout_ms)
+{
+    return new_db_n(ci, outbox_max, timeout_ms, 0);
 }
 
 static db_t *ready(db_t *db)
@@ -704,7 +712,7 @@ static void test_interleaved(db_t *db)
     run_for(30);
     char shape[32] = "";
     size_t o = 0;
-    for (db_item_t *it = db->phead; it != NULL && o + 1 < sizeof(shape); it = it->next)
+    for (db_item_t *it = db->conns[0].phead; it != NULL && o + 1 < sizeof(shape); it = it->next)
         shape[o++] = it->ops == db->in.batch[0].item.ops ? 'I' : 'O';
     shape[o] = '\0';
     tap_ok(strcmp(shape, "OIOIOO") == 0,
@@ -757,7 +765,7 @@ static void test_resend(db_t *db)
     tap_ok(strcmp(v, want) == 0 &&
                q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
            "the server ran both: rows %s leased, the retry counted", v);
-    db_lost(db, "dropped by the test");
+    db_lost(&db->conns[0], "dropped by the test");
     tap_ok(c.calls == 0 && d.calls == 0 && !db_ready(db), "connection dropped, no answers yet");
     bool answered = settle(5000);
     tap_ok(answered && c.err == 0 && c.n == 2 && c.ids[0] == a + 1 && c.ids[1] == a + 2,
@@ -889,7 +897,12 @@ int main(void)
     test_migrate_from_0001();
     if (db_migrate(conninfo) != (int)db_migrations_count)
         tap_bail("db_migrate");
-    db_t *db = ready(new_db(NULL, 0, 10000));
+    /*
+     * One connection: test_interleaved reads the order of the inbox's and the
+     * outbox's items in its pipeline, and test_resend drops it. The other
+     * databases below have the default, several.
+     */
+    db_t *db = ready(new_db_n(NULL, 0, 10000, 1));
     test_claim_order(db);
     test_claims_in_flight(db);
     test_shared_outbox(db);
