@@ -56,6 +56,8 @@ typedef struct cfg {
     unsigned idle_timeout_ms;   /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
                                    idle */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
+    unsigned db_connections;    /* TGRING_DB_CONNECTIONS, default 2, 1..16: PostgreSQL connections
+                                   per worker */
     /* Sending to the Bot API. */
     /*
      * Token buckets, "<n>/s" or "<n>/min" with ",burst=<b>" (default b = n).

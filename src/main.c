@@ -607,6 +607,7 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
     }
     db_options_t dbo = {
         .conninfo = cfg->database_url,
+        .connections = cfg->db_connections,
         .queue_max = cfg->queue_max,
         .ack_timeout_ms = cfg->ack_timeout_ms,
         .max_batch = DB_MAX_BATCH,

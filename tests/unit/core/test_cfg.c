@@ -38,6 +38,7 @@ static const char *const all_vars[] = {
     "TGRING_BODY_TIMEOUT_MS",
     "TGRING_IDLE_TIMEOUT_MS",
     "TGRING_SHUTDOWN_TIMEOUT_MS",
+    "TGRING_DB_CONNECTIONS",
     "TELEGRAM_RATE_GLOBAL",
     "TELEGRAM_RATE_CHAT",
     "TELEGRAM_RATE_GROUP",
@@ -112,7 +113,7 @@ static void test_defaults(void) {
     tap_ok(c.max_body == 1048576 && c.max_connections == 16384 && c.queue_max == 4096 &&
                c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 &&
                c.body_timeout_ms == 30000 && c.idle_timeout_ms == 75000 &&
-               c.shutdown_timeout_ms == 10000,
+               c.shutdown_timeout_ms == 10000 && c.db_connections == 2,
            "tunable defaults");
     tap_ok(c.rate_global && strcmp(c.rate_global, "30/s,burst=1") == 0 && c.rate_chat &&
                strcmp(c.rate_chat, "1/s,burst=1") == 0 && c.rate_group &&
@@ -158,6 +159,7 @@ static void test_all_valid(void) {
     setenv("TGRING_BODY_TIMEOUT_MS", "600000", 1);
     setenv("TGRING_IDLE_TIMEOUT_MS", "3600000", 1);
     setenv("TGRING_SHUTDOWN_TIMEOUT_MS", "0", 1);
+    setenv("TGRING_DB_CONNECTIONS", "16", 1);
     unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
     int n = load(&c, all);
     tap_diag("%s", errbuf);
@@ -178,7 +180,7 @@ static void test_all_valid(void) {
                c.max_body == 67108864 && c.max_connections == 1000000 && c.queue_max == 1 &&
                c.ack_timeout_ms == 60000 && c.header_timeout_ms == 7 &&
                c.body_timeout_ms == 600000 && c.idle_timeout_ms == 3600000 &&
-               c.shutdown_timeout_ms == 0,
+               c.shutdown_timeout_ms == 0 && c.db_connections == 16,
            "numbers are read at their bounds");
     cfg_dispose(&c);
     tap_ok(c.bot_token == NULL && c.database_url == NULL, "cfg_dispose frees the secrets");
@@ -245,6 +247,8 @@ static void test_bad_values(void) {
         {"TGRING_BODY_TIMEOUT_MS", "600001"},
         {"TGRING_IDLE_TIMEOUT_MS", "x"},
         {"TGRING_SHUTDOWN_TIMEOUT_MS", "-0"},
+        {"TGRING_DB_CONNECTIONS", "0"},
+        {"TGRING_DB_CONNECTIONS", "17"},
         {"LOG_LEVEL", "verbose"},
         {"LOG_FORMAT", "xml"},
         {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "101"},
@@ -540,6 +544,7 @@ static void test_help(void) {
         "TGRING_BODY_TIMEOUT_MS",
         "TGRING_IDLE_TIMEOUT_MS",
         "TGRING_SHUTDOWN_TIMEOUT_MS",
+        "TGRING_DB_CONNECTIONS",
         "TELEGRAM_RATE_GLOBAL",
         "TELEGRAM_RATE_CHAT",
         "TELEGRAM_RATE_GROUP",
