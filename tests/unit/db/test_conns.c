@@ -1,0 +1,612 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_conns.c - the db module with several connections, against a real
+ * PostgreSQL 15 (the throwaway cluster of pg_harness.c): updates arriving
+ * over many turns spread over 2, 3 and 4 connections and stored once each,
+ * in fewer transactions than updates, with batches in flight on different
+ * backends at once; what waits while every connection is busy joins one
+ * batch; a connection that loses its backend (pg_terminate_backend) or its
+ * answer has its batch, or its outbox operations, sent again on another and
+ * nothing is lost or stored twice; readiness and the connected gauge while
+ * one connection is down; deadlines, db_drain() and db_free() with batches
+ * on several connections; the bounds of the option.
+ *
+ * It includes the module's private header to see which connection holds
+ * what and to drop one at a chosen moment. Skips (exit 77) only when the
+ * PostgreSQL binaries are not installed.
+ */
+#include "../../../src/db/db_private.h"
+#include "log.h"
+#include "met.h"
+#include "pg_harness.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_UPDATES 16384
+
+/* ---- updates ---- */
+
+typedef struct tu {
+    db_update_t u;
+    bool done;
+    int status;
+    char body[64];
+} tu_t;
+
+static tu_t ups[MAX_UPDATES];
+static unsigned nups;    /* used slots */
+static bool in_store;    /* inside db_store(): a callback now would be synchronous */
+static unsigned sync_cb; /* callbacks that ran from inside db_store() */
+static unsigned twice;   /* callbacks that ran twice for one update */
+
+static void on_stored(db_update_t *u, int status)
+{
+    tu_t *t = container_of(u, tu_t, u);
+    if (in_store)
+        sync_cb++;
+    if (t->done)
+        twice++;
+    t->done = true;
+    t->status = status;
+}
+
+static tu_t *mk(int64_t id)
+{
+    if (nups == MAX_UPDATES)
+        tap_bail("out of test updates");
+    tu_t *t = &ups[nups++];
+    memset(t, 0, sizeof(*t));
+    int n = snprintf(t->body, sizeof(t->body), "{\"update_id\":%lld}", (long long)id);
+    t->u.update_id = id;
+    t->u.body = t->body;
+    t->u.body_len = (size_t)n;
+    t->u.type = "message";
+    t->u.type_len = 7;
+    t->u.cb = on_stored;
+    return t;
+}
+
+/* Stores a new update; one that db_store() refuses is marked done (no callback is owed). */
+static int store(db_t *db, int64_t id)
+{
+    tu_t *t = mk(id);
+    in_store = true;
+    int r = db_store(db, &t->u);
+    in_store = false;
+    if (r != 0)
+        t->done = true;
+    return r;
+}
+
+/* Stores ids [first, first + n) in this turn. */
+static void store_n(db_t *db, int64_t first, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        store(db, first + i);
+}
+
+static unsigned wait_from, wait_to;
+static bool range_done(void)
+{
+    for (unsigned i = wait_from; i < wait_to; i++)
+        if (!ups[i].done)
+            return false;
+    return true;
+}
+
+static bool wait_range(unsigned from, unsigned to, unsigned ms)
+{
+    wait_from = from;
+    wait_to = to;
+    return run_until(range_done, ms);
+}
+
+static unsigned count_status(unsigned from, unsigned to, int status)
+{
+    unsigned n = 0;
+    for (unsigned i = from; i < to; i++)
+        n += ups[i].done && ups[i].status == status;
+    return n;
+}
+
+static unsigned ndone_in(unsigned from, unsigned to)
+{
+    unsigned n = 0;
+    for (unsigned i = from; i < to; i++)
+        n += ups[i].done;
+    return n;
+}
+
+/* ---- databases and connections ---- */
+
+static db_t *cur;
+static bool all_ready(void)
+{
+    for (unsigned i = 0; i < cur->opt.connections; i++)
+        if (cur->conns[i].state != DB_READY)
+            return false;
+    return true;
+}
+
+static db_t *new_db(unsigned connections, unsigned queue_max, unsigned ack_ms)
+{
+    db_options_t o = {
+        .conninfo = conninfo,
+        .connections = connections,
+        .queue_max = queue_max,
+        .ack_timeout_ms = ack_ms,
+        .max_batch = 512,
+    };
+    cur = db_new(&loop, &o);
+    if (!run_until(all_ready, 5000))
+        tap_bail("not every connection became ready");
+    return cur;
+}
+
+static void free_db(db_t *db)
+{
+    db_free(db);
+    run_for(20);
+}
+
+/* Connections with an inbox transaction in flight now. */
+static unsigned busy_conns(const db_t *db)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        n += db->conns[i].in_flight > 0;
+    return n;
+}
+
+/* The inbox batch at the head of c's pipeline, or NULL. */
+static db_batch_t *head_batch(db_t *db, db_conn_t *c)
+{
+    if (c->phead == NULL || c->phead->ops != db->in.batch[0].item.ops)
+        return NULL;
+    return container_of(c->phead, db_batch_t, item);
+}
+
+/* Whether c's first batch holds exactly the updates ups[from, from + n). */
+static bool batch_holds(db_t *db, db_conn_t *c, unsigned from, unsigned n)
+{
+    db_batch_t *b = head_batch(db, c);
+    if (b == NULL || b->n != n)
+        return false;
+    for (unsigned i = 0; i < n; i++)
+        if (b->u[i] != &ups[from + i].u)
+            return false;
+    return true;
+}
+
+/* Another session holding a lock that makes every insert into updates wait. */
+static PGconn *lock_updates(void)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    PQclear(PQexec(c, "BEGIN"));
+    PGresult *r = PQexec(c, "LOCK TABLE updates IN SHARE MODE");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        tap_bail("cannot lock updates");
+    PQclear(r);
+    return c;
+}
+
+static void unlock_updates(PGconn *c)
+{
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
+}
+
+/* Backends of ours whose insert waits for a lock now. */
+static long long inserts_waiting(void)
+{
+    return q("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+             "query LIKE 'INSERT INTO updates%%'");
+}
+
+/* ---- the tests ---- */
+
+/* Arrivals over many turns: a timer stores a handful each millisecond. */
+static db_t *spread_db;
+static rx_timer_t spread_timer;
+static unsigned spread_left, spread_per_turn, spread_refused, spread_peak;
+static int64_t spread_id;
+
+static void on_spread(rx_loop_t *l, rx_timer_t *t)
+{
+    unsigned busy = busy_conns(spread_db);
+    spread_peak = busy > spread_peak ? busy : spread_peak;
+    for (unsigned i = 0; i < spread_per_turn; i++)
+        if (store(spread_db, spread_id++) != 0)
+            spread_refused++;
+    if (--spread_left > 0)
+        rx_timer_start(l, t, 1, on_spread);
+}
+
+static bool spread_over(void)
+{
+    unsigned busy = busy_conns(spread_db);
+    spread_peak = busy > spread_peak ? busy : spread_peak;
+    return spread_left == 0 && range_done();
+}
+
+static void test_spread(unsigned n, int64_t first)
+{
+    enum { TURNS = 150, PER_TURN = 20, TOTAL = TURNS * PER_TURN };
+    met_slot_t *m = met_self();
+    db_t *db = new_db(n, 10000, 10000);
+    uint64_t batches0 = m->db_batch_size.count;
+    unsigned from = nups;
+
+    int pids[DB_CONNECTIONS_MAX];
+    bool distinct = true;
+    for (unsigned i = 0; i < n; i++) {
+        pids[i] = PQbackendPID(db->conns[i].pg);
+        for (unsigned k = 0; k < i; k++)
+            distinct = distinct && pids[k] != pids[i];
+    }
+    tap_ok(distinct && q("SELECT count(*) FROM pg_stat_activity WHERE pid IN (%d, %d, %d, %d)",
+                         pids[0], pids[1], n > 2 ? pids[2] : 0, n > 3 ? pids[3] : 0) == n,
+           "%u connections: %u distinct server backends", n, n);
+
+    spread_db = db;
+    spread_left = TURNS;
+    spread_per_turn = PER_TURN;
+    spread_refused = 0;
+    spread_peak = 0;
+    spread_id = first;
+    wait_from = from;
+    wait_to = from + TOTAL;
+    rx_timer_start(&loop, &spread_timer, 0, on_spread);
+    bool all = run_until(spread_over, 30000);
+    tap_ok(all && spread_refused == 0 && nups - from == TOTAL,
+           "%u connections: %d updates arriving over %d turns all answered", n, TOTAL, TURNS);
+    tap_ok(count_status(from, nups, DB_STORED) == TOTAL, "%u connections: all stored (%u)", n,
+           count_status(from, nups, DB_STORED));
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= %lld AND update_id < %lld",
+             (long long)first, (long long)first + TOTAL) == TOTAL,
+           "%u connections: %d rows in the table, one per update", n, TOTAL);
+    uint64_t batches = m->db_batch_size.count - batches0;
+    tap_diag("%u connections: %llu transactions, %.1f updates each on average; at most %u "
+             "in flight at once",
+             n, (unsigned long long)batches, (double)TOTAL / (double)(batches ? batches : 1),
+             spread_peak);
+    tap_ok(batches > 0 && batches <= TURNS,
+           "%u connections: in fewer transactions than updates, at most one per turn", n);
+    unsigned used = 0;
+    uint64_t sum = 0;
+    char spread[128];
+    size_t o = 0;
+    for (unsigned i = 0; i < n; i++) {
+        used += db->conns[i].inbox_done > 0;
+        sum += db->conns[i].inbox_done;
+        o += (size_t)snprintf(spread + o, sizeof(spread) - o, "%s%llu", i ? ", " : "",
+                              (unsigned long long)db->conns[i].inbox_done);
+    }
+    tap_ok(used == n && sum == batches, "%u connections: every one committed batches (%s)", n,
+           spread);
+    tap_ok(spread_peak >= 2, "%u connections: batches were in flight on %u connections at once", n,
+           spread_peak);
+    free_db(db);
+}
+
+/*
+ * With inserts held by a lock, each connection takes one batch and the next
+ * arrivals wait: every backend executes an insert at the same time, and what
+ * arrived while all were busy goes in one transaction.
+ */
+static void test_side_by_side(void)
+{
+    met_slot_t *m = met_self();
+    db_t *db = new_db(3, 1000, 10000);
+    PGconn *locker = lock_updates();
+    uint64_t batches0 = m->db_batch_size.count;
+    unsigned from = nups;
+
+    for (int turn = 0; turn < 5; turn++) {
+        store_n(db, 200000 + 10 * turn, 5);
+        run_for(30);
+    }
+    tap_ok(busy_conns(db) == 3 && db->in.nflight == 3,
+           "3 connections, inserts locked out: one batch in flight on each");
+    tap_ok(batch_holds(db, &db->conns[0], from, 5) && batch_holds(db, &db->conns[1], from + 5, 5) &&
+               batch_holds(db, &db->conns[2], from + 10, 5),
+           "the batches of the first three turns, one per connection in turn");
+    tap_ok(db_pending(db) == 25 && db->in.head == &ups[from + 15].u,
+           "the updates of the next two turns wait for an idle connection");
+    long long waiting = inserts_waiting();
+    tap_ok(waiting == 3, "the server has three inserts waiting for the lock at once (%lld)",
+           waiting);
+    unlock_updates(locker);
+    tap_ok(wait_range(from, nups, 10000) && count_status(from, nups, DB_STORED) == 25,
+           "all 25 stored once the lock is gone");
+    uint64_t batches = m->db_batch_size.count - batches0;
+    tap_ok(batches == 4, "in 4 transactions: the 10 that waited went together (%llu)",
+           (unsigned long long)batches);
+    free_db(db);
+}
+
+/*
+ * The backend of a connection with a batch in flight is terminated: the
+ * batch goes out again at once on an idle connection, the db stays ready,
+ * and the connection comes back by itself.
+ */
+static void test_terminated(void)
+{
+    met_slot_t *m = met_self();
+    db_t *db = new_db(3, 1000, 10000);
+    uint64_t reconnects0 = m->db_reconnects;
+    PGconn *locker = lock_updates();
+    unsigned from = nups;
+
+    store_n(db, 300000, 5);
+    run_for(30);
+    store_n(db, 300010, 5);
+    run_for(30);
+    db_conn_t *a = &db->conns[0], *b = &db->conns[1], *c = &db->conns[2];
+    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) && c->in_flight == 0,
+           "batches in flight on connections 1 and 2, connection 3 idle");
+    int pid = PQbackendPID(a->pg);
+    tap_ok(q("SELECT pg_terminate_backend(%d)::int", pid) == 1,
+           "connection 1's backend terminated (pid %d)", pid);
+    bool moved = false;
+    for (int i = 0; i < 500 && !moved; i++) {
+        run_for(2);
+        moved = a->state != DB_READY && batch_holds(db, c, from, 5);
+    }
+    tap_ok(moved, "its batch is in flight again on connection 3, before 1 has reconnected");
+    tap_ok(db_ready(db) && m->db_connected == 1, "the db stays ready, db_connected stays 1");
+    unsigned mid = nups;
+    tap_ok(store(db, 300020) == 0, "and takes updates meanwhile");
+    unlock_updates(locker);
+    bool answered = wait_range(from, nups, 10000);
+    unsigned stored = count_status(from, nups, DB_STORED);
+    tap_ok(answered && stored == 11,
+           "all 11 stored once the lock is gone: the moved batch, the other, the new one (%u)",
+           stored);
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 300000 AND update_id < 300030") == 11,
+           "11 rows in the table, none twice");
+    tap_ok(ups[mid].done && ups[mid].status == DB_STORED, "the update stored meanwhile too");
+    tap_ok(run_until(all_ready, 5000), "connection 1 is back by itself");
+    tap_ok(m->db_reconnects - reconnects0 == 1, "db_reconnects counted the loss (%llu)",
+           (unsigned long long)(m->db_reconnects - reconnects0));
+    free_db(db);
+}
+
+/*
+ * The connection is lost after the server committed its batch and before
+ * the answer was read: sent again on another connection, the updates are
+ * found stored (DB_DUPLICATE, which is a commit) and are in the table once.
+ */
+static void test_lost_answer(void)
+{
+    db_t *db = new_db(2, 1000, 10000);
+    unsigned from = nups;
+
+    store_n(db, 400000, 5);
+    db_send_queued(db);
+    db_conn_t *x = NULL;
+    for (unsigned i = 0; i < 2; i++)
+        if (batch_holds(db, &db->conns[i], from, 5))
+            x = &db->conns[i];
+    tap_ok(x != NULL, "a batch of 5 in flight on one connection");
+    if (x == NULL)
+        tap_bail("no batch in flight");
+    db_conn_t *y = &db->conns[1 - x->idx];
+    uint64_t x0 = x->inbox_done, y0 = y->inbox_done;
+    usleep(300 * 1000);
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 400000 AND update_id < 400005") == 5,
+           "the server committed it");
+    db_lost(x, "dropped by the test");
+    tap_ok(ndone_in(from, nups) == 0 && db_ready(db), "connection dropped, no answers yet");
+    tap_ok(wait_range(from, nups, 5000) && count_status(from, nups, DB_DUPLICATE) == 5,
+           "sent again, the 5 are found stored: DB_DUPLICATE");
+    tap_ok(y->inbox_done == y0 + 1 && x->inbox_done == x0,
+           "by the other connection, before the dropped one was back");
+    tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 400000 AND update_id < 400005") == 5,
+           "and they are in the table once");
+    run_until(all_ready, 5000);
+    free_db(db);
+}
+
+/* ---- the outbox on several connections ---- */
+
+static unsigned owed;
+typedef struct claim {
+    unsigned calls;
+    int err;
+    unsigned n;
+    int64_t ids[8];
+} claim_t;
+
+static void on_claim(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+{
+    claim_t *c = arg;
+    c->calls++;
+    c->err = err;
+    c->n = n;
+    for (unsigned i = 0; i < n && i < 8; i++)
+        c->ids[i] = rows[i].id;
+    owed--;
+}
+
+static void on_done(void *arg, int err)
+{
+    int *e = arg;
+    *e = err;
+    owed--;
+}
+
+static bool nothing_owed(void) { return owed == 0; }
+
+/*
+ * The outbox's connection is dropped after the server ran a claim and a
+ * retry: both go out again on the other connection at once, the claim gets
+ * the rows its first attempt leased and the retry counts once.
+ */
+static void test_outbox_moves(void)
+{
+    db_t *db = new_db(2, 1000, 10000);
+    claim_t first = {0}, c = {0};
+    int retried = 1;
+
+    q("TRUNCATE outbox RESTART IDENTITY");
+    q("INSERT INTO outbox (chat_id, method, body, not_before) SELECT 7, 'sendMessage', '{}', "
+      "now() - interval '1 s' FROM generate_series(1, 3)");
+    owed++;
+    db_outbox_claim(db, 1, 60000, on_claim, &first);
+    tap_ok(run_until(nothing_owed, 3000) && first.n == 1 && first.ids[0] == 1, "row 1 claimed");
+
+    owed += 2;
+    db_outbox_claim(db, 2, 60000, on_claim, &c);
+    db_outbox_retry(db, 1, 1000, "503", on_done, &retried);
+    db_send_queued(db);
+    db_conn_t *x = db->out.conn;
+    tap_ok(x != NULL && db->out.nflight == 2, "claim and retry in flight on one connection");
+    if (x == NULL)
+        tap_bail("no outbox connection");
+    usleep(300 * 1000);
+    tap_ok(q("SELECT count(*) FROM outbox WHERE claimed_until > now() AND id IN (2, 3)") == 2 &&
+               q("SELECT attempts FROM outbox WHERE id = 1") == 1,
+           "the server ran both");
+    db_lost(x, "dropped by the test");
+    tap_ok(db->out.nflight == 0 && db->out.conn == NULL && c.calls == 0 && retried == 1,
+           "connection dropped: both back in the queue, unanswered");
+    db_send_queued(db);
+    tap_ok(db->out.conn == &db->conns[1 - x->idx] && db->out.nflight == 2,
+           "sent again at once on the other connection");
+    tap_ok(run_until(nothing_owed, 5000) && c.err == 0 && c.n == 2 && c.ids[0] == 2 &&
+               c.ids[1] == 3,
+           "the claim returns the rows its first attempt leased");
+    tap_ok(retried == 0 && q("SELECT attempts FROM outbox WHERE id = 1") == 1,
+           "and the retry did not count twice");
+    run_until(all_ready, 5000);
+    free_db(db);
+}
+
+/* ---- deadlines, drain and free with batches on several connections ---- */
+
+static bool idle_flag;
+static void on_idle(void *arg) { *(bool *)arg = true; }
+static bool idle_seen(void) { return idle_flag; }
+
+static void test_deadlines(void)
+{
+    db_t *db = new_db(2, 1000, 300);
+    PGconn *locker = lock_updates();
+    unsigned from = nups;
+
+    for (int turn = 0; turn < 3; turn++) {
+        store_n(db, 500000 + 10 * turn, 4);
+        run_for(20);
+    }
+    tap_ok(busy_conns(db) == 2 && db->in.head != NULL,
+           "ack timeout 300 ms: batches in flight on both connections, more waiting");
+    tap_ok(wait_range(from, nups, 2000) && count_status(from, nups, -ETIMEDOUT) == 12 &&
+               db_pending(db) == 0,
+           "all 12 answered -ETIMEDOUT, in flight or waiting");
+    unlock_updates(locker);
+    run_for(200);
+    tap_ok(db_ready(db) && store(db, 500100) == 0 && wait_range(nups - 1, nups, 3000) &&
+               ups[nups - 1].status == DB_STORED,
+           "the late results are ignored and the next update is stored");
+    free_db(db);
+}
+
+static void test_drain_free(void)
+{
+    db_t *db = new_db(2, 1000, 10000);
+    PGconn *locker = lock_updates();
+    unsigned from = nups;
+
+    store_n(db, 600000, 3);
+    run_for(20);
+    store_n(db, 600010, 3);
+    run_for(20);
+    store_n(db, 600020, 3);
+    idle_flag = false;
+    db_drain(db, on_idle, &idle_flag);
+    tap_ok(store(db, 600100) == -EAGAIN && busy_conns(db) == 2,
+           "after db_drain, with batches on both connections: db_store gives -EAGAIN");
+    run_for(100);
+    tap_ok(!idle_flag, "on_idle waits while they are in flight");
+    unlock_updates(locker);
+    tap_ok(run_until(idle_seen, 5000) && count_status(from, from + 9, DB_STORED) == 9,
+           "on_idle runs once all 9 are stored");
+    free_db(db);
+
+    db = new_db(2, 1000, 10000);
+    locker = lock_updates();
+    from = nups;
+    store_n(db, 610000, 3);
+    run_for(20);
+    store_n(db, 610010, 3);
+    run_for(20);
+    store_n(db, 610020, 3);
+    tap_ok(busy_conns(db) == 2 && db_pending(db) == 9, "batches on both connections, 3 waiting");
+    db_free(db);
+    tap_ok(count_status(from, from + 9, -ECANCELED) == 9,
+           "db_free answers all 9 -ECANCELED, synchronously");
+    run_for(20);
+    unlock_updates(locker);
+}
+
+static void test_options(void)
+{
+    db_options_t o = {.conninfo = conninfo};
+    db_t *db = db_new(&loop, &o);
+    tap_ok(db->opt.connections == 2, "connections 0 means the default, 2");
+    db_free(db);
+    run_for(20);
+
+    o.connections = 99;
+    db = cur = db_new(&loop, &o);
+    tap_ok(db->opt.connections == DB_CONNECTIONS_MAX, "connections 99 is reduced to %d",
+           DB_CONNECTIONS_MAX);
+    tap_ok(run_until(all_ready, 10000), "and all %d become ready", DB_CONNECTIONS_MAX);
+    free_db(db);
+
+    db = new_db(2, 3, 10000);
+    unsigned from = nups;
+    int r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = store(db, 620000 + i);
+    tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN,
+           "queue_max 3 counts over both connections: the fourth gives -EAGAIN");
+    tap_ok(wait_range(from, from + 3, 5000) && count_status(from, from + 3, DB_STORED) == 3,
+           "the three accepted are stored");
+    free_db(db);
+}
+
+int main(void)
+{
+    harness_start();
+    if (db_migrate(conninfo) != (int)db_migrations_count)
+        tap_bail("db_migrate");
+
+    test_spread(2, 1000000);
+    test_spread(3, 2000000);
+    test_spread(4, 3000000);
+    test_side_by_side();
+    test_terminated();
+    test_lost_answer();
+    test_outbox_moves();
+    test_deadlines();
+    test_drain_free();
+    test_options();
+
+    unsigned missing = 0;
+    for (unsigned i = 0; i < nups; i++)
+        missing += !ups[i].done;
+    tap_ok(missing == 0 && twice == 0 && sync_cb == 0 && owed == 0,
+           "every accepted call had exactly one callback, never from inside the call "
+           "(%u missing, %u twice, %u synchronous)",
+           missing, twice, sync_cb);
+    tap_ok(loop.heap_len == 0, "no timer left armed");
+    harness_end();
+    return tap_done();
+}
