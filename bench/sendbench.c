@@ -40,7 +40,7 @@
 #define MAX_INFLIGHT 4096
 
 /* A test token: the Bot API's shape, not a real bot. */
-static const char bench_token[] = "5012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw4";
+static const char bench_token[] = "5012345678:BENCHnotARealToken0BENCHnotARealTok";
 
 /*
  * A sendMessage body of the size a bot typically sends (about 200 bytes):
