@@ -10,10 +10,7 @@
  * members before the cut are still read: Telegram writes "ok" and the error
  * fields before "result".
  */
-#define JSMN_HEADER
-#include <jsmn.h>
-#undef JSMN_HEADER
-
+#include "json_private.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -29,11 +26,6 @@ typedef struct toks {
     int count;
     bool partial;
 } toks_t;
-
-static bool is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
 
 /*
  * Tokenizes s[0..len), which must be one JSON object and nothing but
@@ -64,7 +56,7 @@ static int tokenize(toks_t *k, const char *s, size_t len, jsmntok_t *tok, unsign
         return -EBADMSG;
     /* jsmn stops at a NUL byte and takes further top-level values: allow only whitespace. */
     for (size_t i = (size_t)tok[0].end; i < len; i++)
-        if (!is_ws((unsigned char)s[i]))
+        if (!tg_json_is_ws((unsigned char)s[i]))
             return -EBADMSG;
     k->count = rc;
     return 0;
@@ -77,9 +69,7 @@ static bool complete(const jsmntok_t *t)
 
 static bool tok_is(const toks_t *k, int i, const char *lit)
 {
-    const jsmntok_t *t = &k->t[i];
-    size_t n = strlen(lit);
-    return complete(t) && (size_t)(t->end - t->start) == n && memcmp(k->s + t->start, lit, n) == 0;
+    return tg_json_tok_eq(k->s, &k->t[i], lit);
 }
 
 /*
@@ -88,81 +78,13 @@ static bool tok_is(const toks_t *k, int i, const char *lit)
  */
 static int member(const toks_t *k, int obj, const char *key)
 {
-    const jsmntok_t *o = &k->t[obj];
-    for (int j = obj + 1; j < k->count; j++) {
-        const jsmntok_t *t = &k->t[j];
-        /* Tokens come in text order: past the object's end nothing is inside it. */
-        if (o->end >= 0 && t->start >= o->end)
-            break;
-        if (t->parent != obj || t->type != JSMN_STRING || !tok_is(k, j, key))
-            continue;
-        if (j + 1 < k->count && k->t[j + 1].parent == j)
-            return j + 1;
-    }
-    return -1;
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
+    return tg_json_member(k->s, k->t, k->count, obj, key);
 }
 
 /* An integer token: -?(0|[1-9][0-9]*) within int64_t; no fraction or exponent. */
 static bool int_of(const toks_t *k, int i, int64_t *out)
 {
-    const jsmntok_t *t = &k->t[i];
-    if (t->type != JSMN_PRIMITIVE || !complete(t))
-        return false;
-    const unsigned char *p = (const unsigned char *)k->s + t->start;
-    size_t n = (size_t)(t->end - t->start), j = 0;
-    bool neg = false;
-    if (j < n && p[j] == '-') {
-        neg = true;
-        j++;
-    }
-    if (j >= n || (p[j] == '0' && n - j > 1))
-        return false;
-    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t v = 0;
-    for (; j < n; j++) {
-        if (!is_digit(p[j]))
-            return false;
-        unsigned d = p[j] - '0';
-        if (v > (limit - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (!neg)
-        *out = (int64_t)v;
-    else
-        *out = v == limit ? INT64_MIN : -(int64_t)v;
-    return true;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The code unit of the \uXXXX at p[0..n) (p[0] == '\\'), or -1 when there is none. */
-static long u_escape(const unsigned char *p, size_t n)
-{
-    if (n < 6 || p[0] != '\\' || p[1] != 'u')
-        return -1;
-    long v = 0;
-    for (int i = 2; i < 6; i++) {
-        int h = hexval(p[i]);
-        if (h < 0)
-            return -1;
-        v = v << 4 | h;
-    }
-    return v;
+    return tg_json_int(k->s, &k->t[i], out);
 }
 
 /* Appends code point cp as UTF-8 while it fits (with a NUL); counts it either way. */
@@ -222,11 +144,11 @@ static size_t unescape(const toks_t *k, int i, char *buf, size_t cap, size_t *wr
     while (j < n) {
         unsigned char c = p[j];
         if (c == '\\' && j + 1 < n) {
-            long u = u_escape(p + j, n - j);
+            long u = tg_json_u_escape(p + j, n - j);
             if (u >= 0) {
                 j += 6;
                 if (u >= 0xD800 && u <= 0xDBFF) {
-                    long lo = u_escape(p + j, n - j);
+                    long lo = tg_json_u_escape(p + j, n - j);
                     if (lo >= 0xDC00 && lo <= 0xDFFF) {
                         j += 6;
                         emit(&o,

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jw.c - the JSON writer for Bot API request bodies, and the UTF-8 decoder it
- * and the answer parser share.
+ * jw.c - the JSON writer for Bot API request bodies, and the public face of
+ * the UTF-8 decoder (json.c) that it and the answer parser share.
  *
  * The writer appends into a caller buffer and keeps the first error, so a
  * body is built with straight-line calls and checked once by tg_jw_finish().
  * Strings are made valid JSON whatever the bytes: Telegram refuses a body
  * with ill-formed UTF-8 as a whole, and a user's text reaches here unchecked.
  */
+#include "json_private.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -16,52 +17,11 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t tg_utf8_decode(const char *str, size_t len, uint32_t *cp)
+size_t tg_utf8_decode(const char *s, size_t len, uint32_t *cp)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    /* The first byte fixes the length and the range of the second byte (RFC 3629, 4). */
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        v = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        v = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    size_t i = 1;
-    for (; i < need; i++) {
-        if (i >= len || s[i] < lo || s[i] > hi) {
-            /* The bytes so far are the maximal subpart: replace them, resume at s[i]. */
-            *cp = 0xFFFD;
-            return i;
-        }
-        v = v << 6 | (s[i] & 0x3F);
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *cp = v;
-    return need;
+    /* An ill-formed sequence comes back as minus its maximal subpart, *cp U+FFFD. */
+    int n = tg_json_utf8(s, len, cp);
+    return (size_t)(n < 0 ? -n : n);
 }
 
 /* Records the first error; later ones are consequences of it. */

@@ -11,6 +11,7 @@
  */
 #include <jsmn.h>
 
+#include "json_private.h"
 #include "tg.h"
 
 #include <errno.h>
@@ -53,21 +54,6 @@ const char *tg_update_type_name(tg_update_type_t type)
     return type_names[type];
 }
 
-static bool is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_hex(unsigned char c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 /*
  * The contents of a string token, between the quotes: no raw control bytes,
  * only the escapes RFC 8259 lists, and well-formed UTF-8 (RFC 3629: no
@@ -98,8 +84,7 @@ static bool string_ok(const unsigned char *p, size_t n)
                 i += 2;
                 continue;
             case 'u':
-                if (n - i < 6 || !is_hex(p[i + 2]) || !is_hex(p[i + 3]) || !is_hex(p[i + 4]) ||
-                    !is_hex(p[i + 5]))
+                if (tg_json_u_escape(p + i, n - i) < 0)
                     return false;
                 i += 6;
                 continue;
@@ -111,32 +96,11 @@ static bool string_ok(const unsigned char *p, size_t n)
             i++;
             continue;
         }
-        /* The second byte's range depends on the first (RFC 3629, section 4). */
-        size_t more;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            more = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            more = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            more = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
+        uint32_t cp;
+        int seq = tg_json_utf8((const char *)p + i, n - i, &cp);
+        if (seq < 0)
             return false;
-        }
-        if (n - i <= more || p[i + 1] < lo || p[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= more; k++)
-            if (p[i + k] < 0x80 || p[i + k] > 0xBF)
-                return false;
-        i += more + 1;
+        i += (size_t)seq;
     }
     return true;
 }
@@ -156,25 +120,25 @@ static bool primitive_ok(const unsigned char *p, size_t n)
     if (i < n && p[i] == '0') {
         i++;
     } else if (i < n && p[i] >= '1' && p[i] <= '9') {
-        while (i < n && is_digit(p[i]))
+        while (i < n && tg_json_is_digit(p[i]))
             i++;
     } else {
         return false;
     }
     if (i < n && p[i] == '.') {
         i++;
-        if (i >= n || !is_digit(p[i]))
+        if (i >= n || !tg_json_is_digit(p[i]))
             return false;
-        while (i < n && is_digit(p[i]))
+        while (i < n && tg_json_is_digit(p[i]))
             i++;
     }
     if (i < n && (p[i] == 'e' || p[i] == 'E')) {
         i++;
         if (i < n && (p[i] == '+' || p[i] == '-'))
             i++;
-        if (i >= n || !is_digit(p[i]))
+        if (i >= n || !tg_json_is_digit(p[i]))
             return false;
-        while (i < n && is_digit(p[i]))
+        while (i < n && tg_json_is_digit(p[i]))
             i++;
     }
     return i == n;
@@ -315,7 +279,7 @@ static int json_check(const char *body, size_t len, jsmntok_t *tok, unsigned nto
     int i = 0;    /* next token */
     size_t pos = 0;
     for (;;) {
-        while (pos < len && is_ws(b[pos]))
+        while (pos < len && tg_json_is_ws(b[pos]))
             pos++;
         if (pos == len)
             break;
@@ -417,62 +381,10 @@ static int json_check(const char *body, size_t len, jsmntok_t *tok, unsigned nto
     return count;
 }
 
-/* Parses an integer token: -?(0|[1-9][0-9]*) within int64_t; no fraction or exponent. */
-static bool int_of(const char *body, const jsmntok_t *t, int64_t *out)
-{
-    if (t->type != JSMN_PRIMITIVE)
-        return false;
-    const unsigned char *p = (const unsigned char *)body + t->start;
-    size_t n = (size_t)(t->end - t->start), i = 0;
-    bool neg = false;
-    if (i < n && p[i] == '-') {
-        neg = true;
-        i++;
-    }
-    if (i >= n || !is_digit(p[i]) || (p[i] == '0' && n - i > 1))
-        return false;
-    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    uint64_t v = 0;
-    for (; i < n; i++) {
-        if (!is_digit(p[i]))
-            return false;
-        unsigned d = p[i] - '0';
-        if (v > (limit - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (!neg)
-        *out = (int64_t)v;
-    else
-        *out = v == limit ? INT64_MIN : -(int64_t)v;
-    return true;
-}
-
-static bool key_is(const char *body, const jsmntok_t *t, const char *name)
-{
-    size_t n = strlen(name);
-    return (size_t)(t->end - t->start) == n && memcmp(body + t->start, name, n) == 0;
-}
-
-/*
- * The value of the first member `name` of object `obj`, or -1. Keys are
- * compared as raw bytes, so a key spelt with escapes is not found. Runs over
- * the object's subtree once; nothing recurses.
- */
-static int member(const char *body, const jsmntok_t *tok, int count, int obj, const char *name)
-{
-    if (obj < 0 || tok[obj].type != JSMN_OBJECT)
-        return -1;
-    for (int j = obj + 1; j < count && tok[j].start < tok[obj].end; j++)
-        if (tok[j].parent == obj && key_is(body, &tok[j], name))
-            return j + 1; /* a key's value is the token right after it */
-    return -1;
-}
-
 static tg_update_type_t type_of(const char *body, const jsmntok_t *k)
 {
     for (int ty = TG_UPDATE_OTHER + 1; ty < TG_UPDATE__COUNT; ty++)
-        if (key_is(body, k, type_names[ty]))
+        if (tg_json_tok_eq(body, k, type_names[ty]))
             return (tg_update_type_t)ty;
     return TG_UPDATE_OTHER;
 }
@@ -500,9 +412,9 @@ static int update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_u
         if (tok[j].parent != 0)
             continue;
         const jsmntok_t *v = &tok[j + 1];
-        if (key_is(body, &tok[j], "update_id")) {
+        if (tg_json_tok_eq(body, &tok[j], "update_id")) {
             int64_t id;
-            if (body[v->start] == '-' || !int_of(body, v, &id) || id >= (INT64_C(1) << 53))
+            if (body[v->start] == '-' || !tg_json_int(body, v, &id) || id >= (INT64_C(1) << 53))
                 return -EBADMSG;
             if (have_id && id != out->update_id)
                 return -EBADMSG;
@@ -526,12 +438,12 @@ static int update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_u
      */
     int chat_holder = payload;
     if (out->type == TG_UPDATE_CALLBACK_QUERY)
-        chat_holder = member(body, tok, count, payload, "message");
-    int chat = member(body, tok, count, chat_holder, "chat");
-    int chat_id = member(body, tok, count, chat, "id");
-    if (chat_id >= 0 && int_of(body, &tok[chat_id], &out->chat_id)) {
+        chat_holder = tg_json_member(body, tok, count, payload, "message");
+    int chat = tg_json_member(body, tok, count, chat_holder, "chat");
+    int chat_id = tg_json_member(body, tok, count, chat, "id");
+    if (chat_id >= 0 && tg_json_int(body, &tok[chat_id], &out->chat_id)) {
         out->has_chat = true;
-        int ct = member(body, tok, count, chat, "type");
+        int ct = tg_json_member(body, tok, count, chat, "type");
         if (ct >= 0 && tok[ct].type == JSMN_STRING) {
             out->chat_type = body + tok[ct].start;
             out->chat_type_len = (size_t)(tok[ct].end - tok[ct].start);
@@ -541,9 +453,9 @@ static int update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_u
     const char *sender = "from";
     if (out->type == TG_UPDATE_POLL_ANSWER || out->type == TG_UPDATE_MESSAGE_REACTION)
         sender = "user";
-    int from = member(body, tok, count, payload, sender);
-    int from_id = member(body, tok, count, from, "id");
-    if (from_id >= 0 && int_of(body, &tok[from_id], &out->from_id))
+    int from = tg_json_member(body, tok, count, payload, sender);
+    int from_id = tg_json_member(body, tok, count, from, "id");
+    if (from_id >= 0 && tg_json_int(body, &tok[from_id], &out->from_id))
         out->has_from = true;
     return 0;
 }

@@ -9,15 +9,18 @@
  * [0, 2^53), the type agrees with its name, and every view lies inside the
  * input between quotes; on failure the output is cleared.
  *
- * The target includes update.c rather than calling it through tg_lib, so that
- * libFuzzer's coverage instrumentation, which only the target's own
- * translation unit gets, sees the code under test. Built by hand with
+ * The target includes update.c, and json.c with the helpers it calls, rather
+ * than calling them through tg_lib, so that libFuzzer's coverage
+ * instrumentation, which only the target's own translation unit gets, sees
+ * the code under test. Built by hand with
  * -DTG_FUZZ_JANSSON and -ljansson, it also checks that the JSON verdict agrees
  * with jansson's (see tests/unit/tg/test_update_jansson.c):
  *   clang -g -O1 -DJSMN_STRICT -DJSMN_PARENT_LINKS -DTG_FUZZ_JANSSON -Iinclude \
  *     -fsanitize=fuzzer,address,undefined tests/fuzz/fuzz_update.c -ljansson
  */
 #include "../../src/tg/update.c"
+/* After update.c, which compiles jsmn: json.c includes jsmn.h for declarations only. */
+#include "../../src/tg/json.c"
 
 #ifdef TG_FUZZ_JANSSON
 #include <jansson.h>

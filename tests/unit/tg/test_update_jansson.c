@@ -21,6 +21,8 @@
  * Usage: test_update_jansson DIR
  */
 #include "../../../src/tg/update.c"
+/* After update.c, which compiles jsmn: json.c includes jsmn.h for declarations only. */
+#include "../../../src/tg/json.c"
 #include "tap.h"
 
 #include <jansson.h>
