@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -158,6 +159,73 @@ static void met_hist(met_out_t *o, const char *name, const char *help, const met
     met_printf(o, "%s_count %" PRIu64 "\n", name, cum);
 }
 
+/*
+ * The families after tgring_http_requests_total, in output order. One list
+ * drives both the sum over the slots and the rendering, so a field added to
+ * met_slot_t is summed exactly when it is shown.
+ */
+typedef struct met_family {
+    const char *name;
+    const char *type; /* "counter", "gauge" or "histogram" */
+    const char *help;
+    size_t off;            /* of the field in met_slot_t: uint64_t, or met_hist_t */
+    const char *const *le; /* histograms: the le="" labels, then "+Inf" */
+    unsigned nbounds;      /* histograms: buckets before +Inf */
+} met_family_t;
+
+#define MET_AT(field) offsetof(met_slot_t, field)
+
+static const met_family_t met_families[] = {
+    {"tgring_http_connections_open", "gauge", "Client connections open now.",
+     MET_AT(http_connections_open), NULL, 0},
+    {"tgring_http_connections_total", "counter", "Client connections accepted.",
+     MET_AT(http_connections_total), NULL, 0},
+    {"tgring_updates_stored_total", "counter", "Updates committed to the database.",
+     MET_AT(updates_stored), NULL, 0},
+    {"tgring_updates_duplicate_total", "counter", "Updates received again after they were stored.",
+     MET_AT(updates_duplicate), NULL, 0},
+    {"tgring_updates_rejected_total", "counter", "Updates the database refused to store.",
+     MET_AT(updates_rejected), NULL, 0},
+    {"tgring_updates_unavailable_total", "counter",
+     "Updates answered 503: queue full, database down or commit too slow.",
+     MET_AT(updates_unavailable), NULL, 0},
+    {"tgring_ack_latency_seconds", "histogram",
+     "Seconds from a complete webhook request to its response being queued.", MET_AT(ack_latency),
+     met_latency_le, MET_LATENCY_BUCKETS},
+    {"tgring_db_batch_size", "histogram", "Updates per group-commit transaction.",
+     MET_AT(db_batch_size), met_batch_le, MET_BATCH_BUCKETS},
+    {"tgring_db_reconnects_total", "counter", "Database reconnections.", MET_AT(db_reconnects),
+     NULL, 0},
+    {"tgring_db_connected", "gauge", "Workers connected to the database now.", MET_AT(db_connected),
+     NULL, 0},
+    {"tgring_db_queue_depth", "gauge", "Updates waiting for or in a commit.",
+     MET_AT(db_queue_depth), NULL, 0},
+    {"tgring_process_resident_memory_bytes", "gauge", "Resident memory of all workers in bytes.",
+     MET_AT(resident_memory_bytes), NULL, 0},
+    {"tgring_outbox_sent_total", "counter", "Outbox rows sent to the Bot API.", MET_AT(outbox_sent),
+     NULL, 0},
+    {"tgring_outbox_retried_total", "counter",
+     "Outbox rows put back with a delay (5xx, transport errors, long 429s).",
+     MET_AT(outbox_retried), NULL, 0},
+    {"tgring_outbox_failed_total", "counter",
+     "Outbox rows marked failed (final 4xx or attempts used up).", MET_AT(outbox_failed), NULL, 0},
+    {"tgring_outbox_limited_total", "counter", "429 Too Many Requests answers from the Bot API.",
+     MET_AT(outbox_limited), NULL, 0},
+    {"tgring_botapi_transport_errors_total", "counter",
+     "Bot API calls that got no answer (timeout, reset, TLS failure).",
+     MET_AT(botapi_transport_errors), NULL, 0},
+    {"tgring_botapi_connections_open", "gauge", "Connections to the Bot API open now.",
+     MET_AT(botapi_connections_open), NULL, 0},
+    {"tgring_tls_handshakes_full_total", "counter", "Full TLS handshakes with the Bot API.",
+     MET_AT(tls_handshakes_full), NULL, 0},
+    {"tgring_tls_handshakes_resumed_total", "counter", "Resumed TLS handshakes with the Bot API.",
+     MET_AT(tls_handshakes_resumed), NULL, 0},
+    {"tgring_tls_failures_total", "counter",
+     "TLS certificate or handshake failures with the Bot API.", MET_AT(tls_failures), NULL, 0},
+};
+
+#define MET_NFAMILIES (sizeof(met_families) / sizeof(met_families[0]))
+
 int met_render(char *buf, size_t cap) {
     met_slot_t total;
     met_slot_t *sum = &total;
@@ -173,27 +241,14 @@ int met_render(char *buf, size_t cap) {
         workers++;
         for (unsigned c = 0; c < sizeof(m->http_requests) / sizeof(m->http_requests[0]); c++)
             sum->http_requests[c] += m->http_requests[c];
-        sum->http_connections_open += m->http_connections_open;
-        sum->http_connections_total += m->http_connections_total;
-        sum->updates_stored += m->updates_stored;
-        sum->updates_duplicate += m->updates_duplicate;
-        sum->updates_rejected += m->updates_rejected;
-        sum->updates_unavailable += m->updates_unavailable;
-        met_add_hist(&sum->ack_latency, &m->ack_latency);
-        met_add_hist(&sum->db_batch_size, &m->db_batch_size);
-        sum->db_reconnects += m->db_reconnects;
-        sum->db_connected += m->db_connected;
-        sum->db_queue_depth += m->db_queue_depth;
-        sum->resident_memory_bytes += m->resident_memory_bytes;
-        sum->outbox_sent += m->outbox_sent;
-        sum->outbox_retried += m->outbox_retried;
-        sum->outbox_failed += m->outbox_failed;
-        sum->outbox_limited += m->outbox_limited;
-        sum->botapi_transport_errors += m->botapi_transport_errors;
-        sum->botapi_connections_open += m->botapi_connections_open;
-        sum->tls_handshakes_full += m->tls_handshakes_full;
-        sum->tls_handshakes_resumed += m->tls_handshakes_resumed;
-        sum->tls_failures += m->tls_failures;
+        for (const met_family_t *f = met_families; f < met_families + MET_NFAMILIES; f++) {
+            char *to = (char *)sum + f->off;
+            const char *from = (const char *)m + f->off;
+            if (f->le != NULL)
+                met_add_hist((met_hist_t *)to, (const met_hist_t *)from);
+            else
+                *(uint64_t *)to += *(const uint64_t *)from;
+        }
     }
 
     met_out_t o = {.buf = buf, .cap = cap, .len = 0, .over = cap == 0};
@@ -203,52 +258,13 @@ int met_render(char *buf, size_t cap) {
             met_printf(&o, "tgring_http_requests_total{code=\"%u\"} %" PRIu64 "\n", c,
                        sum->http_requests[c]);
     }
-    met_scalar(&o, "tgring_http_connections_open", "gauge", "Client connections open now.",
-               sum->http_connections_open);
-    met_scalar(&o, "tgring_http_connections_total", "counter", "Client connections accepted.",
-               sum->http_connections_total);
-    met_scalar(&o, "tgring_updates_stored_total", "counter", "Updates committed to the database.",
-               sum->updates_stored);
-    met_scalar(&o, "tgring_updates_duplicate_total", "counter",
-               "Updates received again after they were stored.", sum->updates_duplicate);
-    met_scalar(&o, "tgring_updates_rejected_total", "counter",
-               "Updates the database refused to store.", sum->updates_rejected);
-    met_scalar(&o, "tgring_updates_unavailable_total", "counter",
-               "Updates answered 503: queue full, database down or commit too slow.",
-               sum->updates_unavailable);
-    met_hist(&o, "tgring_ack_latency_seconds",
-             "Seconds from a complete webhook request to its response being queued.",
-             &sum->ack_latency, met_latency_le, MET_LATENCY_BUCKETS);
-    met_hist(&o, "tgring_db_batch_size", "Updates per group-commit transaction.",
-             &sum->db_batch_size, met_batch_le, MET_BATCH_BUCKETS);
-    met_scalar(&o, "tgring_db_reconnects_total", "counter", "Database reconnections.",
-               sum->db_reconnects);
-    met_scalar(&o, "tgring_db_connected", "gauge", "Workers connected to the database now.",
-               sum->db_connected);
-    met_scalar(&o, "tgring_db_queue_depth", "gauge", "Updates waiting for or in a commit.",
-               sum->db_queue_depth);
-    met_scalar(&o, "tgring_process_resident_memory_bytes", "gauge",
-               "Resident memory of all workers in bytes.", sum->resident_memory_bytes);
-    met_scalar(&o, "tgring_outbox_sent_total", "counter", "Outbox rows sent to the Bot API.",
-               sum->outbox_sent);
-    met_scalar(&o, "tgring_outbox_retried_total", "counter",
-               "Outbox rows put back with a delay (5xx, transport errors, long 429s).",
-               sum->outbox_retried);
-    met_scalar(&o, "tgring_outbox_failed_total", "counter",
-               "Outbox rows marked failed (final 4xx or attempts used up).", sum->outbox_failed);
-    met_scalar(&o, "tgring_outbox_limited_total", "counter",
-               "429 Too Many Requests answers from the Bot API.", sum->outbox_limited);
-    met_scalar(&o, "tgring_botapi_transport_errors_total", "counter",
-               "Bot API calls that got no answer (timeout, reset, TLS failure).",
-               sum->botapi_transport_errors);
-    met_scalar(&o, "tgring_botapi_connections_open", "gauge",
-               "Connections to the Bot API open now.", sum->botapi_connections_open);
-    met_scalar(&o, "tgring_tls_handshakes_full_total", "counter",
-               "Full TLS handshakes with the Bot API.", sum->tls_handshakes_full);
-    met_scalar(&o, "tgring_tls_handshakes_resumed_total", "counter",
-               "Resumed TLS handshakes with the Bot API.", sum->tls_handshakes_resumed);
-    met_scalar(&o, "tgring_tls_failures_total", "counter",
-               "TLS certificate or handshake failures with the Bot API.", sum->tls_failures);
+    for (const met_family_t *f = met_families; f < met_families + MET_NFAMILIES; f++) {
+        const char *at = (const char *)sum + f->off;
+        if (f->le != NULL)
+            met_hist(&o, f->name, f->help, (const met_hist_t *)at, f->le, f->nbounds);
+        else
+            met_scalar(&o, f->name, f->type, f->help, *(const uint64_t *)at);
+    }
     met_scalar(&o, "tgring_workers", "gauge", "Worker processes.", workers);
     return o.over ? -ENOSPC : (int)o.len;
 }
