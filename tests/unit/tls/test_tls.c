@@ -5,7 +5,8 @@
  * counted), and client handshakes against a BearSSL server engine in
  * memory: full and resumed handshakes, EC and RSA certificates, an unknown
  * CA, a wrong host name, an expired certificate, servers that only offer
- * weaker suites or versions; and the error names.
+ * weaker suites or versions; each of the six suites on its own, and servers
+ * whose only suites are not among them; and the error names.
  *
  * The certificates come from mkcerts.sh (the openssl command line tool);
  * argv[1] is that script. Without openssl the test skips (exit 77).
@@ -362,6 +363,133 @@ static int handshake(tls_ctx_t *ctx, const char *name, const char *cert, const c
     return e;
 }
 
+/* The six suites tls.c offers, listed here on their own so that a change there must show here. */
+static const uint16_t our_suites[] = {
+    BR_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    BR_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    BR_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+};
+#define N_OUR_SUITES (sizeof(our_suites) / sizeof(our_suites[0]))
+
+static bool is_our_suite(uint16_t suite)
+{
+    for (size_t i = 0; i < N_OUR_SUITES; i++)
+        if (our_suites[i] == suite)
+            return true;
+    return false;
+}
+
+/* What the server's engine recorded for the last handshake: version and suite. */
+static br_ssl_session_parameters server_session(void)
+{
+    br_ssl_session_parameters p;
+    br_ssl_engine_get_session_parameters(&srv.sc.eng, &p);
+    return p;
+}
+
+/*
+ * One connection to a server that accepts only suites[0..n) and versions
+ * [vmin, vmax]. Returns the client's error; *ready says whether application
+ * data flowed both ways.
+ */
+static int handshake_restricted(tls_ctx_t *ctx, const char *cert, const char *key,
+                                const uint16_t *suites, size_t n, unsigned vmin, unsigned vmax,
+                                bool *ready)
+{
+    int err = 0;
+    *ready = false;
+    if (!server_init(&srv, cert, key, false))
+        return -1000;
+    br_ssl_engine_set_suites(&srv.sc.eng, suites, n);
+    br_ssl_engine_set_versions(&srv.sc.eng, vmin, vmax);
+    br_ssl_server_reset(&srv.sc);
+    tls_conn_t *cl = tls_conn_new(ctx, "localhost", 443, &err);
+    if (cl == NULL)
+        return -2000;
+    char got[64];
+    size_t got_len = 0;
+    unsigned st = pump(cl, &srv, "suite", got, &got_len);
+    int e = st == 0xdead ? -3000 : tls_conn_error(cl);
+    *ready = tls_conn_ready(cl) && got_len == 5 && memcmp(got, "suite", 5) == 0;
+    tls_conn_free(cl);
+    return e;
+}
+
+/* Each of the six suites works on its own, and a server offering only others is refused. */
+static void test_suites(void)
+{
+    int err = 0;
+    tls_ctx_t *ctx = tls_ctx_new(path_of("ca.pem"), &err);
+    if (ctx == NULL) {
+        tap_ok(0, "context for the suite checks");
+        return;
+    }
+    bool ready;
+    for (size_t i = 0; i < N_OUR_SUITES; i++) {
+        uint16_t s = our_suites[i];
+        bool rsa = s == BR_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 ||
+                   s == BR_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 ||
+                   s == BR_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384;
+        int e =
+            handshake_restricted(ctx, rsa ? "rsa.pem" : "server.pem",
+                                 rsa ? "rsa.key" : "server.key", &s, 1, BR_TLS10, BR_TLS12, &ready);
+        br_ssl_session_parameters p = server_session();
+        tap_ok(e == 0 && ready && p.cipher_suite == s && p.version == BR_TLS12,
+               "server with only suite 0x%04x: negotiated, TLS 1.2, data both ways (error %d)",
+               (unsigned)s, e);
+        tls_ctx_flush_sessions(ctx);
+    }
+
+    /* Servers that accept everything BearSSL has: the pick must still be one of the six. */
+    bool echoed = false;
+    int e = handshake(ctx, "localhost", "server.pem", "server.key", false, NULL, &echoed);
+    br_ssl_session_parameters p = server_session();
+    tap_ok(e == 0 && echoed && is_our_suite(p.cipher_suite) && p.version == BR_TLS12,
+           "full-profile server, EC key: TLS 1.2 with one of the six suites (0x%04x)",
+           (unsigned)p.cipher_suite);
+    echoed = false;
+    e = handshake(ctx, "localhost", "rsa.pem", "rsa.key", false, NULL, &echoed);
+    p = server_session();
+    tap_ok(e == 0 && echoed && is_our_suite(p.cipher_suite) && p.version == BR_TLS12,
+           "full-profile server, RSA key: TLS 1.2 with one of the six suites (0x%04x)",
+           (unsigned)p.cipher_suite);
+    tls_ctx_flush_sessions(ctx);
+
+    /* Not ours, each for another reason: no ECDHE, no AEAD, an AEAD the client does not offer. */
+    static const struct {
+        uint16_t suite;
+        const char *cert, *key, *what;
+    } others[] = {
+        {BR_TLS_RSA_WITH_AES_128_GCM_SHA256, "rsa.pem", "rsa.key", "RSA key exchange (AES-GCM)"},
+        {BR_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256, "rsa.pem", "rsa.key", "ECDHE_RSA with CBC"},
+        {BR_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, "server.pem", "server.key",
+         "ECDHE_ECDSA with CBC and SHA-1"},
+        {BR_TLS_ECDHE_ECDSA_WITH_AES_128_CCM, "server.pem", "server.key", "ECDHE_ECDSA with CCM"},
+        {BR_TLS_ECDH_ECDSA_WITH_AES_128_GCM_SHA256, "server.pem", "server.key",
+         "static ECDH (AES-GCM)"},
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        e = handshake_restricted(ctx, others[i].cert, others[i].key, &others[i].suite, 1, BR_TLS10,
+                                 BR_TLS12, &ready);
+        tap_ok(e != 0 && e > -1000 && !ready, "server offering only %s: handshake fails (%s)",
+               others[i].what, tls_error_name(e));
+    }
+
+    /* Our suites, but only up to TLS 1.1 (where no AEAD exists) or only TLS 1.0. */
+    e = handshake_restricted(ctx, "server.pem", "server.key", our_suites, N_OUR_SUITES, BR_TLS10,
+                             BR_TLS11, &ready);
+    tap_ok(e != 0 && e > -1000 && !ready, "server with our suites but TLS 1.0-1.1: refused (%s)",
+           tls_error_name(e));
+    e = handshake_restricted(ctx, "rsa.pem", "rsa.key", our_suites, N_OUR_SUITES, BR_TLS10,
+                             BR_TLS10, &ready);
+    tap_ok(e != 0 && e > -1000 && !ready, "server with our suites but TLS 1.0 only: refused (%s)",
+           tls_error_name(e));
+    tls_ctx_free(ctx);
+}
+
 static void test_handshakes(void)
 {
     int err = 0;
@@ -500,6 +628,7 @@ int main(int argc, char **argv)
     }
     test_anchors();
     test_handshakes();
+    test_suites();
     test_names();
     free(srv.cert.data);
     free(srv.key.data);
