@@ -148,6 +148,7 @@ tls_ctx_t *tls_ctx_new_pem(const char *pem, size_t len, const char *source, int 
     tls_ctx_t *ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL)
         abort();
+    tls_impl_lookup(&ctx->impl);
     br_pem_decoder_context pc;
     blob_t der = {0};
     size_t index = 0; /* PEM objects seen, for log lines */

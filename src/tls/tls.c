@@ -4,11 +4,13 @@
  * session cache, and the names of BearSSL's error codes.
  *
  * The engine is configured once per connection: TLS 1.2 only, ECDHE with
- * AEAD suites only, no renegotiation, a full-size bidirectional buffer. The
- * X.509 minimal engine is wrapped by a small class that notes whether a
- * certificate chain was presented at all: in TLS 1.2 an abbreviated
- * (resumed) handshake sends no Certificate message, so a handshake that
- * completes without the chain being started is a resumed one.
+ * AEAD suites only, no renegotiation, a full-size bidirectional buffer,
+ * with implementations the context chose once (no CPU probing per
+ * connection). The X.509 minimal engine is wrapped by a small class that
+ * notes whether a certificate chain was presented at all: in TLS 1.2 an
+ * abbreviated (resumed) handshake sends no Certificate message, so a
+ * handshake that completes without the chain being started is a resumed
+ * one.
  */
 #include "tls.h"
 #include "log.h"
@@ -135,6 +137,89 @@ void tls_ctx_flush_sessions(tls_ctx_t *ctx)
         session_drop(&ctx->sessions[i]);
 }
 
+/* ---- configuration ---- */
+
+void tls_impl_lookup(tls_impl_t *im)
+{
+    /* The same choices as br_ssl_engine_set_default_aes_gcm() and _chapol() make. */
+    im->aes_ctr = br_aes_x86ni_ctr_get_vtable();
+    if (im->aes_ctr == NULL)
+        im->aes_ctr = br_aes_pwr8_ctr_get_vtable();
+    if (im->aes_ctr == NULL)
+        im->aes_ctr = UINTPTR_MAX > UINT32_MAX ? &br_aes_ct64_ctr_vtable : &br_aes_ct_ctr_vtable;
+    im->ghash = br_ghash_pclmul_get();
+    if (im->ghash == 0)
+        im->ghash = br_ghash_pwr8_get();
+    if (im->ghash == 0)
+        im->ghash = UINTPTR_MAX > UINT32_MAX ? &br_ghash_ctmul64 : &br_ghash_ctmul;
+    im->chacha20 = br_chacha20_sse2_get();
+    if (im->chacha20 == 0)
+        im->chacha20 = &br_chacha20_ct_run;
+    im->poly1305 = br_poly1305_ctmulq_get();
+    if (im->poly1305 == 0)
+        im->poly1305 = &br_poly1305_ctmul_run;
+    im->ec = br_ec_get_default();
+    im->ecdsa = br_ecdsa_vrfy_asn1_get_default();
+    im->rsavrfy = br_rsa_pkcs1_vrfy_get_default();
+}
+
+/*
+ * Sets up a zeroed engine with what the six suites need and nothing else:
+ * TLS 1.2 only, ECDHE (with ECDSA or RSA signatures), AES-GCM and
+ * ChaCha20-Poly1305, and the X.509 minimal engine for the chain. Unlike
+ * br_ssl_client_init_full() this probes nothing: the implementations come
+ * from the context. All six hash functions are installed, as the full
+ * profile does, because the ClientHello's signature_algorithms list is made
+ * from them (and the X.509 engine checks certificate signatures with them).
+ */
+static void configure(tls_conn_t *c, const tls_ctx_t *ctx)
+{
+    static const br_hash_class *const hashes[] = {
+        &br_md5_vtable,    &br_sha1_vtable,   &br_sha224_vtable,
+        &br_sha256_vtable, &br_sha384_vtable, &br_sha512_vtable,
+    };
+    const tls_impl_t *im = &ctx->impl;
+    br_ssl_engine_context *eng = &c->cc.eng;
+    br_x509_minimal_context *xc = &c->xc;
+
+    br_ssl_client_zero(&c->cc);
+    br_ssl_engine_set_versions(eng, BR_TLS12, BR_TLS12);
+    br_ssl_engine_set_suites(eng, tls_suites, sizeof(tls_suites) / sizeof(tls_suites[0]));
+    br_ssl_engine_add_flags(eng, BR_OPT_NO_RENEGOTIATION);
+
+    /* The X.509 engine hashes DNs with SHA-256 to compare them. */
+    br_x509_minimal_init(xc, &br_sha256_vtable, ctx->anchors, ctx->nanchors);
+    for (int id = br_md5_ID; id <= br_sha512_ID; id++) {
+        br_ssl_engine_set_hash(eng, id, hashes[id - br_md5_ID]);
+        br_x509_minimal_set_hash(xc, id, hashes[id - br_md5_ID]);
+    }
+    br_ssl_engine_set_rsavrfy(eng, im->rsavrfy);
+    br_ssl_engine_set_ec(eng, im->ec);
+    br_ssl_engine_set_ecdsa(eng, im->ecdsa);
+    br_x509_minimal_set_rsa(xc, im->rsavrfy);
+    br_x509_minimal_set_ecdsa(xc, im->ec, im->ecdsa);
+    c->xw.vtable = &x509_watch_vtable;
+    c->xw.inner = xc;
+    br_ssl_engine_set_x509(eng, &c->xw.vtable);
+
+    /* TLS 1.2's PRF with the suite's hash: SHA-256, or SHA-384 for AES-256-GCM. */
+    br_ssl_engine_set_prf_sha256(eng, &br_tls12_sha256_prf);
+    br_ssl_engine_set_prf_sha384(eng, &br_tls12_sha384_prf);
+    br_ssl_engine_set_gcm(eng, &br_sslrec_in_gcm_vtable, &br_sslrec_out_gcm_vtable);
+    br_ssl_engine_set_aes_ctr(eng, im->aes_ctr);
+    br_ssl_engine_set_ghash(eng, im->ghash);
+    br_ssl_engine_set_chapol(eng, &br_sslrec_in_chapol_vtable, &br_sslrec_out_chapol_vtable);
+    br_ssl_engine_set_chacha20(eng, im->chacha20);
+    br_ssl_engine_set_poly1305(eng, im->poly1305);
+
+    /*
+     * Full-size buffers in both directions: with less room BearSSL asks the
+     * server for a smaller maximum fragment length, which many servers
+     * ignore, and then their 16 KB records fail.
+     */
+    br_ssl_engine_set_buffer(eng, c->buf, sizeof(c->buf), 1);
+}
+
 /* ---- connections ---- */
 
 tls_conn_t *tls_conn_new(tls_ctx_t *ctx, const char *server_name, uint16_t port, int *err)
@@ -152,28 +237,8 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx, const char *server_name, uint16_t port,
     c->port = port;
     memcpy(c->name, server_name, nlen + 1);
 
+    configure(c, ctx);
     br_ssl_engine_context *eng = &c->cc.eng;
-    /* The full profile installs every implementation; the suite list then narrows it. */
-    br_ssl_client_init_full(&c->cc, &c->xc, ctx->anchors, ctx->nanchors);
-    br_ssl_engine_set_versions(eng, BR_TLS12, BR_TLS12);
-    br_ssl_engine_set_suites(eng, tls_suites, sizeof(tls_suites) / sizeof(tls_suites[0]));
-    /* What those suites need, named here so that the dependency is visible. */
-    br_ssl_engine_set_default_ec(eng);
-    br_ssl_engine_set_default_ecdsa(eng);
-    br_ssl_engine_set_default_rsavrfy(eng);
-    br_ssl_engine_set_default_aes_gcm(eng);
-    br_ssl_engine_set_default_chapol(eng);
-    br_ssl_engine_add_flags(eng, BR_OPT_NO_RENEGOTIATION);
-    c->xw.vtable = &x509_watch_vtable;
-    c->xw.inner = &c->xc;
-    br_ssl_engine_set_x509(eng, &c->xw.vtable);
-    /*
-     * Full-size buffers in both directions: with less room BearSSL asks the
-     * server for a smaller maximum fragment length, which many servers
-     * ignore, and then their 16 KB records fail.
-     */
-    br_ssl_engine_set_buffer(eng, c->buf, sizeof(c->buf), 1);
-
     unsigned char seed[TLS_SEED_BYTES];
     if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
         explicit_bzero(seed, sizeof(seed));
