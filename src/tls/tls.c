@@ -6,11 +6,11 @@
  * The engine is configured once per connection: TLS 1.2 only, ECDHE with
  * AEAD suites only, no renegotiation, a full-size bidirectional buffer,
  * with implementations the context chose once (no CPU probing per
- * connection). The X.509 minimal engine is wrapped by a small class that
- * notes whether a certificate chain was presented at all: in TLS 1.2 an
- * abbreviated (resumed) handshake sends no Certificate message, so a
- * handshake that completes without the chain being started is a resumed
- * one.
+ * connection) and getrandom() as the only source of randomness. The X.509
+ * minimal engine is wrapped by a small class that notes whether a
+ * certificate chain was presented at all: in TLS 1.2 an abbreviated
+ * (resumed) handshake sends no Certificate message, so a handshake that
+ * completes without the chain being started is a resumed one.
  */
 #include "tls.h"
 #include "log.h"
@@ -248,6 +248,14 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx, const char *server_name, uint16_t port,
     }
     br_ssl_engine_inject_entropy(eng, seed, sizeof(seed));
     explicit_bzero(seed, sizeof(seed));
+    /*
+     * BearSSL also runs its system seeder once in every engine, when the
+     * handshake starts (br_ssl_engine_init_rand(): CPUID, then RDRAND). The
+     * 32 bytes from getrandom() are all the engine needs, so mark that
+     * attempt as made. This is a field of the engine structure rather than
+     * a documented call; BearSSL 0.6 offers no other way to skip it.
+     */
+    eng->rng_os_rand_done = 1;
 
     int resume = 0;
     tls_session_slot_t *s = session_find(ctx, c->name, c->port);
