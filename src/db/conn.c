@@ -768,7 +768,7 @@ void db_free(db_t *db)
     for (unsigned i = 0; i < db->opt.connections; i++) {
         db_conn_t *c = &db->conns[i];
         rx_timer_stop(db->loop, &c->timer);
-        /* Back into the queues, in order, so that everything is cancelled oldest first. */
+        /* Back into the queues, each connection's in order, to be cancelled with the rest. */
         db_give_back(c);
         connected = connected || c->pg != NULL;
         if (c->pg != NULL)
