@@ -32,46 +32,46 @@ typedef struct cfg {
     char *webhook_secret; /* TELEGRAM_WEBHOOK_SECRET: 1-256 chars of A-Za-z0-9_- */
     char *database_url;   /* DATABASE_URL: libpq URI or conninfo (may hold a password) */
     /* Plain settings. */
-    char *webhook_url;    /* TELEGRAM_WEBHOOK_URL: https:// URL, NULL when unset */
-    char *api_url;        /* TELEGRAM_API_URL, default "https://api.telegram.org"; no final '/' */
-    char *ca_file;        /* TELEGRAM_CA_FILE, NULL = the system bundle */
-    char *listen;         /* TGRING_LISTEN as given, default "127.0.0.1:8080" */
+    char *webhook_url; /* TELEGRAM_WEBHOOK_URL: https:// URL, NULL when unset */
+    char *api_url;     /* TELEGRAM_API_URL, default "https://api.telegram.org"; no final '/' */
+    char *ca_file;     /* TELEGRAM_CA_FILE, NULL = the system bundle */
+    char *listen;      /* TGRING_LISTEN as given, default "127.0.0.1:8080" */
     struct sockaddr_storage listen_addr; /* parsed TGRING_LISTEN (IPv4, [IPv6]:port) */
     socklen_t listen_addr_len;           /* bytes of listen_addr in use, for bind(2) */
     /* TGRING_WEBHOOK_PATH, default "/webhook/telegram": starts with '/', at most 256 bytes,
      * no spaces, control characters, '?' or '#'. */
     char *webhook_path;
-    unsigned workers;     /* TGRING_WORKERS, 1..64, default 1 */
+    unsigned workers;        /* TGRING_WORKERS, 1..64, default 1 */
     log_level_t log_level;   /* LOG_LEVEL, default info */
     log_format_t log_format; /* LOG_FORMAT, default json */
     /* Tunables, each with its own TGRING_ variable. */
-    uint64_t max_body;          /* TGRING_MAX_BODY bytes, default 1048576, 1 KiB..64 MiB */
-    unsigned max_connections;   /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000 */
-    unsigned queue_max;         /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
-                                   1..1000000 */
-    unsigned ack_timeout_ms;    /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */
-    unsigned header_timeout_ms; /* TGRING_HEADER_TIMEOUT_MS, default 10000, 1..600000, from
-                                   first byte */
-    unsigned body_timeout_ms;   /* TGRING_BODY_TIMEOUT_MS, default 30000, 1..600000 */
-    unsigned idle_timeout_ms;   /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
-                                   idle */
+    uint64_t max_body;            /* TGRING_MAX_BODY bytes, default 1048576, 1 KiB..64 MiB */
+    unsigned max_connections;     /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000 */
+    unsigned queue_max;           /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
+                                     1..1000000 */
+    unsigned ack_timeout_ms;      /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */
+    unsigned header_timeout_ms;   /* TGRING_HEADER_TIMEOUT_MS, default 10000, 1..600000, from
+                                     first byte */
+    unsigned body_timeout_ms;     /* TGRING_BODY_TIMEOUT_MS, default 30000, 1..600000 */
+    unsigned idle_timeout_ms;     /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
+                                     idle */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
-    unsigned db_connections;    /* TGRING_DB_CONNECTIONS, default 2, 1..16: PostgreSQL connections
-                                   per worker */
+    unsigned db_connections;      /* TGRING_DB_CONNECTIONS, default 2, 1..16: PostgreSQL connections
+                                     per worker */
     /* Sending to the Bot API. */
     /*
      * Token buckets, "<n>/s" or "<n>/min" with ",burst=<b>" (default b = n).
      * The defaults use burst 1, so that no window of the period's length ever
      * holds more than n messages: Telegram's limits are never exceeded.
      */
-    char *rate_global;          /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
-    char *rate_chat;            /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
-    char *rate_group;           /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
-    char *allowed_updates;      /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
+    char *rate_global;     /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
+    char *rate_chat;       /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
+    char *rate_group;      /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
+    char *allowed_updates; /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
     unsigned webhook_max_connections; /* TELEGRAM_WEBHOOK_MAX_CONNECTIONS, 1..100, default 40 */
-    unsigned api_connections;   /* TGRING_API_CONNECTIONS, 1..64, default 8 */
-    unsigned send_attempts;     /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */
-    unsigned outbox_lease_ms;   /* TGRING_OUTBOX_LEASE_MS, 1000..3600000, default 30000 */
+    unsigned api_connections;         /* TGRING_API_CONNECTIONS, 1..64, default 8 */
+    unsigned send_attempts;           /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */
+    unsigned outbox_lease_ms;         /* TGRING_OUTBOX_LEASE_MS, 1000..3600000, default 30000 */
 } cfg_t;
 
 /*

@@ -32,16 +32,19 @@ typedef struct http_limits {
 } http_limits_t;
 
 /* The defaults: 8 KiB head, 2 KiB target, 1 MiB body. */
-#define HTTP_LIMITS_DEFAULT {8192, 2048, 1048576}
+#define HTTP_LIMITS_DEFAULT                                                                        \
+    {                                                                                              \
+        8192, 2048, 1048576                                                                        \
+    }
 
 typedef struct http_request {
-    const char *method;  /* token, e.g. "POST" */
+    const char *method; /* token, e.g. "POST" */
     size_t method_len;
-    const char *target;  /* origin-form or asterisk-form as sent */
+    const char *target; /* origin-form or asterisk-form as sent */
     size_t target_len;
-    const char *path;    /* target up to '?'; for absolute-form, after the authority (may be empty) */
+    const char *path; /* target up to '?'; for absolute-form, after the authority (may be empty) */
     size_t path_len;
-    int minor_version;   /* 0 or 1 (HTTP/1.x only) */
+    int minor_version; /* 0 or 1 (HTTP/1.x only) */
     http_header_t headers[HTTP_MAX_HEADERS];
     size_t num_headers;
     /* Derived from the headers by the parser. */
@@ -51,7 +54,7 @@ typedef struct http_request {
     bool expect_continue;   /* "Expect: 100-continue", HTTP/1.1 only */
     /* On -EBADMSG: the status to answer (400, 413, 414, 431, 501, 505) and why. */
     int status;
-    const char *error;      /* static string, e.g. "duplicate Content-Length" */
+    const char *error; /* static string, e.g. "duplicate Content-Length" */
 } http_request_t;
 
 /*
@@ -77,8 +80,7 @@ typedef struct http_request {
  * lim->max_body; 414 for a target over lim->max_target; 431 for a head over
  * lim->max_head or more than HTTP_MAX_HEADERS fields.
  */
-int http_parse_request(const char *buf, size_t len, const http_limits_t *lim,
-                       http_request_t *req);
+int http_parse_request(const char *buf, size_t len, const http_limits_t *lim, http_request_t *req);
 
 /* Incremental decoder for a chunked request body; keep one per request. */
 typedef struct http_chunked {
@@ -140,7 +142,7 @@ typedef struct http_server_options {
     unsigned body_timeout_ms;   /* from the end of the head to the end of the body (408) */
     unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
     http_request_cb on_request;
-    void *data;                 /* for the application: http_server_data() */
+    void *data; /* for the application: http_server_data() */
 } http_server_options_t;
 
 /*
@@ -149,8 +151,7 @@ typedef struct http_server_options {
  * ring. Returns NULL with *err set (-errno) when the buffer ring cannot be
  * registered.
  */
-http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt,
-                               int *err);
+http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt, int *err);
 
 /* The options' `data`. */
 void *http_server_data(const http_server_t *s);

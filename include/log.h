@@ -49,8 +49,11 @@ void log_msg(log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(log_level_t level, const char *event, const char *fmt, va_list ap);
 
-#define log_debug(ev, ...) \
-    do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, ev, __VA_ARGS__); } while (0)
+#define log_debug(ev, ...)                                                                         \
+    do {                                                                                           \
+        if (log_enabled(LOG_DEBUG))                                                                \
+            log_msg(LOG_DEBUG, ev, __VA_ARGS__);                                                   \
+    } while (0)
 #define log_info(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)
 #define log_error(ev, ...) log_msg(LOG_ERROR, ev, __VA_ARGS__)

@@ -44,8 +44,8 @@ typedef struct met_slot {
     uint64_t botapi_connections_open; /* gauge, copied from the pool's counters */
     uint64_t tls_handshakes_full;     /* copied from the pool's counters */
     uint64_t tls_handshakes_resumed;
-    uint64_t tls_failures;            /* certificate or handshake failures */
-    uint64_t pid;                     /* the worker's pid, 0 for an unused slot */
+    uint64_t tls_failures; /* certificate or handshake failures */
+    uint64_t pid;          /* the worker's pid, 0 for an unused slot */
 } met_slot_t;
 
 /*

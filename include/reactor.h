@@ -41,8 +41,8 @@ typedef void (*rx_defer_cb)(rx_loop_t *loop, rx_defer_t *d);
  */
 struct rx_op {
     rx_op_cb cb;
-    uint16_t gen;   /* bumped by rx_op_renew() when the op is reused */
-    bool armed;     /* an SQE of this op is submitted and not finished */
+    uint16_t gen; /* bumped by rx_op_renew() when the op is reused */
+    bool armed;   /* an SQE of this op is submitted and not finished */
 };
 
 /* A one-shot timer; embed it, rx_timer_start() arms it, it fires once. */
@@ -75,10 +75,10 @@ struct rx_bufring {
 
 struct rx_loop {
     struct io_uring ring;
-    uint64_t now;          /* cached monotonic ms, refreshed every turn */
-    rx_timer_t **heap;     /* min-heap of armed timers by deadline */
-    uint32_t heap_len;     /* armed timers */
-    uint32_t heap_cap;     /* slots allocated in heap */
+    uint64_t now;      /* cached monotonic ms, refreshed every turn */
+    rx_timer_t **heap; /* min-heap of armed timers by deadline */
+    uint32_t heap_len; /* armed timers */
+    uint32_t heap_cap; /* slots allocated in heap */
     rx_defer_t *defer_head;
     rx_defer_t *defer_tail;
     bool stopping;         /* rx_stop() was called: rx_run returns after this turn */
@@ -133,7 +133,10 @@ int rx_run(rx_loop_t *loop);
 void rx_stop(rx_loop_t *loop);
 
 /* Cached monotonic time in ms (CLOCK_MONOTONIC), refreshed each turn. */
-static inline uint64_t rx_now(const rx_loop_t *loop) { return loop->now; }
+static inline uint64_t rx_now(const rx_loop_t *loop)
+{
+    return loop->now;
+}
 
 /* Reads CLOCK_MONOTONIC in ms and refreshes the cache. */
 uint64_t rx_update_time(rx_loop_t *loop);
@@ -144,7 +147,10 @@ void rx_timer_start(rx_loop_t *loop, rx_timer_t *t, uint64_t after_ms, rx_timer_
 /* Disarms `t` if armed. O(log n). Safe to call on a disarmed timer. */
 void rx_timer_stop(rx_loop_t *loop, rx_timer_t *t);
 
-static inline bool rx_timer_active(const rx_timer_t *t) { return t->idx != 0; }
+static inline bool rx_timer_active(const rx_timer_t *t)
+{
+    return t->idx != 0;
+}
 
 /* Queues `d` to run at the end of this turn; a queued defer is not queued twice. */
 void rx_defer(rx_loop_t *loop, rx_defer_t *d, rx_defer_cb cb);

@@ -47,7 +47,7 @@ typedef enum tg_update_type {
 
 /* What the inbox stores beside the raw body. Views point into the body. */
 typedef struct tg_update_info {
-    int64_t update_id;     /* >= 0; the Bot API's ids fit in 52 bits */
+    int64_t update_id; /* >= 0; the Bot API's ids fit in 52 bits */
     tg_update_type_t type;
     const char *type_name; /* the update's payload key as sent, e.g. "message" */
     size_t type_name_len;
@@ -56,13 +56,13 @@ typedef struct tg_update_info {
     const char *chat_type; /* "private", "group", "supergroup", "channel"; NULL if none */
     size_t chat_type_len;
     bool has_from;
-    int64_t from_id;       /* payload.from.id (poll_answer, message_reaction: user.id) */
+    int64_t from_id; /* payload.from.id (poll_answer, message_reaction: user.id) */
 } tg_update_info_t;
 
 /* Scratch space for the JSON tokenizer, owned by the caller and reused. */
 typedef struct tg_json_scratch {
-    jsmntok_t *tok;  /* caller-provided array */
-    unsigned ntok;   /* its length */
+    jsmntok_t *tok; /* caller-provided array */
+    unsigned ntok;  /* its length */
 } tg_json_scratch_t;
 
 /*

@@ -36,7 +36,7 @@ struct tg_call {
     httpc_req_t req;
     char path[TG_PATH_MAX]; /* holds the token: never logged */
     tg_call_cb cb;
-    void *data;             /* for the caller */
+    void *data; /* for the caller */
 };
 
 /*
@@ -52,18 +52,18 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
 typedef struct tg_sender tg_sender_t;
 
 typedef struct tg_sender_options {
-    const char *token;        /* bot token (copied) */
-    httpc_pool_t *http;       /* the Bot API pool (not owned) */
-    db_t *db;                 /* the outbox's database (not owned) */
-    tg_rate_config_t rate;    /* buckets: global, per chat, per group */
-    unsigned max_attempts;    /* sends of one row before it is marked failed; default 8 */
-    unsigned lease_ms;        /* how long a claim holds a row; default 30000. A row not sent
-                                 within half of it is released for the next claim */
-    unsigned capacity;        /* rows held in memory at once; default 256 */
-    unsigned poll_ms;         /* look for due rows this often when idle; default 200 */
-    unsigned backoff_ms;      /* first retry delay after 5xx or transport errors; default 1000 */
-    unsigned backoff_max_ms;  /* cap on that delay; default 300000 */
-    uint32_t timeout_ms;      /* per call; default 30000, at most lease_ms / 2 */
+    const char *token;       /* bot token (copied) */
+    httpc_pool_t *http;      /* the Bot API pool (not owned) */
+    db_t *db;                /* the outbox's database (not owned) */
+    tg_rate_config_t rate;   /* buckets: global, per chat, per group */
+    unsigned max_attempts;   /* sends of one row before it is marked failed; default 8 */
+    unsigned lease_ms;       /* how long a claim holds a row; default 30000. A row not sent
+                                within half of it is released for the next claim */
+    unsigned capacity;       /* rows held in memory at once; default 256 */
+    unsigned poll_ms;        /* look for due rows this often when idle; default 200 */
+    unsigned backoff_ms;     /* first retry delay after 5xx or transport errors; default 1000 */
+    unsigned backoff_max_ms; /* cap on that delay; default 300000 */
+    uint32_t timeout_ms;     /* per call; default 30000, at most lease_ms / 2 */
 } tg_sender_options_t;
 
 /* Counters for metrics and tests. */

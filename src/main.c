@@ -56,10 +56,10 @@ typedef struct worker {
     bool http_drained;
     bool sender_idle;
     size_t secret_len;
-    tls_ctx_t *tls;           /* Bot API trust anchors; NULL without a token or for http:// */
-    httpc_pool_t *api;        /* Bot API connections; NULL without a token */
-    tg_sender_t *sender;      /* the outbox sender (worker 0 only) */
-    tg_call_t getme;          /* the getMe call made at start */
+    tls_ctx_t *tls;      /* Bot API trust anchors; NULL without a token or for http:// */
+    httpc_pool_t *api;   /* Bot API connections; NULL without a token */
+    tg_sender_t *sender; /* the outbox sender (worker 0 only) */
+    tg_call_t getme;     /* the getMe call made at start */
 } worker_t;
 
 /* What a webhook request keeps while its update commits (in the connection's scratch). */
@@ -178,8 +178,8 @@ static void handle_metrics(http_conn_t *c)
         respond_text(c, 500, "metrics do not fit\n", NULL);
         return;
     }
-    http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, metrics_buf,
-                 (size_t)n, false);
+    http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, metrics_buf, (size_t)n,
+                 false);
 }
 
 static void on_request(http_server_t *s, http_conn_t *c, const http_request_t *req, char *body,
@@ -268,8 +268,10 @@ static int rate_config(const cfg_t *cfg, tg_rate_config_t *rc, FILE *err)
     };
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
         if (tg_rate_spec_parse(specs[i].value, specs[i].spec) < 0) {
-            fprintf(err, "tgring: config: %s: expected <n>/s or <n>/min, optionally ,burst=<b>, "
-                         "got \"%s\"\n", specs[i].name, specs[i].value);
+            fprintf(err,
+                    "tgring: config: %s: expected <n>/s or <n>/min, optionally ,burst=<b>, "
+                    "got \"%s\"\n",
+                    specs[i].name, specs[i].value);
             problems++;
         }
     }
@@ -282,7 +284,7 @@ typedef struct sync_call {
     rx_loop_t *loop;
     int err;
     tg_api_result_t res;
-    char *result;      /* copy of the "result" JSON */
+    char *result; /* copy of the "result" JSON */
     size_t result_len;
 } sync_call_t;
 
@@ -325,8 +327,8 @@ static int call_sync(const cfg_t *cfg, const char *cmd, const char *method, cons
         return 1;
     }
     if (api_open(&loop, cfg, &tls, &pool) < 0) {
-        fprintf(stderr, "tgring: %s: cannot set up the connection to %s (see the log above)\n",
-                cmd, cfg->api_url);
+        fprintf(stderr, "tgring: %s: cannot set up the connection to %s (see the log above)\n", cmd,
+                cfg->api_url);
         rx_loop_dispose(&loop);
         return 1;
     }
@@ -424,9 +426,8 @@ static int cmd_webhook_info(const cfg_t *cfg)
     size_t rl = sc.result ? sc.result_len : 2;
     char text[1024];
     int64_t n;
-    printf("url: %s\n", tg_api_get_string(r, rl, "url", text, sizeof(text)) >= 0 && text[0]
-                            ? text
-                            : "(none)");
+    printf("url: %s\n",
+           tg_api_get_string(r, rl, "url", text, sizeof(text)) >= 0 && text[0] ? text : "(none)");
     printf("pending_update_count: %lld\n",
            tg_api_get_int(r, rl, "pending_update_count", &n) == 0 ? (long long)n : 0LL);
     if (tg_api_get_int(r, rl, "max_connections", &n) == 0)
@@ -533,8 +534,8 @@ static void begin_shutdown(worker_t *w, const char *why)
     if (w->stopping)
         return;
     w->stopping = true;
-    log_info("stopping", "%s: no new connections; finishing requests in flight (up to %u ms)",
-             why, w->cfg->shutdown_timeout_ms);
+    log_info("stopping", "%s: no new connections; finishing requests in flight (up to %u ms)", why,
+             w->cfg->shutdown_timeout_ms);
     rx_timer_stop(&w->loop, &w->rss_timer);
     rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
     http_server_drain(w->http, on_http_drained, w);
@@ -653,8 +654,7 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
     arm_signal(&w);
     met_sample_rss();
     rx_timer_start(&w.loop, &w.rss_timer, 1000, on_rss_timer);
-    log_info("listening", "worker %u serving http://%s%s", index, cfg->listen,
-             cfg->webhook_path);
+    log_info("listening", "worker %u serving http://%s%s", index, cfg->listen, cfg->webhook_path);
 
     r = rx_run(&w.loop);
     if (r < 0) {
@@ -685,8 +685,7 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
      * the ring goes away.
      */
     http_server_close_all(w.http);
-    rx_timer_start(&w.loop, &w.grace_timer, http_server_connections(w.http) ? 1000 : 50,
-                   on_final);
+    rx_timer_start(&w.loop, &w.grace_timer, http_server_connections(w.http) ? 1000 : 50, on_final);
     rx_run(&w.loop);
     if (w.sender != NULL)
         tg_sender_free(w.sender);
@@ -768,8 +767,8 @@ static int run_supervisor(const cfg_t *cfg, sigset_t *sigs)
                  * A worker that fails at start (port taken, io_uring blocked)
                  * would fail again: stop everything rather than loop.
                  */
-                log_error("worker_died", "worker %u (pid %d) ended (%s %d); stopping", i,
-                          (int)pid, WIFEXITED(ws) ? "exit" : "signal",
+                log_error("worker_died", "worker %u (pid %d) ended (%s %d); stopping", i, (int)pid,
+                          WIFEXITED(ws) ? "exit" : "signal",
                           WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws));
                 stopping = true;
                 for (unsigned j = 0; j < cfg->workers; j++)

@@ -102,7 +102,8 @@ typedef struct cfg_ctx {
     int problems;
 } cfg_ctx_t;
 
-static char *cfg_strdup(const char *s) {
+static char *cfg_strdup(const char *s)
+{
     char *p = strdup(s);
     if (p == NULL)
         abort();
@@ -110,7 +111,8 @@ static char *cfg_strdup(const char *s) {
 }
 
 /* getenv() with the empty string read as unset. */
-static const char *cfg_env(const char *name) {
+static const char *cfg_env(const char *name)
+{
     const char *v = getenv(name);
     return v != NULL && v[0] != '\0' ? v : NULL;
 }
@@ -118,7 +120,8 @@ static const char *cfg_env(const char *name) {
 static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...) {
+static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
+{
     c->problems++;
     if (c->err == NULL)
         return;
@@ -135,7 +138,8 @@ static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...) {
  * quotes and backslashes escaped, long values cut with "...", and any secret
  * already loaded replaced by [redacted] (a webhook URL may embed the token).
  */
-static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_t cap) {
+static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_t cap)
+{
     const char *secrets[] = {c->cfg->bot_token, c->cfg->webhook_secret, c->cfg->database_url};
     size_t o = 0, n = strlen(v);
     buf[o++] = '"';
@@ -175,7 +179,8 @@ static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_
  * Reads a secret file into a heap string, less one trailing "\n" or "\r\n".
  * Returns 0, -errno, -EFBIG (over the cap) or -EILSEQ (holds a NUL byte).
  */
-static int cfg_read_secret_file(const char *path, char **out) {
+static int cfg_read_secret_file(const char *path, char **out)
+{
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -225,7 +230,8 @@ fail:
  * NAME_FILE into *out (NULL when neither is set). Returns 1 if the variable
  * was given at all, even if unusable, so a missing-variable line is not added.
  */
-static int cfg_load_secret(cfg_ctx_t *c, const char *name, char **out) {
+static int cfg_load_secret(cfg_ctx_t *c, const char *name, char **out)
+{
     char file_name[64];
     snprintf(file_name, sizeof(file_name), "%s_FILE", name);
     const char *v = cfg_env(name);
@@ -253,12 +259,14 @@ static int cfg_load_secret(cfg_ctx_t *c, const char *name, char **out) {
     return 1;
 }
 
-static int cfg_is_token_char(unsigned char ch) {
+static int cfg_is_token_char(unsigned char ch)
+{
     return isascii(ch) && (isalnum(ch) || ch == '_' || ch == '-');
 }
 
 /* ^[0-9]+:[A-Za-z0-9_-]{30,}$ */
-static int cfg_token_valid(const char *s) {
+static int cfg_token_valid(const char *s)
+{
     size_t i = 0;
     while (s[i] >= '0' && s[i] <= '9')
         i++;
@@ -270,7 +278,8 @@ static int cfg_token_valid(const char *s) {
     return s[i] == '\0' && i - start >= 30;
 }
 
-static int cfg_secret_valid(const char *s) {
+static int cfg_secret_valid(const char *s)
+{
     size_t i = 0;
     while (cfg_is_token_char((unsigned char)s[i]))
         i++;
@@ -278,7 +287,8 @@ static int cfg_secret_valid(const char *s) {
 }
 
 /* Strict decimal: digits only, no sign or spaces, no overflow. Returns 0 or -EINVAL. */
-static int cfg_parse_u64(const char *s, uint64_t *out) {
+static int cfg_parse_u64(const char *s, uint64_t *out)
+{
     uint64_t v = 0;
     if (s[0] == '\0')
         return -EINVAL;
@@ -294,7 +304,8 @@ static int cfg_parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
-int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len) {
+int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len)
+{
     char host[64];
     const char *port_s;
     if (s == NULL)
@@ -349,7 +360,8 @@ int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out
 }
 
 /* Copies an optional plain string; returns the value or NULL when unset. */
-static const char *cfg_load_plain(const char *name, char **field, const char *def) {
+static const char *cfg_load_plain(const char *name, char **field, const char *def)
+{
     const char *v = cfg_env(name);
     if (v != NULL)
         *field = cfg_strdup(v);
@@ -358,13 +370,15 @@ static const char *cfg_load_plain(const char *name, char **field, const char *de
     return v;
 }
 
-static int cfg_url_has_scheme(const char *v, const char *scheme) {
+static int cfg_url_has_scheme(const char *v, const char *scheme)
+{
     size_t n = strlen(scheme);
     /* The scheme must be followed by a host. */
     return strncasecmp(v, scheme, n) == 0 && v[n] != '\0' && v[n] != '/';
 }
 
-static void cfg_check_path(cfg_ctx_t *c, const char *v) {
+static void cfg_check_path(cfg_ctx_t *c, const char *v)
+{
     char q[CFG_QUOTE_MAX + 64];
     const char *what = NULL;
     if (v[0] != '/')
@@ -381,7 +395,8 @@ static void cfg_check_path(cfg_ctx_t *c, const char *v) {
         cfg_problem(c, "TGRING_WEBHOOK_PATH", "%s, got %s", what, cfg_quote(c, v, q, sizeof(q)));
 }
 
-static void cfg_check_ca_file(cfg_ctx_t *c, const char *v) {
+static void cfg_check_ca_file(cfg_ctx_t *c, const char *v)
+{
     char q[CFG_QUOTE_MAX + 64];
     /* O_NONBLOCK: a FIFO given by mistake must not hang the start. */
     int fd = open(v, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -397,7 +412,8 @@ static void cfg_check_ca_file(cfg_ctx_t *c, const char *v) {
     close(fd);
 }
 
-static void cfg_load_num(cfg_ctx_t *c, const cfg_num_t *n) {
+static void cfg_load_num(cfg_ctx_t *c, const cfg_num_t *n)
+{
     char q[CFG_QUOTE_MAX + 64];
     uint64_t v = n->def;
     const char *s = cfg_env(n->name);
@@ -413,7 +429,8 @@ static void cfg_load_num(cfg_ctx_t *c, const cfg_num_t *n) {
         *(unsigned *)(void *)field = (unsigned)v;
 }
 
-int cfg_load(cfg_t *cfg, unsigned need, FILE *err) {
+int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
+{
     cfg_ctx_t c = {.cfg = cfg, .err = err, .problems = 0};
     char q[CFG_QUOTE_MAX + 64];
     const char *v;
@@ -499,7 +516,8 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err) {
     return c.problems;
 }
 
-static void cfg_free_secret(char **s) {
+static void cfg_free_secret(char **s)
+{
     if (*s != NULL) {
         explicit_bzero(*s, strlen(*s));
         free(*s);
@@ -507,7 +525,8 @@ static void cfg_free_secret(char **s) {
     }
 }
 
-void cfg_dispose(cfg_t *cfg) {
+void cfg_dispose(cfg_t *cfg)
+{
     cfg_free_secret(&cfg->bot_token);
     cfg_free_secret(&cfg->webhook_secret);
     cfg_free_secret(&cfg->database_url);
@@ -523,7 +542,8 @@ void cfg_dispose(cfg_t *cfg) {
     memset(cfg, 0, sizeof(*cfg));
 }
 
-void cfg_print_help(FILE *out) {
+void cfg_print_help(FILE *out)
+{
     int wname = 0, wdef = 0;
     for (size_t i = 0; i < sizeof(cfg_help) / sizeof(cfg_help[0]); i++) {
         int n = (int)strlen(cfg_help[i].name), d = (int)strlen(cfg_help[i].def);

@@ -35,12 +35,14 @@ static unsigned log_nsecrets;
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
 
-void log_setup(log_level_t level, log_format_t format) {
+void log_setup(log_level_t level, log_format_t format)
+{
     log_level = level;
     log_format = format;
 }
 
-int log_parse_level(const char *s, log_level_t *out) {
+int log_parse_level(const char *s, log_level_t *out)
+{
     for (unsigned i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
         if (s != NULL && strcasecmp(s, log_level_names[i]) == 0) {
             *out = (log_level_t)i;
@@ -50,7 +52,8 @@ int log_parse_level(const char *s, log_level_t *out) {
     return -EINVAL;
 }
 
-int log_parse_format(const char *s, log_format_t *out) {
+int log_parse_format(const char *s, log_format_t *out)
+{
     if (s != NULL && strcasecmp(s, "json") == 0) {
         *out = LOG_FORMAT_JSON;
         return 0;
@@ -62,7 +65,8 @@ int log_parse_format(const char *s, log_format_t *out) {
     return -EINVAL;
 }
 
-void log_redact(const char *secret) {
+void log_redact(const char *secret)
+{
     if (secret == NULL || secret[0] == '\0' || log_nsecrets == LOG_REDACT_MAX)
         return;
     size_t len = strlen(secret);
@@ -84,7 +88,8 @@ void log_redact(const char *secret) {
     log_nsecrets++;
 }
 
-int log_enabled(log_level_t level) {
+int log_enabled(log_level_t level)
+{
     return level >= log_level && level < LOG_OFF && log_level < LOG_OFF;
 }
 
@@ -93,7 +98,8 @@ int log_enabled(log_level_t level) {
  * rest fell off; scrubbing cannot match such a stump, so drop it. Returns the
  * new length.
  */
-static size_t log_trim_stump(const char *s, size_t len) {
+static size_t log_trim_stump(const char *s, size_t len)
+{
     size_t cut = 0;
     for (unsigned i = 0; i < log_nsecrets; i++) {
         size_t k = log_secret_lens[i] - 1;
@@ -110,7 +116,8 @@ static size_t log_trim_stump(const char *s, size_t len) {
 }
 
 /* Copies src[0..len) to dst with every secret replaced; stops at cap. Returns the length. */
-static size_t log_scrub(const char *src, size_t len, char *dst, size_t cap) {
+static size_t log_scrub(const char *src, size_t len, char *dst, size_t cap)
+{
     size_t o = 0;
     for (size_t i = 0; i < len && o < cap;) {
         size_t hit = 0;
@@ -140,7 +147,8 @@ static size_t log_scrub(const char *src, size_t len, char *dst, size_t cap) {
  * there are not one (overlong forms, surrogates and values past U+10FFFF are
  * rejected, as JSON parsers do).
  */
-static size_t log_utf8_len(const unsigned char *s, size_t len) {
+static size_t log_utf8_len(const unsigned char *s, size_t len)
+{
     unsigned char c = s[0];
     size_t n;
     unsigned char lo = 0x80, hi = 0xBF;
@@ -178,7 +186,8 @@ static size_t log_utf8_len(const unsigned char *s, size_t len) {
  * stays on one line). Stops before a piece that would not fit whole, so the
  * output is always well formed.
  */
-static void log_escape(const char *src, size_t len, char *dst, size_t *o, size_t cap, int json) {
+static void log_escape(const char *src, size_t len, char *dst, size_t *o, size_t cap, int json)
+{
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)src;
     for (size_t i = 0; i < len;) {
@@ -233,7 +242,8 @@ static void log_escape(const char *src, size_t len, char *dst, size_t *o, size_t
 }
 
 /* Appends a NUL-terminated string that needs no escaping, cut at cap. */
-static void log_put(char *dst, size_t *o, size_t cap, const char *s) {
+static void log_put(char *dst, size_t *o, size_t cap, const char *s)
+{
     size_t n = strlen(s);
     if (n > cap - *o)
         n = cap - *o;
@@ -241,7 +251,8 @@ static void log_put(char *dst, size_t *o, size_t cap, const char *s) {
     *o += n;
 }
 
-static void log_write_all(const char *buf, size_t len) {
+static void log_write_all(const char *buf, size_t len)
+{
     while (len > 0) {
         ssize_t n = write(STDERR_FILENO, buf, len);
         if (n < 0) {
@@ -254,7 +265,8 @@ static void log_write_all(const char *buf, size_t len) {
     }
 }
 
-void log_vmsg(log_level_t level, const char *event, const char *fmt, va_list ap) {
+void log_vmsg(log_level_t level, const char *event, const char *fmt, va_list ap)
+{
     if (!log_enabled(level))
         return;
     int saved_errno = errno;
@@ -317,7 +329,8 @@ void log_vmsg(log_level_t level, const char *event, const char *fmt, va_list ap)
     errno = saved_errno;
 }
 
-void log_msg(log_level_t level, const char *event, const char *fmt, ...) {
+void log_msg(log_level_t level, const char *event, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     log_vmsg(level, event, fmt, ap);

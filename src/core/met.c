@@ -36,7 +36,8 @@ static met_slot_t *met_slots;
 static unsigned met_nslots;
 static met_slot_t *met_current = &met_fallback;
 
-int met_init(unsigned nslots) {
+int met_init(unsigned nslots)
+{
     if (nslots == 0)
         return -EINVAL;
     size_t size = (size_t)nslots * sizeof(met_slot_t);
@@ -51,7 +52,8 @@ int met_init(unsigned nslots) {
     return 0;
 }
 
-void met_select(unsigned slot) {
+void met_select(unsigned slot)
+{
     met_slot_t *m = met_slots != NULL && slot < met_nslots ? &met_slots[slot] : &met_fallback;
     /* A restarted worker inherits its predecessor's slot: counters carry on so
      * that sums stay monotonic, but what the dead process held open is gone. */
@@ -64,9 +66,13 @@ void met_select(unsigned slot) {
     met_current = m;
 }
 
-met_slot_t *met_self(void) { return met_current; }
+met_slot_t *met_self(void)
+{
+    return met_current;
+}
 
-static void met_observe(met_hist_t *h, const double *bounds, unsigned nbounds, double v) {
+static void met_observe(met_hist_t *h, const double *bounds, unsigned nbounds, double v)
+{
     if (v != v)
         return; /* NaN: no bucket fits and it would poison the sum. */
     if (v < 0)
@@ -79,15 +85,18 @@ static void met_observe(met_hist_t *h, const double *bounds, unsigned nbounds, d
     h->sum += v;
 }
 
-void met_observe_latency(met_hist_t *h, double seconds) {
+void met_observe_latency(met_hist_t *h, double seconds)
+{
     met_observe(h, met_latency_bounds, MET_LATENCY_BUCKETS, seconds);
 }
 
-void met_observe_batch(met_hist_t *h, double size) {
+void met_observe_batch(met_hist_t *h, double size)
+{
     met_observe(h, met_batch_bounds, MET_BATCH_BUCKETS, size);
 }
 
-void met_sample_rss(void) {
+void met_sample_rss(void)
+{
     char buf[128];
     int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -114,7 +123,8 @@ typedef struct met_out {
 
 static void met_printf(met_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void met_printf(met_out_t *o, const char *fmt, ...) {
+static void met_printf(met_out_t *o, const char *fmt, ...)
+{
     if (o->over)
         return;
     va_list ap;
@@ -128,17 +138,20 @@ static void met_printf(met_out_t *o, const char *fmt, ...) {
     o->len += (size_t)n;
 }
 
-static void met_head(met_out_t *o, const char *name, const char *type, const char *help) {
+static void met_head(met_out_t *o, const char *name, const char *type, const char *help)
+{
     met_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void met_scalar(met_out_t *o, const char *name, const char *type, const char *help,
-                       uint64_t v) {
+                       uint64_t v)
+{
     met_head(o, name, type, help);
     met_printf(o, "%s %" PRIu64 "\n", name, v);
 }
 
-static void met_add_hist(met_hist_t *sum, const met_hist_t *h) {
+static void met_add_hist(met_hist_t *sum, const met_hist_t *h)
+{
     for (unsigned i = 0; i < sizeof(sum->bucket) / sizeof(sum->bucket[0]); i++)
         sum->bucket[i] += h->bucket[i];
     sum->count += h->count;
@@ -146,7 +159,8 @@ static void met_add_hist(met_hist_t *sum, const met_hist_t *h) {
 }
 
 static void met_hist(met_out_t *o, const char *name, const char *help, const met_hist_t *h,
-                     const char *const *le, unsigned nbounds) {
+                     const char *const *le, unsigned nbounds)
+{
     met_head(o, name, "histogram", help);
     /* _count is the +Inf bucket rather than h->count, so that the two agree
      * even when a slot was read mid-update. */
@@ -226,7 +240,8 @@ static const met_family_t met_families[] = {
 
 #define MET_NFAMILIES (sizeof(met_families) / sizeof(met_families[0]))
 
-int met_render(char *buf, size_t cap) {
+int met_render(char *buf, size_t cap)
+{
     met_slot_t total;
     met_slot_t *sum = &total;
     memset(sum, 0, sizeof(*sum));

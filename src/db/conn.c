@@ -147,7 +147,10 @@ bool db_is_row_error(const char *state)
                              strncmp(state, "P0", 2) == 0);
 }
 
-static bool db_busy(const db_t *db) { return db->in.count > 0 || db->out.count > 0; }
+static bool db_busy(const db_t *db)
+{
+    return db->in.count > 0 || db->out.count > 0;
+}
 
 /* The gauge: 1 while any connection of this worker is up. */
 static void db_gauge_connected(const db_t *db)

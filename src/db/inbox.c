@@ -43,7 +43,10 @@ const db_stmt_t db_inbox_stmts[] = {
 /* Per-update outcome within a transaction. */
 enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RETRY };
 
-static void db_gauge(const db_t *db) { met_self()->db_queue_depth = db->in.count; }
+static void db_gauge(const db_t *db)
+{
+    met_self()->db_queue_depth = db->in.count;
+}
 
 /* Prepends the chain first..last (linked by next) to the pending list. */
 static void db_prepend(db_inbox_t *in, db_update_t *first, db_update_t *last)
@@ -184,8 +187,7 @@ static bool db_batch_result(db_conn_t *c, db_item_t *it, PGresult *r)
     case PGRES_COMMAND_OK:
         if (it->pos < b->n) {
             /* ON CONFLICT DO NOTHING inserts one row or none. */
-            b->out[it->pos] =
-                strcmp(PQcmdTuples(r), "0") == 0 ? DB_OUT_DUPLICATE : DB_OUT_STORED;
+            b->out[it->pos] = strcmp(PQcmdTuples(r), "0") == 0 ? DB_OUT_DUPLICATE : DB_OUT_STORED;
             break;
         }
         /* A second result for a statement cannot be told apart from the commit: fail safe. */
@@ -422,4 +424,7 @@ int db_store(db_t *db, db_update_t *u)
     return 0;
 }
 
-unsigned db_pending(const db_t *db) { return db->in.count; }
+unsigned db_pending(const db_t *db)
+{
+    return db->in.count;
+}

@@ -64,9 +64,9 @@ struct db_outbox_op {
         db_outbox_count_cb count;
     } cb;
     void *arg;
-    PGresult *res;  /* the claim's rows or the count, kept until the sync */
-    int error_len;  /* bytes in error[], -1 for SQL NULL */
-    char error[];   /* last_error for retry and fail */
+    PGresult *res; /* the claim's rows or the count, kept until the sync */
+    int error_len; /* bytes in error[], -1 for SQL NULL */
+    char error[];  /* last_error for retry and fail */
 };
 
 /* ---- statements ---- */
@@ -90,7 +90,7 @@ struct db_outbox_op {
  */
 #define DB_OB_CLAIM_SQL(which)                                                                     \
     "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
-    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox WHERE " DB_OB_OPEN " AND "     \
+    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox WHERE " DB_OB_OPEN " AND "      \
     "(" which ") ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "                                   \
     "RETURNING id, chat_id, method, body, attempts) "                                              \
     "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
@@ -109,8 +109,8 @@ const db_stmt_t db_outbox_stmts[] = {
      DB_OB_CLAIM_SQL("(claim_token = $3 AND claimed_until > now()) OR (" DB_OB_DUE_NOW ")"), 3,
      db_ob_i8x3},
     {DB_STMT_SENT,
-     "UPDATE outbox SET sent_at = now(), claimed_until = NULL WHERE id = $1 AND sent_at IS NULL",
-     1, db_ob_i8x3},
+     "UPDATE outbox SET sent_at = now(), claimed_until = NULL WHERE id = $1 AND sent_at IS NULL", 1,
+     db_ob_i8x3},
     {DB_STMT_RETRY,
      "UPDATE outbox SET attempts = attempts + 1, last_error = $3, "
      "not_before = now() + $2 * interval '1 millisecond', claimed_until = NULL "
@@ -148,9 +148,11 @@ static size_t db_ob_copy_utf8(char *dst, const char *s)
 
     while (*p != '\0') {
         unsigned c = *p;
-        size_t n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                                                     : c >= 0xf0 && c <= 0xf4 ? 4
-                                                                              : 0;
+        size_t n = c < 0x80                 ? 1
+                   : c >= 0xc2 && c <= 0xdf ? 2
+                   : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         bool ok = n > 0;
         /* A NUL fails the continuation test, so nothing past it is read. */
         for (size_t k = 1; ok && k < n; k++)
@@ -606,4 +608,7 @@ int db_outbox_due(db_t *db, uint64_t within_ms, db_outbox_count_cb cb, void *arg
     return db_ob_queue(db, op);
 }
 
-unsigned db_outbox_pending(const db_t *db) { return db->out.count; }
+unsigned db_outbox_pending(const db_t *db)
+{
+    return db->out.count;
+}

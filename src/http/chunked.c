@@ -70,10 +70,16 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
-static bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+static bool is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
 
 /* qdtext and the octets of a quoted-pair: HTAB, SP, VCHAR, obs-text. */
-static bool is_text(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
+static bool is_text(unsigned char c)
+{
+    return (c >= 0x20 && c != 0x7f) || c == '\t';
+}
 
 /*
  * One step of the chunk line (size and extensions) on byte c. Returns the next

@@ -71,9 +71,15 @@ static inline bool is_field_char(char ch)
     return (c >= 0x20 && c != 0x7f) || c == '\t';
 }
 
-static inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+static inline bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
 
-static inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
+static inline char lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
 
 bool http_token_eq(const char *s, size_t len, const char *lit)
 {
@@ -173,9 +179,15 @@ static int fail(http_request_t *req, int status, const char *why)
     return -EBADMSG;
 }
 
-static inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static inline bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
-static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* reg-name characters (RFC 3986 3.2.2): unreserved, pct-encoded and sub-delims. */
 static inline bool is_reg_name(char c)

@@ -28,9 +28,9 @@
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 #define RECV_BGID 1
-#define RECV_NBUFS 1024  /* x RECV_BUFSZ = 4 MiB of receive buffers per reactor */
+#define RECV_NBUFS 1024 /* x RECV_BUFSZ = 4 MiB of receive buffers per reactor */
 #define RECV_BUFSZ 4096
-#define LINGER_MS 2000   /* after a closing response, how long to read and discard */
+#define LINGER_MS 2000 /* after a closing response, how long to read and discard */
 #define INBUF_MIN 2048
 #define TXN_FREE_MAX 256 /* request contexts kept for reuse */
 
@@ -54,25 +54,27 @@ struct http_conn {
     rx_op_t send_op;
     rx_op_t close_op;
     rx_timer_t timer;
-    char *in;          /* request bytes: head, body, then pipelined bytes */
-    size_t in_len;     /* bytes in `in` */
-    size_t in_cap;     /* bytes allocated (counted in the server's budget) */
-    size_t head_len;   /* length of the current request's head; 0 until parsed */
+    char *in;              /* request bytes: head, body, then pipelined bytes */
+    size_t in_len;         /* bytes in `in` */
+    size_t in_cap;         /* bytes allocated (counted in the server's budget) */
+    size_t head_len;       /* length of the current request's head; 0 until parsed */
     const char *parsed_at; /* `in` when the head was parsed (its views point there) */
-    size_t body_len;   /* body bytes (decoded, for chunked) at in + head_len */
-    size_t raw_off;    /* chunked: where undecoded bytes start */
-    http_txn_t *txn;   /* NULL when no request is in progress */
-    char *out;         /* response being sent */
+    size_t body_len;       /* body bytes (decoded, for chunked) at in + head_len */
+    size_t raw_off;        /* chunked: where undecoded bytes start */
+    http_txn_t *txn;       /* NULL when no request is in progress */
+    char *out;             /* response being sent */
     size_t out_len;
     size_t out_off;
-    bool dispatched;   /* the application holds the current request */
-    bool closing;      /* no more requests; close when nothing is outstanding */
-    bool close_after;  /* close once the current response is sent */
-    bool lingering;    /* response sent, write side shut, discarding input */
-    bool peer_eof;     /* the peer closed its write side or the socket failed */
-    bool paused;       /* recv cancelled because enough input is buffered */
+    bool dispatched;  /* the application holds the current request */
+    bool closing;     /* no more requests; close when nothing is outstanding */
+    bool close_after; /* close once the current response is sent */
+    bool lingering;   /* response sent, write side shut, discarding input */
+    bool peer_eof;    /* the peer closed its write side or the socket failed */
+    bool paused;      /* recv cancelled because enough input is buffered */
     bool head_timer;
-    bool overflow;     /* pipelined bytes were dropped: close after the response */   /* the header deadline of the current request is set */
+    bool overflow;
+        /* pipelined bytes were dropped: close after the response */ /* the header deadline of the
+                                                                        current request is set */
     bool fd_closed;
 };
 
@@ -82,10 +84,10 @@ struct http_server {
     int lfd;
     rx_op_t accept_op;
     rx_bufring_t bufs;
-    http_conn_t *conns;    /* list of open connections */
+    http_conn_t *conns; /* list of open connections */
     unsigned nconns;
     uint64_t next_id;
-    uint64_t buffered;     /* bytes allocated for request buffers */
+    uint64_t buffered; /* bytes allocated for request buffers */
     http_txn_t *txn_free;
     unsigned txn_free_len;
     bool draining;
@@ -191,8 +193,7 @@ static void on_drained_defer(rx_loop_t *loop, rx_defer_t *d)
 static void conn_maybe_free(http_conn_t *c)
 {
     http_server_t *s = c->srv;
-    if (!c->closing || c->dispatched || c->recv_op.armed || c->send_op.armed ||
-        c->close_op.armed)
+    if (!c->closing || c->dispatched || c->recv_op.armed || c->send_op.armed || c->close_op.armed)
         return;
     if (!c->fd_closed) {
         c->fd_closed = true;
@@ -374,8 +375,7 @@ static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
             } else if (c->out == NULL) {
                 rx_bufring_recycle(&s->bufs, bid);
                 /* The server's request buffers are all in use: back off. */
-                http_respond(c, 503, "text/plain", "Retry-After: 1\r\n", "server busy\n", 12,
-                             true);
+                http_respond(c, 503, "text/plain", "Retry-After: 1\r\n", "server busy\n", 12, true);
                 return;
             } else {
                 conn_close(c);
@@ -605,8 +605,7 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
     }
 }
 
-http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt,
-                               int *err)
+http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt, int *err)
 {
     http_server_t *s = calloc(1, sizeof(*s));
     if (s == NULL)

@@ -135,7 +135,10 @@ static void on_defer(rx_loop_t *loop, rx_defer_t *d);
 
 /* ---- requests and the queue ---- */
 
-static void kick(httpc_pool_t *p) { rx_defer(p->loop, &p->defer, on_defer); }
+static void kick(httpc_pool_t *p)
+{
+    rx_defer(p->loop, &p->defer, on_defer);
+}
 
 static void q_push_back(httpc_pool_t *p, httpc_req_t *req)
 {
@@ -228,7 +231,10 @@ static void on_req_timer(rx_loop_t *loop, rx_timer_t *t)
 
 /* ---- connection lifetime ---- */
 
-static void conn_hold(httpc_conn_t *c) { c->refs++; }
+static void conn_hold(httpc_conn_t *c)
+{
+    c->refs++;
+}
 
 static void conn_release(httpc_conn_t *c)
 {
@@ -1001,7 +1007,10 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
     return 0;
 }
 
-const httpc_stats_t *httpc_stats(const httpc_pool_t *p) { return &p->stats; }
+const httpc_stats_t *httpc_stats(const httpc_pool_t *p)
+{
+    return &p->stats;
+}
 
 void httpc_pool_free(httpc_pool_t *p)
 {

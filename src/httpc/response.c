@@ -25,7 +25,10 @@ static bool is_tchar(unsigned char ch)
 }
 
 /* field-vchar / SP / HTAB, including obs-text. */
-static bool is_field_char(unsigned char ch) { return ch == '\t' || (ch >= 0x20 && ch != 0x7f); }
+static bool is_field_char(unsigned char ch)
+{
+    return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
 
 static bool ieq(const char *s, size_t len, const char *lit)
 {

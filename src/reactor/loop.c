@@ -325,8 +325,7 @@ int rx_run(rx_loop_t *loop)
 
 /* ---- provided-buffer rings ---- */
 
-int rx_bufring_init(rx_loop_t *loop, rx_bufring_t *br, uint16_t bgid, uint32_t nbufs,
-                    uint32_t size)
+int rx_bufring_init(rx_loop_t *loop, rx_bufring_t *br, uint16_t bgid, uint32_t nbufs, uint32_t size)
 {
     struct io_uring_buf_reg reg;
     int ret;
@@ -339,8 +338,8 @@ int rx_bufring_init(rx_loop_t *loop, rx_bufring_t *br, uint16_t bgid, uint32_t n
      * It must be page aligned, which mmap guarantees.
      */
     br->ring_bytes = (size_t)nbufs * sizeof(struct io_uring_buf);
-    void *mem = mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
+    void *mem =
+        mmap(NULL, br->ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED)
         return -ENOMEM;
     br->ring = mem;
@@ -365,8 +364,8 @@ int rx_bufring_init(rx_loop_t *loop, rx_bufring_t *br, uint16_t bgid, uint32_t n
     }
     int mask = io_uring_buf_ring_mask(nbufs);
     for (uint32_t i = 0; i < nbufs; i++)
-        io_uring_buf_ring_add(br->ring, rx_bufring_buf(br, (uint16_t)i), size, (uint16_t)i,
-                              mask, (int)i);
+        io_uring_buf_ring_add(br->ring, rx_bufring_buf(br, (uint16_t)i), size, (uint16_t)i, mask,
+                              (int)i);
     io_uring_buf_ring_advance(br->ring, (int)nbufs);
     return 0;
 }

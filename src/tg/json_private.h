@@ -25,7 +25,10 @@ static inline bool tg_json_is_ws(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static inline bool tg_json_is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static inline bool tg_json_is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /*
  * The code unit of the \uXXXX escape at p[0..n), or -1 when p does not start

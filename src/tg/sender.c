@@ -85,10 +85,10 @@ struct tg_msg {
     char method[METHOD_MAX];
     char *body;
     size_t body_len;
-    int attempts;          /* sends before this claim */
-    uint64_t claimed_ms;   /* loop time of the claim */
-    bool in_flight;        /* a call is out */
-    uint32_t pass;         /* last scheduling pass that saw this chat (chat marks) */
+    int attempts;        /* sends before this claim */
+    uint64_t claimed_ms; /* loop time of the claim */
+    bool in_flight;      /* a call is out */
+    uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
 };
 
 struct tg_sender {
@@ -96,19 +96,19 @@ struct tg_sender {
     tg_sender_options_t opt;
     char *token;
     tg_rate_t *rate;
-    tg_msg_t *head, *tail;    /* held rows, in id order */
-    unsigned held;            /* rows in the list */
-    unsigned in_flight;       /* calls out */
-    unsigned recording;       /* db writes whose callbacks are pending */
-    bool claiming;            /* a claim is out */
+    tg_msg_t *head, *tail; /* held rows, in id order */
+    unsigned held;         /* rows in the list */
+    unsigned in_flight;    /* calls out */
+    unsigned recording;    /* db writes whose callbacks are pending */
+    bool claiming;         /* a claim is out */
     bool stopping;
     uint32_t pass;
     int64_t last_429_chat;
     uint64_t last_429_ms;
     rx_defer_t pump_defer;
-    rx_timer_t timer;         /* next rate-limit wake-up */
-    rx_timer_t poll_timer;    /* next claim after an empty one */
-    uint64_t next_claim_ms;   /* no claim before this (loop ms) */
+    rx_timer_t timer;       /* next rate-limit wake-up */
+    rx_timer_t poll_timer;  /* next claim after an empty one */
+    uint64_t next_claim_ms; /* no claim before this (loop ms) */
     void (*on_idle)(void *arg);
     void *idle_arg;
     rx_defer_t idle_defer;
@@ -143,8 +143,7 @@ static void on_idle_defer(rx_loop_t *loop, rx_defer_t *d)
 
 static void check_idle(tg_sender_t *s)
 {
-    if (s->stopping && s->on_idle != NULL && s->in_flight == 0 && s->recording == 0 &&
-        !s->claiming)
+    if (s->stopping && s->on_idle != NULL && s->in_flight == 0 && s->recording == 0 && !s->claiming)
         rx_defer(s->loop, &s->idle_defer, on_idle_defer);
 }
 
@@ -285,8 +284,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
             tg_rate_pause_all(s->rate, (int64_t)(now + wait));
         }
         log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
-                 (long long)m->id, global ? "all chats" : "this chat",
-                 (unsigned long long)wait);
+                 (long long)m->id, global ? "all chats" : "this chat", (unsigned long long)wait);
         if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping)
             record(s, m, REC_RETRY, wait, why, 0);
         return; /* otherwise it stays and goes again when the pause ends */
@@ -449,8 +447,8 @@ static void pump(tg_sender_t *s)
     }
     /* Claim more when there is room and no claim is out. */
     if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms) {
-        int r = db_outbox_claim(s->opt.db, s->opt.capacity - s->held, s->opt.lease_ms,
-                                on_claimed, s);
+        int r =
+            db_outbox_claim(s->opt.db, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
         } else {

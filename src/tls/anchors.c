@@ -272,7 +272,10 @@ fail:
     return NULL;
 }
 
-tls_ctx_info_t tls_ctx_info(const tls_ctx_t *ctx) { return ctx->info; }
+tls_ctx_info_t tls_ctx_info(const tls_ctx_t *ctx)
+{
+    return ctx->info;
+}
 
 void tls_ctx_free(tls_ctx_t *ctx)
 {

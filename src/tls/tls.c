@@ -112,7 +112,10 @@ static tls_session_slot_t *session_find(tls_ctx_t *ctx, const char *name, uint16
     return NULL;
 }
 
-static void session_drop(tls_session_slot_t *s) { explicit_bzero(s, sizeof(*s)); }
+static void session_drop(tls_session_slot_t *s)
+{
+    explicit_bzero(s, sizeof(*s));
+}
 
 static void session_store(tls_ctx_t *ctx, const char *name, uint16_t port,
                           const br_ssl_session_parameters *p)
@@ -280,7 +283,10 @@ void tls_conn_free(tls_conn_t *c)
     free(c);
 }
 
-size_t tls_conn_memory(void) { return sizeof(tls_conn_t); }
+size_t tls_conn_memory(void)
+{
+    return sizeof(tls_conn_t);
+}
 
 unsigned tls_conn_state(tls_conn_t *c)
 {
@@ -320,40 +326,70 @@ unsigned char *tls_conn_sendrec_buf(tls_conn_t *c, size_t *len)
     return br_ssl_engine_sendrec_buf(&c->cc.eng, len);
 }
 
-void tls_conn_sendrec_ack(tls_conn_t *c, size_t len) { br_ssl_engine_sendrec_ack(&c->cc.eng, len); }
+void tls_conn_sendrec_ack(tls_conn_t *c, size_t len)
+{
+    br_ssl_engine_sendrec_ack(&c->cc.eng, len);
+}
 
 unsigned char *tls_conn_recvrec_buf(tls_conn_t *c, size_t *len)
 {
     return br_ssl_engine_recvrec_buf(&c->cc.eng, len);
 }
 
-void tls_conn_recvrec_ack(tls_conn_t *c, size_t len) { br_ssl_engine_recvrec_ack(&c->cc.eng, len); }
+void tls_conn_recvrec_ack(tls_conn_t *c, size_t len)
+{
+    br_ssl_engine_recvrec_ack(&c->cc.eng, len);
+}
 
 unsigned char *tls_conn_sendapp_buf(tls_conn_t *c, size_t *len)
 {
     return br_ssl_engine_sendapp_buf(&c->cc.eng, len);
 }
 
-void tls_conn_sendapp_ack(tls_conn_t *c, size_t len) { br_ssl_engine_sendapp_ack(&c->cc.eng, len); }
+void tls_conn_sendapp_ack(tls_conn_t *c, size_t len)
+{
+    br_ssl_engine_sendapp_ack(&c->cc.eng, len);
+}
 
 unsigned char *tls_conn_recvapp_buf(tls_conn_t *c, size_t *len)
 {
     return br_ssl_engine_recvapp_buf(&c->cc.eng, len);
 }
 
-void tls_conn_recvapp_ack(tls_conn_t *c, size_t len) { br_ssl_engine_recvapp_ack(&c->cc.eng, len); }
+void tls_conn_recvapp_ack(tls_conn_t *c, size_t len)
+{
+    br_ssl_engine_recvapp_ack(&c->cc.eng, len);
+}
 
-void tls_conn_flush(tls_conn_t *c) { br_ssl_engine_flush(&c->cc.eng, 0); }
+void tls_conn_flush(tls_conn_t *c)
+{
+    br_ssl_engine_flush(&c->cc.eng, 0);
+}
 
-void tls_conn_close(tls_conn_t *c) { br_ssl_engine_close(&c->cc.eng); }
+void tls_conn_close(tls_conn_t *c)
+{
+    br_ssl_engine_close(&c->cc.eng);
+}
 
-bool tls_conn_ready(const tls_conn_t *c) { return c->ready; }
+bool tls_conn_ready(const tls_conn_t *c)
+{
+    return c->ready;
+}
 
-bool tls_conn_resumed(const tls_conn_t *c) { return c->ready && c->resumed; }
+bool tls_conn_resumed(const tls_conn_t *c)
+{
+    return c->ready && c->resumed;
+}
 
-int tls_conn_error(const tls_conn_t *c) { return br_ssl_engine_last_error(&c->cc.eng); }
+int tls_conn_error(const tls_conn_t *c)
+{
+    return br_ssl_engine_last_error(&c->cc.eng);
+}
 
-const char *tls_conn_server_name(const tls_conn_t *c) { return c->name; }
+const char *tls_conn_server_name(const tls_conn_t *c)
+{
+    return c->name;
+}
 
 /* ---- error names ---- */
 
