@@ -205,3 +205,82 @@ void harness_start(void)
 }
 
 void harness_end(void) { rx_loop_dispose(&loop); }
+
+/* ---- test updates ---- */
+
+tu_t ups[TU_MAX];
+unsigned nups, ndone, sync_cb, twice;
+static bool in_store; /* inside db_store(): a callback now would be synchronous */
+
+static void on_stored(db_update_t *u, int status)
+{
+    tu_t *t = (tu_t *)((char *)u - offsetof(tu_t, u));
+    if (in_store)
+        sync_cb++;
+    if (t->done)
+        twice++;
+    t->done = true;
+    t->status = status;
+    ndone++;
+}
+
+tu_t *mk(int64_t id)
+{
+    if (nups == TU_MAX)
+        tap_bail("out of test updates");
+    tu_t *t = &ups[nups++];
+    memset(t, 0, sizeof(*t));
+    int n =
+        snprintf(t->body, sizeof(t->body), "{\"update_id\":%lld,\"message\":{}}", (long long)id);
+    t->u.update_id = id;
+    t->u.body = t->body;
+    t->u.body_len = (size_t)n;
+    t->u.type = "message";
+    t->u.type_len = 7;
+    t->u.has_chat = true;
+    t->u.chat_id = 1000 + id % 7;
+    t->u.has_from = true;
+    t->u.from_id = 42;
+    t->u.cb = on_stored;
+    return t;
+}
+
+int store(db_t *db, tu_t *t)
+{
+    in_store = true;
+    int r = db_store(db, &t->u);
+    in_store = false;
+    return r;
+}
+
+static unsigned wait_from, wait_to;
+static bool range_done(void)
+{
+    for (unsigned i = wait_from; i < wait_to; i++)
+        if (!ups[i].done)
+            return false;
+    return true;
+}
+
+bool wait_range(unsigned from, unsigned to, unsigned ms)
+{
+    wait_from = from;
+    wait_to = to;
+    return run_until(range_done, ms);
+}
+
+unsigned ndone_in(unsigned from, unsigned to)
+{
+    unsigned n = 0;
+    for (unsigned i = from; i < to; i++)
+        n += ups[i].done;
+    return n;
+}
+
+unsigned count_status(unsigned from, unsigned to, int status)
+{
+    unsigned n = 0;
+    for (unsigned i = from; i < to; i++)
+        n += ups[i].done && ups[i].status == status;
+    return n;
+}

@@ -8,6 +8,7 @@
 #ifndef TGRING_PG_HARNESS_H
 #define TGRING_PG_HARNESS_H
 
+#include "db.h"
 #include "reactor.h"
 #include "tap.h"
 
@@ -54,5 +55,35 @@ extern rx_loop_t loop;
 bool run_until(bool (*pred)(void), unsigned ms);
 void run_for(unsigned ms);
 uint64_t mono_ms(void);
+
+/* ---- test updates: a pool of updates and what their callbacks said ---- */
+
+#define TU_MAX 16384
+
+typedef struct tu {
+    db_update_t u;
+    bool done;  /* the callback ran (or db_store refused it: nothing is owed) */
+    int status; /* what the callback said */
+    char body[96];
+} tu_t;
+
+extern tu_t ups[TU_MAX];
+extern unsigned nups;    /* used slots */
+extern unsigned ndone;   /* callbacks run */
+extern unsigned sync_cb; /* callbacks that ran from inside db_store() */
+extern unsigned twice;   /* callbacks that ran twice for one update */
+
+/* The next update from the pool: id, a small message body, a chat and a sender. */
+tu_t *mk(int64_t id);
+
+/* db_store() of t, noting callbacks that would run from inside it. Returns its result. */
+int store(db_t *db, tu_t *t);
+
+/* Runs the loop until ups[from..to) all have callbacks, or ms pass. */
+bool wait_range(unsigned from, unsigned to, unsigned ms);
+
+/* How many of ups[from..to) have callbacks; how many of those said `status`. */
+unsigned ndone_in(unsigned from, unsigned to);
+unsigned count_status(unsigned from, unsigned to, int status);
 
 #endif

@@ -27,57 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_UPDATES 16384
-
 /* ---- updates ---- */
 
-typedef struct tu {
-    db_update_t u;
-    bool done;
-    int status;
-    char body[64];
-} tu_t;
-
-static tu_t ups[MAX_UPDATES];
-static unsigned nups;    /* used slots */
-static bool in_store;    /* inside db_store(): a callback now would be synchronous */
-static unsigned sync_cb; /* callbacks that ran from inside db_store() */
-static unsigned twice;   /* callbacks that ran twice for one update */
-
-static void on_stored(db_update_t *u, int status)
-{
-    tu_t *t = container_of(u, tu_t, u);
-    if (in_store)
-        sync_cb++;
-    if (t->done)
-        twice++;
-    t->done = true;
-    t->status = status;
-}
-
-static tu_t *mk(int64_t id)
-{
-    if (nups == MAX_UPDATES)
-        tap_bail("out of test updates");
-    tu_t *t = &ups[nups++];
-    memset(t, 0, sizeof(*t));
-    int n = snprintf(t->body, sizeof(t->body), "{\"update_id\":%lld}", (long long)id);
-    t->u.update_id = id;
-    t->u.body = t->body;
-    t->u.body_len = (size_t)n;
-    t->u.type = "message";
-    t->u.type_len = 7;
-    t->u.cb = on_stored;
-    return t;
-}
-
 /* Stores a new update; one that db_store() refuses is marked done (no callback is owed). */
-static int store(db_t *db, int64_t id)
+static int store_id(db_t *db, int64_t id)
 {
     tu_t *t = mk(id);
-    in_store = true;
-    int r = db_store(db, &t->u);
-    in_store = false;
+    int r = store(db, t);
     if (r != 0)
         t->done = true;
     return r;
@@ -87,39 +43,7 @@ static int store(db_t *db, int64_t id)
 static void store_n(db_t *db, int64_t first, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        store(db, first + i);
-}
-
-static unsigned wait_from, wait_to;
-static bool range_done(void)
-{
-    for (unsigned i = wait_from; i < wait_to; i++)
-        if (!ups[i].done)
-            return false;
-    return true;
-}
-
-static bool wait_range(unsigned from, unsigned to, unsigned ms)
-{
-    wait_from = from;
-    wait_to = to;
-    return run_until(range_done, ms);
-}
-
-static unsigned count_status(unsigned from, unsigned to, int status)
-{
-    unsigned n = 0;
-    for (unsigned i = from; i < to; i++)
-        n += ups[i].done && ups[i].status == status;
-    return n;
-}
-
-static unsigned ndone_in(unsigned from, unsigned to)
-{
-    unsigned n = 0;
-    for (unsigned i = from; i < to; i++)
-        n += ups[i].done;
-    return n;
+        store_id(db, first + i);
 }
 
 /* ---- databases and connections ---- */
@@ -221,17 +145,19 @@ static void on_spread(rx_loop_t *l, rx_timer_t *t)
     unsigned busy = busy_conns(spread_db);
     spread_peak = busy > spread_peak ? busy : spread_peak;
     for (unsigned i = 0; i < spread_per_turn; i++)
-        if (store(spread_db, spread_id++) != 0)
+        if (store_id(spread_db, spread_id++) != 0)
             spread_refused++;
     if (--spread_left > 0)
         rx_timer_start(l, t, 1, on_spread);
 }
 
+static unsigned spread_from, spread_to; /* the updates of this spread in ups[] */
+
 static bool spread_over(void)
 {
     unsigned busy = busy_conns(spread_db);
     spread_peak = busy > spread_peak ? busy : spread_peak;
-    return spread_left == 0 && range_done();
+    return spread_left == 0 && ndone_in(spread_from, spread_to) == spread_to - spread_from;
 }
 
 static void test_spread(unsigned n, int64_t first)
@@ -259,8 +185,8 @@ static void test_spread(unsigned n, int64_t first)
     spread_refused = 0;
     spread_peak = 0;
     spread_id = first;
-    wait_from = from;
-    wait_to = from + TOTAL;
+    spread_from = from;
+    spread_to = from + TOTAL;
     rx_timer_start(&loop, &spread_timer, 0, on_spread);
     bool all = run_until(spread_over, 30000);
     tap_ok(all && spread_refused == 0 && nups - from == TOTAL,
@@ -289,8 +215,11 @@ static void test_spread(unsigned n, int64_t first)
     }
     tap_ok(used == n && sum == batches, "%u connections: every one committed batches (%s)", n,
            spread);
-    tap_ok(spread_peak >= 2, "%u connections: batches were in flight on %u connections at once", n,
-           spread_peak);
+    /*
+     * How many were in flight at once depends on how fast this machine
+     * commits (a quiet one finishes each batch within its turn), so it is only
+     * reported above; test_side_by_side shows the overlap deterministically.
+     */
     free_db(db);
 }
 
@@ -361,7 +290,7 @@ static void test_terminated(void)
     tap_ok(moved, "its batch is in flight again on connection 3, before 1 has reconnected");
     tap_ok(db_ready(db) && m->db_connected == 1, "the db stays ready, db_connected stays 1");
     unsigned mid = nups;
-    tap_ok(store(db, 300020) == 0, "and takes updates meanwhile");
+    tap_ok(store_id(db, 300020) == 0, "and takes updates meanwhile");
     unlock_updates(locker);
     bool answered = wait_range(from, nups, 10000);
     unsigned stored = count_status(from, nups, DB_STORED);
@@ -511,7 +440,7 @@ static void test_deadlines(void)
            "all 12 answered -ETIMEDOUT, in flight or waiting");
     unlock_updates(locker);
     run_for(200);
-    tap_ok(db_ready(db) && store(db, 500100) == 0 && wait_range(nups - 1, nups, 3000) &&
+    tap_ok(db_ready(db) && store_id(db, 500100) == 0 && wait_range(nups - 1, nups, 3000) &&
                ups[nups - 1].status == DB_STORED,
            "the late results are ignored and the next update is stored");
     free_db(db);
@@ -530,7 +459,7 @@ static void test_drain_free(void)
     store_n(db, 600020, 3);
     idle_flag = false;
     db_drain(db, on_idle, &idle_flag);
-    tap_ok(store(db, 600100) == -EAGAIN && busy_conns(db) == 2,
+    tap_ok(store_id(db, 600100) == -EAGAIN && busy_conns(db) == 2,
            "after db_drain, with batches on both connections: db_store gives -EAGAIN");
     run_for(100);
     tap_ok(!idle_flag, "on_idle waits while they are in flight");
@@ -574,7 +503,7 @@ static void test_options(void)
     unsigned from = nups;
     int r[4];
     for (int i = 0; i < 4; i++)
-        r[i] = store(db, 620000 + i);
+        r[i] = store_id(db, 620000 + i);
     tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN,
            "queue_max 3 counts over both connections: the fourth gives -EAGAIN");
     tap_ok(wait_range(from, from + 3, 5000) && count_status(from, from + 3, DB_STORED) == 3,

@@ -30,8 +30,8 @@
 
 static bool in_call;   /* inside a db_outbox_*() call: a callback now would be synchronous */
 static unsigned owed;  /* accepted calls whose callback has not run */
-static unsigned sync_cb; /* callbacks that ran from inside the call */
-static unsigned twice; /* callbacks that ran twice for one call */
+static unsigned call_sync; /* callbacks that ran from inside the call */
+static unsigned call_twice; /* callbacks that ran twice for one call */
 
 typedef struct claim {
     unsigned calls;
@@ -55,9 +55,9 @@ typedef struct done {
 static void called(unsigned *calls)
 {
     if (in_call)
-        sync_cb++;
+        call_sync++;
     if (*calls > 0)
-        twice++;
+        call_twice++;
     (*calls)++;
     owed--;
 }
@@ -642,47 +642,30 @@ static void test_due_count(db_t *db)
  * Outbox operations pipelined between inbox transactions: a refused update
  * fails nothing of the outbox, a refused outbox mark nothing of the inbox.
  */
-typedef struct tu {
-    db_update_t u;
-    int status;
-    bool done;
-    char body[64];
-} tu_t;
-
-static void on_stored(db_update_t *u, int status)
+/* Stores update `id` from the harness's pool; a refusal is marked done with status 1. */
+static tu_t *store_out(db_t *db, int64_t id)
 {
-    tu_t *t = container_of(u, tu_t, u);
-    t->done = true;
-    t->status = status;
-}
-
-static void store(db_t *db, tu_t *t, int64_t id)
-{
-    memset(t, 0, sizeof(*t));
-    t->u.update_id = id;
-    t->u.body = t->body;
-    t->u.body_len =
-        (size_t)snprintf(t->body, sizeof(t->body), "{\"update_id\":%lld}", (long long)id);
-    t->u.cb = on_stored;
-    if (db_store(db, &t->u) != 0) {
+    tu_t *t = mk(id);
+    if (store(db, t) != 0) {
         t->done = true;
         t->status = 1;
     }
+    return t;
 }
 
-static tu_t *stores;
+static tu_t **stores;
 static unsigned nstores;
 static bool stores_done(void)
 {
     for (unsigned i = 0; i < nstores; i++)
-        if (!stores[i].done)
+        if (!stores[i]->done)
             return false;
     return owed == 0;
 }
 
 static void test_interleaved(db_t *db)
 {
-    static tu_t t[8];
+    static tu_t *t[8];
     claim_t c;
     done_t bad, ok_sent, ok_retarget;
 
@@ -701,12 +684,12 @@ static void test_interleaved(db_t *db)
 
     retarget(db, &bad, a + 3, 7);
     run_for(30);
-    store(db, &t[0], 120001);
-    store(db, &t[1], 666666);
-    store(db, &t[2], 120002);
+    t[0] = store_out(db, 120001);
+    t[1] = store_out(db, 666666);
+    t[2] = store_out(db, 120002);
     claim(db, &c, 2, 60000);
     run_for(30);
-    store(db, &t[3], 120003);
+    t[3] = store_out(db, 120003);
     sent(db, &ok_sent, a + 2);
     retarget(db, &ok_retarget, a + 2, 1102);
     run_for(30);
@@ -724,8 +707,8 @@ static void test_interleaved(db_t *db)
     stores = t;
     nstores = 4;
     tap_ok(run_until(stores_done, 5000), "everything answered once the lock is gone");
-    tap_ok(bad.err == -EBADMSG && t[1].status == -EBADMSG, "the refused mark and update: -EBADMSG");
-    tap_ok(t[0].status == DB_STORED && t[2].status == DB_STORED && t[3].status == DB_STORED &&
+    tap_ok(bad.err == -EBADMSG && t[1]->status == -EBADMSG, "the refused mark and update: -EBADMSG");
+    tap_ok(t[0]->status == DB_STORED && t[2]->status == DB_STORED && t[3]->status == DB_STORED &&
                q("SELECT count(*) FROM updates WHERE update_id IN (120001, 120002, 120003)") == 3,
            "the updates behind the refused mark, and the refused update's batch-mates, stored");
     tap_ok(c.err == 0 && c.n == 2 && c.ids[0] == a && ok_sent.err == 0 && ok_retarget.err == 0,
@@ -916,10 +899,10 @@ int main(void)
     test_latency(db);
     free_db(db);
 
-    tap_ok(owed == 0 && twice == 0 && sync_cb == 0,
+    tap_ok(owed == 0 && call_twice == 0 && call_sync == 0,
            "every accepted call had exactly one callback, never from inside the call "
            "(%u missing, %u twice, %u synchronous)",
-           owed, twice, sync_cb);
+           owed, call_twice, call_sync);
     tap_ok(loop.heap_len == 0, "no timer left armed");
     harness_end();
     return tap_done();
