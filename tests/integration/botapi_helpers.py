@@ -161,6 +161,17 @@ class StandIn:
         return _stop(self.proc)
 
 
+def setup(h, **standin):
+    """What most sending tests start with: a fresh token and webhook secret, a
+    migrated PostgreSQL and a stand-in for that token (`standin`: StandIn's
+    options). Returns (token, secret, pg, api)."""
+    token = random_token()
+    secret = harness.random_secret()
+    pg = h.postgres()
+    h.migrate(pg.url())
+    return token, secret, pg, StandIn(h, token, **standin)
+
+
 def send_env(h, pg, api, token, **extra):
     """serve's environment for a tgring that sends to stand-in `api`."""
     env = h.serve_env(pg, TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=api.url,

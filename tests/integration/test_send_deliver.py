@@ -180,11 +180,7 @@ async def workers(h, pg, api, token, secret):
 
 
 async def main(h):
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token)
+    token, secret, pg, api = bh.setup(h)
     await deliver(h, pg, api, token, secret)
     pg.psql("DELETE FROM outbox")
     await reuse(h, pg, api, token, secret)

@@ -16,11 +16,7 @@ LEASE_MS = 2000
 
 async def main(h):
     t = h.t
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token)
+    token, secret, pg, api = bh.setup(h)
     srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
                                TGRING_OUTBOX_LEASE_MS=LEASE_MS))
     t.ok(srv.wait_ready(30), "tgring is ready")

@@ -161,11 +161,7 @@ async def long_pause(h, pg, api, srv):
 
 async def main(h):
     t = h.t
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token)
+    token, secret, pg, api = bh.setup(h)
     srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
                                TELEGRAM_RATE_GLOBAL="5/s,burst=1"))
     t.ok(srv.wait_ready(30), "tgring is ready")

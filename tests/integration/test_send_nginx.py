@@ -29,11 +29,7 @@ async def main(h):
     if shutil.which("nginx") is None:
         t.skip("delivery through nginx", "nginx not installed (apt-get install nginx-light)")
         return
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token, plain=True)
+    token, secret, pg, api = bh.setup(h, plain=True)
     ngx = bh.Nginx(h, api.port)
     env = bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
                       TELEGRAM_API_URL=f"https://localhost:{ngx.port}",

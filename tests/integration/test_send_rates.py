@@ -45,11 +45,7 @@ def max_in_window(times, width):
 
 async def main(h):
     t = h.t
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token)
+    token, secret, pg, api = bh.setup(h)
     srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret))
     t.ok(srv.wait_ready(30), "tgring is ready (default rates)")
     await bh.wait_for(lambda: api.calls("getMe"), 15)

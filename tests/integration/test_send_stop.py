@@ -20,11 +20,7 @@ SLACK = 0.05
 
 async def main(h):
     t = h.t
-    token = bh.random_token()
-    secret = harness.random_secret()
-    pg = h.postgres()
-    h.migrate(pg.url())
-    api = bh.StandIn(h, token)
+    token, secret, pg, api = bh.setup(h)
     env = bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret)
     srv = h.tgring(env, name="tgring-first")
     t.ok(srv.wait_ready(30), "tgring is ready")
