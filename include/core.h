@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core.h - the toolkit every module shares: container_of, ARRAY_SIZE,
+ * allocation that aborts with a message, one UTF-8 decoder, one intrusive
+ * singly linked FIFO queue. The bottom of the include graph: it includes
+ * nothing of the project's.
+ */
+#ifndef TGRING_CORE_H
+#define TGRING_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The struct of `type` whose member `member` is at `p`. */
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* Elements in a true array (not a pointer). */
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * malloc, calloc, realloc and strdup that never return NULL: on failure they
+ * print one line naming the size to stderr and abort (internal allocation
+ * failure is not recoverable; sizes a peer controls are capped before they
+ * get here). xmalloc(0) and xcalloc(0, ..) return a unique pointer.
+ */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+/* Copy of s[0..len) with a NUL after it. */
+char *xstrndup(const char *s, size_t len);
+
+/* Replacement character, which ill-formed UTF-8 decodes to. */
+#define CORE_UTF8_BAD 0xFFFDu
+
+/*
+ * Decodes the UTF-8 sequence at s[0..len), len > 0 (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). A well-formed sequence puts
+ * its code point in *cp and returns its length, 1..4. An ill-formed one puts
+ * CORE_UTF8_BAD in *cp and returns minus the length of its maximal subpart
+ * (Unicode 15, 3.9, "U+FFFD substitution of maximal subparts"), -1..-3: skip
+ * that many bytes and decode on. A NUL byte decodes as U+0000.
+ */
+int core_utf8_decode(const char *s, size_t len, uint32_t *cp);
+
+/* True when s[0..len) is entirely well-formed UTF-8. */
+int core_utf8_valid(const char *s, size_t len);
+
+/*
+ * One intrusive FIFO queue: the element embeds a `core_qlink_t`, the owner a
+ * `core_queue_t`; O(1) push at the tail, push at the head and pop at the
+ * head. An element is in at most one queue through one link at a time.
+ * Use container_of to get from a link back to its element.
+ */
+typedef struct core_qlink {
+    struct core_qlink *next;
+} core_qlink_t;
+
+typedef struct core_queue {
+    core_qlink_t *head; /* oldest, NULL when empty */
+    core_qlink_t *tail; /* newest; meaningless when head is NULL */
+} core_queue_t;
+
+static inline void core_queue_init(core_queue_t *q)
+{
+    q->head = NULL;
+    q->tail = NULL;
+}
+
+static inline int core_queue_empty(const core_queue_t *q)
+{
+    return q->head == NULL;
+}
+
+static inline void core_queue_push(core_queue_t *q, core_qlink_t *l)
+{
+    l->next = NULL;
+    if (q->head == NULL)
+        q->head = l;
+    else
+        q->tail->next = l;
+    q->tail = l;
+}
+
+static inline void core_queue_push_head(core_queue_t *q, core_qlink_t *l)
+{
+    l->next = q->head;
+    if (q->head == NULL)
+        q->tail = l;
+    q->head = l;
+}
+
+/* Removes and returns the oldest link, or NULL when empty. */
+static inline core_qlink_t *core_queue_pop(core_queue_t *q)
+{
+    core_qlink_t *l = q->head;
+    if (l != NULL) {
+        q->head = l->next;
+        l->next = NULL;
+    }
+    return l;
+}
+
+/*
+ * Removes `l`, whose predecessor in the queue is `prev` (NULL: l is the
+ * head). For removal during a walk that keeps the predecessor.
+ */
+static inline void core_queue_remove_after(core_queue_t *q, core_qlink_t *prev, core_qlink_t *l)
+{
+    if (prev == NULL)
+        q->head = l->next;
+    else
+        prev->next = l->next;
+    if (q->tail == l)
+        q->tail = prev;
+    l->next = NULL;
+}
+
+#endif
