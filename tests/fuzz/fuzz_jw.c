@@ -11,7 +11,7 @@
  * and fails with -ENOSPC, leaving "", in one byte less; the same string as a
  * member, a key and inside an array reads back the same. The decoding is done by
  * tg_api_get_string (which turns U+0000 into U+FFFD) and, built with
- * -DTG_FUZZ_JANSSON and -ljansson, also by jansson. tests/unit/tg_api/test_jw.c
+ * -DTG_FUZZ_JANSSON and -ljansson, also by jansson. tests/unit/tg/test_jw.c
  * includes this file and drives it with random inputs under jansson.
  */
 #include "tg_api.h"
