@@ -41,7 +41,7 @@ static const struct {
     const char *prefix;
     fuzz_verdict_t verdict;
 } fuzz_prefixes[] = {
-    {"ok-", FUZZ_ACCEPTED},        {"bad-", FUZZ_REFUSED},    {"err-", FUZZ_ERROR},
+    {"ok-", FUZZ_ACCEPTED},          {"bad-", FUZZ_REFUSED},    {"err-", FUZZ_ERROR},
     {"incomplete", FUZZ_INCOMPLETE}, {"too-big", FUZZ_TOO_BIG},
 };
 
