@@ -15,6 +15,7 @@
  * reading of every body that jansson accepts as an object with a boolean
  * "ok", no duplicate keys, no escapes and no NUL byte, against jansson's.
  */
+#include "fuzz.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -177,6 +178,22 @@ static void check_jansson(int rc, const tg_api_result_t *r, const char *body, si
     json_decref(j);
 }
 #endif
+
+/*
+ * The verdict on the input as the body of a 200 answer: accepted when it says
+ * ok:true, an error when it is a JSON answer that says ok:false, too big past
+ * the token limit, refused when it is no JSON answer at all.
+ */
+fuzz_verdict_t fuzz_verdict(const uint8_t *data, size_t size)
+{
+    tg_api_result_t r;
+    int rc = tg_api_parse((const char *)data, size, 200, -1, &r);
+    if (rc == -E2BIG)
+        return FUZZ_TOO_BIG;
+    if (rc != 0)
+        return FUZZ_REFUSED;
+    return r.ok ? FUZZ_ACCEPTED : FUZZ_ERROR;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

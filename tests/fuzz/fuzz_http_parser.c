@@ -9,6 +9,7 @@
  * whole (a prefix of an accepted head is -EAGAIN, a prefix of a refused input
  * is -EAGAIN or the same refusal, and bytes past a head change nothing).
  */
+#include "fuzz.h"
 #include "http.h"
 
 #include <errno.h>
@@ -143,6 +144,15 @@ static void run(const uint8_t *data, size_t size, const http_limits_t *lim)
         }
         check_prefix(data, size - 1, lim, r, &req);
     }
+}
+
+/* The verdict on the input as one request head, under the default limits. */
+fuzz_verdict_t fuzz_verdict(const uint8_t *data, size_t size)
+{
+    static const http_limits_t def = HTTP_LIMITS_DEFAULT;
+    static http_request_t req;
+    int r = parse_copy(data, size, &def, &req);
+    return r > 0 ? FUZZ_ACCEPTED : r == -EAGAIN ? FUZZ_INCOMPLETE : FUZZ_REFUSED;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -10,6 +10,7 @@
  * caps disagree, parsing the accepted head alone differs, or (for heads up
  * to 1 KiB) a proper prefix of an accepted head is not -EAGAIN.
  */
+#include "fuzz.h"
 #include "httpc.h"
 
 #include <errno.h>
@@ -50,6 +51,16 @@ static void check_head(const char *buf, int r, const httpc_head_t *h)
     CHECK(!(h->chunked && h->minor_version == 0));
     CHECK(!(h->keep_alive && h->minor_version == 0));
     CHECK(h->retry_after >= -1 && h->retry_after <= 1000000000);
+}
+
+/* The verdict on the input as one response head, under the full head cap. */
+fuzz_verdict_t fuzz_verdict(const uint8_t *data, size_t size)
+{
+    httpc_head_t h;
+    int r = httpc_parse_response((const char *)data, size, HTTPC_MAX_HEAD, &h);
+    if (r > 0)
+        return FUZZ_ACCEPTED;
+    return r == -EAGAIN ? FUZZ_INCOMPLETE : r == -EMSGSIZE ? FUZZ_TOO_BIG : FUZZ_REFUSED;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -26,6 +26,8 @@
 #include <jansson.h>
 #endif
 
+#include "fuzz.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -133,6 +135,15 @@ static void check_jansson(const char *data, size_t size)
     check(ours != -E2BIG && (ours >= 0) == valid);
 }
 #endif
+
+/* The verdict on the input as a webhook body, with 65,536 tokens. */
+fuzz_verdict_t fuzz_verdict(const uint8_t *data, size_t size)
+{
+    tg_json_scratch_t sb = {big, BIG_NTOK};
+    tg_update_info_t u;
+    int rc = tg_update_parse((const char *)data, size, &sb, &u);
+    return rc == 0 ? FUZZ_ACCEPTED : rc == -E2BIG ? FUZZ_TOO_BIG : FUZZ_REFUSED;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size)
 {

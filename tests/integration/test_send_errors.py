@@ -98,10 +98,11 @@ async def main(h):
         times = [c["time"] for c in marks[key]]
         if len(times) == 3:
             g1, g2 = times[1] - times[0], times[2] - times[1]
+            # Lower bounds only: a loaded machine may add to a backoff; a backoff far
+            # too long fails the wait for every row above.
             t.ok(g1 >= 0.5 - CLOCK_SLACK and g2 >= 1.0 - CLOCK_SLACK,
-                 f"{what}: backoff {g1:.2f} s then {g2:.2f} s (at least 0.5 and 1 s)")
-            t.ok(g1 <= 1.0 + 0.5 and g2 <= 2.0 + 0.5,
-                 f"{what}: and not much more than 1 and 2 s")
+                 f"{what}: backoff {g1:.2f} s then {g2:.2f} s (at least 0.5 and 1 s; "
+                 f"1 and 2 s at most without load)")
 
     # Final.
     for key in ("z", "z2"):

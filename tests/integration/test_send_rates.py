@@ -8,7 +8,9 @@ limiter is busy. From the arrival times the Bot API stand-in records:
 - at most 1 call per chat in any window of 1 s,
 - at most 20 calls per group in any 60 s, and with burst 1 a group's calls
   at least 3 s apart;
-and yet all are delivered once, the whole in about the time the limits need.
+and yet all are delivered once. How close the busiest second came to the
+global rate, and how long the whole took, are reported, not judged: they
+depend on the machine's load as much as on the limiter.
 
 Tolerance: the stand-in stamps a call when its thread has read it, which may
 lag the send by some milliseconds and lag differently from call to call; so
@@ -68,9 +70,9 @@ async def main(h):
     worst = max_in_window(times, 1.0 - JITTER)
     t.ok(worst <= GLOBAL_PER_S,
          f"at most {GLOBAL_PER_S} calls in any {1 - JITTER:.2f} s window (saw {worst})")
-    # The limiter was the pace, not something slower: the busy phase ran near 30/s.
-    t.ok(worst >= GLOBAL_PER_S - 6,
-         f"and the global rate was nearly used ({worst} in the busiest window)")
+    # Whether the limiter was the pace, not something slower, is reported: the
+    # unit test tg-rate checks that it grants all it may, in simulated time.
+    t.diag(f"{worst} calls in the busiest {1 - JITTER:.2f} s window (the limit is {GLOBAL_PER_S})")
 
     per_chat = collections.defaultdict(list)
     for c in calls:
@@ -94,9 +96,8 @@ async def main(h):
          "at least 0.95 s apart", repr([round(b - a, 3) for a, b in zip(busy, busy[1:])]))
 
     # What the limits need: 128 calls at 30/s is over 4 s, the busy group's third call
-    # comes 6 s after its first. Allow for a slow machine, not for a stalled sender.
-    span = max(times) - min(times)
-    t.ok(span <= 12, f"all sent in {span:.1f} s (the limits need about 6 s)")
+    # comes 6 s after its first. A stalled sender fails the 40 s wait above.
+    t.diag(f"all sent in {max(times) - min(times):.1f} s (the limits need about 6 s)")
 
     m = srv.metrics()
     t.eq(harness.metric(m, "tgring_outbox_sent_total"), float(len(rows)),

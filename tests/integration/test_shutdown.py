@@ -15,6 +15,9 @@ import harness
 CONNS = 50
 GRACE_MS = 5000
 LOAD_S = 2.0
+# The grace period is the contract under test, so the exit is checked against
+# it, with this much room for a loaded machine to reap an ASan build.
+EXIT_SLACK_S = 3.0
 
 
 async def main(h):
@@ -54,7 +57,7 @@ async def main(h):
     srv.signal(signal.SIGTERM)
 
     def wait_exit():
-        rc = srv.wait(GRACE_MS / 1000 + 2)
+        rc = srv.wait(GRACE_MS / 1000 + EXIT_SLACK_S + 2)
         return rc, time.monotonic()
 
     waiter = asyncio.create_task(asyncio.to_thread(wait_exit))
@@ -75,7 +78,7 @@ async def main(h):
     await asyncio.gather(*tasks)
 
     t.eq(rc, 0, "tgring exits 0 after SIGTERM under load")
-    t.ok(rc is not None and t_exit - t_sig <= GRACE_MS / 1000 + 1,
+    t.ok(rc is not None and t_exit - t_sig <= GRACE_MS / 1000 + EXIT_SLACK_S,
          f"within the grace period ({GRACE_MS} ms)", f"took {t_exit - t_sig:.2f} s")
     before = [e for e in log if e[0] + e[3] < t_sig]
     t.ok(before and all(e[2] == 200 for e in before), "all 200 before the signal",
@@ -132,14 +135,16 @@ async def stuck_shutdown(h, pg, secret, path):
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
-        rc = await asyncio.to_thread(srv.wait, grace / 1000 + 5)
+        rc = await asyncio.to_thread(srv.wait, grace / 1000 + EXIT_SLACK_S + 5)
         took = time.monotonic() - t0
         res = await posts
     finally:
         pg.unlock(locker)
     t.eq(rc, 0, "SIGTERM with updates stuck on a locked table: exit 0")
-    t.ok(rc is not None and took <= grace / 1000 + 1, f"within the grace period ({grace} ms)",
-         f"took {took:.2f} s")
+    # The stuck updates hold the exit until the grace period ends (lower bound),
+    # and no longer than it (the contract, with room for a loaded machine).
+    t.ok(rc is not None and grace / 1000 - 0.2 <= took <= grace / 1000 + EXIT_SLACK_S,
+         f"at the end of the grace period ({grace} ms)", f"took {took:.2f} s")
     t.ok(all(st != 200 for _, st, _ in res), "the stuck updates are not answered 200",
          f"{[(u, st, round(dt, 2)) for u, st, dt in res]}")
     t.ok(any(st == 503 for _, st, _ in res), "they are answered 503",
