@@ -252,30 +252,13 @@ static int api_open(rx_loop_t *loop, const cfg_t *cfg, tls_ctx_t **tls, httpc_po
     return 0;
 }
 
-/* Parses the TELEGRAM_RATE_* values; reports each bad one like cfg_load does. */
-static int rate_config(const cfg_t *cfg, tg_rate_config_t *rc, FILE *err)
+/* The limiter configuration: the defaults, with cfg's TELEGRAM_RATE_* buckets. */
+static void rate_config(const cfg_t *cfg, tg_rate_config_t *rc)
 {
-    int problems = 0;
     tg_rate_config_default(rc);
-    const struct {
-        const char *name;
-        const char *value;
-        tg_rate_spec_t *spec;
-    } specs[] = {
-        {"TELEGRAM_RATE_GLOBAL", cfg->rate_global, &rc->global},
-        {"TELEGRAM_RATE_CHAT", cfg->rate_chat, &rc->chat},
-        {"TELEGRAM_RATE_GROUP", cfg->rate_group, &rc->group},
-    };
-    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
-        if (tg_rate_spec_parse(specs[i].value, specs[i].spec) < 0) {
-            fprintf(err,
-                    "tgring: config: %s: expected <n>/s or <n>/min, optionally ,burst=<b>, "
-                    "got \"%s\"\n",
-                    specs[i].name, specs[i].value);
-            problems++;
-        }
-    }
-    return problems;
+    rc->global = cfg->rate_global;
+    rc->chat = cfg->rate_chat;
+    rc->group = cfg->rate_group;
 }
 
 /* A Bot API call run to completion on a loop of its own (for the subcommands). */
@@ -644,7 +627,7 @@ static int run_worker(const cfg_t *cfg, unsigned index, sigset_t *sigs)
                 .max_attempts = cfg->send_attempts,
                 .lease_ms = cfg->outbox_lease_ms,
             };
-            rate_config(cfg, &so.rate, stderr);
+            rate_config(cfg, &so.rate);
             w.sender = tg_sender_new(&w.loop, &so, &r);
             if (w.sender == NULL)
                 log_error("sender_failed", "cannot start the outbox sender: %s", strerror(-r));
@@ -932,9 +915,6 @@ int main(int argc, char **argv)
 
     cfg_t cfg;
     int problems = cfg_load(&cfg, need, stderr);
-    tg_rate_config_t rc;
-    if (!strcmp(cmd, "serve"))
-        problems += rate_config(&cfg, &rc, stderr);
     if (problems > 0) {
         fprintf(stderr, "tgring: %d configuration problem%s; not starting\n", problems,
                 problems == 1 ? "" : "s");
