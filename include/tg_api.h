@@ -20,13 +20,12 @@
 /* ---- UTF-8 ---------------------------------------------------------------------------- */
 
 /*
- * Decodes the UTF-8 sequence at s[0..len), len > 0. A well-formed sequence
- * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) gives its
- * code point in *cp and its length. An ill-formed one gives *cp = U+FFFD and
- * the length of its maximal subpart (Unicode 15, section 3.9, "U+FFFD
- * substitution of maximal subparts": the longest prefix that could start a
- * well-formed sequence, at least one byte), which is what browsers and
- * CPython's "replace" handler do. Returns 1..4.
+ * core_utf8_decode() for those who only need to step over a sequence: a
+ * well-formed sequence at s[0..len), len > 0, gives its code point in *cp;
+ * an ill-formed one gives *cp = U+FFFD and covers its maximal subpart (the
+ * longest prefix that could start a well-formed sequence, at least one byte),
+ * which is what browsers and CPython's "replace" handler do. Returns the
+ * bytes covered, 1..4.
  */
 size_t tg_utf8_decode(const char *s, size_t len, uint32_t *cp);
 
