@@ -78,7 +78,7 @@ typedef struct cfg {
     cfg_rate_t rate_global; /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
     cfg_rate_t rate_chat;   /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
     cfg_rate_t rate_group;  /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
-    char *allowed_updates; /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
+    char *allowed_updates;  /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
     unsigned webhook_max_connections; /* TELEGRAM_WEBHOOK_MAX_CONNECTIONS, 1..100, default 40 */
     unsigned api_connections;         /* TGRING_API_CONNECTIONS, 1..64, default 8 */
     unsigned send_attempts;           /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */

@@ -46,12 +46,12 @@ typedef struct tg_webhook_state {
 /* The decision about one request. Strings are static. */
 typedef struct tg_webhook_verdict {
     tg_webhook_do_t what;
-    int status;          /* RESPOND: the status to answer */
-    const char *text;    /* RESPOND: the text/plain body */
-    const char *extra;   /* RESPOND: extra header lines ("Name: value\r\n"), or NULL */
-    bool unavailable;    /* RESPOND: an update not stored for want of the database */
-    const char *event;   /* a debug log event for the refusal, or NULL */
-    const char *why;     /* its message */
+    int status;            /* RESPOND: the status to answer */
+    const char *text;      /* RESPOND: the text/plain body */
+    const char *extra;     /* RESPOND: extra header lines ("Name: value\r\n"), or NULL */
+    bool unavailable;      /* RESPOND: an update not stored for want of the database */
+    const char *event;     /* a debug log event for the refusal, or NULL */
+    const char *why;       /* its message */
     tg_update_info_t info; /* STORE: what the inbox stores beside the body */
 } tg_webhook_verdict_t;
 
@@ -65,9 +65,9 @@ typedef struct tg_webhook_verdict {
  * is not ready). Pure: no I/O, no clock; scratch is the JSON tokenizer's.
  * OUT: *v, always filled.
  */
-void tg_webhook_decide(const tg_bot_t *bot, const tg_webhook_state_t *st,
-                       const http_request_t *req, const char *body, size_t len,
-                       tg_json_scratch_t *scratch, tg_webhook_verdict_t *v);
+void tg_webhook_decide(const tg_bot_t *bot, const tg_webhook_state_t *st, const http_request_t *req,
+                       const char *body, size_t len, tg_json_scratch_t *scratch,
+                       tg_webhook_verdict_t *v);
 
 /* Whether `got` (may be NULL: header missing) equals the bot's secret, in constant time. */
 bool tg_webhook_secret_ok(const tg_bot_t *bot, const http_header_t *got);
@@ -99,7 +99,7 @@ void tg_webhook_stop(tg_webhook_t *wh);
  * a tg_webhook_t: answers every request, a webhook POST once its update is
  * committed (200), rejected by the database (500) or not stored (503).
  */
-void tg_webhook_on_request(http_server_t *s, http_conn_t *c, const http_request_t *req,
-                           char *body, size_t len);
+void tg_webhook_on_request(http_server_t *s, http_conn_t *c, const http_request_t *req, char *body,
+                           size_t len);
 
 #endif

@@ -232,7 +232,8 @@ int main(int argc, char **argv)
             cmd = &commands[i];
     args_t a = {0};
     for (int i = 2; i < argc; i++) {
-        if (cmd != NULL && (cmd->needs & TAKES_DROP) && !strcmp(argv[i], "--drop-pending-updates")) {
+        if (cmd != NULL && (cmd->needs & TAKES_DROP) &&
+            !strcmp(argv[i], "--drop-pending-updates")) {
             a.drop_pending = true;
             continue;
         }

@@ -234,7 +234,6 @@ static void on_getme(tg_call_t *call, int err, const tg_api_result_t *res)
     log_info("bot_identified", "the bot is @%s", user);
 }
 
-
 int tg_getme_start(tg_call_t *call, httpc_pool_t *pool, const char *token)
 {
     int r = tg_call_start(call, pool, token, "getMe", "{}", 2, 30000, on_getme);

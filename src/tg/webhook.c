@@ -88,9 +88,9 @@ static void decide_update(const tg_bot_t *bot, const tg_webhook_state_t *st,
     v->what = TG_WEBHOOK_STORE;
 }
 
-void tg_webhook_decide(const tg_bot_t *bot, const tg_webhook_state_t *st,
-                       const http_request_t *req, const char *body, size_t len,
-                       tg_json_scratch_t *scratch, tg_webhook_verdict_t *v)
+void tg_webhook_decide(const tg_bot_t *bot, const tg_webhook_state_t *st, const http_request_t *req,
+                       const char *body, size_t len, tg_json_scratch_t *scratch,
+                       tg_webhook_verdict_t *v)
 {
     static const char *const known[] = {"/health/live", "/health/ready", "/metrics"};
     memset(v, 0, sizeof(*v));
@@ -210,8 +210,8 @@ static void respond_metrics(tg_webhook_t *wh, http_conn_t *c)
                  (size_t)n, false);
 }
 
-void tg_webhook_on_request(http_server_t *s, http_conn_t *c, const http_request_t *req,
-                           char *body, size_t len)
+void tg_webhook_on_request(http_server_t *s, http_conn_t *c, const http_request_t *req, char *body,
+                           size_t len)
 {
     tg_webhook_t *wh = http_server_data(s);
     tg_webhook_state_t st = {.db_ready = db_ready(wh->db), .stopping = wh->stopping};
