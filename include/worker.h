@@ -3,7 +3,8 @@
  * worker.h - one reactor's lifecycle: the ring, the listening socket, the
  * signalfd, the database, the HTTP server with the bot's webhook endpoints,
  * the Bot API pool and (on worker 0) the outbox sender; then the drain on
- * SIGTERM/SIGINT and the teardown. Sits above tg, below main.c.
+ * SIGTERM/SIGINT and the teardown; and the probe of a running worker's
+ * readiness. Sits above tg, below main.c.
  */
 #ifndef TGRING_WORKER_H
 #define TGRING_WORKER_H
@@ -22,5 +23,13 @@
  * Returns the process exit status: 0 after a clean stop, 1 on failure.
  */
 int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigset_t *sigs);
+
+/*
+ * Asks the worker listening on TGRING_LISTEN (the unspecified address means
+ * loopback) for GET /health/ready, waiting up to 2 s to connect and 2 s for
+ * the answer. Returns 0 when it answers 200; otherwise prints one line on
+ * stderr and returns 1. For `tgring healthcheck` (Docker's HEALTHCHECK).
+ */
+int worker_healthcheck(const cfg_t *cfg);
 
 #endif

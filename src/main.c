@@ -16,16 +16,10 @@
 
 #include "core.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #ifndef TGRING_VERSION
 #define TGRING_VERSION "0.1.0"
@@ -112,58 +106,9 @@ static int cmd_webhook_info(const args_t *a)
     return tg_cmd_webhook_info(a->bot, a->cfg);
 }
 
-/* GET /health/ready on TGRING_LISTEN (the unspecified address means loopback). */
-static int cmd_healthcheck(const args_t *args)
+static int cmd_healthcheck(const args_t *a)
 {
-    const cfg_t *cfg = args->cfg;
-    struct sockaddr_storage a = cfg->listen_addr;
-    if (a.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&a;
-        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
-            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else if (a.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
-        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
-            in6->sin6_addr = in6addr_loopback;
-    }
-    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return 1;
-    struct pollfd p = {fd, POLLOUT, 0};
-    if (connect(fd, (struct sockaddr *)&a, cfg->listen_addr_len) != 0 && errno != EINPROGRESS)
-        goto fail;
-    if (poll(&p, 1, 2000) != 1)
-        goto fail;
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err != 0)
-        goto fail;
-    static const char req[] = "GET /health/ready HTTP/1.1\r\nHost: localhost\r\n"
-                              "Connection: close\r\n\r\n";
-    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1))
-        goto fail;
-    char buf[64];
-    size_t got = 0;
-    p.events = POLLIN;
-    while (got < 12) {
-        if (poll(&p, 1, 2000) != 1)
-            goto fail;
-        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-        if (n <= 0)
-            goto fail;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
-    if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
-        return 0;
-    fprintf(stderr, "tgring: healthcheck: not ready\n");
-    return 1;
-fail:
-    fprintf(stderr, "tgring: healthcheck: cannot reach %s\n", cfg->listen);
-    close(fd);
-    return 1;
+    return worker_healthcheck(a->cfg);
 }
 
 static void usage(FILE *out)

@@ -3,7 +3,8 @@
  * worker.c - one reactor's lifecycle (see worker.h): set up the loop, the
  * listening socket, the signalfd, the database, the HTTP server with the
  * webhook endpoints, the Bot API pool and the sender; run; drain on a signal;
- * tear down in one place, whatever was set up.
+ * tear down in one place, whatever was set up. Also the readiness probe that
+ * `tgring healthcheck` runs against a worker.
  */
 #include "worker.h"
 
@@ -18,7 +19,10 @@
 #include "tg_webhook.h"
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -304,4 +308,56 @@ int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigs
     if (status == 0)
         log_info("exit", "worker %u done", index);
     return status;
+}
+
+int worker_healthcheck(const cfg_t *cfg)
+{
+    struct sockaddr_storage a = cfg->listen_addr;
+    if (a.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&a;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (a.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+            in6->sin6_addr = in6addr_loopback;
+    }
+    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return 1;
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (connect(fd, (struct sockaddr *)&a, cfg->listen_addr_len) != 0 && errno != EINPROGRESS)
+        goto fail;
+    if (poll(&p, 1, 2000) != 1)
+        goto fail;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0)
+        goto fail;
+    static const char req[] = "GET /health/ready HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n";
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1))
+        goto fail;
+    char buf[64];
+    size_t got = 0;
+    p.events = POLLIN;
+    while (got < 12) {
+        if (poll(&p, 1, 2000) != 1)
+            goto fail;
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            goto fail;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+        return 0;
+    fprintf(stderr, "tgring: healthcheck: not ready\n");
+    return 1;
+fail:
+    fprintf(stderr, "tgring: healthcheck: cannot reach %s\n", cfg->listen);
+    close(fd);
+    return 1;
 }
