@@ -26,6 +26,17 @@ enum {
     CFG_NEED_WEBHOOK_URL = 1 << 3, /* TELEGRAM_WEBHOOK_URL */
 };
 
+/*
+ * One token bucket as a TELEGRAM_RATE_* variable gives it, "<n>/s" or
+ * "<n>/min" with an optional ",burst=<b>": n tokens per period_ms, holding at
+ * most burst. tg builds its rate limiter from these numbers.
+ */
+typedef struct cfg_rate {
+    uint32_t n;         /* tokens per period, 1..1000000 */
+    uint32_t period_ms; /* 1000 ("/s") or 60000 ("/min") */
+    uint32_t burst;     /* bucket size in tokens, 1..1000000 */
+} cfg_rate_t;
+
 typedef struct cfg {
     /* Secrets: heap copies, wiped by cfg_dispose(). NULL when unset. */
     char *bot_token;      /* TELEGRAM_BOT_TOKEN: <digits>:<30+ chars of A-Za-z0-9_-> */
@@ -64,10 +75,10 @@ typedef struct cfg {
      * The defaults use burst 1, so that no window of the period's length ever
      * holds more than n messages: Telegram's limits are never exceeded.
      */
-    char *rate_global;     /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
-    char *rate_chat;       /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
-    char *rate_group;      /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
-    char *allowed_updates; /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
+    cfg_rate_t rate_global; /* TELEGRAM_RATE_GLOBAL, default "30/s,burst=1" */
+    cfg_rate_t rate_chat;   /* TELEGRAM_RATE_CHAT, default "1/s,burst=1" */
+    cfg_rate_t rate_group;  /* TELEGRAM_RATE_GROUP, default "20/min,burst=1" */
+    char *allowed_updates;  /* TELEGRAM_ALLOWED_UPDATES: comma list, NULL = Telegram's default */
     unsigned webhook_max_connections; /* TELEGRAM_WEBHOOK_MAX_CONNECTIONS, 1..100, default 40 */
     unsigned api_connections;         /* TGRING_API_CONNECTIONS, 1..64, default 8 */
     unsigned send_attempts;           /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */
@@ -96,6 +107,15 @@ void cfg_dispose(cfg_t *cfg);
  * OUT: out, out_len (untouched on failure). Returns 0 or -EINVAL.
  */
 int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len);
+
+/*
+ * Parses a rate spec: "<n>/s" or "<n>/min", optionally followed by
+ * ",burst=<b>" (plain decimal, no spaces or signs), as in
+ * TELEGRAM_RATE_CHAT="1/s,burst=3". Without ",burst=" the burst is n.
+ * OUT: *out, untouched on failure. Returns 0 or -EINVAL (also for NULL, and
+ * for n or b outside 1..1000000).
+ */
+int cfg_parse_rate(const char *s, cfg_rate_t *out);
 
 /*
  * Writes the variables, their defaults and meanings (the body of the help

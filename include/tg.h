@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tg.h - Telegram: what tgring reads out of an update (and, later, the Bot API
- * client and the outbox sender).
+ * tg.h - Telegram: the per-bot structure, and what tgring reads out of an
+ * update. The webhook endpoint is in tg_webhook.h, the Bot API's pure pieces
+ * in tg_api.h, the subcommands in tg_commands.h, the sender in tg_sender.h.
  *
- * Depends on core, reactor, db, httpc.
+ * Depends on core (cfg) and tg_api.h.
  */
 #ifndef TGRING_TG_H
 #define TGRING_TG_H
@@ -15,6 +16,31 @@
 #define JSMN_HEADER
 #include <jsmn.h>
 #undef JSMN_HEADER
+
+#include "cfg.h"
+#include "tg_api.h"
+
+/*
+ * Everything that belongs to one bot: its token, its webhook's secret and
+ * path, and its rate limits. Passed explicitly to the webhook endpoint, the
+ * subcommands and the sender, never kept in globals, so that one server can
+ * later hold several bots.
+ */
+typedef struct tg_bot {
+    const char *token;          /* TELEGRAM_BOT_TOKEN; NULL: nothing is sent */
+    const char *webhook_secret; /* TELEGRAM_WEBHOOK_SECRET; NULL when unset */
+    size_t webhook_secret_len;  /* bytes, 0 when unset */
+    const char *webhook_path;   /* TGRING_WEBHOOK_PATH, e.g. "/webhook/telegram" */
+    size_t webhook_path_len;    /* bytes */
+    tg_rate_config_t rate;      /* the sender's token buckets */
+} tg_bot_t;
+
+/*
+ * Fills `bot` from a loaded configuration: views of its strings (so `cfg`
+ * must outlive `bot`) and the limiter configuration built from its
+ * TELEGRAM_RATE_* numbers on top of tg_rate_config_default().
+ */
+void tg_bot_init(tg_bot_t *bot, const cfg_t *cfg);
 
 /* The update types the Bot API defines, plus OTHER for a key we do not know. */
 typedef enum tg_update_type {

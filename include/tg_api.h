@@ -6,7 +6,7 @@
  * buckets, pauses for retry_after). None of them does I/O or reads the clock:
  * bytes and times in, results out. The update side is in tg.h.
  *
- * Depends on core only (jsmn for parsing, as tg.h).
+ * Depends on core only (cfg for the rate specs; jsmn for parsing, as tg.h).
  */
 #ifndef TGRING_TG_API_H
 #define TGRING_TG_API_H
@@ -15,16 +15,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfg.h"
+
 /* ---- UTF-8 ---------------------------------------------------------------------------- */
 
 /*
- * Decodes the UTF-8 sequence at s[0..len), len > 0. A well-formed sequence
- * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF) gives its
- * code point in *cp and its length. An ill-formed one gives *cp = U+FFFD and
- * the length of its maximal subpart (Unicode 15, section 3.9, "U+FFFD
- * substitution of maximal subparts": the longest prefix that could start a
- * well-formed sequence, at least one byte), which is what browsers and
- * CPython's "replace" handler do. Returns 1..4.
+ * core_utf8_decode() for those who only need to step over a sequence: a
+ * well-formed sequence at s[0..len), len > 0, gives its code point in *cp;
+ * an ill-formed one gives *cp = U+FFFD and covers its maximal subpart (the
+ * longest prefix that could start a well-formed sequence, at least one byte),
+ * which is what browsers and CPython's "replace" handler do. Returns the
+ * bytes covered, 1..4.
  */
 size_t tg_utf8_decode(const char *s, size_t len, uint32_t *cp);
 
@@ -191,12 +192,11 @@ int tg_jw_finish(tg_jw_t *w);
 
 /* ---- Rate limiter --------------------------------------------------------------------- */
 
-/* One token bucket: `n` tokens per `period_ms`, holding at most `burst`. */
-typedef struct tg_rate_spec {
-    uint32_t n;         /* tokens per period, 1..1000000 */
-    uint32_t period_ms; /* 1000 ("/s") or 60000 ("/min") */
-    uint32_t burst;     /* bucket size in tokens, 1..1000000 */
-} tg_rate_spec_t;
+/*
+ * One token bucket: `n` tokens per `period_ms`, holding at most `burst`; the
+ * numbers cfg_load() reads from a TELEGRAM_RATE_* spec (cfg_parse_rate()).
+ */
+typedef cfg_rate_t tg_rate_spec_t;
 
 typedef struct tg_rate_config {
     tg_rate_spec_t global; /* every message: default 30/s, burst 30 */
@@ -218,15 +218,6 @@ typedef struct tg_rate_stats {
 
 /* The defaults above. */
 void tg_rate_config_default(tg_rate_config_t *c);
-
-/*
- * Parses "<n>/s" or "<n>/min", optionally followed by ",burst=<b>" (plain
- * decimal, no spaces or signs), as in TELEGRAM_RATE_GLOBAL="30/s",
- * TELEGRAM_RATE_CHAT="1/s,burst=3", TELEGRAM_RATE_GROUP="20/min". Without
- * ",burst=" the burst is n. OUT: *out, untouched on failure.
- * Returns 0 or -EINVAL (also for n or b outside 1..1000000).
- */
-int tg_rate_spec_parse(const char *s, tg_rate_spec_t *out);
 
 /*
  * Makes a limiter (module-allocated: table_size * 40 bytes, 2.5 MiB by

@@ -8,6 +8,7 @@
  * secret or DATABASE_URL (which may hold a password), not even in part.
  */
 #include "cfg.h"
+#include "core.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +32,15 @@
 #define CFG_DEFAULT_API_URL "https://api.telegram.org"
 #define CFG_DEFAULT_LISTEN "127.0.0.1:8080"
 #define CFG_DEFAULT_WEBHOOK_PATH "/webhook/telegram"
+/*
+ * Burst 1, so that no window of the period's length ever holds more than n
+ * messages: Telegram's limits are never exceeded.
+ */
+#define CFG_DEFAULT_RATE_GLOBAL "30/s,burst=1"
+#define CFG_DEFAULT_RATE_CHAT "1/s,burst=1"
+#define CFG_DEFAULT_RATE_GROUP "20/min,burst=1"
+/* Largest n and burst of a rate spec. */
+#define CFG_RATE_MAX 1000000u
 
 /* A TGRING_ number: where it goes in cfg_t, its default and its range. */
 typedef struct cfg_num {
@@ -85,9 +95,9 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles"},
     {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop"},
     {"TGRING_DB_CONNECTIONS", "2", "PostgreSQL connections per worker"},
-    {"TELEGRAM_RATE_GLOBAL", "30/s,burst=1", "all chats: <n>/s|min[,burst=<b>]"},
-    {"TELEGRAM_RATE_CHAT", "1/s,burst=1", "one chat, same form"},
-    {"TELEGRAM_RATE_GROUP", "20/min,burst=1", "one group (chat id < 0), same form"},
+    {"TELEGRAM_RATE_GLOBAL", CFG_DEFAULT_RATE_GLOBAL, "all chats: <n>/s|min[,burst=<b>]"},
+    {"TELEGRAM_RATE_CHAT", CFG_DEFAULT_RATE_CHAT, "one chat, same form"},
+    {"TELEGRAM_RATE_GROUP", CFG_DEFAULT_RATE_GROUP, "one group (chat id < 0), same form"},
     {"TGRING_API_CONNECTIONS", "8", "kept-alive Bot API connections"},
     {"TGRING_SEND_ATTEMPTS", "8", "sends of a row before it is failed"},
     {"TGRING_OUTBOX_LEASE_MS", "30000", "ms a claimed outbox row is held"},
@@ -101,14 +111,6 @@ typedef struct cfg_ctx {
     FILE *err;
     int problems;
 } cfg_ctx_t;
-
-static char *cfg_strdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 /* getenv() with the empty string read as unset. */
 static const char *cfg_env(const char *name)
@@ -150,7 +152,7 @@ static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_
             break;
         }
         size_t hit = 0;
-        for (size_t s = 0; s < sizeof(secrets) / sizeof(secrets[0]); s++) {
+        for (size_t s = 0; s < ARRAY_SIZE(secrets); s++) {
             size_t sl = secrets[s] ? strlen(secrets[s]) : 0;
             if (sl > 0 && sl <= n - i && memcmp(v + i, secrets[s], sl) == 0) {
                 hit = sl;
@@ -184,9 +186,7 @@ static int cfg_read_secret_file(const char *path, char **out)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    char *buf = malloc(CFG_SECRET_FILE_MAX + 1);
-    if (buf == NULL)
-        abort();
+    char *buf = xmalloc(CFG_SECRET_FILE_MAX + 1);
     size_t len = 0;
     int rc = 0;
     for (;;) {
@@ -241,7 +241,7 @@ static int cfg_load_secret(cfg_ctx_t *c, const char *name, char **out)
         return 1;
     }
     if (v != NULL) {
-        *out = cfg_strdup(v);
+        *out = xstrdup(v);
         return 1;
     }
     if (path == NULL)
@@ -359,14 +359,73 @@ int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out
     return 0;
 }
 
+/* Reads 1..CFG_RATE_MAX in plain decimal at *p, advancing it. */
+static int cfg_rate_number(const char **p, uint32_t *out)
+{
+    const char *s = *p;
+    uint32_t v = 0;
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9') {
+        /* Eight digits are enough to tell that a number is too big. */
+        if (n == 8)
+            return 0;
+        v = v * 10 + (uint32_t)(s[n] - '0');
+        n++;
+    }
+    if (n == 0 || v < 1 || v > CFG_RATE_MAX)
+        return 0;
+    *out = v;
+    *p = s + n;
+    return 1;
+}
+
+int cfg_parse_rate(const char *s, cfg_rate_t *out)
+{
+    cfg_rate_t r;
+    if (s == NULL || !cfg_rate_number(&s, &r.n) || *s++ != '/')
+        return -EINVAL;
+    if (strncmp(s, "min", 3) == 0) {
+        r.period_ms = 60000;
+        s += 3;
+    } else if (*s == 's') {
+        r.period_ms = 1000;
+        s++;
+    } else {
+        return -EINVAL;
+    }
+    r.burst = r.n;
+    if (strncmp(s, ",burst=", 7) == 0) {
+        s += 7;
+        if (!cfg_rate_number(&s, &r.burst))
+            return -EINVAL;
+    }
+    if (*s != '\0')
+        return -EINVAL;
+    *out = r;
+    return 0;
+}
+
+/* Reads a TELEGRAM_RATE_* variable into *out, `def` when unset or bad. */
+static void cfg_load_rate(cfg_ctx_t *c, const char *name, const char *def, cfg_rate_t *out)
+{
+    char q[CFG_QUOTE_MAX + 64];
+    const char *v = cfg_env(name);
+    if (v != NULL && cfg_parse_rate(v, out) == 0)
+        return;
+    if (v != NULL)
+        cfg_problem(c, name, "expected <n>/s or <n>/min, optionally ,burst=<b>, got %s",
+                    cfg_quote(c, v, q, sizeof(q)));
+    cfg_parse_rate(def, out);
+}
+
 /* Copies an optional plain string; returns the value or NULL when unset. */
 static const char *cfg_load_plain(const char *name, char **field, const char *def)
 {
     const char *v = cfg_env(name);
     if (v != NULL)
-        *field = cfg_strdup(v);
+        *field = xstrdup(v);
     else if (def != NULL)
-        *field = cfg_strdup(def);
+        *field = xstrdup(def);
     return v;
 }
 
@@ -482,12 +541,12 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
     cfg_load_plain("TGRING_WEBHOOK_PATH", &cfg->webhook_path, CFG_DEFAULT_WEBHOOK_PATH);
     cfg_check_path(&c, cfg->webhook_path);
 
-    for (size_t i = 0; i < sizeof(cfg_nums) / sizeof(cfg_nums[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_nums); i++)
         cfg_load_num(&c, &cfg_nums[i]);
 
-    cfg_load_plain("TELEGRAM_RATE_GLOBAL", &cfg->rate_global, "30/s,burst=1");
-    cfg_load_plain("TELEGRAM_RATE_CHAT", &cfg->rate_chat, "1/s,burst=1");
-    cfg_load_plain("TELEGRAM_RATE_GROUP", &cfg->rate_group, "20/min,burst=1");
+    cfg_load_rate(&c, "TELEGRAM_RATE_GLOBAL", CFG_DEFAULT_RATE_GLOBAL, &cfg->rate_global);
+    cfg_load_rate(&c, "TELEGRAM_RATE_CHAT", CFG_DEFAULT_RATE_CHAT, &cfg->rate_chat);
+    cfg_load_rate(&c, "TELEGRAM_RATE_GROUP", CFG_DEFAULT_RATE_GROUP, &cfg->rate_group);
     if ((v = cfg_load_plain("TELEGRAM_ALLOWED_UPDATES", &cfg->allowed_updates, NULL)) != NULL) {
         /* Update type names: lowercase words separated by single commas. */
         bool okay = v[0] != ',' && v[strlen(v) - 1] != ',' && strstr(v, ",,") == NULL;
@@ -535,9 +594,6 @@ void cfg_dispose(cfg_t *cfg)
     free(cfg->ca_file);
     free(cfg->listen);
     free(cfg->webhook_path);
-    free(cfg->rate_global);
-    free(cfg->rate_chat);
-    free(cfg->rate_group);
     free(cfg->allowed_updates);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -545,13 +601,13 @@ void cfg_dispose(cfg_t *cfg)
 void cfg_print_help(FILE *out)
 {
     int wname = 0, wdef = 0;
-    for (size_t i = 0; i < sizeof(cfg_help) / sizeof(cfg_help[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_help); i++) {
         int n = (int)strlen(cfg_help[i].name), d = (int)strlen(cfg_help[i].def);
         wname = n > wname ? n : wname;
         wdef = d > wdef ? d : wdef;
     }
     fprintf(out, "  %-*s  %-*s  %s\n", wname, "NAME", wdef, "DEFAULT", "MEANING");
-    for (size_t i = 0; i < sizeof(cfg_help) / sizeof(cfg_help[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(cfg_help); i++)
         fprintf(out, "  %-*s  %-*s  %s\n", wname, cfg_help[i].name, wdef, cfg_help[i].def,
                 cfg_help[i].meaning);
 }

@@ -9,6 +9,8 @@
  */
 #include "log.h"
 
+#include "core.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,7 @@ void log_setup(log_level_t level, log_format_t format)
 
 int log_parse_level(const char *s, log_level_t *out)
 {
-    for (unsigned i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+    for (unsigned i = 0; i < ARRAY_SIZE(log_level_names); i++) {
         if (s != NULL && strcasecmp(s, log_level_names[i]) == 0) {
             *out = (log_level_t)i;
             return 0;
@@ -74,9 +76,7 @@ void log_redact(const char *secret)
         if (log_secret_lens[i] == len && memcmp(log_secrets[i], secret, len) == 0)
             return;
     }
-    char *copy = strdup(secret);
-    if (copy == NULL)
-        abort();
+    char *copy = xstrdup(secret);
     unsigned at = log_nsecrets;
     while (at > 0 && log_secret_lens[at - 1] < len) {
         log_secrets[at] = log_secrets[at - 1];
@@ -143,44 +143,6 @@ static size_t log_scrub(const char *src, size_t len, char *dst, size_t cap)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at s[0..len), or 0 if the bytes
- * there are not one (overlong forms, surrogates and values past U+10FFFF are
- * rejected, as JSON parsers do).
- */
-static size_t log_utf8_len(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n > len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    }
-    return n;
-}
-
-/*
  * Appends src[0..len) to dst[*o..cap) escaped for a JSON string (json) or for
  * a one-line text log (control characters shown as escapes, so that an event
  * stays on one line). Stops before a piece that would not fit whole, so the
@@ -194,6 +156,8 @@ static void log_escape(const char *src, size_t len, char *dst, size_t *o, size_t
         char tmp[8];
         const char *piece = tmp;
         size_t plen, used = 1;
+        uint32_t cp;
+        int seq;
         unsigned char c = s[i];
         if (c == '"' && json) {
             piece = "\\\"";
@@ -219,12 +183,15 @@ static void log_escape(const char *src, size_t len, char *dst, size_t *o, size_t
         } else if (c < 0x80) {
             piece = (const char *)s + i;
             plen = 1;
-        } else if ((used = log_utf8_len(s + i, len - i)) > 0) {
+        } else if ((seq = core_utf8_decode((const char *)s + i, len - i, &cp)) > 0) {
             piece = (const char *)s + i;
-            plen = used;
+            plen = used = (size_t)seq;
         } else {
-            /* Invalid UTF-8 would make the whole line unparsable: U+FFFD instead. */
-            used = 1;
+            /*
+             * Invalid UTF-8 would make the whole line unparsable: U+FFFD
+             * instead, one per maximal subpart.
+             */
+            used = (size_t)-seq;
             if (json) {
                 piece = "\\ufffd";
                 plen = 6;

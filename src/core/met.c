@@ -9,6 +9,8 @@
  */
 #include "met.h"
 
+#include "core.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -152,7 +154,7 @@ static void met_scalar(met_out_t *o, const char *name, const char *type, const c
 
 static void met_add_hist(met_hist_t *sum, const met_hist_t *h)
 {
-    for (unsigned i = 0; i < sizeof(sum->bucket) / sizeof(sum->bucket[0]); i++)
+    for (unsigned i = 0; i < ARRAY_SIZE(sum->bucket); i++)
         sum->bucket[i] += h->bucket[i];
     sum->count += h->count;
     sum->sum += h->sum;
@@ -238,7 +240,7 @@ static const met_family_t met_families[] = {
      "TLS certificate or handshake failures with the Bot API.", MET_AT(tls_failures), NULL, 0},
 };
 
-#define MET_NFAMILIES (sizeof(met_families) / sizeof(met_families[0]))
+#define MET_NFAMILIES ARRAY_SIZE(met_families)
 
 int met_render(char *buf, size_t cap)
 {
@@ -254,7 +256,7 @@ int met_render(char *buf, size_t cap)
         if (m->pid == 0 && m != &met_fallback)
             continue;
         workers++;
-        for (unsigned c = 0; c < sizeof(m->http_requests) / sizeof(m->http_requests[0]); c++)
+        for (unsigned c = 0; c < ARRAY_SIZE(m->http_requests); c++)
             sum->http_requests[c] += m->http_requests[c];
         for (const met_family_t *f = met_families; f < met_families + MET_NFAMILIES; f++) {
             char *to = (char *)sum + f->off;
@@ -268,7 +270,7 @@ int met_render(char *buf, size_t cap)
 
     met_out_t o = {.buf = buf, .cap = cap, .len = 0, .over = cap == 0};
     met_head(&o, "tgring_http_requests_total", "counter", "HTTP responses sent, by status code.");
-    for (unsigned c = 0; c < sizeof(sum->http_requests) / sizeof(sum->http_requests[0]); c++) {
+    for (unsigned c = 0; c < ARRAY_SIZE(sum->http_requests); c++) {
         if (sum->http_requests[c] != 0)
             met_printf(&o, "tgring_http_requests_total{code=\"%u\"} %" PRIu64 "\n", c,
                        sum->http_requests[c]);

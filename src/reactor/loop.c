@@ -8,6 +8,8 @@
  */
 #include "reactor.h"
 
+#include "core.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -42,9 +44,7 @@ int rx_loop_init(rx_loop_t *loop, unsigned entries)
         return -EINVAL;
     }
     loop->heap_cap = 64;
-    loop->heap = calloc(loop->heap_cap, sizeof(*loop->heap));
-    if (loop->heap == NULL)
-        abort();
+    loop->heap = xcalloc(loop->heap_cap, sizeof(*loop->heap));
     rx_update_time(loop);
     return 0;
 }
@@ -203,9 +203,7 @@ void rx_timer_start(rx_loop_t *loop, rx_timer_t *t, uint64_t after_ms, rx_timer_
     t->cb = cb;
     if (loop->heap_len == loop->heap_cap) {
         loop->heap_cap *= 2;
-        loop->heap = realloc(loop->heap, loop->heap_cap * sizeof(*loop->heap));
-        if (loop->heap == NULL)
-            abort();
+        loop->heap = xrealloc(loop->heap, loop->heap_cap * sizeof(*loop->heap));
     }
     loop->heap[loop->heap_len] = t;
     t->idx = ++loop->heap_len;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * json.c - the JSON helpers that the webhook body check (update.c), the Bot
- * API answer parser (api.c) and the UTF-8 decoder (jw.c) share: see
- * json_private.h. Pure functions over bytes and jsmn tokens.
+ * json.c - the JSON helpers that the webhook body check (update.c) and the
+ * Bot API answer parser (api.c) share: see json_private.h. Pure functions over bytes and jsmn
+ * tokens.
  */
 #include "json_private.h"
 
@@ -31,53 +31,6 @@ long tg_json_u_escape(const unsigned char *p, size_t n)
         v = v << 4 | h;
     }
     return v;
-}
-
-int tg_json_utf8(const char *str, size_t len, uint32_t *cp)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    /* The first byte fixes the length and the range of the second byte (RFC 3629, 4). */
-    int need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        v = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        v = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        *cp = 0xFFFD;
-        return -1;
-    }
-    for (int i = 1; i < need; i++) {
-        if ((size_t)i >= len || s[i] < lo || s[i] > hi) {
-            /* The bytes so far are the maximal subpart. */
-            *cp = 0xFFFD;
-            return -i;
-        }
-        v = v << 6 | (s[i] & 0x3F);
-        lo = 0x80;
-        hi = 0xBF;
-    }
-    *cp = v;
-    return need;
 }
 
 bool tg_json_tok_eq(const char *s, const jsmntok_t *t, const char *lit)

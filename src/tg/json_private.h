@@ -2,8 +2,9 @@
 /*
  * json_private.h - what the tg module's two JSON readers share: update.c (the
  * strict check of a webhook body) and api.c (Bot API answers). Byte classes,
- * strict integers, \uXXXX escapes, UTF-8 well-formedness, and member lookup
- * over jsmn tokens with parent links. Private to src/tg; json.c has the code.
+ * strict integers, \uXXXX escapes, and member lookup over jsmn tokens with
+ * parent links (UTF-8 is core's: core_utf8_decode). Private to src/tg;
+ * json.c has the code.
  *
  * Include <jsmn.h> in full before this header in the one file that compiles
  * jsmn (update.c): this header includes it with JSMN_HEADER, declarations only.
@@ -35,15 +36,6 @@ static inline bool tg_json_is_digit(unsigned char c)
  * with a backslash, a 'u' and four hex digits.
  */
 long tg_json_u_escape(const unsigned char *p, size_t n);
-
-/*
- * Decodes the UTF-8 sequence at s[0..len), len > 0 (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF). A well-formed sequence gives its
- * code point in *cp and returns its length, 1..4. An ill-formed one gives
- * *cp = U+FFFD and returns minus the length of its maximal subpart (see
- * tg_utf8_decode), -1..-3.
- */
-int tg_json_utf8(const char *s, size_t len, uint32_t *cp);
 
 /*
  * Whether token t of text s is complete and its bytes are exactly lit. A

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jw.c - the JSON writer for Bot API request bodies, and the public face of
- * the UTF-8 decoder (json.c) that it and the answer parser share.
+ * jw.c - the JSON writer for Bot API request bodies, and tg_utf8_decode(),
+ * core's UTF-8 decoder in the form the writer and the answer parser use.
  *
  * The writer appends into a caller buffer and keeps the first error, so a
  * body is built with straight-line calls and checked once by tg_jw_finish().
  * Strings are made valid JSON whatever the bytes: Telegram refuses a body
  * with ill-formed UTF-8 as a whole, and a user's text reaches here unchecked.
  */
-#include "json_private.h"
+#include "core.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -20,7 +20,7 @@
 size_t tg_utf8_decode(const char *s, size_t len, uint32_t *cp)
 {
     /* An ill-formed sequence comes back as minus its maximal subpart, *cp U+FFFD. */
-    int n = tg_json_utf8(s, len, cp);
+    int n = core_utf8_decode(s, len, cp);
     return (size_t)(n < 0 ? -n : n);
 }
 

@@ -10,6 +10,7 @@
  * over is indistinguishable from a chat never seen, so its slot is simply
  * reused, and the table needs neither deletion nor growth.
  */
+#include "core.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -55,52 +56,6 @@ void tg_rate_config_default(tg_rate_config_t *c)
     c->table_size = 65536;
 }
 
-/* Reads 1..MAX_TOKENS in plain decimal at *p, advancing it. */
-static bool number(const char **p, uint32_t *out)
-{
-    const char *s = *p;
-    uint32_t v = 0;
-    size_t n = 0;
-    while (s[n] >= '0' && s[n] <= '9') {
-        /* Eight digits are enough to tell that a number is too big. */
-        if (n == 8)
-            return false;
-        v = v * 10 + (uint32_t)(s[n] - '0');
-        n++;
-    }
-    if (n == 0 || v < 1 || v > MAX_TOKENS)
-        return false;
-    *out = v;
-    *p = s + n;
-    return true;
-}
-
-int tg_rate_spec_parse(const char *s, tg_rate_spec_t *out)
-{
-    tg_rate_spec_t sp;
-    if (s == NULL || !number(&s, &sp.n) || *s++ != '/')
-        return -EINVAL;
-    if (strncmp(s, "min", 3) == 0) {
-        sp.period_ms = 60000;
-        s += 3;
-    } else if (*s == 's') {
-        sp.period_ms = 1000;
-        s++;
-    } else {
-        return -EINVAL;
-    }
-    sp.burst = sp.n;
-    if (strncmp(s, ",burst=", 7) == 0) {
-        s += 7;
-        if (!number(&s, &sp.burst))
-            return -EINVAL;
-    }
-    if (*s != '\0')
-        return -EINVAL;
-    *out = sp;
-    return 0;
-}
-
 static bool spec_ok(const tg_rate_spec_t *sp)
 {
     return sp->n >= 1 && sp->n <= MAX_TOKENS && sp->burst >= 1 && sp->burst <= MAX_TOKENS &&
@@ -121,10 +76,8 @@ tg_rate_t *tg_rate_new(const tg_rate_config_t *cfg, int *err)
             *err = -EINVAL;
         return NULL;
     }
-    tg_rate_t *r = calloc(1, sizeof(*r));
-    entry_t *tab = calloc(ts, sizeof(*tab));
-    if (r == NULL || tab == NULL)
-        abort();
+    tg_rate_t *r = xcalloc(1, sizeof(*r));
+    entry_t *tab = xcalloc(ts, sizeof(*tab));
     r->gb = bucket_of(&cfg->global);
     r->cb = bucket_of(&cfg->chat);
     r->grb = bucket_of(&cfg->group);

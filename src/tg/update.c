@@ -11,6 +11,7 @@
  */
 #include <jsmn.h>
 
+#include "core.h"
 #include "json_private.h"
 #include "tg.h"
 
@@ -97,7 +98,7 @@ static bool string_ok(const unsigned char *p, size_t n)
             continue;
         }
         uint32_t cp;
-        int seq = tg_json_utf8((const char *)p + i, n - i, &cp);
+        int seq = core_utf8_decode((const char *)p + i, n - i, &cp);
         if (seq < 0)
             return false;
         i += (size_t)seq;

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_cfg.c - unit tests for configuration: defaults, one problem line per
- * bad variable, NAME_FILE secrets, secrets never printed, required
- * variables, cfg_parse_listen() forms, the help text, and the secrets being
- * registered with the logger.
+ * bad variable (rate specs included, all in one pass), NAME_FILE secrets,
+ * secrets never printed, required variables, cfg_parse_rate() and
+ * cfg_parse_listen() forms, the help text, and the secrets being registered
+ * with the logger.
  */
 #include "cfg.h"
+#include "core.h"
 #include "tap.h"
 
 #include <arpa/inet.h>
@@ -115,10 +117,11 @@ static void test_defaults(void) {
                c.body_timeout_ms == 30000 && c.idle_timeout_ms == 75000 &&
                c.shutdown_timeout_ms == 10000 && c.db_connections == 2,
            "tunable defaults");
-    tap_ok(c.rate_global && strcmp(c.rate_global, "30/s,burst=1") == 0 && c.rate_chat &&
-               strcmp(c.rate_chat, "1/s,burst=1") == 0 && c.rate_group &&
-               strcmp(c.rate_group, "20/min,burst=1") == 0 && c.allowed_updates == NULL,
-           "rate and allowed-updates defaults");
+    tap_ok(c.rate_global.n == 30 && c.rate_global.period_ms == 1000 && c.rate_global.burst == 1 &&
+               c.rate_chat.n == 1 && c.rate_chat.period_ms == 1000 && c.rate_chat.burst == 1 &&
+               c.rate_group.n == 20 && c.rate_group.period_ms == 60000 &&
+               c.rate_group.burst == 1 && c.allowed_updates == NULL,
+           "rate (30/s, 1/s, 20/min, burst 1) and allowed-updates defaults");
     tap_ok(c.webhook_max_connections == 40 && c.api_connections == 8 && c.send_attempts == 8 &&
                c.outbox_lease_ms == 30000,
            "sender defaults");
@@ -258,6 +261,9 @@ static void test_bad_values(void) {
         {"TELEGRAM_ALLOWED_UPDATES", "message,,poll"},
         {"TELEGRAM_ALLOWED_UPDATES", "Message"},
         {"TELEGRAM_ALLOWED_UPDATES", "message,"},
+        {"TELEGRAM_RATE_GLOBAL", "30/h"},
+        {"TELEGRAM_RATE_CHAT", "0/s"},
+        {"TELEGRAM_RATE_GROUP", "20/min,burst=0"},
     };
     int wrong = 0;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -306,6 +312,27 @@ static void test_bad_values(void) {
                strstr(errbuf, "LOG_LEVEL:") && strstr(errbuf, "TGRING_LISTEN:") &&
                strstr(errbuf, "DATABASE_URL: not set"),
            "four problems give four lines");
+    cfg_dispose(&c);
+
+    /* One pass reports them all, the rate specs among them, and keeps their defaults. */
+    clear_env();
+    setenv("TGRING_WORKERS", "65", 1);
+    setenv("TELEGRAM_RATE_GLOBAL", "30/hour", 1);
+    setenv("TELEGRAM_RATE_CHAT", "1/s,burst=3", 1);
+    setenv("TELEGRAM_RATE_GROUP", "20/min;burst=1", 1);
+    setenv("TELEGRAM_API_URL", "ftp://x", 1);
+    n = load(&c, CFG_NEED_SECRET);
+    tap_diag("%s", errbuf);
+    tap_ok(n == 5 && count_lines(errbuf) == 5 && strstr(errbuf, "TGRING_WORKERS:") &&
+               strstr(errbuf, "tgring: config: TELEGRAM_RATE_GLOBAL: expected <n>/s or <n>/min, "
+                              "optionally ,burst=<b>, got \"30/hour\"\n") &&
+               strstr(errbuf, "TELEGRAM_RATE_GROUP:") && !strstr(errbuf, "TELEGRAM_RATE_CHAT") &&
+               strstr(errbuf, "TELEGRAM_API_URL:") &&
+               strstr(errbuf, "TELEGRAM_WEBHOOK_SECRET: not set"),
+           "five problems, two of them rate specs, give five lines in one run");
+    tap_ok(c.rate_chat.n == 1 && c.rate_chat.burst == 3 && c.rate_global.n == 30 &&
+               c.rate_global.period_ms == 1000 && c.rate_group.period_ms == 60000,
+           "a good rate spec is read beside bad ones, which keep their defaults");
     cfg_dispose(&c);
 }
 
@@ -453,6 +480,62 @@ static void test_no_secret_in_output(void) {
            "secrets inside quoted plain values are replaced");
     tap_diag("%s", errbuf);
     cfg_dispose(&c);
+}
+
+static void test_rate_spec(void) {
+    struct {
+        const char *s;
+        cfg_rate_t want;
+    } good[] = {
+        {"30/s", {30, 1000, 30}},
+        {"1/s,burst=3", {1, 1000, 3}},
+        {"20/min", {20, 60000, 20}},
+        {"20/min,burst=1", {20, 60000, 1}},
+        {"1000000/s,burst=1000000", {1000000, 1000, 1000000}},
+        {"007/s", {7, 1000, 7}},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+        cfg_rate_t sp;
+        int rc = cfg_parse_rate(good[i].s, &sp);
+        tap_ok(rc == 0 && sp.n == good[i].want.n && sp.period_ms == good[i].want.period_ms &&
+                   sp.burst == good[i].want.burst,
+               "parse \"%s\"", good[i].s);
+    }
+    const char *bad[] = {"",
+                         "30",
+                         "30/",
+                         "/s",
+                         "0/s",
+                         "-1/s",
+                         "+1/s",
+                         " 30/s",
+                         "30/s ",
+                         "30 /s",
+                         "30/h",
+                         "30/sec",
+                         "30/m",
+                         "30/minute",
+                         "30/S",
+                         "30/s,",
+                         "30/s,burst=",
+                         "30/s,burst=0",
+                         "30/s,burst=-1",
+                         "30/s,burst=3,",
+                         "30/s,burst=3x",
+                         "30/s;burst=3",
+                         "1000001/s",
+                         "99999999999/s",
+                         "30/s,burst=1000001",
+                         "1.5/s",
+                         "0x10/s",
+                         "30/s,Burst=3"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        cfg_rate_t sp = {7, 7, 7};
+        int rc = cfg_parse_rate(bad[i], &sp);
+        tap_ok(rc == -EINVAL && sp.n == 7 && sp.period_ms == 7 && sp.burst == 7,
+               "refuse \"%s\", output untouched", bad[i]);
+    }
+    tap_ok(cfg_parse_rate(NULL, &(cfg_rate_t){0}) == -EINVAL, "refuse NULL");
 }
 
 static void test_listen(void) {
@@ -620,6 +703,7 @@ int main(void) {
     test_required();
     test_files();
     test_no_secret_in_output();
+    test_rate_spec();
     test_listen();
     test_help();
     test_redact_registered();

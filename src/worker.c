@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker.c - one reactor's lifecycle (see worker.h): set up the loop, the
+ * listening socket, the signalfd, the database, the HTTP server with the
+ * webhook endpoints, the Bot API pool and the sender; run; drain on a signal;
+ * tear down in one place, whatever was set up. Also the readiness probe that
+ * `tgring healthcheck` runs against a worker.
+ */
+#include "worker.h"
+
+#include "core.h"
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "met.h"
+#include "reactor.h"
+#include "tg_commands.h"
+#include "tg_sender.h"
+#include "tg_webhook.h"
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RING_ENTRIES 1024
+#define DB_MAX_BATCH 512
+
+/* One reactor's state. There is one per process. */
+typedef struct worker {
+    rx_loop_t loop;
+    bool loop_up; /* loop initialised */
+    const cfg_t *cfg;
+    int lfd; /* listening socket until the http server owns it, else -1 */
+    http_server_t *http;
+    db_t *db;
+    tg_webhook_t hook; /* the bot's endpoints; set up once db is */
+    int sigfd;         /* -1 when not open */
+    struct signalfd_siginfo siginfo;
+    rx_op_t sig_op;
+    rx_timer_t rss_timer;
+    rx_timer_t grace_timer;
+    bool stopping;
+    bool http_drained;
+    bool sender_idle;
+    tls_ctx_t *tls;      /* Bot API trust anchors; NULL without a token or for http:// */
+    httpc_pool_t *api;   /* Bot API connections; NULL without a token */
+    tg_sender_t *sender; /* the outbox sender (worker 0 only) */
+    tg_call_t getme;     /* the getMe call made at start */
+} worker_t;
+
+static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    worker_t *w = container_of(t, worker_t, rss_timer);
+    if (w->api != NULL) {
+        const httpc_stats_t *st = httpc_stats(w->api);
+        met_self()->botapi_connections_open = st->open;
+        met_self()->tls_handshakes_full = st->handshakes_full;
+        met_self()->tls_handshakes_resumed = st->handshakes_resumed;
+        met_self()->tls_failures = st->tls_failures;
+    }
+    met_sample_rss();
+    rx_timer_start(loop, t, 1000, on_rss_timer);
+}
+
+static void maybe_stop(worker_t *w)
+{
+    if (w->http_drained && w->sender_idle) {
+        log_info("stopped", "all connections closed and sends recorded");
+        rx_stop(&w->loop);
+    }
+}
+
+static void on_http_drained(void *arg)
+{
+    worker_t *w = arg;
+    w->http_drained = true;
+    maybe_stop(w);
+}
+
+static void on_sender_idle(void *arg)
+{
+    worker_t *w = arg;
+    w->sender_idle = true;
+    maybe_stop(w);
+}
+
+static void on_grace(rx_loop_t *loop, rx_timer_t *t)
+{
+    worker_t *w = container_of(t, worker_t, grace_timer);
+    /*
+     * Requests still waiting for a commit are answered 503 by the teardown
+     * after the loop (db_free cancels them), then their connections close.
+     */
+    log_warn("shutdown_timeout", "grace period over with %u connections open; closing them",
+             http_server_connections(w->http));
+    rx_stop(loop);
+}
+
+static void on_final(rx_loop_t *loop, rx_timer_t *t)
+{
+    rx_stop(loop);
+}
+
+static void begin_shutdown(worker_t *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    tg_webhook_stop(&w->hook);
+    log_info("stopping", "%s: no new connections; finishing requests in flight (up to %u ms)", why,
+             w->cfg->shutdown_timeout_ms);
+    rx_timer_stop(&w->loop, &w->rss_timer);
+    rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
+    http_server_drain(w->http, on_http_drained, w);
+    if (w->sender != NULL)
+        tg_sender_stop(w->sender, on_sender_idle, w);
+    else
+        w->sender_idle = true;
+}
+
+static void arm_signal(worker_t *w)
+{
+    struct io_uring_sqe *sqe = rx_sqe(&w->loop, &w->sig_op);
+    io_uring_prep_read(sqe, w->sigfd, &w->siginfo, sizeof(w->siginfo), 0);
+}
+
+static void on_signal(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    worker_t *w = container_of(op, worker_t, sig_op);
+    if (res == (int)sizeof(w->siginfo)) {
+        int sig = (int)w->siginfo.ssi_signo;
+        begin_shutdown(w, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    if (!w->stopping)
+        arm_signal(w);
+}
+
+static int listen_socket(const cfg_t *cfg)
+{
+    int fd = socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Several workers listen on one port; the kernel spreads connections. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addr_len) != 0 ||
+        listen(fd, 4096) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* The Bot API pool, getMe and, on worker 0, the sender. Failures are logged, not fatal. */
+static void start_sending(worker_t *w, const tg_bot_t *bot, unsigned index)
+{
+    const cfg_t *cfg = w->cfg;
+    if (bot->token == NULL) {
+        log_info("sending_disabled", "TELEGRAM_BOT_TOKEN is not set: the outbox is not sent");
+        return;
+    }
+    if (tg_pool_open(&w->loop, cfg, &w->tls, &w->api) < 0)
+        return;
+    tg_getme_start(&w->getme, w->api, bot->token);
+    /* One sender per process group: the rate limits are the bot's, not a worker's. */
+    if (index != 0)
+        return;
+    tg_sender_options_t so = {
+        .token = bot->token,
+        .http = w->api,
+        .db = w->db,
+        .rate = bot->rate,
+        .max_attempts = cfg->send_attempts,
+        .lease_ms = cfg->outbox_lease_ms,
+    };
+    int r;
+    w->sender = tg_sender_new(&w->loop, &so, &r);
+    if (w->sender == NULL)
+        log_error("sender_failed", "cannot start the outbox sender: %s", strerror(-r));
+}
+
+/* Sets up everything but the run. Returns 0, or -1 with the reason logged. */
+static int start(worker_t *w, const tg_bot_t *bot, unsigned index, const sigset_t *sigs)
+{
+    const cfg_t *cfg = w->cfg;
+    int r = rx_loop_init(&w->loop, RING_ENTRIES);
+    if (r < 0) {
+        fprintf(stderr, "tgring: %s\n", rx_strerror_setup(r));
+        log_error("io_uring_unavailable", "%s", rx_strerror_setup(r));
+        return -1;
+    }
+    w->loop_up = true;
+    w->lfd = listen_socket(cfg);
+    if (w->lfd < 0) {
+        log_error("listen_failed", "cannot listen on %s: %s", cfg->listen, strerror(-w->lfd));
+        return -1;
+    }
+    w->sigfd = signalfd(-1, sigs, SFD_CLOEXEC);
+    if (w->sigfd < 0) {
+        log_error("signalfd_failed", "signalfd: %s", strerror(errno));
+        return -1;
+    }
+    db_options_t dbo = {
+        .conninfo = cfg->database_url,
+        .connections = cfg->db_connections,
+        .queue_max = cfg->queue_max,
+        .ack_timeout_ms = cfg->ack_timeout_ms,
+        .max_batch = DB_MAX_BATCH,
+    };
+    w->db = db_new(&w->loop, &dbo);
+    tg_webhook_init(&w->hook, bot, w->db);
+    http_server_options_t ho = {
+        .limits = HTTP_LIMITS_DEFAULT,
+        .max_connections = cfg->max_connections,
+        .buffer_budget = 64 * cfg->max_body + (64u << 20),
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .on_request = tg_webhook_on_request,
+        .data = &w->hook,
+    };
+    ho.limits.max_body = cfg->max_body;
+    w->http = http_server_new(&w->loop, w->lfd, &ho, &r);
+    if (w->http == NULL) {
+        log_error("http_failed", "cannot set up the receive buffer ring: %s", strerror(-r));
+        return -1;
+    }
+    w->lfd = -1; /* the server's now */
+    start_sending(w, bot, index);
+    w->sig_op.cb = on_signal;
+    arm_signal(w);
+    met_sample_rss();
+    rx_timer_start(&w->loop, &w->rss_timer, 1000, on_rss_timer);
+    log_info("listening", "worker %u serving http://%s%s", index, cfg->listen, cfg->webhook_path);
+    return 0;
+}
+
+/*
+ * Frees whatever start() set up, after a run or a failed start. Order: the
+ * sender releases the rows it holds and the pool fails what is still in
+ * flight (the sender records those) while the database is still there to
+ * take the writes; then the database answers whatever is left with
+ * -ECANCELED (requests still waiting for a commit are answered 503: their
+ * updates may or may not be stored; Telegram retries them and the inbox
+ * dedupes). One more short run lets the cancelled database poll and the
+ * closes of the remaining connections complete, so that nothing is in
+ * flight when the ring goes away.
+ */
+static void teardown(worker_t *w)
+{
+    if (w->sender != NULL)
+        tg_sender_stop(w->sender, NULL, NULL);
+    if (w->api != NULL)
+        httpc_pool_free(w->api);
+    if (w->db != NULL)
+        db_free(w->db);
+    w->db = NULL;
+    if (w->http != NULL)
+        http_server_close_all(w->http);
+    if (w->loop_up) {
+        unsigned open = w->http != NULL ? http_server_connections(w->http) : 0;
+        rx_timer_start(&w->loop, &w->grace_timer, open ? 1000 : 50, on_final);
+        rx_run(&w->loop);
+        rx_timer_stop(&w->loop, &w->grace_timer);
+    }
+    if (w->sender != NULL)
+        tg_sender_free(w->sender);
+    tls_ctx_free(w->tls);
+    if (w->http != NULL)
+        http_server_free(w->http);
+    tg_webhook_dispose(&w->hook);
+    if (w->lfd >= 0)
+        close(w->lfd);
+    if (w->sigfd >= 0)
+        close(w->sigfd);
+    if (w->loop_up)
+        rx_loop_dispose(&w->loop);
+}
+
+int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigset_t *sigs)
+{
+    worker_t w;
+    memset(&w, 0, sizeof(w));
+    w.cfg = cfg;
+    w.lfd = -1;
+    w.sigfd = -1;
+    met_select(index);
+
+    int status = 1;
+    if (start(&w, bot, index, sigs) == 0) {
+        int r = rx_run(&w.loop);
+        if (r < 0)
+            log_error("ring_failed", "io_uring_enter: %s", strerror(-r));
+        else
+            status = 0;
+    }
+    teardown(&w);
+    if (status == 0)
+        log_info("exit", "worker %u done", index);
+    return status;
+}
+
+int worker_healthcheck(const cfg_t *cfg)
+{
+    struct sockaddr_storage a = cfg->listen_addr;
+    if (a.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&a;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (a.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+            in6->sin6_addr = in6addr_loopback;
+    }
+    int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return 1;
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (connect(fd, (struct sockaddr *)&a, cfg->listen_addr_len) != 0 && errno != EINPROGRESS)
+        goto fail;
+    if (poll(&p, 1, 2000) != 1)
+        goto fail;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0)
+        goto fail;
+    static const char req[] = "GET /health/ready HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n";
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof(req) - 1))
+        goto fail;
+    char buf[64];
+    size_t got = 0;
+    p.events = POLLIN;
+    while (got < 12) {
+        if (poll(&p, 1, 2000) != 1)
+            goto fail;
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            goto fail;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+        return 0;
+    fprintf(stderr, "tgring: healthcheck: not ready\n");
+    return 1;
+fail:
+    fprintf(stderr, "tgring: healthcheck: cannot reach %s\n", cfg->listen);
+    close(fd);
+    return 1;
+}
