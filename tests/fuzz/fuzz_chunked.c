@@ -8,7 +8,7 @@
  * the decoded body or the bytes left after it, or when a call reports more
  * bytes than it was given or a body over its limit.
  */
-#include "http.h"
+#include "http1.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * whole (a prefix of an accepted head is -EAGAIN, a prefix of a refused input
  * is -EAGAIN or the same refusal, and bytes past a head change nothing).
  */
-#include "http.h"
+#include "http_parse.h"
 
 #include <errno.h>
 #include <stdlib.h>
