@@ -10,7 +10,7 @@
  * caps disagree, parsing the accepted head alone differs, or (for heads up
  * to 1 KiB) a proper prefix of an accepted head is not -EAGAIN.
  */
-#include "httpc.h"
+#include "httpc_parse.h"
 
 #include <errno.h>
 #include <stdlib.h>

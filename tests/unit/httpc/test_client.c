@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+#include "core.h"
 
 static char dir[256];
 static rx_loop_t loop;
