@@ -87,17 +87,18 @@ typedef struct httpc_options {
     uint32_t idle_timeout_ms;    /* close a connection idle this long, default 30 s */
 } httpc_options_t;
 
-/* Counters for metrics and tests. */
+/*
+ * The pool's own counters, for tests and benchmarks. What /metrics shows
+ * (connections open, TLS handshakes full and resumed, TLS failures) is not
+ * here: the pool counts it into this worker's metrics slot (met.h) as it
+ * happens.
+ */
 typedef struct httpc_stats {
-    uint64_t connects;        /* TCP connections opened */
-    uint64_t handshakes_full; /* TLS handshakes without resumption */
-    uint64_t handshakes_resumed;
-    uint64_t tls_failures; /* certificate / handshake failures */
-    uint64_t requests;     /* completed with a response */
-    uint64_t errors;       /* completed with an error */
-    uint64_t retries;      /* requests sent again after a stale kept-alive connection */
-    uint64_t timeouts;     /* requests failed with -ETIMEDOUT (also counted in errors) */
-    uint64_t open;         /* gauge: connections open now (connecting, idle or busy) */
+    uint64_t connects; /* TCP connections opened */
+    uint64_t requests; /* completed with a response */
+    uint64_t errors;   /* completed with an error */
+    uint64_t retries;  /* requests sent again after a stale kept-alive connection */
+    uint64_t timeouts; /* requests failed with -ETIMEDOUT (also counted in errors) */
 } httpc_stats_t;
 
 /*

@@ -20,6 +20,7 @@
 #include "core.h"
 #include "httpc_parse.h"
 #include "log.h"
+#include "met.h"
 #include "tls.h"
 
 #include <assert.h>
@@ -240,7 +241,7 @@ static void conn_close(httpc_conn_t *c)
     c->closing = true;
     c->state = CS_CLOSING;
     p->nlive--;
-    p->stats.open--;
+    met_self()->botapi_connections_open--;
     rx_timer_stop(p->loop, &c->timer);
     rx_cancel(p->loop, &c->connect_op);
     rx_cancel(p->loop, &c->recv_op);
@@ -586,7 +587,7 @@ static void tls_closed(httpc_conn_t *c)
     char msg[200];
     tls_strerror(err, msg, sizeof(msg));
     if (!tls_conn_ready(c->tls)) {
-        p->stats.tls_failures++;
+        met_self()->tls_failures++;
         log_error("tls_handshake_failed", "%s conn=%llu host=%s: %s", p->url.origin,
                   (unsigned long long)c->id, p->url.host, msg);
         conn_fail(c, -EKEYREJECTED);
@@ -614,9 +615,9 @@ static void tls_pump(httpc_conn_t *c)
         }
         if (c->state == CS_HANDSHAKE && tls_conn_ready(c->tls)) {
             if (tls_conn_resumed(c->tls))
-                p->stats.handshakes_resumed++;
+                met_self()->tls_handshakes_resumed++;
             else
-                p->stats.handshakes_full++;
+                met_self()->tls_handshakes_full++;
             log_debug("tls_handshake_done", "%s conn=%llu: %s handshake", p->url.origin,
                       (unsigned long long)c->id, tls_conn_resumed(c->tls) ? "resumed" : "full");
             conn_ready(c);
@@ -833,7 +834,7 @@ static void conn_open(httpc_pool_t *p, httpc_req_t *req)
     p->conns = c;
     p->nconns++;
     p->nlive++;
-    p->stats.open++;
+    met_self()->botapi_connections_open++;
     c->state = CS_CONNECTING;
     c->addr_idx = p->addr_cur;
     c->req = req;
