@@ -4,7 +4,8 @@
  * share: character classes (RFC 9110 5.6.2 tchar, 5.5 field-value bytes),
  * one header type and its lookup, comma-list elements, decimal digits
  * (Content-Length), the chunked decoder, and one body reader that frames a
- * message body by Content-Length, chunked or the end of the connection.
+ * message body by Content-Length, chunked or the end of the connection,
+ * with how input buffers grow.
  *
  * Pure functions over bytes: no I/O, no allocation, no reactor. The bottom
  * of the http module; http_parse.h (requests) and httpc_parse.h (responses)
@@ -164,5 +165,19 @@ void http_body_init(http_body_t *b, http_body_mode_t mode, uint64_t length, uint
  * discarded.
  */
 long http_body_read(http_body_t *b, char *buf, size_t *len);
+
+/*
+ * The capacity a message buffer of `cap` bytes (0: none yet, then `min`)
+ * grows to by doubling so that `need` bytes fit. Both sides grow their
+ * input buffers so; each applies its own cap or budget to the result.
+ */
+static inline size_t http_buf_grow(size_t cap, size_t need, size_t min)
+{
+    if (cap == 0)
+        cap = min;
+    while (cap < need)
+        cap *= 2;
+    return cap;
+}
 
 #endif

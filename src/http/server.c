@@ -135,12 +135,9 @@ static void inbuf_release(http_conn_t *c)
 static bool inbuf_reserve(http_conn_t *c, size_t more)
 {
     http_server_t *s = c->srv;
-    size_t need = c->in_len + more;
-    if (need <= c->in_cap)
+    if (c->in_len + more <= c->in_cap)
         return true;
-    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
-    while (cap < need)
-        cap *= 2;
+    size_t cap = http_buf_grow(c->in_cap, c->in_len + more, INBUF_MIN);
     if (s->buffered - c->in_cap + cap > s->opt.buffer_budget)
         return false;
     char *p = xrealloc(c->in, cap);

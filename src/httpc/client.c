@@ -56,7 +56,7 @@ typedef struct httpc_conn httpc_conn_t;
 
 struct httpc_conn {
     httpc_pool_t *pool;
-    httpc_conn_t *prev, *next; /* all connections of the pool, closing ones too */
+    core_qlink_t link; /* in the pool's conns, closing ones too */
     uint64_t id;               /* for log lines */
     int fd;                    /* -1 when none */
     enum conn_state state;
@@ -98,7 +98,12 @@ struct httpc_pool {
     socklen_t addr_lens[MAX_ADDRS];
     unsigned naddrs;
     unsigned addr_cur; /* where new connections start: the last one that worked */
-    httpc_conn_t *conns;
+    /*
+     * All connections, newest first. At most max_conns live ones (plus a
+     * few closing), so unlinking by a walk costs nothing worth a second
+     * pointer per connection.
+     */
+    core_queue_t conns;
     unsigned nconns; /* allocated, closing ones included */
     unsigned nlive;  /* not closing: counted against max_conns */
     core_queue_t queue; /* of httpc_req_t, by link: waiting for a connection */
@@ -146,15 +151,28 @@ static httpc_req_t *q_pop(httpc_pool_t *p)
     return container_of(l, httpc_req_t, link);
 }
 
-static void q_remove(httpc_pool_t *p, httpc_req_t *req)
+/* Unlinks `l` from `q` by a walk; false when it is not there. */
+static bool queue_unlink(core_queue_t *q, core_qlink_t *l)
 {
-    for (core_qlink_t *prev = NULL, *l = p->queue.head; l != NULL; prev = l, l = l->next) {
-        if (l == &req->link) {
-            core_queue_remove_after(&p->queue, prev, l);
-            p->qlen--;
-            return;
+    for (core_qlink_t *prev = NULL, *at = q->head; at != NULL; prev = at, at = at->next) {
+        if (at == l) {
+            core_queue_remove_after(q, prev, l);
+            return true;
         }
     }
+    return false;
+}
+
+static void q_remove(httpc_pool_t *p, httpc_req_t *req)
+{
+    if (queue_unlink(&p->queue, &req->link))
+        p->qlen--;
+}
+
+/* The connection at link `l` of the pool's list; NULL for NULL. */
+static httpc_conn_t *conn_at(core_qlink_t *l)
+{
+    return l != NULL ? container_of(l, httpc_conn_t, link) : NULL;
 }
 
 /* Completes a request: the callback runs last; `req` is the caller's again afterwards. */
@@ -219,12 +237,7 @@ static void conn_maybe_free(httpc_conn_t *c)
     tls_conn_free(c->tls);
     free(c->in);
     free(c->out);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        p->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    queue_unlink(&p->conns, &c->link);
     p->nconns--;
     free(c);
     if (p->freeing && p->nconns == 0)
@@ -369,12 +382,9 @@ static bool in_reserve(httpc_conn_t *c, size_t more)
     size_t limit = HTTPC_MAX_HEAD + p->opt.max_response + 2 * RECV_MIN;
     if (more > limit - c->in_len)
         return false;
-    size_t need = c->in_len + more;
-    if (need <= c->in_cap)
+    if (c->in_len + more <= c->in_cap)
         return true;
-    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
-    while (cap < need)
-        cap *= 2;
+    size_t cap = http_buf_grow(c->in_cap, c->in_len + more, INBUF_MIN);
     if (cap > limit)
         cap = limit;
     char *q = xrealloc(c->in, cap);
@@ -828,10 +838,7 @@ static void conn_open(httpc_pool_t *p, httpc_req_t *req)
     c->connect_op.cb = on_connect;
     c->recv_op.cb = on_recv;
     c->send_op.cb = on_send;
-    c->next = p->conns;
-    if (p->conns != NULL)
-        p->conns->prev = c;
-    p->conns = c;
+    core_queue_push_head(&p->conns, &c->link);
     p->nconns++;
     p->nlive++;
     met_self()->botapi_connections_open++;
@@ -857,7 +864,7 @@ static void on_defer(rx_loop_t *loop, rx_defer_t *d)
     }
     while (!core_queue_empty(&p->queue) && !p->freeing) {
         httpc_conn_t *idle = NULL;
-        for (httpc_conn_t *c = p->conns; c != NULL; c = c->next) {
+        for (httpc_conn_t *c = conn_at(p->conns.head); c != NULL; c = conn_at(c->link.next)) {
             if (c->state == CS_IDLE) {
                 idle = c;
                 break;
@@ -911,7 +918,7 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
         return -EINVAL;
     /* Requests an idle or not yet opened connection will take do not count as waiting. */
     unsigned free_slots = p->opt.max_conns - p->nlive;
-    for (httpc_conn_t *c = p->conns; c != NULL; c = c->next)
+    for (httpc_conn_t *c = conn_at(p->conns.head); c != NULL; c = conn_at(c->link.next))
         if (c->state == CS_IDLE)
             free_slots++;
     if (p->qlen >= p->opt.max_queue + free_slots)
@@ -941,14 +948,14 @@ void httpc_pool_free(httpc_pool_t *p)
     httpc_req_t *req;
     while ((req = q_pop(p)) != NULL)
         req_finish(p, req, -ECANCELED, NULL);
-    for (httpc_conn_t *c = p->conns, *next; c != NULL; c = next) {
+    for (httpc_conn_t *c = conn_at(p->conns.head), *next; c != NULL; c = next) {
         conn_hold(c);
         req = c->req;
         c->req = NULL;
         conn_close(c);
         if (req != NULL)
             req_finish(p, req, -ECANCELED, NULL);
-        next = c->next;
+        next = conn_at(c->link.next);
         conn_release(c);
     }
     if (p->nconns == 0)

@@ -320,6 +320,11 @@ unsigned tls_conn_state(tls_conn_t *c)
     return out;
 }
 
+/*
+ * The four windows of the engine, one buffer-and-ack pair each. They are
+ * alike on purpose: each forwards to BearSSL's call of the same name, and
+ * keeping them as functions keeps br_ssl_client_context out of tls.h.
+ */
 unsigned char *tls_conn_sendrec_buf(tls_conn_t *c, size_t *len)
 {
     return br_ssl_engine_sendrec_buf(&c->cc.eng, len);
