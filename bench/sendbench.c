@@ -21,6 +21,7 @@
  */
 #include "httpc.h"
 #include "log.h"
+#include "met.h"
 #include "reactor.h"
 #include "tg_sender.h"
 #include "tls.h"
@@ -59,13 +60,14 @@ typedef struct bench_call {
     uint64_t start_ns; /* CLOCK_MONOTONIC when the call was started */
 } bench_call_t;
 
-/* A snapshot of the process's time and the pool's counters. */
+/* A snapshot of the process's time, the pool's counters and its metrics. */
 typedef struct snap {
     uint64_t wall_ns; /* CLOCK_MONOTONIC */
     uint64_t cpu_ns;  /* user + system time of the process */
     uint64_t user_ns;
     uint64_t sys_ns;
     httpc_stats_t http;
+    met_slot_t met; /* the TLS handshake counts */
 } snap_t;
 
 static struct {
@@ -124,6 +126,7 @@ static void take_snap(snap_t *s)
     s->sys_ns = tv_ns(ru.ru_stime);
     s->cpu_ns = s->user_ns + s->sys_ns;
     s->http = *httpc_stats(pool);
+    s->met = *met_self();
 }
 
 /* VmRSS of this process in kB, from /proc/self/status. */
@@ -263,9 +266,9 @@ static void print_common(const snap_t *a, const snap_t *b, uint64_t done)
            (double)(b->user_ns - a->user_ns) / 1e9, (double)(b->sys_ns - a->sys_ns) / 1e9,
            cpu / wall, done ? cpu * 1e6 / (double)done : 0,
            (unsigned long long)(b->http.connects - a->http.connects),
-           (unsigned long long)(b->http.handshakes_full - a->http.handshakes_full),
-           (unsigned long long)(b->http.handshakes_resumed - a->http.handshakes_resumed),
-           (unsigned long long)(b->http.tls_failures - a->http.tls_failures),
+           (unsigned long long)(b->met.tls_handshakes_full - a->met.tls_handshakes_full),
+           (unsigned long long)(b->met.tls_handshakes_resumed - a->met.tls_handshakes_resumed),
+           (unsigned long long)(b->met.tls_failures - a->met.tls_failures),
            (unsigned long long)(b->http.retries - a->http.retries));
 }
 
@@ -328,11 +331,11 @@ static void bench_memory(void)
      * resident before the "before" reading.
      */
     mem_run(calls, 1);
-    uint64_t open0 = httpc_stats(pool)->open;
+    uint64_t open0 = met_self()->botapi_connections_open;
     long rss0 = rss_kb();
     struct mallinfo2 mi0 = mallinfo2();
     mem_run(calls, n);
-    uint64_t open1 = httpc_stats(pool)->open;
+    uint64_t open1 = met_self()->botapi_connections_open;
     long rss1 = rss_kb();
     struct mallinfo2 mi1 = mallinfo2();
     uint64_t added = open1 - open0;
@@ -347,8 +350,8 @@ static void bench_memory(void)
            "\"handshakes_full\":%llu,\"handshakes_resumed\":%llu}\n",
            opt.url, (unsigned long long)added, (unsigned long long)open1, (unsigned long long)n_ok,
            (unsigned long long)(n_transport + n_api), rss0, rss1, rss_per, heap_per,
-           tls_conn_memory(), (unsigned long long)httpc_stats(pool)->handshakes_full,
-           (unsigned long long)httpc_stats(pool)->handshakes_resumed);
+           tls_conn_memory(), (unsigned long long)met_self()->tls_handshakes_full,
+           (unsigned long long)met_self()->tls_handshakes_resumed);
     free(calls);
 }
 

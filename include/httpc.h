@@ -2,8 +2,7 @@
 /*
  * httpc.h - HTTP/1.1 client on the reactor: a bounded pool of kept-alive
  * connections to one origin (https:// through tls, or plain http://), with
- * per-request deadlines and a response size cap; and the strict response
- * head parser it uses (a pure function, fuzzed).
+ * per-request deadlines and a response size cap.
  *
  * One request at a time per connection (no pipelining). Responses framed by
  * Content-Length, chunked, or (without either) by the end of the connection;
@@ -19,7 +18,8 @@
  * request copy while sending and a response buffer while receiving (freed
  * when idle); a closed connection holds nothing.
  *
- * Depends on core, reactor, tls; uses http's chunked decoder.
+ * Depends on core, reactor, tls, and http's lexer and body reader (http1.h);
+ * its pure parsers are in httpc_parse.h.
  */
 #ifndef TGRING_HTTPC_H
 #define TGRING_HTTPC_H
@@ -28,62 +28,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core.h"
 #include "reactor.h"
 #include "tls.h"
 
 typedef struct httpc_pool httpc_pool_t;
 typedef struct httpc_req httpc_req_t;
-
-/* ---- response head parser ---------------------------------------------- */
-
-#define HTTPC_MAX_HEADERS 64
-#define HTTPC_MAX_HEAD 16384 /* bytes of status line + fields + CRLF a response may have */
-
-typedef struct httpc_header {
-    const char *name; /* a view into the parsed buffer */
-    size_t name_len;
-    const char *value; /* leading and trailing OWS stripped */
-    size_t value_len;
-} httpc_header_t;
-
-typedef struct httpc_head {
-    int minor_version;  /* 0 or 1 */
-    int status;         /* 100..599 */
-    const char *reason; /* reason phrase, possibly empty */
-    size_t reason_len;
-    httpc_header_t headers[HTTPC_MAX_HEADERS];
-    size_t num_headers;
-    int64_t content_length;   /* -1 when absent */
-    bool chunked;             /* Transfer-Encoding: chunked */
-    bool keep_alive;          /* HTTP/1.1 without "Connection: close" */
-    int64_t retry_after;      /* Retry-After in seconds (capped at 10^9); -1 absent or a date */
-    const char *content_type; /* NULL when absent */
-    size_t content_type_len;
-    const char *error; /* on -EBADMSG: static text saying why */
-} httpc_head_t;
-
-/*
- * Parses the response head at the start of buf[0..len): status line
- * ("HTTP/1.0" or "HTTP/1.1", SP, three digits 100..599, then SP and a reason
- * phrase, which may be empty or left out) and header fields, each line
- * ended by CRLF, then CRLF.
- * Stateless: call it again with the whole buffer when more bytes arrive.
- * Returns the head's length (> 0) with `head` filled in (views into buf);
- * -EAGAIN when the bytes so far may still become a valid head; -EMSGSIZE
- * when no complete head fits in max_head bytes; -EBADMSG (head->error says
- * why) for: another protocol or version, a bad status code, bare CR or LF,
- * control characters, obs-fold, whitespace before a colon, an empty or
- * non-token field name, more than HTTPC_MAX_HEADERS fields, a Content-Length
- * that is repeated, signed, not all digits or over 10^18, a
- * Transfer-Encoding other than exactly "chunked" (or any in HTTP/1.0), or
- * both Transfer-Encoding and Content-Length.
- */
-int httpc_parse_response(const char *buf, size_t len, size_t max_head, httpc_head_t *head);
-
-/* Finds header `name` (case-insensitive) in a parsed head; NULL when absent. */
-const httpc_header_t *httpc_find_header(const httpc_head_t *head, const char *name);
-
-/* ---- client ------------------------------------------------------------ */
 
 /* A response, valid only during the callback. Views are not NUL-terminated. */
 typedef struct httpc_response {
@@ -118,7 +68,7 @@ struct httpc_req {
     httpc_cb cb;
     void *data; /* for the caller */
     /* Private to httpc. */
-    httpc_req_t *next;
+    core_qlink_t link; /* in the pool's queue while waiting for a connection */
     uint64_t deadline;
     void *conn;
     httpc_pool_t *pool;
@@ -137,17 +87,18 @@ typedef struct httpc_options {
     uint32_t idle_timeout_ms;    /* close a connection idle this long, default 30 s */
 } httpc_options_t;
 
-/* Counters for metrics and tests. */
+/*
+ * The pool's own counters, for tests and benchmarks. What /metrics shows
+ * (connections open, TLS handshakes full and resumed, TLS failures) is not
+ * here: the pool counts it into this worker's metrics slot (met.h) as it
+ * happens.
+ */
 typedef struct httpc_stats {
-    uint64_t connects;        /* TCP connections opened */
-    uint64_t handshakes_full; /* TLS handshakes without resumption */
-    uint64_t handshakes_resumed;
-    uint64_t tls_failures; /* certificate / handshake failures */
-    uint64_t requests;     /* completed with a response */
-    uint64_t errors;       /* completed with an error */
-    uint64_t retries;      /* requests sent again after a stale kept-alive connection */
-    uint64_t timeouts;     /* requests failed with -ETIMEDOUT (also counted in errors) */
-    uint64_t open;         /* gauge: connections open now (connecting, idle or busy) */
+    uint64_t connects; /* TCP connections opened */
+    uint64_t requests; /* completed with a response */
+    uint64_t errors;   /* completed with an error */
+    uint64_t retries;  /* requests sent again after a stale kept-alive connection */
+    uint64_t timeouts; /* requests failed with -ETIMEDOUT (also counted in errors) */
 } httpc_stats_t;
 
 /*

@@ -41,8 +41,8 @@ typedef struct met_slot {
     uint64_t outbox_failed;           /* rows marked failed */
     uint64_t outbox_limited;          /* 429 answers from the Bot API */
     uint64_t botapi_transport_errors; /* calls without an answer (timeouts, resets, TLS) */
-    uint64_t botapi_connections_open; /* gauge, copied from the pool's counters */
-    uint64_t tls_handshakes_full;     /* copied from the pool's counters */
+    uint64_t botapi_connections_open; /* gauge: the HTTP client's connections open */
+    uint64_t tls_handshakes_full;     /* counted by the HTTP client as they complete */
     uint64_t tls_handshakes_resumed;
     uint64_t tls_failures; /* certificate or handshake failures */
     uint64_t pid;          /* the worker's pid, 0 for an unused slot */

@@ -58,14 +58,6 @@ typedef struct worker {
 
 static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
 {
-    worker_t *w = container_of(t, worker_t, rss_timer);
-    if (w->api != NULL) {
-        const httpc_stats_t *st = httpc_stats(w->api);
-        met_self()->botapi_connections_open = st->open;
-        met_self()->tls_handshakes_full = st->handshakes_full;
-        met_self()->tls_handshakes_resumed = st->handshakes_resumed;
-        met_self()->tls_failures = st->tls_failures;
-    }
     met_sample_rss();
     rx_timer_start(loop, t, 1000, on_rss_timer);
 }

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * chunked.c - incremental decoder for the chunked transfer coding of request
+ * chunked.c - incremental decoder for the chunked transfer coding of message
  * bodies (RFC 9112 7.1). A byte-at-a-time state machine that decodes in
  * place, so input split anywhere decodes the same. Chunk extensions and
- * trailer fields are checked for syntax, capped in size and discarded.
+ * trailer fields are checked for syntax, capped in size and discarded; in
+ * quoted strings, qdtext and quoted-pair octets are the field-value bytes
+ * (HTAB, SP, VCHAR, obs-text). Part of the shared lexer (http1.h): the
+ * body reader uses it for requests and responses alike.
  */
-#include "http.h"
+#include "http1.h"
 
 #include <errno.h>
 #include <string.h>
@@ -52,13 +55,6 @@ void http_chunked_init(http_chunked_t *d, uint64_t max_body)
     d->aux = 0;
 }
 
-static bool is_tchar(unsigned char c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 static int hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -68,17 +64,6 @@ static int hex_value(unsigned char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-static bool is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* qdtext and the octets of a quoted-pair: HTAB, SP, VCHAR, obs-text. */
-static bool is_text(unsigned char c)
-{
-    return (c >= 0x20 && c != 0x7f) || c == '\t';
 }
 
 /*
@@ -109,21 +94,21 @@ static int chunk_line_step(http_chunked_t *d, unsigned char c)
             return S_SIZE_LF;
         if (c == ';')
             return S_EXT_NAME0;
-        return is_ows(c) ? S_SIZE_BWS : S_BAD;
+        return http_is_ows(c) ? S_SIZE_BWS : S_BAD;
     }
     case S_SIZE_BWS:
-        if (is_ows(c))
+        if (http_is_ows(c))
             return s;
         return c == ';' ? S_EXT_NAME0 : S_BAD;
     case S_EXT_NAME0:
-        if (is_ows(c))
+        if (http_is_ows(c))
             return s;
-        return is_tchar(c) ? S_EXT_NAME : S_BAD;
+        return http_is_tchar(c) ? S_EXT_NAME : S_BAD;
     case S_EXT_NAME:
     case S_EXT_NAME_BWS:
-        if (s == S_EXT_NAME && is_tchar(c))
+        if (s == S_EXT_NAME && http_is_tchar(c))
             return s;
-        if (is_ows(c))
+        if (http_is_ows(c))
             return S_EXT_NAME_BWS;
         if (c == '=')
             return S_EXT_VAL0;
@@ -131,16 +116,16 @@ static int chunk_line_step(http_chunked_t *d, unsigned char c)
             return S_EXT_NAME0;
         return c == '\r' ? S_SIZE_LF : S_BAD;
     case S_EXT_VAL0:
-        if (is_ows(c))
+        if (http_is_ows(c))
             return s;
         if (c == '"')
             return S_EXT_QUOTED;
-        return is_tchar(c) ? S_EXT_TOKEN : S_BAD;
+        return http_is_tchar(c) ? S_EXT_TOKEN : S_BAD;
     case S_EXT_TOKEN:
     case S_EXT_AFTER:
-        if (s == S_EXT_TOKEN && is_tchar(c))
+        if (s == S_EXT_TOKEN && http_is_tchar(c))
             return s;
-        if (is_ows(c))
+        if (http_is_ows(c))
             return S_EXT_AFTER;
         if (c == ';')
             return S_EXT_NAME0;
@@ -150,9 +135,9 @@ static int chunk_line_step(http_chunked_t *d, unsigned char c)
             return S_EXT_AFTER;
         if (c == '\\')
             return S_EXT_QPAIR;
-        return is_text(c) ? s : S_BAD;
+        return http_is_field_char(c) ? s : S_BAD;
     case S_EXT_QPAIR:
-        return is_text(c) ? S_EXT_QUOTED : S_BAD;
+        return http_is_field_char(c) ? S_EXT_QUOTED : S_BAD;
     default:
         return S_BAD;
     }
@@ -167,15 +152,15 @@ static int trailer_step(http_chunked_t *d, unsigned char c)
     case S_TRAILER:
         if (c == '\r')
             return S_FINAL_LF;
-        return is_tchar(c) ? S_TR_NAME : S_BAD;
+        return http_is_tchar(c) ? S_TR_NAME : S_BAD;
     case S_TR_NAME:
-        if (is_tchar(c))
+        if (http_is_tchar(c))
             return S_TR_NAME;
         return c == ':' ? S_TR_VALUE : S_BAD;
     case S_TR_VALUE:
         if (c == '\r')
             return S_TR_LF;
-        return is_text(c) ? S_TR_VALUE : S_BAD;
+        return http_is_field_char(c) ? S_TR_VALUE : S_BAD;
     case S_TR_LF:
         return c == '\n' ? S_TRAILER : S_BAD;
     case S_FINAL_LF:

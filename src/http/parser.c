@@ -10,7 +10,7 @@
  * (-EAGAIN) or refused with the same status and reason as the whole input, and
  * an input split anywhere gives the same verdict as the whole.
  */
-#include "http.h"
+#include "http_parse.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,80 +23,12 @@
  */
 #define HTTP_MAX_LEADING_CRLF 4
 
-/* Content-Length digits accepted: 18 digits always fit in int64_t. */
-#define HTTP_MAX_CL_DIGITS 18
-
 /* Scan results of the internal steps; errors are returned as -EBADMSG. */
 #define MORE 1
 
-/* tchar, RFC 9110 5.6.2: the characters of methods, field names and codings. */
-static inline bool is_tchar(char ch)
-{
-    unsigned char c = (unsigned char)ch;
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* VCHAR: visible ASCII, the only bytes of a request-target. */
-static inline bool is_vchar(char ch)
-{
-    unsigned char c = (unsigned char)ch;
-    return c >= 0x21 && c <= 0x7e;
-}
-
-/* field-value bytes, RFC 9110 5.5: VCHAR, obs-text, SP and HTAB; no controls, no DEL. */
-static inline bool is_field_char(char ch)
-{
-    unsigned char c = (unsigned char)ch;
-    return (c >= 0x20 && c != 0x7f) || c == '\t';
-}
-
-static inline bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static inline char lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-bool http_token_eq(const char *s, size_t len, const char *lit)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (lit[i] == '\0' || lower(s[i]) != lower(lit[i]))
-            return false;
-    }
-    return lit[len] == '\0';
-}
-
 const http_header_t *http_find_header(const http_request_t *req, const char *name)
 {
-    for (size_t i = 0; i < req->num_headers; i++) {
-        if (http_token_eq(req->headers[i].name, req->headers[i].name_len, name))
-            return &req->headers[i];
-    }
-    return NULL;
+    return http_header_find(req->headers, req->num_headers, name);
 }
 
 const char *http_reason(int status)
@@ -149,7 +81,6 @@ const char *http_reason(int status)
     }
 }
 
-/* What the header lines seen so far imply; folded into `req` at the end. */
 /* What a field name means for the parser; decided when its colon is read. */
 enum field_kind {
     F_OTHER,
@@ -184,15 +115,10 @@ static inline bool is_alpha(char c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static inline bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* reg-name characters (RFC 3986 3.2.2): unreserved, pct-encoded and sub-delims. */
 static inline bool is_reg_name(char c)
 {
-    return is_alpha(c) || is_digit(c) || (c != '\0' && strchr("-._~%!$&'()*+,;=", c) != NULL);
+    return is_alpha(c) || http_is_digit(c) || (c != '\0' && strchr("-._~%!$&'()*+,;=", c) != NULL);
 }
 
 /* The bytes that can appear in uri-host [":" port], IP literals included. */
@@ -224,7 +150,7 @@ static bool valid_host(const char *s, size_t n)
     if (s[i++] != ':')
         return false;
     for (; i < n; i++) {
-        if (!is_digit(s[i]))
+        if (!http_is_digit(s[i]))
             return false;
     }
     return true;
@@ -276,10 +202,10 @@ static int parse_target(parse_ctx_t *c, const char **pp)
         if (ch == '\r')
             return fail(req, 400,
                         st == T_START ? "missing request-target" : "missing HTTP-version");
-        if (!is_vchar(ch)) {
+        if (!http_is_vchar(ch)) {
             if (ch == '\n')
                 return fail(req, 400, "bare LF");
-            if (st == T_START && is_ows(ch))
+            if (st == T_START && http_is_ows(ch))
                 return fail(req, 400, "extra whitespace in the request-line");
             return fail(req, 400, "malformed request-target");
         }
@@ -376,7 +302,7 @@ static int parse_request_line(parse_ctx_t *c, const char **pp)
 
     /* method SP */
     const char *m = p;
-    while (p < end && is_tchar(*p))
+    while (p < end && http_is_tchar(*p))
         p++;
     if (p == end)
         return MORE;
@@ -396,13 +322,13 @@ static int parse_request_line(parse_ctx_t *c, const char **pp)
 
     /* HTTP-version CRLF, checked byte by byte so garbage is refused early. */
     const char *v = p;
-    if (p < end && is_ows(*p))
+    if (p < end && http_is_ows(*p))
         return fail(req, 400, "extra whitespace in the request-line");
     for (size_t i = 0; i < 10; i++, p++) {
         if (p == end)
             return MORE;
         char want = i < 5 ? version[i] : i == 6 ? '.' : i == 8 ? '\r' : i == 9 ? '\n' : 0;
-        if (want == 0 ? is_digit(*p) : *p == want) {
+        if (want == 0 ? http_is_digit(*p) : *p == want) {
             if (i == 7 && (v[5] != '1' || (v[7] != '0' && v[7] != '1')))
                 return fail(req, 505, "unsupported HTTP version");
             continue;
@@ -460,13 +386,13 @@ static int on_field_name(parse_ctx_t *c, const char *name, size_t len)
  */
 static int content_length_byte(http_request_t *req, char ch, size_t *digits, bool *after)
 {
-    if (is_ows(ch)) {
+    if (http_is_ows(ch)) {
         *after = true;
         return 0;
     }
-    if (!is_digit(ch) || *after)
+    if (!http_is_digit(ch) || *after)
         return fail(req, 400, "invalid Content-Length");
-    if (++*digits > HTTP_MAX_CL_DIGITS)
+    if (++*digits > HTTP_MAX_DIGITS)
         return fail(req, 400, "Content-Length too long");
     return 0;
 }
@@ -477,9 +403,7 @@ static int on_content_length(parse_ctx_t *c, const char *value, size_t digits)
     http_request_t *req = c->req;
     if (digits == 0)
         return fail(req, 400, "empty Content-Length");
-    int64_t n = 0;
-    for (size_t i = 0; i < digits; i++)
-        n = n * 10 + (value[i] - '0');
+    int64_t n = http_parse_digits(value, digits);
     if ((uint64_t)n > c->lim->max_body)
         return fail(req, 413, "Content-Length over the body limit");
     req->content_length = n;
@@ -496,29 +420,15 @@ static int on_transfer_encoding(parse_ctx_t *c, const http_header_t *h)
     http_request_t *req = c->req;
     bool any = false, unknown = false, not_last = false;
     const char *p = h->value, *end = h->value + h->value_len;
-    while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
-            p++;
-        if (p == end)
-            break;
-        const char *name = p;
-        while (p < end && is_tchar(*p))
-            p++;
-        if (p == name)
+    http_list_item_t it;
+    while (http_list_next(&p, end, &it)) {
+        if (it.token_len == 0 || it.rest == HTTP_LIST_OTHER)
             return fail(req, 400, "malformed Transfer-Encoding");
-        size_t name_len = (size_t)(p - name);
-        while (p < end && is_ows(*p))
-            p++;
-        bool params = p < end && *p == ';';
-        if (p < end && *p != ',' && *p != ';')
-            return fail(req, 400, "malformed Transfer-Encoding");
-        /* Parameters of an unknown coding are not looked into: it is refused. */
-        while (p < end && *p != ',')
-            p++;
         if (req->chunked)
             not_last = true;
         any = true;
-        if (!params && http_token_eq(name, name_len, "chunked")) {
+        /* Parameters of an unknown coding are not looked into: it is refused. */
+        if (it.rest == HTTP_LIST_BARE && http_token_eq(it.token, it.token_len, "chunked")) {
             req->chunked = true;
         } else {
             req->chunked = false;
@@ -542,21 +452,12 @@ static int on_transfer_encoding(parse_ctx_t *c, const http_header_t *h)
 static void on_connection(parse_ctx_t *c, const http_header_t *h)
 {
     const char *p = h->value, *end = h->value + h->value_len;
-    while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
-            p++;
-        const char *tok = p;
-        while (p < end && is_tchar(*p))
-            p++;
-        size_t n = (size_t)(p - tok);
-        while (p < end && is_ows(*p))
-            p++;
-        if (http_token_eq(tok, n, "close"))
+    http_list_item_t it;
+    while (http_list_next(&p, end, &it)) {
+        if (http_token_eq(it.token, it.token_len, "close"))
             c->conn_close = true;
-        else if ((p == end || *p == ',') && http_token_eq(tok, n, "keep-alive"))
+        else if (it.rest == HTTP_LIST_BARE && http_token_eq(it.token, it.token_len, "keep-alive"))
             c->conn_keep_alive = true;
-        while (p < end && *p != ',')
-            p++;
     }
 }
 
@@ -605,18 +506,18 @@ static int parse_fields(parse_ctx_t *c, const char **pp)
         }
         if (*p == '\n')
             return fail(req, 400, "bare LF");
-        if (is_ows(*p))
+        if (http_is_ows(*p))
             return fail(req, 400,
                         req->num_headers ? "obs-fold" : "whitespace before the first field");
         if (req->num_headers == HTTP_MAX_HEADERS)
             return fail(req, 431, "too many header fields");
 
         const char *name = p;
-        while (p < end && is_tchar(*p))
+        while (p < end && http_is_tchar(*p))
             p++;
         if (p == end)
             return MORE;
-        if (is_ows(*p))
+        if (http_is_ows(*p))
             return fail(req, 400, "whitespace between field name and colon");
         if (*p == '\n')
             return fail(req, 400, "bare LF");
@@ -630,20 +531,20 @@ static int parse_fields(parse_ctx_t *c, const char **pp)
             return kind;
         p++;
 
-        while (p < end && is_ows(*p))
+        while (p < end && http_is_ows(*p))
             p++;
         const char *value = p, *value_end = p;
         size_t digits = 0;
         bool after = false;
         for (; p < end && *p != '\r'; p++) {
-            if (!is_field_char(*p))
+            if (!http_is_field_char(*p))
                 return fail(req, 400, *p == '\n' ? "bare LF" : "control character in field value");
             if (kind == F_CONTENT_LENGTH) {
                 int r = content_length_byte(req, *p, &digits, &after);
                 if (r < 0)
                     return r;
             }
-            if (!is_ows(*p))
+            if (!http_is_ows(*p))
                 value_end = p + 1;
         }
         if (p == end)

@@ -12,6 +12,7 @@
  * a close nor an application request of it is outstanding.
  */
 #include "http.h"
+#include "core.h"
 #include "log.h"
 #include "met.h"
 
@@ -25,8 +26,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 #define RECV_BGID 1
 #define RECV_NBUFS 1024 /* x RECV_BUFSZ = 4 MiB of receive buffers per reactor */
 #define RECV_BUFSZ 4096
@@ -37,7 +36,7 @@
 /* What a connection holds while a request is in progress. */
 typedef struct http_txn {
     http_request_t req;
-    http_chunked_t chunked;
+    http_body_t body; /* the body reader; body.len bytes of body at in + head_len */
     struct http_txn *next_free;
     union {
         max_align_t align;
@@ -59,8 +58,6 @@ struct http_conn {
     size_t in_cap;         /* bytes allocated (counted in the server's budget) */
     size_t head_len;       /* length of the current request's head; 0 until parsed */
     const char *parsed_at; /* `in` when the head was parsed (its views point there) */
-    size_t body_len;       /* body bytes (decoded, for chunked) at in + head_len */
-    size_t raw_off;        /* chunked: where undecoded bytes start */
     http_txn_t *txn;       /* NULL when no request is in progress */
     char *out;             /* response being sent */
     size_t out_len;
@@ -71,10 +68,8 @@ struct http_conn {
     bool lingering;   /* response sent, write side shut, discarding input */
     bool peer_eof;    /* the peer closed its write side or the socket failed */
     bool paused;      /* recv cancelled because enough input is buffered */
-    bool head_timer;
-    bool overflow;
-        /* pipelined bytes were dropped: close after the response */ /* the header deadline of the
-                                                                        current request is set */
+    bool head_timer;  /* the header deadline of the current request is set */
+    bool overflow;    /* pipelined bytes were dropped: close after the response */
     bool fd_closed;
 };
 
@@ -111,9 +106,7 @@ static http_txn_t *txn_get(http_server_t *s)
         s->txn_free = t->next_free;
         s->txn_free_len--;
     } else {
-        t = malloc(sizeof(*t));
-        if (t == NULL)
-            abort();
+        t = xmalloc(sizeof(*t));
     }
     memset(&t->req, 0, sizeof(t->req));
     return t;
@@ -142,17 +135,12 @@ static void inbuf_release(http_conn_t *c)
 static bool inbuf_reserve(http_conn_t *c, size_t more)
 {
     http_server_t *s = c->srv;
-    size_t need = c->in_len + more;
-    if (need <= c->in_cap)
+    if (c->in_len + more <= c->in_cap)
         return true;
-    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
-    while (cap < need)
-        cap *= 2;
+    size_t cap = http_buf_grow(c->in_cap, c->in_len + more, INBUF_MIN);
     if (s->buffered - c->in_cap + cap > s->opt.buffer_budget)
         return false;
-    char *p = realloc(c->in, cap);
-    if (p == NULL)
-        abort();
+    char *p = xrealloc(c->in, cap);
     s->buffered = s->buffered - c->in_cap + cap;
     c->in = p;
     c->in_cap = cap;
@@ -300,15 +288,16 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
         close = true;
     c->dispatched = false;
 
-    /* Release the request: its bytes leave the buffer, pipelined ones move down. */
-    size_t used = c->head_len + c->body_len;
-    if (c->txn != NULL && c->head_len > 0 && c->txn->req.chunked)
-        used = c->raw_off; /* after decoding, raw_off marks the next request */
+    /*
+     * Release the request: its bytes leave the buffer, pipelined ones move
+     * down. The body reader left the (decoded) body right after the head.
+     */
+    size_t used = c->head_len > 0 ? c->head_len + c->txn->body.len : 0;
     if (used > 0 && used <= c->in_len) {
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= used;
     }
-    c->head_len = c->body_len = c->raw_off = 0;
+    c->head_len = 0;
     c->head_timer = false;
     if (c->txn != NULL) {
         txn_put(s, c->txn);
@@ -330,9 +319,7 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
                      close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof(head))
         abort(); /* our own headers only: a bug */
-    c->out = malloc((size_t)n + len);
-    if (c->out == NULL)
-        abort();
+    c->out = xmalloc((size_t)n + len);
     memcpy(c->out, head, (size_t)n);
     if (len > 0)
         memcpy(c->out + n, body, len);
@@ -486,10 +473,10 @@ static void conn_process(http_conn_t *c)
         }
         c->head_len = (size_t)r;
         c->parsed_at = c->in;
-        c->body_len = 0;
-        c->raw_off = c->head_len;
-        if (req->chunked)
-            http_chunked_init(&c->txn->chunked, s->opt.limits.max_body);
+        /* A request without Content-Length or chunked has no body (RFC 9112 6.3). */
+        uint64_t length = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+        http_body_init(&c->txn->body, req->chunked ? HTTP_BODY_CHUNKED : HTTP_BODY_LENGTH, length,
+                       s->opt.limits.max_body);
         rx_timer_start(s->loop, &c->timer, s->opt.body_timeout_ms, on_timer);
         if (req->expect_continue && c->in_len == c->head_len) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -499,39 +486,20 @@ static void conn_process(http_conn_t *c)
         }
     }
 
-    bool complete = false;
-    if (req->chunked) {
-        size_t raw = c->in_len - c->raw_off;
-        size_t len = raw;
-        char *at = c->in + c->head_len + c->body_len;
-        /* Move the undecoded bytes next to the decoded body, then decode in place. */
-        if (at != c->in + c->raw_off)
-            memmove(at, c->in + c->raw_off, raw);
-        long r = http_chunked_decode(&c->txn->chunked, at, &len);
-        if (r == -EBADMSG) {
-            respond_error(c, 400, "malformed chunked body");
-            return;
-        }
-        if (r == -EMSGSIZE) {
-            respond_error(c, 413, "body too large");
-            return;
-        }
-        c->body_len += len;
-        if (r >= 0) {
-            complete = true;
-            c->raw_off = c->head_len + c->body_len;
-            c->in_len = c->raw_off + (size_t)r; /* the next request follows the body */
-        } else {
-            c->raw_off = c->head_len + c->body_len;
-            c->in_len = c->raw_off;
-        }
-    } else {
-        size_t want = req->content_length > 0 ? (size_t)req->content_length : 0;
-        if (c->in_len - c->head_len >= want) {
-            c->body_len = want;
-            complete = true;
-        }
+    http_body_t *body = &c->txn->body;
+    size_t avail = c->in_len - c->head_len;
+    long rest = http_body_read(body, c->in + c->head_len, &avail);
+    if (rest == -EBADMSG) {
+        respond_error(c, 400, "malformed chunked body");
+        return;
     }
+    if (rest == -EMSGSIZE) {
+        respond_error(c, 413, "body too large");
+        return;
+    }
+    /* Chunked framing removed shrinks the input; what follows the body is the next request. */
+    c->in_len = c->head_len + avail;
+    bool complete = rest >= 0;
     if (!complete) {
         if (c->peer_eof)
             conn_close(c);
@@ -539,7 +507,7 @@ static void conn_process(http_conn_t *c)
     }
     rx_timer_stop(s->loop, &c->timer);
     /* Keep reading pipelined bytes only up to one more head's worth. */
-    if (c->in_len > c->head_len + c->body_len + s->opt.limits.max_head)
+    if (c->in_len > c->head_len + body->len + s->opt.limits.max_head)
         conn_pause(c);
     /* Room for a few pipelined bytes, since the buffer must not move from here on. */
     inbuf_reserve(c, 2 * RECV_BUFSZ);
@@ -555,7 +523,7 @@ static void conn_process(http_conn_t *c)
         c->parsed_at = c->in;
     }
     c->dispatched = true;
-    s->opt.on_request(s, c, req, c->in + c->head_len, c->body_len);
+    s->opt.on_request(s, c, req, c->in + c->head_len, body->len);
 }
 
 /* ---- accepting ---- */
@@ -575,9 +543,7 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         } else {
             int one = 1;
             setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-            http_conn_t *c = calloc(1, sizeof(*c));
-            if (c == NULL)
-                abort();
+            http_conn_t *c = xcalloc(1, sizeof(*c));
             c->srv = s;
             c->fd = res;
             c->id = ++s->next_id;
@@ -607,9 +573,7 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 
 http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_options_t *opt, int *err)
 {
-    http_server_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    http_server_t *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->opt = *opt;
     s->lfd = fd;

@@ -16,9 +16,11 @@
  * the request copy. A connection is freed only when it is closed, nothing
  * of it is in flight and no handler of it is on the stack (refs).
  */
-#include "http.h"
 #include "httpc.h"
+#include "core.h"
+#include "httpc_parse.h"
 #include "log.h"
+#include "met.h"
 #include "tls.h"
 
 #include <assert.h>
@@ -32,8 +34,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 #define DEF_MAX_CONNS 8
 #define DEF_MAX_QUEUE 1024
 #define DEF_MAX_RESPONSE (1u << 20)
@@ -43,14 +43,6 @@
 #define MAX_ADDRS 4    /* resolved addresses kept and tried in turn */
 #define INBUF_MIN 4096 /* first response buffer */
 #define RECV_MIN 4096  /* free bytes a plain recv is given at least */
-#define MAX_HOST 253
-
-enum body_mode {
-    BODY_NONE,    /* HEAD, 204, 304 */
-    BODY_LENGTH,  /* Content-Length */
-    BODY_CHUNKED, /* Transfer-Encoding: chunked */
-    BODY_EOF,     /* neither: the body ends with the connection */
-};
 
 enum conn_state {
     CS_CONNECTING, /* TCP connect in flight */
@@ -64,7 +56,7 @@ typedef struct httpc_conn httpc_conn_t;
 
 struct httpc_conn {
     httpc_pool_t *pool;
-    httpc_conn_t *prev, *next; /* all connections of the pool, closing ones too */
+    core_qlink_t link; /* in the pool's conns, closing ones too */
     uint64_t id;               /* for log lines */
     int fd;                    /* -1 when none */
     enum conn_state state;
@@ -91,11 +83,8 @@ struct httpc_conn {
     size_t in_cap;   /* bytes allocated */
     size_t recv_off; /* plain: where the recv in flight writes */
     httpc_head_t head;
-    size_t head_len; /* 0 until the head is parsed */
-    size_t body_len; /* body bytes at in + head_len (decoded if chunked) */
-    size_t raw_off;  /* chunked: where undecoded bytes start */
-    http_chunked_t chunked;
-    enum body_mode body;
+    size_t head_len;  /* 0 until the head is parsed */
+    http_body_t body; /* framing and progress; body.len bytes at in + head_len */
     bool head_done;
     bool is_head;   /* the request was a HEAD: no body follows */
     bool got_bytes; /* some byte of the response arrived */
@@ -104,19 +93,20 @@ struct httpc_conn {
 struct httpc_pool {
     rx_loop_t *loop;
     httpc_options_t opt; /* with defaults filled in; url not kept */
-    bool use_tls;
-    uint16_t port;
-    char host[MAX_HOST + 1];      /* for DNS, SNI and the certificate check */
-    char host_hdr[MAX_HOST + 10]; /* Host header value */
-    char origin[MAX_HOST + 20];   /* "https://host:port", for log lines */
+    httpc_url_t url;     /* the origin, parsed */
     struct sockaddr_storage addrs[MAX_ADDRS];
     socklen_t addr_lens[MAX_ADDRS];
     unsigned naddrs;
     unsigned addr_cur; /* where new connections start: the last one that worked */
-    httpc_conn_t *conns;
+    /*
+     * All connections, newest first. At most max_conns live ones (plus a
+     * few closing), so unlinking by a walk costs nothing worth a second
+     * pointer per connection.
+     */
+    core_queue_t conns;
     unsigned nconns; /* allocated, closing ones included */
     unsigned nlive;  /* not closing: counted against max_conns */
-    httpc_req_t *qhead, *qtail;
+    core_queue_t queue; /* of httpc_req_t, by link: waiting for a connection */
     unsigned qlen;
     rx_defer_t defer; /* dispatches the queue; frees the pool when freeing */
     httpc_stats_t stats;
@@ -142,53 +132,47 @@ static void kick(httpc_pool_t *p)
 
 static void q_push_back(httpc_pool_t *p, httpc_req_t *req)
 {
-    req->next = NULL;
-    if (p->qtail != NULL)
-        p->qtail->next = req;
-    else
-        p->qhead = req;
-    p->qtail = req;
+    core_queue_push(&p->queue, &req->link);
     p->qlen++;
 }
 
 static void q_push_front(httpc_pool_t *p, httpc_req_t *req)
 {
-    req->next = p->qhead;
-    p->qhead = req;
-    if (p->qtail == NULL)
-        p->qtail = req;
+    core_queue_push_head(&p->queue, &req->link);
     p->qlen++;
 }
 
 static httpc_req_t *q_pop(httpc_pool_t *p)
 {
-    httpc_req_t *req = p->qhead;
-    if (req == NULL)
+    core_qlink_t *l = core_queue_pop(&p->queue);
+    if (l == NULL)
         return NULL;
-    p->qhead = req->next;
-    if (p->qhead == NULL)
-        p->qtail = NULL;
-    req->next = NULL;
     p->qlen--;
-    return req;
+    return container_of(l, httpc_req_t, link);
+}
+
+/* Unlinks `l` from `q` by a walk; false when it is not there. */
+static bool queue_unlink(core_queue_t *q, core_qlink_t *l)
+{
+    for (core_qlink_t *prev = NULL, *at = q->head; at != NULL; prev = at, at = at->next) {
+        if (at == l) {
+            core_queue_remove_after(q, prev, l);
+            return true;
+        }
+    }
+    return false;
 }
 
 static void q_remove(httpc_pool_t *p, httpc_req_t *req)
 {
-    httpc_req_t *prev = NULL;
-    for (httpc_req_t *r = p->qhead; r != NULL; prev = r, r = r->next) {
-        if (r != req)
-            continue;
-        if (prev != NULL)
-            prev->next = r->next;
-        else
-            p->qhead = r->next;
-        if (p->qtail == r)
-            p->qtail = prev;
-        r->next = NULL;
+    if (queue_unlink(&p->queue, &req->link))
         p->qlen--;
-        return;
-    }
+}
+
+/* The connection at link `l` of the pool's list; NULL for NULL. */
+static httpc_conn_t *conn_at(core_qlink_t *l)
+{
+    return l != NULL ? container_of(l, httpc_conn_t, link) : NULL;
 }
 
 /* Completes a request: the callback runs last; `req` is the caller's again afterwards. */
@@ -214,7 +198,7 @@ static void on_req_timer(rx_loop_t *loop, rx_timer_t *t)
     uint32_t ms = req->timeout_ms ? req->timeout_ms : DEF_REQUEST_TIMEOUT_MS;
     if (c == NULL) {
         q_remove(p, req);
-        log_warn("httpc_timeout", "%s: no connection within %u ms", p->origin, ms);
+        log_warn("httpc_timeout", "%s: no connection within %u ms", p->url.origin, ms);
         req_finish(p, req, -ETIMEDOUT, NULL);
         return;
     }
@@ -222,7 +206,7 @@ static void on_req_timer(rx_loop_t *loop, rx_timer_t *t)
     conn_hold(c);
     c->req = NULL;
     req->conn = NULL;
-    log_warn("httpc_timeout", "%s conn=%llu: no complete response within %u ms", p->origin,
+    log_warn("httpc_timeout", "%s conn=%llu: no complete response within %u ms", p->url.origin,
              (unsigned long long)c->id, ms);
     conn_close(c);
     req_finish(p, req, -ETIMEDOUT, NULL);
@@ -253,12 +237,7 @@ static void conn_maybe_free(httpc_conn_t *c)
     tls_conn_free(c->tls);
     free(c->in);
     free(c->out);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        p->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    queue_unlink(&p->conns, &c->link);
     p->nconns--;
     free(c);
     if (p->freeing && p->nconns == 0)
@@ -275,7 +254,7 @@ static void conn_close(httpc_conn_t *c)
     c->closing = true;
     c->state = CS_CLOSING;
     p->nlive--;
-    p->stats.open--;
+    met_self()->botapi_connections_open--;
     rx_timer_stop(p->loop, &c->timer);
     rx_cancel(p->loop, &c->connect_op);
     rx_cancel(p->loop, &c->recv_op);
@@ -302,7 +281,7 @@ static void conn_fail(httpc_conn_t *c, int err)
     if (req == NULL)
         return;
     if (retry) {
-        log_debug("httpc_retry", "%s conn=%llu: closed by the server, sending again", p->origin,
+        log_debug("httpc_retry", "%s conn=%llu: closed by the server, sending again", p->url.origin,
                   (unsigned long long)c->id);
         req->retried = true;
         p->stats.retries++;
@@ -319,13 +298,13 @@ static void on_conn_timer(rx_loop_t *loop, rx_timer_t *t)
     httpc_pool_t *p = c->pool;
     conn_hold(c);
     if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE) {
-        log_warn("httpc_connect_timeout", "%s conn=%llu: %s not done within %u ms", p->origin,
+        log_warn("httpc_connect_timeout", "%s conn=%llu: %s not done within %u ms", p->url.origin,
                  (unsigned long long)c->id,
                  c->state == CS_CONNECTING ? "TCP connect" : "TLS handshake",
                  p->opt.connect_timeout_ms);
         conn_fail(c, -ETIMEDOUT);
     } else if (c->state == CS_IDLE) {
-        log_debug("httpc_idle_close", "%s conn=%llu: idle", p->origin, (unsigned long long)c->id);
+        log_debug("httpc_idle_close", "%s conn=%llu: idle", p->url.origin, (unsigned long long)c->id);
         conn_close(c);
     }
     conn_release(c);
@@ -337,7 +316,8 @@ static void conn_idle(httpc_conn_t *c)
     httpc_pool_t *p = c->pool;
     c->state = CS_IDLE;
     c->head_done = false;
-    c->head_len = c->body_len = c->raw_off = 0;
+    c->head_len = 0;
+    c->body.len = 0;
     c->in_len = 0;
     if (c->tls != NULL) {
         /* Plaintext is copied in, never received into: the buffer can go. */
@@ -357,25 +337,24 @@ static void conn_begin(httpc_conn_t *c)
     rx_timer_stop(p->loop, &c->timer);
     c->state = CS_BUSY;
     c->head_done = false;
-    c->head_len = c->body_len = c->raw_off = 0;
+    c->head_len = 0;
+    c->body.len = 0;
     c->in_len = 0;
     c->got_bytes = false;
     c->is_head = strcmp(req->method, "HEAD") == 0;
 
     bool send_len = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
                     strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
-    size_t cap = strlen(req->method) + strlen(req->path) + strlen(p->host_hdr) +
+    size_t cap = strlen(req->method) + strlen(req->path) + strlen(p->url.host_hdr) +
                  (req->content_type ? strlen(req->content_type) : 0) + 128 + req->body_len;
     free(c->out);
-    c->out = malloc(cap);
-    if (c->out == NULL)
-        abort();
+    c->out = xmalloc(cap);
     char clen[48] = "";
     if (send_len)
         snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", req->body_len);
     int n =
         snprintf(c->out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s\r\n", req->method, req->path,
-                 p->host_hdr, req->content_type ? "Content-Type: " : "",
+                 p->url.host_hdr, req->content_type ? "Content-Type: " : "",
                  req->content_type ? req->content_type : "", req->content_type ? "\r\n" : "", clen);
     assert(n > 0 && (size_t)n + req->body_len <= cap);
     if (req->body_len > 0)
@@ -403,17 +382,12 @@ static bool in_reserve(httpc_conn_t *c, size_t more)
     size_t limit = HTTPC_MAX_HEAD + p->opt.max_response + 2 * RECV_MIN;
     if (more > limit - c->in_len)
         return false;
-    size_t need = c->in_len + more;
-    if (need <= c->in_cap)
+    if (c->in_len + more <= c->in_cap)
         return true;
-    size_t cap = c->in_cap ? c->in_cap : INBUF_MIN;
-    while (cap < need)
-        cap *= 2;
+    size_t cap = http_buf_grow(c->in_cap, c->in_len + more, INBUF_MIN);
     if (cap > limit)
         cap = limit;
-    char *q = realloc(c->in, cap);
-    if (q == NULL)
-        abort();
+    char *q = xrealloc(c->in, cap);
     c->in = q;
     c->in_cap = cap;
     return true;
@@ -469,21 +443,21 @@ static void response_done(httpc_conn_t *c, bool extra)
     httpc_response_t resp = {
         .status = c->head.status,
         .body = c->in + c->head_len,
-        .body_len = c->body_len,
+        .body_len = c->body.len,
         .retry_after = c->head.retry_after,
         .content_type = c->head.content_type,
         .content_type_len = c->head.content_type_len,
     };
-    if (c->body_len == 0)
+    if (c->body.len == 0)
         resp.body = "";
     /*
      * Reuse only a connection whose stream is in a known state: the whole
      * request was handed off, the body had a length, nothing followed it.
      */
-    bool reuse = c->head.keep_alive && c->body != BODY_EOF && !extra && c->out == NULL &&
+    bool reuse = c->head.keep_alive && c->body.mode != HTTP_BODY_EOF && !extra && c->out == NULL &&
                  !c->peer_eof && !p->freeing;
     if (extra)
-        log_debug("httpc_extra_bytes", "%s conn=%llu: bytes after the response, closing", p->origin,
+        log_debug("httpc_extra_bytes", "%s conn=%llu: bytes after the response, closing", p->url.origin,
                   (unsigned long long)c->id);
     c->req = NULL;
     c->served++;
@@ -498,14 +472,14 @@ static void response_done(httpc_conn_t *c, bool extra)
 
 static void protocol_error(httpc_conn_t *c, const char *why)
 {
-    log_warn("httpc_bad_response", "%s conn=%llu: %s", c->pool->origin, (unsigned long long)c->id,
+    log_warn("httpc_bad_response", "%s conn=%llu: %s", c->pool->url.origin, (unsigned long long)c->id,
              why);
     conn_fail(c, -EPROTO);
 }
 
 static void too_big(httpc_conn_t *c)
 {
-    log_warn("httpc_response_too_big", "%s conn=%llu: response over %zu bytes", c->pool->origin,
+    log_warn("httpc_response_too_big", "%s conn=%llu: response over %zu bytes", c->pool->url.origin,
              (unsigned long long)c->id, c->pool->opt.max_response);
     conn_fail(c, -EMSGSIZE);
 }
@@ -540,70 +514,31 @@ static void process_input(httpc_conn_t *c)
         }
         c->head_done = true;
         c->head_len = (size_t)r;
-        c->raw_off = c->head_len;
-        c->body_len = 0;
-        if (c->is_head || c->head.status == 204 || c->head.status == 304) {
-            c->body = BODY_NONE;
-        } else if (c->head.chunked) {
-            c->body = BODY_CHUNKED;
-            http_chunked_init(&c->chunked, p->opt.max_response);
-        } else if (c->head.content_length >= 0) {
-            if ((uint64_t)c->head.content_length > p->opt.max_response) {
-                too_big(c);
-                return;
-            }
-            c->body = BODY_LENGTH;
-        } else {
-            c->body = BODY_EOF;
-        }
+        http_body_mode_t mode = HTTP_BODY_EOF;
+        if (c->is_head || c->head.status == 204 || c->head.status == 304)
+            mode = HTTP_BODY_NONE;
+        else if (c->head.chunked)
+            mode = HTTP_BODY_CHUNKED;
+        else if (c->head.content_length >= 0)
+            mode = HTTP_BODY_LENGTH;
+        uint64_t length = c->head.content_length > 0 ? (uint64_t)c->head.content_length : 0;
+        http_body_init(&c->body, mode, length, p->opt.max_response);
     }
 
-    size_t have = c->in_len - c->head_len;
-    switch (c->body) {
-    case BODY_NONE:
-        c->body_len = 0;
-        response_done(c, have > 0);
-        return;
-    case BODY_LENGTH: {
-        size_t want = (size_t)c->head.content_length;
-        if (have >= want) {
-            c->body_len = want;
-            response_done(c, have > want);
-        }
+    size_t avail = c->in_len - c->head_len;
+    long rest = http_body_read(&c->body, c->in + c->head_len, &avail);
+    if (rest == -EBADMSG) {
+        protocol_error(c, "malformed chunked body");
         return;
     }
-    case BODY_CHUNKED: {
-        size_t raw = c->in_len - c->raw_off;
-        size_t len = raw;
-        char *at = c->in + c->head_len + c->body_len;
-        /* Move undecoded bytes next to the decoded body, then decode in place. */
-        if (at != c->in + c->raw_off)
-            memmove(at, c->in + c->raw_off, raw);
-        long r = http_chunked_decode(&c->chunked, at, &len);
-        if (r == -EBADMSG) {
-            protocol_error(c, "malformed chunked body");
-            return;
-        }
-        if (r == -EMSGSIZE) {
-            too_big(c);
-            return;
-        }
-        c->body_len += len;
-        c->raw_off = c->head_len + c->body_len;
-        if (r >= 0) {
-            c->in_len = c->raw_off + (size_t)r;
-            response_done(c, r > 0);
-        } else {
-            c->in_len = c->raw_off;
-        }
+    if (rest == -EMSGSIZE) {
+        too_big(c);
         return;
     }
-    case BODY_EOF:
-        c->body_len = have;
-        if (have > p->opt.max_response)
-            too_big(c);
-        return;
-    }
+    /* Chunked framing removed shrinks the input. */
+    c->in_len = c->head_len + avail;
+    if (rest >= 0)
+        response_done(c, rest > 0);
 }
 
 /* The transport reached EOF (res == 0) or failed (res < 0). */
@@ -613,18 +548,18 @@ static void transport_eof(httpc_conn_t *c, int res)
     c->peer_eof = true;
     if (c->req == NULL) {
         /* An idle connection the server closed: expected, and now noticed early. */
-        log_debug("httpc_peer_closed", "%s conn=%llu: closed while idle", p->origin,
+        log_debug("httpc_peer_closed", "%s conn=%llu: closed while idle", p->url.origin,
                   (unsigned long long)c->id);
         conn_close(c);
         return;
     }
     if (c->state == CS_HANDSHAKE) {
         log_warn("tls_handshake_eof", "%s conn=%llu: connection %s during the TLS handshake",
-                 p->origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
+                 p->url.origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
         conn_fail(c, -ECONNRESET);
         return;
     }
-    if (c->head_done && c->body == BODY_EOF && res == 0) {
+    if (c->head_done && c->body.mode == HTTP_BODY_EOF && res == 0) {
         if (c->tls == NULL) {
             response_done(c, false);
             return;
@@ -633,10 +568,10 @@ static void transport_eof(httpc_conn_t *c, int res)
         log_warn("tls_truncated",
                  "%s conn=%llu: EOF without close_notify before the end of "
                  "the response",
-                 p->origin, (unsigned long long)c->id);
+                 p->url.origin, (unsigned long long)c->id);
     } else if (c->got_bytes) {
         log_warn("httpc_truncated", "%s conn=%llu: connection %s before the end of the response",
-                 p->origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
+                 p->url.origin, (unsigned long long)c->id, res == 0 ? "closed" : strerror(-res));
     }
     conn_fail(c, -ECONNRESET);
 }
@@ -649,7 +584,7 @@ static void tls_closed(httpc_conn_t *c)
     int err = tls_conn_error(c->tls);
     if (err == 0) {
         /* close_notify from the server. */
-        if (c->req != NULL && c->state == CS_BUSY && c->head_done && c->body == BODY_EOF) {
+        if (c->req != NULL && c->state == CS_BUSY && c->head_done && c->body.mode == HTTP_BODY_EOF) {
             c->peer_eof = true;
             response_done(c, false);
         } else if (c->req != NULL) {
@@ -662,12 +597,12 @@ static void tls_closed(httpc_conn_t *c)
     char msg[200];
     tls_strerror(err, msg, sizeof(msg));
     if (!tls_conn_ready(c->tls)) {
-        p->stats.tls_failures++;
-        log_error("tls_handshake_failed", "%s conn=%llu host=%s: %s", p->origin,
-                  (unsigned long long)c->id, p->host, msg);
+        met_self()->tls_failures++;
+        log_error("tls_handshake_failed", "%s conn=%llu host=%s: %s", p->url.origin,
+                  (unsigned long long)c->id, p->url.host, msg);
         conn_fail(c, -EKEYREJECTED);
     } else {
-        log_warn("tls_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id, msg);
+        log_warn("tls_failed", "%s conn=%llu: %s", p->url.origin, (unsigned long long)c->id, msg);
         conn_fail(c, -ECONNRESET);
     }
 }
@@ -690,10 +625,10 @@ static void tls_pump(httpc_conn_t *c)
         }
         if (c->state == CS_HANDSHAKE && tls_conn_ready(c->tls)) {
             if (tls_conn_resumed(c->tls))
-                p->stats.handshakes_resumed++;
+                met_self()->tls_handshakes_resumed++;
             else
-                p->stats.handshakes_full++;
-            log_debug("tls_handshake_done", "%s conn=%llu: %s handshake", p->origin,
+                met_self()->tls_handshakes_full++;
+            log_debug("tls_handshake_done", "%s conn=%llu: %s handshake", p->url.origin,
                       (unsigned long long)c->id, tls_conn_resumed(c->tls) ? "resumed" : "full");
             conn_ready(c);
             continue;
@@ -719,7 +654,7 @@ static void tls_pump(httpc_conn_t *c)
             size_t len;
             unsigned char *w = tls_conn_recvapp_buf(c->tls, &len);
             if (c->req == NULL) {
-                log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", p->origin,
+                log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", p->url.origin,
                           (unsigned long long)c->id);
                 conn_close(c);
                 return;
@@ -776,7 +711,7 @@ static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         memmove(c->in + c->in_len, c->in + c->recv_off, (size_t)res);
     c->in_len += (size_t)res;
     if (c->req == NULL) {
-        log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", c->pool->origin,
+        log_debug("httpc_unsolicited", "%s conn=%llu: data without a request", c->pool->url.origin,
                   (unsigned long long)c->id);
         conn_close(c);
         goto out;
@@ -795,7 +730,7 @@ static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
     if (c->closing)
         goto out;
     if (res <= 0) {
-        log_debug("httpc_send_failed", "%s conn=%llu: %s", c->pool->origin,
+        log_debug("httpc_send_failed", "%s conn=%llu: %s", c->pool->url.origin,
                   (unsigned long long)c->id, res == 0 ? "nothing sent" : strerror(-res));
         c->peer_eof = true;
         conn_fail(c, -ECONNRESET);
@@ -844,28 +779,28 @@ static void on_connect(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         close(c->fd);
         c->fd = -1;
         if (++c->addr_tries < p->naddrs) {
-            log_debug("httpc_connect_next", "%s conn=%llu: %s, trying the next address", p->origin,
+            log_debug("httpc_connect_next", "%s conn=%llu: %s, trying the next address", p->url.origin,
                       (unsigned long long)c->id, strerror(-res));
             c->addr_idx = (c->addr_idx + 1) % p->naddrs;
             conn_connect(c);
             goto out;
         }
-        log_warn("httpc_connect_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id,
+        log_warn("httpc_connect_failed", "%s conn=%llu: %s", p->url.origin, (unsigned long long)c->id,
                  strerror(-res));
         conn_fail(c, connect_error(res));
         goto out;
     }
     p->addr_cur = c->addr_idx;
     p->stats.connects++;
-    if (!p->use_tls) {
+    if (!p->url.tls) {
         conn_ready(c);
         conn_io(c);
         goto out;
     }
     int err;
-    c->tls = tls_conn_new(p->opt.tls, p->host, p->port, &err);
+    c->tls = tls_conn_new(p->opt.tls, p->url.host, p->url.port, &err);
     if (c->tls == NULL) {
-        log_error("tls_start_failed", "%s conn=%llu: %s", p->origin, (unsigned long long)c->id,
+        log_error("tls_start_failed", "%s conn=%llu: %s", p->url.origin, (unsigned long long)c->id,
                   strerror(-err));
         conn_fail(c, -ECONNRESET);
         goto out;
@@ -883,7 +818,7 @@ static void conn_connect(httpc_conn_t *c)
     c->fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         int e = errno;
-        log_error("httpc_socket_failed", "%s: socket: %s", p->origin, strerror(e));
+        log_error("httpc_socket_failed", "%s: socket: %s", p->url.origin, strerror(e));
         conn_fail(c, -ECONNREFUSED);
         return;
     }
@@ -896,22 +831,17 @@ static void conn_connect(httpc_conn_t *c)
 /* Opens a connection for `req`, which fails with the connection's error if it cannot be made. */
 static void conn_open(httpc_pool_t *p, httpc_req_t *req)
 {
-    httpc_conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        abort();
+    httpc_conn_t *c = xcalloc(1, sizeof(*c));
     c->pool = p;
     c->id = ++p->next_id;
     c->fd = -1;
     c->connect_op.cb = on_connect;
     c->recv_op.cb = on_recv;
     c->send_op.cb = on_send;
-    c->next = p->conns;
-    if (p->conns != NULL)
-        p->conns->prev = c;
-    p->conns = c;
+    core_queue_push_head(&p->conns, &c->link);
     p->nconns++;
     p->nlive++;
-    p->stats.open++;
+    met_self()->botapi_connections_open++;
     c->state = CS_CONNECTING;
     c->addr_idx = p->addr_cur;
     c->req = req;
@@ -932,9 +862,9 @@ static void on_defer(rx_loop_t *loop, rx_defer_t *d)
             free(p);
         return;
     }
-    while (p->qhead != NULL && !p->freeing) {
+    while (!core_queue_empty(&p->queue) && !p->freeing) {
         httpc_conn_t *idle = NULL;
-        for (httpc_conn_t *c = p->conns; c != NULL; c = c->next) {
+        for (httpc_conn_t *c = conn_at(p->conns.head); c != NULL; c = conn_at(c->link.next)) {
             if (c->state == CS_IDLE) {
                 idle = c;
                 break;
@@ -961,9 +891,7 @@ static bool valid_token(const char *s)
     if (s == NULL || *s == '\0')
         return false;
     for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", ch) != NULL))
+        if (!http_is_tchar(*s))
             return false;
     }
     return true;
@@ -990,7 +918,7 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
         return -EINVAL;
     /* Requests an idle or not yet opened connection will take do not count as waiting. */
     unsigned free_slots = p->opt.max_conns - p->nlive;
-    for (httpc_conn_t *c = p->conns; c != NULL; c = c->next)
+    for (httpc_conn_t *c = conn_at(p->conns.head); c != NULL; c = conn_at(c->link.next))
         if (c->state == CS_IDLE)
             free_slots++;
     if (p->qlen >= p->opt.max_queue + free_slots)
@@ -1020,14 +948,14 @@ void httpc_pool_free(httpc_pool_t *p)
     httpc_req_t *req;
     while ((req = q_pop(p)) != NULL)
         req_finish(p, req, -ECANCELED, NULL);
-    for (httpc_conn_t *c = p->conns, *next; c != NULL; c = next) {
+    for (httpc_conn_t *c = conn_at(p->conns.head), *next; c != NULL; c = next) {
         conn_hold(c);
         req = c->req;
         c->req = NULL;
         conn_close(c);
         if (req != NULL)
             req_finish(p, req, -ECANCELED, NULL);
-        next = c->next;
+        next = conn_at(c->link.next);
         conn_release(c);
     }
     if (p->nconns == 0)
@@ -1036,94 +964,9 @@ void httpc_pool_free(httpc_pool_t *p)
 
 /* ---- creation ---- */
 
-static bool host_char(char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '.' || ch == '_';
-}
-
-/* Splits "scheme://host[:port][/]" into the pool's fields. Returns 0 or -EINVAL. */
-static int parse_url(httpc_pool_t *p, const char *url)
-{
-    const char *s;
-    if (url == NULL)
-        return -EINVAL;
-    if (strncmp(url, "https://", 8) == 0) {
-        p->use_tls = true;
-        p->port = 443;
-        s = url + 8;
-    } else if (strncmp(url, "http://", 7) == 0) {
-        p->use_tls = false;
-        p->port = 80;
-        s = url + 7;
-    } else {
-        return -EINVAL;
-    }
-    const char *h, *he;
-    bool v6 = false;
-    if (*s == '[') {
-        h = s + 1;
-        he = strchr(h, ']');
-        if (he == NULL || he == h)
-            return -EINVAL;
-        for (const char *q = h; q < he; q++)
-            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
-                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
-                return -EINVAL;
-        s = he + 1;
-        v6 = true;
-    } else {
-        h = s;
-        while (host_char(*s))
-            s++;
-        he = s;
-        if (he == h)
-            return -EINVAL;
-    }
-    if ((size_t)(he - h) > MAX_HOST)
-        return -EINVAL;
-    bool explicit_port = false;
-    if (*s == ':') {
-        s++;
-        unsigned long port = 0;
-        const char *ds = s;
-        while (*s >= '0' && *s <= '9' && s - ds < 6)
-            port = port * 10 + (unsigned long)(*s++ - '0');
-        if (s == ds || port == 0 || port > 65535)
-            return -EINVAL;
-        p->port = (uint16_t)port;
-        explicit_port = true;
-    }
-    if (*s == '/')
-        s++;
-    if (*s != '\0')
-        return -EINVAL;
-    memcpy(p->host, h, (size_t)(he - h));
-    p->host[he - h] = '\0';
-    if (p->use_tls) {
-        /* BearSSL checks DNS names only: an address literal could never verify. */
-        bool numeric = true;
-        for (const char *q = p->host; *q; q++)
-            numeric = numeric && ((*q >= '0' && *q <= '9') || *q == '.');
-        if (v6 || numeric)
-            return -EINVAL;
-    }
-    bool default_port = p->port == (p->use_tls ? 443 : 80);
-    snprintf(p->host_hdr, sizeof(p->host_hdr), "%s%s%s", v6 ? "[" : "", p->host, v6 ? "]" : "");
-    if (explicit_port && !default_port) {
-        size_t n = strlen(p->host_hdr);
-        snprintf(p->host_hdr + n, sizeof(p->host_hdr) - n, ":%u", (unsigned)p->port);
-    }
-    snprintf(p->origin, sizeof(p->origin), "%s://%s%s%s:%u", p->use_tls ? "https" : "http",
-             v6 ? "[" : "", p->host, v6 ? "]" : "", (unsigned)p->port);
-    return 0;
-}
-
 httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *err)
 {
-    httpc_pool_t *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        abort();
+    httpc_pool_t *p = xcalloc(1, sizeof(*p));
     p->loop = loop;
     p->opt = *opt;
     p->opt.url = NULL;
@@ -1138,8 +981,8 @@ httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *e
     if (p->opt.idle_timeout_ms == 0)
         p->opt.idle_timeout_ms = DEF_IDLE_TIMEOUT_MS;
 
-    int e = parse_url(p, opt->url);
-    if (e == 0 && p->use_tls && opt->tls == NULL)
+    int e = opt->url != NULL ? httpc_parse_url(opt->url, strlen(opt->url), &p->url) : -EINVAL;
+    if (e == 0 && p->url.tls && opt->tls == NULL)
         e = -EINVAL;
     if (e < 0) {
         /* The URL itself is not logged: a mistaken one might carry the bot token. */
@@ -1154,11 +997,11 @@ httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *e
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)p->port);
-    int g = getaddrinfo(p->host, port, &hints, &res);
+    snprintf(port, sizeof(port), "%u", (unsigned)p->url.port);
+    int g = getaddrinfo(p->url.host, port, &hints, &res);
     if (g != 0) {
         e = (g == EAI_NONAME || g == EAI_NODATA) ? -ENOENT : -EHOSTUNREACH;
-        log_error("httpc_resolve_failed", "%s: %s", p->origin, gai_strerror(g));
+        log_error("httpc_resolve_failed", "%s: %s", p->url.origin, gai_strerror(g));
         goto fail;
     }
     for (struct addrinfo *ai = res; ai != NULL && p->naddrs < MAX_ADDRS; ai = ai->ai_next) {
@@ -1171,7 +1014,7 @@ httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *e
     freeaddrinfo(res);
     if (p->naddrs == 0) {
         e = -ENOENT;
-        log_error("httpc_resolve_failed", "%s: no usable address", p->origin);
+        log_error("httpc_resolve_failed", "%s: no usable address", p->url.origin);
         goto fail;
     }
     return p;

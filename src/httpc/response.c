@@ -7,53 +7,16 @@
  * capped at HTTPC_MAX_HEAD bytes, so this stays cheap. Anything that could
  * make us and an intermediary disagree about where the body ends (bare LF,
  * obs-fold, repeated or odd Content-Length, Transfer-Encoding together with
- * Content-Length) is refused rather than guessed at.
+ * Content-Length) is refused rather than guessed at. Characters, fields,
+ * lists and digits are the shared lexer's (http1.h), the same as the
+ * server's request parser.
  */
-#include "httpc.h"
+#include "httpc_parse.h"
 
 #include <errno.h>
 #include <string.h>
 
 #define RETRY_AFTER_MAX 1000000000 /* seconds; a larger value is capped, not refused */
-
-/* tchar of RFC 9110 section 5.6.2. */
-static bool is_tchar(unsigned char ch)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-        return true;
-    return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-/* field-vchar / SP / HTAB, including obs-text. */
-static bool is_field_char(unsigned char ch)
-{
-    return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
-}
-
-static bool ieq(const char *s, size_t len, const char *lit)
-{
-    size_t n = strlen(lit);
-    if (n != len)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char a = (unsigned char)s[i], b = (unsigned char)lit[i];
-        if (a >= 'A' && a <= 'Z')
-            a = (unsigned char)(a - 'A' + 'a');
-        if (b >= 'A' && b <= 'Z')
-            b = (unsigned char)(b - 'A' + 'a');
-        if (a != b)
-            return false;
-    }
-    return true;
-}
-
-const httpc_header_t *httpc_find_header(const httpc_head_t *head, const char *name)
-{
-    for (size_t i = 0; i < head->num_headers; i++)
-        if (ieq(head->headers[i].name, head->headers[i].name_len, name))
-            return &head->headers[i];
-    return NULL;
-}
 
 static int bad(httpc_head_t *h, const char *why)
 {
@@ -80,39 +43,6 @@ static long line_end(const char *buf, size_t len, size_t pos)
     return -EAGAIN;
 }
 
-/* Parses 1*DIGIT up to 10^18; -1 when not digits or too long. */
-static int64_t parse_digits(const char *s, size_t len)
-{
-    if (len == 0 || len > 18)
-        return -1;
-    int64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* True if the comma-separated list s[0..len) holds the token `tok` (any case). */
-static bool list_has(const char *s, size_t len, const char *tok)
-{
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && s[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (s[end - 1] == ' ' || s[end - 1] == '\t'))
-            end--;
-        if (end > start && ieq(s + start, end - start, tok))
-            return true;
-    }
-    return false;
-}
-
 static int parse_status_line(const char *buf, size_t eol, httpc_head_t *h)
 {
     /* "HTTP/1.x SP DDD" is 12 bytes; the reason phrase is optional. */
@@ -133,7 +63,7 @@ static int parse_status_line(const char *buf, size_t eol, httpc_head_t *h)
         if (buf[12] != ' ')
             return bad(h, "malformed status line");
         for (size_t i = 13; i < eol; i++)
-            if (!is_field_char((unsigned char)buf[i]))
+            if (!http_is_field_char(buf[i]))
                 return bad(h, "control character in reason phrase");
         h->reason = buf + 13;
         h->reason_len = eol - 13;
@@ -143,13 +73,13 @@ static int parse_status_line(const char *buf, size_t eol, httpc_head_t *h)
 
 static int parse_field(const char *buf, size_t pos, size_t eol, httpc_head_t *h)
 {
-    if (buf[pos] == ' ' || buf[pos] == '\t')
+    if (http_is_ows(buf[pos]))
         return bad(h, "obs-fold in header");
     size_t i = pos;
-    while (i < eol && is_tchar((unsigned char)buf[i]))
+    while (i < eol && http_is_tchar(buf[i]))
         i++;
     if (i == eol || buf[i] != ':') {
-        if (i < eol && (buf[i] == ' ' || buf[i] == '\t'))
+        if (i < eol && http_is_ows(buf[i]))
             return bad(h, "whitespace before colon");
         return bad(h, "malformed header field name");
     }
@@ -157,15 +87,15 @@ static int parse_field(const char *buf, size_t pos, size_t eol, httpc_head_t *h)
         return bad(h, "empty header field name");
     size_t vs = i + 1, ve = eol;
     for (size_t k = vs; k < ve; k++)
-        if (!is_field_char((unsigned char)buf[k]))
+        if (!http_is_field_char(buf[k]))
             return bad(h, "control character in header value");
-    while (vs < ve && (buf[vs] == ' ' || buf[vs] == '\t'))
+    while (vs < ve && http_is_ows(buf[vs]))
         vs++;
-    while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t'))
+    while (ve > vs && http_is_ows(buf[ve - 1]))
         ve--;
     if (h->num_headers == HTTPC_MAX_HEADERS)
         return bad(h, "too many header fields");
-    httpc_header_t *f = &h->headers[h->num_headers++];
+    http_header_t *f = &h->headers[h->num_headers++];
     f->name = buf + pos;
     f->name_len = i - pos;
     f->value = buf + vs;
@@ -178,36 +108,36 @@ static int derive(httpc_head_t *h)
 {
     bool seen_cl = false, seen_te = false, close = false;
     for (size_t i = 0; i < h->num_headers; i++) {
-        const httpc_header_t *f = &h->headers[i];
-        if (ieq(f->name, f->name_len, "content-length")) {
+        const http_header_t *f = &h->headers[i];
+        if (http_token_eq(f->name, f->name_len, "content-length")) {
             if (seen_cl)
                 return bad(h, "repeated Content-Length");
             seen_cl = true;
-            h->content_length = parse_digits(f->value, f->value_len);
+            h->content_length = http_parse_digits(f->value, f->value_len);
             if (h->content_length < 0)
                 return bad(h, "invalid Content-Length");
-        } else if (ieq(f->name, f->name_len, "transfer-encoding")) {
+        } else if (http_token_eq(f->name, f->name_len, "transfer-encoding")) {
             if (seen_te)
                 return bad(h, "repeated Transfer-Encoding");
             seen_te = true;
-            if (!ieq(f->value, f->value_len, "chunked"))
+            if (!http_token_eq(f->value, f->value_len, "chunked"))
                 return bad(h, "unsupported transfer coding");
             h->chunked = true;
-        } else if (ieq(f->name, f->name_len, "connection")) {
-            if (list_has(f->value, f->value_len, "close"))
+        } else if (http_token_eq(f->name, f->name_len, "connection")) {
+            if (http_list_has(f->value, f->value_len, "close"))
                 close = true;
-        } else if (ieq(f->name, f->name_len, "retry-after")) {
-            int64_t v = parse_digits(f->value, f->value_len);
+        } else if (http_token_eq(f->name, f->name_len, "retry-after")) {
+            int64_t v = http_parse_digits(f->value, f->value_len);
             if (v < 0 && f->value_len > 18) {
                 /* All digits but huge still means "a long time". */
                 bool digits = true;
                 for (size_t k = 0; k < f->value_len; k++)
-                    digits = digits && f->value[k] >= '0' && f->value[k] <= '9';
+                    digits = digits && http_is_digit(f->value[k]);
                 if (digits)
                     v = RETRY_AFTER_MAX;
             }
             h->retry_after = v > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : v;
-        } else if (ieq(f->name, f->name_len, "content-type")) {
+        } else if (http_token_eq(f->name, f->name_len, "content-type")) {
             h->content_type = f->value;
             h->content_type_len = f->value_len;
         }

@@ -8,6 +8,7 @@
  * of a hundred is logged and skipped rather than refusing the start: the
  * others are still good, and the connection to the Bot API only needs one.
  */
+#include "core.h"
 #include "log.h"
 #include "tls.h"
 #include "tls_private.h"
@@ -43,10 +44,7 @@ static void blob_append(void *ctx, const void *src, size_t len)
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->len + len)
             cap *= 2;
-        unsigned char *p = realloc(b->data, cap);
-        if (p == NULL)
-            abort();
-        b->data = p;
+        b->data = xrealloc(b->data, cap);
         b->cap = cap;
     }
     memcpy(b->data + b->len, src, len);
@@ -62,9 +60,7 @@ static void discard(void *ctx, const void *src, size_t len)
 
 static unsigned char *dup_bytes(const unsigned char *p, size_t len)
 {
-    unsigned char *q = malloc(len ? len : 1);
-    if (q == NULL)
-        abort();
+    unsigned char *q = xmalloc(len);
     memcpy(q, p, len);
     return q;
 }
@@ -135,9 +131,7 @@ static void add_certificate(tls_ctx_t *ctx, const blob_t *der, const char *sourc
     ta.flags = br_x509_decoder_isCA(&dc) ? BR_X509_TA_CA : 0;
     if (ctx->nanchors == ctx->cap) {
         ctx->cap = ctx->cap ? ctx->cap * 2 : 64;
-        ctx->anchors = realloc(ctx->anchors, ctx->cap * sizeof(*ctx->anchors));
-        if (ctx->anchors == NULL)
-            abort();
+        ctx->anchors = xrealloc(ctx->anchors, ctx->cap * sizeof(*ctx->anchors));
     }
     ctx->anchors[ctx->nanchors++] = ta;
     ctx->info.anchors++;
@@ -145,9 +139,7 @@ static void add_certificate(tls_ctx_t *ctx, const blob_t *der, const char *sourc
 
 tls_ctx_t *tls_ctx_new_pem(const char *pem, size_t len, const char *source, int *err)
 {
-    tls_ctx_t *ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL)
-        abort();
+    tls_ctx_t *ctx = xcalloc(1, sizeof(*ctx));
     tls_impl_lookup(&ctx->impl);
     br_pem_decoder_context pc;
     blob_t der = {0};
@@ -243,9 +235,7 @@ tls_ctx_t *tls_ctx_new(const char *ca_file, int *err)
         e = -EFBIG;
         goto fail;
     }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL)
-        abort();
+    buf = xmalloc((size_t)st.st_size + 1);
     while (got < (size_t)st.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
         if (r < 0 && errno == EINTR)

@@ -13,6 +13,7 @@
  * completes without the chain being started is a resumed one.
  */
 #include "tls.h"
+#include "core.h"
 #include "log.h"
 #include "tls_private.h"
 
@@ -232,9 +233,7 @@ tls_conn_t *tls_conn_new(tls_ctx_t *ctx, const char *server_name, uint16_t port,
         *err = -EINVAL;
         return NULL;
     }
-    tls_conn_t *c = malloc(sizeof(*c));
-    if (c == NULL)
-        abort();
+    tls_conn_t *c = xmalloc(sizeof(*c));
     memset(c, 0, offsetof(tls_conn_t, buf));
     c->ctx = ctx;
     c->port = port;
@@ -321,6 +320,11 @@ unsigned tls_conn_state(tls_conn_t *c)
     return out;
 }
 
+/*
+ * The four windows of the engine, one buffer-and-ack pair each. They are
+ * alike on purpose: each forwards to BearSSL's call of the same name, and
+ * keeping them as functions keeps br_ssl_client_context out of tls.h.
+ */
 unsigned char *tls_conn_sendrec_buf(tls_conn_t *c, size_t *len)
 {
     return br_ssl_engine_sendrec_buf(&c->cc.eng, len);

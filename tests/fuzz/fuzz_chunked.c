@@ -9,7 +9,7 @@
  * bytes than it was given or a body over its limit.
  */
 #include "fuzz.h"
-#include "http.h"
+#include "http1.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * is -EAGAIN or the same refusal, and bytes past a head change nothing).
  */
 #include "fuzz.h"
-#include "http.h"
+#include "http_parse.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * to 1 KiB) a proper prefix of an accepted head is not -EAGAIN.
  */
 #include "fuzz.h"
-#include "httpc.h"
+#include "httpc_parse.h"
 
 #include <errno.h>
 #include <stdlib.h>

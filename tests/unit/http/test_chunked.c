@@ -6,7 +6,7 @@
  * call; all must give the same body, verdict and following bytes. Every call
  * decodes a copy that ends exactly at a PROT_NONE guard page.
  */
-#include "http.h"
+#include "http1.h"
 #include "tap.h"
 
 #include <errno.h>

@@ -14,7 +14,7 @@
  * Usage: test_llhttp_diff DIR_OR_FILE... Exits 77 (skip) when llhttp's sources
  * were not available at build time.
  */
-#include "http.h"
+#include "http_parse.h"
 #include "tap.h"
 
 #include <errno.h>

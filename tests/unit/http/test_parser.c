@@ -7,7 +7,7 @@
  * parsed at every prefix length (each must be -EAGAIN), and refused ones at
  * every prefix (each must be -EAGAIN or the same refusal).
  */
-#include "http.h"
+#include "http_parse.h"
 #include "tap.h"
 
 #include <errno.h>
