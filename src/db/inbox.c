@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * inbox.c - updates stored by group commit, as items of the connections'
- * pipelines (conn.c).
+ * pipelines (conn.c): a part of its own rather than a db_client_t, because a
+ * batch is formed when it is sent and re-formed (without a refused row, or
+ * with more arrivals) when it is retried, which a fixed transaction cannot do.
  *
  * db_store() appends to a pending list; at the end of the turn what is
  * pending goes out as one transaction (N inserts, then the item's sync) on a
@@ -29,15 +31,14 @@
 
 #define DB_STMT_INSERT "tgring_store_update"
 
-static const Oid db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
-                                       DB_OID_BYTEA};
+static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
+                                            DB_OID_BYTEA};
 
-const db_stmt_t db_inbox_stmts[] = {
+static const db_stmt_t db_inbox_stmts[] = {
     {DB_STMT_INSERT,
      "INSERT INTO updates (update_id, update_type, chat_id, from_id, body) "
      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (update_id) DO NOTHING",
      5, db_insert_types},
-    {NULL, NULL, 0, NULL},
 };
 
 /* Per-update outcome within a transaction. */
@@ -45,7 +46,7 @@ enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RE
 
 static void db_gauge(const db_t *db)
 {
-    met_self()->db_queue_depth = db->in.count;
+    met_self()->db_queue_depth = db->in->part.count;
 }
 
 /* Prepends the chain first..last (linked by next) to the pending list. */
@@ -76,8 +77,8 @@ static void db_finish(db_t *db, db_update_t *u, int status)
 {
     met_slot_t *m = met_self();
 
-    assert(db->in.count > 0);
-    db->in.count--;
+    assert(db->in->part.count > 0);
+    db->in->part.count--;
     db_gauge(db);
     u->next = NULL;
     u->batch = 0;
@@ -124,7 +125,7 @@ static bool db_send_insert(db_conn_t *c, const db_update_t *u)
 static int db_batch_send(db_conn_t *c, db_item_t *it)
 {
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_inbox_t *in = &c->db->in;
+    db_inbox_t *in = c->db->in;
     size_t bytes = 0;
 
     while (in->head != NULL && b->n < c->db->opt.max_batch &&
@@ -215,9 +216,9 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
     db_batch_t *b = container_of(it, db_batch_t, item);
     db_update_t *first = NULL, *last = NULL;
 
-    db->in.nflight--;
-    c->in_flight--;
-    c->inbox_done++;
+    db->in->nflight--;
+    db->in->flight[c->idx]--;
+    db->in->done[c->idx]++;
     if (b->fail != DB_FAIL_NONE) {
         for (unsigned i = 0; i < b->n; i++) {
             db_update_t *u = b->u[i];
@@ -236,7 +237,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
             b->u[i] = NULL;
             db_chain(&first, &last, u);
         }
-        db_prepend(&db->in, first, last);
+        db_prepend(db->in, first, last);
     }
     /*
      * The slot (and the connection's turn) is free from here, but it is
@@ -273,7 +274,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
                  "%u update%s not stored (first %lld): the transaction failed %d times", reset,
                  reset == 1 ? "" : "s", reset_id, DB_TRIES_MAX);
     b->n = 0;
-    if (db->in.head != NULL)
+    if (db->in->head != NULL)
         db_kick(db);
     db_check_idle(db);
 }
@@ -292,11 +293,11 @@ static void db_batch_lost(db_conn_t *c, db_item_t *it)
         b->u[i] = NULL;
         db_chain(&first, &last, u);
     }
-    db_prepend(&db->in, first, last);
+    db_prepend(db->in, first, last);
     b->id = 0;
     b->n = 0;
-    db->in.nflight--;
-    c->in_flight--;
+    db->in->nflight--;
+    db->in->flight[c->idx]--;
 }
 
 static const db_item_ops_t db_batch_ops = {
@@ -306,40 +307,21 @@ static const db_item_ops_t db_batch_ops = {
     .lost = db_batch_lost,
 };
 
-/* ---- called by conn.c ---- */
+/* ---- the part's ops, called by conn.c ---- */
 
-void db_inbox_init(db_t *db)
+static void db_inbox_send(db_part_t *p)
 {
-    db_inbox_t *in = &db->in;
-
-    in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
-    in->nbatch = db->opt.connections * in->per_conn;
-    in->batch = calloc(in->nbatch, sizeof(*in->batch));
-    if (in->batch == NULL)
-        abort();
-    for (unsigned k = 0; k < in->nbatch; k++) {
-        db_batch_t *b = &in->batch[k];
-        b->item.ops = &db_batch_ops;
-        b->u = calloc(db->opt.max_batch, sizeof(*b->u));
-        b->out = calloc(db->opt.max_batch, sizeof(*b->out));
-        if (b->u == NULL || b->out == NULL)
-            abort();
-    }
-    db_gauge(db);
-}
-
-void db_inbox_send(db_t *db)
-{
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_t *db = p->db;
     unsigned n = db->opt.connections, start = in->next_conn;
 
     /*
      * Round robin over the connections, so that each backend stays warm and
-     * a batch does not always queue behind the outbox's operations.
+     * a batch does not always queue behind other parts' transactions.
      */
     for (unsigned k = 0; k < n && in->head != NULL; k++) {
         db_conn_t *c = &db->conns[(start + k) % n];
-        while (in->head != NULL && c->state == DB_READY && c->in_flight < in->per_conn) {
+        while (in->head != NULL && c->state == DB_READY && in->flight[c->idx] < in->per_conn) {
             db_batch_t *b = &in->batch[0];
             while (b->id != 0)
                 b++;
@@ -349,7 +331,7 @@ void db_inbox_send(db_t *db)
             b->n = 0;
             b->fail = DB_FAIL_NONE;
             in->nflight++;
-            c->in_flight++;
+            in->flight[c->idx]++;
             in->next_conn = (c->idx + 1) % n;
             /* On failure the connection is down and its lost() put the updates back. */
             db_item_push(c, &b->item);
@@ -357,9 +339,10 @@ void db_inbox_send(db_t *db)
     }
 }
 
-void db_inbox_expire(db_t *db, uint64_t now)
+static void db_inbox_expire(db_part_t *p, uint64_t now)
 {
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_t *db = p->db;
     db_update_t *expired = NULL, *elast = NULL;
     db_update_t **pp = &in->head, *prev = NULL;
 
@@ -389,36 +372,69 @@ void db_inbox_expire(db_t *db, uint64_t now)
     db_finish_chain(db, expired, -ETIMEDOUT);
 }
 
-void db_inbox_cancel(db_t *db)
+static void db_inbox_cancel(db_part_t *p)
 {
-    db_update_t *pending = db->in.head;
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_update_t *pending = in->head;
 
-    db->in.head = db->in.tail = NULL;
-    db_finish_chain(db, pending, -ECANCELED);
-    for (unsigned k = 0; k < db->in.nbatch; k++) {
-        free(db->in.batch[k].u);
-        free(db->in.batch[k].out);
+    in->head = in->tail = NULL;
+    db_finish_chain(p->db, pending, -ECANCELED);
+    p->db->in = NULL;
+    for (unsigned k = 0; k < in->nbatch; k++) {
+        free(in->batch[k].u);
+        free(in->batch[k].out);
     }
-    free(db->in.batch);
-    db->in.batch = NULL;
-    db->in.nbatch = 0;
+    free(in->batch);
+    free(in->flight);
+    free(in->done);
+    free(in);
+}
+
+static const db_part_ops_t db_inbox_ops = {
+    .send = db_inbox_send,
+    .expire = db_inbox_expire,
+    .cancel = db_inbox_cancel,
+};
+
+db_inbox_t *db_inbox_new(db_t *db)
+{
+    db_inbox_t *in = xcalloc(1, sizeof(*in));
+
+    in->part.ops = &db_inbox_ops;
+    in->part.stmts = db_inbox_stmts;
+    in->part.nstmts = ARRAY_SIZE(db_inbox_stmts);
+    in->part.timeout_ms = db->opt.ack_timeout_ms;
+    in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
+    in->nbatch = db->opt.connections * in->per_conn;
+    in->batch = xcalloc(in->nbatch, sizeof(*in->batch));
+    in->flight = xcalloc(db->opt.connections, sizeof(*in->flight));
+    in->done = xcalloc(db->opt.connections, sizeof(*in->done));
+    for (unsigned k = 0; k < in->nbatch; k++) {
+        db_batch_t *b = &in->batch[k];
+        b->item.ops = &db_batch_ops;
+        b->u = xcalloc(db->opt.max_batch, sizeof(*b->u));
+        b->out = xcalloc(db->opt.max_batch, sizeof(*b->out));
+    }
+    db_part_add(db, &in->part);
+    met_self()->db_queue_depth = 0;
+    return in;
 }
 
 /* ---- interface ---- */
 
 int db_store(db_t *db, db_update_t *u)
 {
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = db->in;
 
     assert(u->cb != NULL);
-    if (db->draining || in->count >= db->opt.queue_max || !db_ready(db))
+    if (db->draining || in->part.count >= db->opt.queue_max || !db_ready(db))
         return -EAGAIN;
     /* libpq takes int lengths; the HTTP layer caps bodies far below this. */
     assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);
     u->enqueued_ms = rx_now(db->loop);
     u->tries = 0;
     db_chain(&in->head, &in->tail, u);
-    in->count++;
+    in->part.count++;
     db_gauge(db);
     db_kick(db);
     return 0;
@@ -426,5 +442,5 @@ int db_store(db_t *db, db_update_t *u)
 
 unsigned db_pending(const db_t *db)
 {
-    return db->in.count;
+    return db->in->part.count;
 }

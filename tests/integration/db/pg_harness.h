@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.h - what the db tests share besides tap.h: a throwaway
+ * pg_harness.h - what the PostgreSQL-backed C tests (tests/integration/db
+ * and tests/integration/tg) share besides tap.h: a throwaway
  * PostgreSQL 15 cluster (initdb, a Unix socket directory and a free TCP port,
  * fsync on) that can be stopped and started again, blocking queries against
  * it, and running the reactor until a condition holds.

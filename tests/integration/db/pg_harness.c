@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.c - the db tests' throwaway cluster and loop helpers (see
+ * pg_harness.c - the PostgreSQL-backed tests' throwaway cluster and loop helpers (see
  * pg_harness.h).
  */
 #include "pg_harness.h"
