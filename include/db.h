@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core.h"
 #include "reactor.h"
 
 typedef struct db db_t;
@@ -86,7 +87,7 @@ struct db_update {
     int64_t from_id;
     db_store_cb cb;
     /* Private to db. */
-    db_update_t *next;
+    core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */
     uint32_t batch;       /* id of the batch it was sent in, 0 = not sent */
     uint8_t tries;        /* transactions that failed with it for a retryable reason */
@@ -173,7 +174,7 @@ void db_free(db_t *db);
 
 /* A statement prepared on every (re)connection. */
 typedef struct db_stmt {
-    const char *name;      /* unique across every client, e.g. "tgring_outbox_claim" */
+    const char *name;      /* unique across every client, e.g. "tgring_store_update" */
     const char *sql;       /* $1..$n parameters; must be idempotent, see the top of this file */
     int nparams;           /* 0..DB_PARAMS_MAX */
     const uint32_t *types; /* nparams type OIDs (DB_OID_*), or NULL: the server infers them */
@@ -280,7 +281,7 @@ typedef void (*db_txn_cb)(void *arg, int err, const db_result_t *const *res, uns
 typedef struct db_client db_client_t;
 
 typedef struct db_client_options {
-    const char *name;       /* for log lines, e.g. "outbox" (not copied: a literal) */
+    const char *name;       /* for log lines, e.g. "jobs" (not copied: a literal) */
     const db_stmt_t *stmts; /* its statements (not copied: must outlive the db) */
     unsigned nstmts;
     unsigned max_pending;  /* transactions queued or in flight; more get -EAGAIN (0: 1024) */

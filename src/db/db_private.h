@@ -194,16 +194,15 @@ typedef struct db_batch {
 /* The inbox's state (inbox.c). */
 typedef struct db_inbox {
     db_part_t part;
-    db_update_t *head; /* pending, oldest first; not sent or to be sent again */
-    db_update_t *tail;
-    db_batch_t *batch;  /* [nbatch] transactions; id 0 = free slot */
-    unsigned nbatch;    /* as many as all connections may have in flight */
-    unsigned nflight;   /* slots in flight, on all connections */
-    unsigned per_conn;  /* transactions in flight per connection at most */
-    unsigned next_conn; /* where the search for an idle connection starts: round robin */
-    uint32_t next_id;   /* batch ids, never 0 */
-    unsigned *flight;   /* [connections] transactions in flight on each */
-    uint64_t *done;     /* [connections] transactions answered on each: how the load spreads */
+    core_queue_t pending; /* db_update_t.link, oldest first; not sent or to be sent again */
+    db_batch_t *batch;    /* [nbatch] transactions; id 0 = free slot */
+    unsigned nbatch;      /* as many as all connections may have in flight */
+    unsigned nflight;     /* slots in flight, on all connections */
+    unsigned per_conn;    /* transactions in flight per connection at most */
+    unsigned next_conn;   /* where the search for an idle connection starts: round robin */
+    uint32_t next_id;     /* batch ids, never 0 */
+    unsigned *flight;     /* [connections] transactions in flight on each */
+    uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
 } db_inbox_t;
 
 struct db {

@@ -49,27 +49,33 @@ static void db_gauge(const db_t *db)
     met_self()->db_queue_depth = db->in->part.count;
 }
 
-/* Prepends the chain first..last (linked by next) to the pending list. */
-static void db_prepend(db_inbox_t *in, db_update_t *first, db_update_t *last)
+static db_update_t *db_upd(core_qlink_t *l)
 {
-    if (first == NULL)
-        return;
-    last->next = in->head;
-    in->head = first;
-    if (in->tail == NULL)
-        in->tail = last;
+    return container_of(l, db_update_t, link);
 }
 
-/* Appends u to the chain *first..*last. */
-static void db_chain(db_update_t **first, db_update_t **last, db_update_t *u)
+/*
+ * Puts the chain (updates in order) in front of the pending queue. It moves
+ * the pending ones behind the chain one by one, which costs a walk of the
+ * queue, but only after a failed or lost transaction.
+ */
+static void db_prepend(db_inbox_t *in, core_queue_t *chain)
+{
+    core_qlink_t *l;
+
+    if (core_queue_empty(chain))
+        return;
+    while ((l = core_queue_pop(&in->pending)) != NULL)
+        core_queue_push(chain, l);
+    in->pending = *chain;
+    core_queue_init(chain);
+}
+
+/* Appends u, taken out of any batch, to the chain. */
+static void db_chain(core_queue_t *chain, db_update_t *u)
 {
     u->batch = 0;
-    u->next = NULL;
-    if (*last != NULL)
-        (*last)->next = u;
-    else
-        *first = u;
-    *last = u;
+    core_queue_push(chain, &u->link);
 }
 
 /* Runs u's callback; it no longer counts as pending. */
@@ -80,7 +86,6 @@ static void db_finish(db_t *db, db_update_t *u, int status)
     assert(db->in->part.count > 0);
     db->in->part.count--;
     db_gauge(db);
-    u->next = NULL;
     u->batch = 0;
     if (status == DB_STORED)
         m->updates_stored++;
@@ -91,14 +96,13 @@ static void db_finish(db_t *db, db_update_t *u, int status)
     u->cb(u, status);
 }
 
-/* Runs the callbacks of a chain of updates with one status. */
-static void db_finish_chain(db_t *db, db_update_t *u, int status)
+/* Runs the callbacks of a chain of updates with one status; empties it. */
+static void db_finish_chain(db_t *db, core_queue_t *chain, int status)
 {
-    while (u != NULL) {
-        db_update_t *next = u->next;
-        db_finish(db, u, status);
-        u = next;
-    }
+    core_qlink_t *l;
+
+    while ((l = core_queue_pop(chain)) != NULL)
+        db_finish(db, db_upd(l), status);
 }
 
 /* ---- the batch as a pipeline item ---- */
@@ -128,13 +132,9 @@ static int db_batch_send(db_conn_t *c, db_item_t *it)
     db_inbox_t *in = c->db->in;
     size_t bytes = 0;
 
-    while (in->head != NULL && b->n < c->db->opt.max_batch &&
-           (b->n == 0 || bytes + in->head->body_len <= DB_BATCH_BYTES)) {
-        db_update_t *u = in->head;
-        in->head = u->next;
-        if (in->head == NULL)
-            in->tail = NULL;
-        u->next = NULL;
+    while (!core_queue_empty(&in->pending) && b->n < c->db->opt.max_batch &&
+           (b->n == 0 || bytes + db_upd(in->pending.head)->body_len <= DB_BATCH_BYTES)) {
+        db_update_t *u = db_upd(core_queue_pop(&in->pending));
         u->batch = b->id;
         b->u[b->n] = u;
         b->out[b->n] = DB_OUT_STORED;
@@ -214,11 +214,12 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
 {
     db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_update_t *first = NULL, *last = NULL;
+    core_queue_t chain;
 
     db->in->nflight--;
     db->in->flight[c->idx]--;
     db->in->done[c->idx]++;
+    core_queue_init(&chain);
     if (b->fail != DB_FAIL_NONE) {
         for (unsigned i = 0; i < b->n; i++) {
             db_update_t *u = b->u[i];
@@ -235,9 +236,9 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
                 continue;
             /* Batch-mates go back to the front, in order, for the next transaction. */
             b->u[i] = NULL;
-            db_chain(&first, &last, u);
+            db_chain(&chain, u);
         }
-        db_prepend(db->in, first, last);
+        db_prepend(db->in, &chain);
     }
     /*
      * The slot (and the connection's turn) is free from here, but it is
@@ -274,7 +275,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
                  "%u update%s not stored (first %lld): the transaction failed %d times", reset,
                  reset == 1 ? "" : "s", reset_id, DB_TRIES_MAX);
     b->n = 0;
-    if (db->in->head != NULL)
+    if (!core_queue_empty(&db->in->pending))
         db_kick(db);
     db_check_idle(db);
 }
@@ -284,16 +285,17 @@ static void db_batch_lost(db_conn_t *c, db_item_t *it)
 {
     db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_update_t *first = NULL, *last = NULL;
+    core_queue_t chain;
 
+    core_queue_init(&chain);
     for (unsigned i = 0; i < b->n; i++) {
         db_update_t *u = b->u[i];
         if (u == NULL)
             continue;
         b->u[i] = NULL;
-        db_chain(&first, &last, u);
+        db_chain(&chain, u);
     }
-    db_prepend(db->in, first, last);
+    db_prepend(db->in, &chain);
     b->id = 0;
     b->n = 0;
     db->in->nflight--;
@@ -319,9 +321,10 @@ static void db_inbox_send(db_part_t *p)
      * Round robin over the connections, so that each backend stays warm and
      * a batch does not always queue behind other parts' transactions.
      */
-    for (unsigned k = 0; k < n && in->head != NULL; k++) {
+    for (unsigned k = 0; k < n && !core_queue_empty(&in->pending); k++) {
         db_conn_t *c = &db->conns[(start + k) % n];
-        while (in->head != NULL && c->state == DB_READY && in->flight[c->idx] < in->per_conn) {
+        while (!core_queue_empty(&in->pending) && c->state == DB_READY &&
+               in->flight[c->idx] < in->per_conn) {
             db_batch_t *b = &in->batch[0];
             while (b->id != 0)
                 b++;
@@ -343,20 +346,19 @@ static void db_inbox_expire(db_part_t *p, uint64_t now)
 {
     db_inbox_t *in = container_of(p, db_inbox_t, part);
     db_t *db = p->db;
-    db_update_t *expired = NULL, *elast = NULL;
-    db_update_t **pp = &in->head, *prev = NULL;
+    core_queue_t expired;
+    core_qlink_t *prev = NULL, *l = in->pending.head;
 
-    while (*pp != NULL) {
-        db_update_t *u = *pp;
-        if (now - u->enqueued_ms < db->opt.ack_timeout_ms) {
-            prev = u;
-            pp = &u->next;
-            continue;
+    core_queue_init(&expired);
+    while (l != NULL) {
+        core_qlink_t *next = l->next;
+        if (now - db_upd(l)->enqueued_ms < db->opt.ack_timeout_ms) {
+            prev = l;
+        } else {
+            core_queue_remove_after(&in->pending, prev, l);
+            db_chain(&expired, db_upd(l));
         }
-        *pp = u->next;
-        if (in->tail == u)
-            in->tail = prev;
-        db_chain(&expired, &elast, u);
+        l = next;
     }
     for (unsigned k = 0; k < in->nbatch; k++) {
         db_batch_t *b = &in->batch[k];
@@ -366,19 +368,16 @@ static void db_inbox_expire(db_part_t *p, uint64_t now)
                 continue;
             /* Its result still comes and is ignored; the slot stays for the positions. */
             b->u[i] = NULL;
-            db_chain(&expired, &elast, u);
+            db_chain(&expired, u);
         }
     }
-    db_finish_chain(db, expired, -ETIMEDOUT);
+    db_finish_chain(db, &expired, -ETIMEDOUT);
 }
 
 static void db_inbox_cancel(db_part_t *p)
 {
     db_inbox_t *in = container_of(p, db_inbox_t, part);
-    db_update_t *pending = in->head;
-
-    in->head = in->tail = NULL;
-    db_finish_chain(p->db, pending, -ECANCELED);
+    db_finish_chain(p->db, &in->pending, -ECANCELED);
     p->db->in = NULL;
     for (unsigned k = 0; k < in->nbatch; k++) {
         free(in->batch[k].u);
@@ -400,6 +399,7 @@ db_inbox_t *db_inbox_new(db_t *db)
 {
     db_inbox_t *in = xcalloc(1, sizeof(*in));
 
+    core_queue_init(&in->pending);
     in->part.ops = &db_inbox_ops;
     in->part.stmts = db_inbox_stmts;
     in->part.nstmts = ARRAY_SIZE(db_inbox_stmts);
@@ -433,7 +433,7 @@ int db_store(db_t *db, db_update_t *u)
     assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);
     u->enqueued_ms = rx_now(db->loop);
     u->tries = 0;
-    db_chain(&in->head, &in->tail, u);
+    db_chain(&in->pending, u);
     in->part.count++;
     db_gauge(db);
     db_kick(db);

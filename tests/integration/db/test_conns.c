@@ -245,7 +245,7 @@ static void test_side_by_side(void)
     tap_ok(batch_holds(db, &db->conns[0], from, 5) && batch_holds(db, &db->conns[1], from + 5, 5) &&
                batch_holds(db, &db->conns[2], from + 10, 5),
            "the batches of the first three turns, one per connection in turn");
-    tap_ok(db_pending(db) == 25 && db->in->head == &ups[from + 15].u,
+    tap_ok(db_pending(db) == 25 && db->in->pending.head == &ups[from + 15].u.link,
            "the updates of the next two turns wait for an idle connection");
     long long waiting = inserts_waiting();
     tap_ok(waiting == 3, "the server has three inserts waiting for the lock at once (%lld)",
@@ -277,7 +277,8 @@ static void test_terminated(void)
     store_n(db, 300010, 5);
     run_for(30);
     db_conn_t *a = &db->conns[0], *b = &db->conns[1], *c = &db->conns[2];
-    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) && db->in->flight[c->idx] == 0,
+    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) &&
+               db->in->flight[c->idx] == 0,
            "batches in flight on connections 1 and 2, connection 3 idle");
     int pid = PQbackendPID(a->pg);
     tap_ok(q("SELECT pg_terminate_backend(%d)::int", pid) == 1,
@@ -346,7 +347,8 @@ static void test_lost_answer(void)
 
 static unsigned owed;
 
-/* A lease on rows of a small table, claimed under a token, and a counter: two idempotent statements. */
+/* A lease on rows of a small table, claimed under a token, and a counter: two idempotent
+ * statements. */
 static const uint32_t lane_types[2] = {DB_OID_INT8, DB_OID_INT8};
 static const db_stmt_t lane_stmts[] = {
     {"test_lane_claim",
@@ -358,8 +360,8 @@ static const db_stmt_t lane_stmts[] = {
      "NULL OR token = $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id) "
      "SELECT id FROM c ORDER BY id",
      2, lane_types},
-    {"test_lane_bump", "UPDATE lane SET n = n + 1 WHERE id = $1 AND token IS NOT NULL AND n = 0",
-     1, lane_types},
+    {"test_lane_bump", "UPDATE lane SET n = n + 1 WHERE id = $1 AND token IS NOT NULL AND n = 0", 1,
+     lane_types},
 };
 
 typedef struct lane_res {
@@ -399,7 +401,10 @@ static int lane_bump(db_client_t *cl, lane_res_t *l, int64_t id)
     return db_txn_submit(cl, &qy, 1, on_lane, l);
 }
 
-static bool nothing_owed(void) { return owed == 0; }
+static bool nothing_owed(void)
+{
+    return owed == 0;
+}
 
 /* Items of c's pipeline that are neither the inbox's batches nor the setup. */
 static unsigned client_items(db_t *db, db_conn_t *c)
@@ -451,7 +456,8 @@ static void test_lane_moves(void)
                bumped.calls == 0,
            "connection dropped: both back in the queue, unanswered");
     db_send_queued(db);
-    tap_ok(client_items(db, &db->conns[1 - x->idx]) == 2, "sent again at once on the other connection");
+    tap_ok(client_items(db, &db->conns[1 - x->idx]) == 2,
+           "sent again at once on the other connection");
     tap_ok(run_until(nothing_owed, 5000) && c.err == 0 && c.n == 2 && c.ids[0] == 2 &&
                c.ids[1] == 3,
            "the claim returns the rows its first attempt leased");
@@ -464,8 +470,14 @@ static void test_lane_moves(void)
 /* ---- deadlines, drain and free with batches on several connections ---- */
 
 static bool idle_flag;
-static void on_idle(void *arg) { *(bool *)arg = true; }
-static bool idle_seen(void) { return idle_flag; }
+static void on_idle(void *arg)
+{
+    *(bool *)arg = true;
+}
+static bool idle_seen(void)
+{
+    return idle_flag;
+}
 
 static void test_deadlines(void)
 {
@@ -477,7 +489,7 @@ static void test_deadlines(void)
         store_n(db, 500000 + 10 * turn, 4);
         run_for(20);
     }
-    tap_ok(busy_conns(db) == 2 && db->in->head != NULL,
+    tap_ok(busy_conns(db) == 2 && !core_queue_empty(&db->in->pending),
            "ack timeout 300 ms: batches in flight on both connections, more waiting");
     tap_ok(wait_range(from, nups, 2000) && count_status(from, nups, -ETIMEDOUT) == 12 &&
                db_pending(db) == 0,

@@ -43,8 +43,8 @@ static const db_stmt_t kv_stmts[] = {
 
 /* ---- callbacks ---- */
 
-static bool in_submit;   /* inside db_txn_submit(): a callback now would be synchronous */
-static unsigned owed;    /* accepted transactions whose callback has not run */
+static bool in_submit;    /* inside db_txn_submit(): a callback now would be synchronous */
+static unsigned owed;     /* accepted transactions whose callback has not run */
 static unsigned sync_cbs; /* callbacks from inside the submit */
 static unsigned cb_twice; /* callbacks that ran twice for one transaction */
 
@@ -52,12 +52,12 @@ typedef struct res {
     unsigned calls;
     int err;
     unsigned n;
-    bool present[4];     /* res[i] != NULL */
+    bool present[4]; /* res[i] != NULL */
     uint64_t affected[4];
     unsigned rows[4];
-    char text[4][64];    /* statement i, row 0, column 1 (or 0 when it has one) */
-    int64_t k[4][4];     /* statement i, rows 0..3, column 0 */
-    char state[4][8];    /* SQLSTATE of statement i, "" when it succeeded */
+    char text[4][64]; /* statement i, row 0, column 1 (or 0 when it has one) */
+    int64_t k[4][4];  /* statement i, rows 0..3, column 0 */
+    char state[4][8]; /* SQLSTATE of statement i, "" when it succeeded */
 } res_t;
 
 static void on_txn(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -112,8 +112,14 @@ static int submit(db_client_t *cl, res_t *r, const db_query_t *q, unsigned nq)
     return rc;
 }
 
-static bool nothing_owed(void) { return owed == 0; }
-static bool settle(unsigned ms) { return run_until(nothing_owed, ms); }
+static bool nothing_owed(void)
+{
+    return owed == 0;
+}
+static bool settle(unsigned ms)
+{
+    return run_until(nothing_owed, ms);
+}
 
 /* ---- databases ---- */
 
@@ -223,12 +229,10 @@ static void test_refused(db_client_t *cl)
     submit(cl, &b, qb, 1);
     tap_ok(settle(3000), "both answered");
     tap_ok(a.err == -EBADMSG && a.n == 3 && a.present[0] && a.present[1] && !a.present[2],
-           "the one with a refused statement: -EBADMSG, results up to the refused one (%d)",
-           a.err);
+           "the one with a refused statement: -EBADMSG, results up to the refused one (%d)", a.err);
     tap_ok(strcmp(a.state[1], "23514") == 0 && a.state[0][0] == '\0',
            "the refused statement carries its SQLSTATE (%s)", a.state[1]);
-    tap_ok(q("SELECT count(*) FROM kv WHERE k IN (10, 11, 13)") == 0,
-           "and nothing of it stayed");
+    tap_ok(q("SELECT count(*) FROM kv WHERE k IN (10, 11, 13)") == 0, "and nothing of it stayed");
     tap_ok(b.err == 0 && q("SELECT count(*) FROM kv WHERE k = 20") == 1,
            "the transaction behind it committed");
 }
@@ -242,8 +246,8 @@ static void test_passing(db_client_t *cl)
     submit(cl, &r, &qp, 1);
     tap_ok(settle(5000) && r.err == -ECONNRESET && r.n == 0,
            "a statement failing for a passing reason (40001): -ECONNRESET (%d)", r.err);
-    tap_ok(q("SELECT last_value FROM kv_tries") == DB_TRIES_MAX,
-           "after %d attempts (%lld)", DB_TRIES_MAX, q("SELECT last_value FROM kv_tries"));
+    tap_ok(q("SELECT last_value FROM kv_tries") == DB_TRIES_MAX, "after %d attempts (%lld)",
+           DB_TRIES_MAX, q("SELECT last_value FROM kv_tries"));
 }
 
 /*
@@ -298,8 +302,7 @@ static void test_timeout_cancel(void)
     run_for(30);
     submit(cl, &r[1], &qa, 1);
     db_free(db);
-    tap_ok(r[0].calls == 1 && r[0].err == -ECANCELED && r[1].calls == 1 &&
-               r[1].err == -ECANCELED,
+    tap_ok(r[0].calls == 1 && r[0].err == -ECANCELED && r[1].calls == 1 && r[1].err == -ECANCELED,
            "db_free answers the one in flight and the queued one -ECANCELED, synchronously");
     run_for(20);
     unlock_kv(locker);
@@ -311,8 +314,14 @@ static void test_timeout_cancel(void)
 }
 
 static bool idle_flag;
-static void on_idle(void *arg) { *(bool *)arg = true; }
-static bool idle_seen(void) { return idle_flag; }
+static void on_idle(void *arg)
+{
+    *(bool *)arg = true;
+}
+static bool idle_seen(void)
+{
+    return idle_flag;
+}
 
 /* Not ordered: spread round robin over the connections; db_drain() waits for them. */
 static void test_spread_drain(void)
