@@ -146,6 +146,23 @@ bool db_is_row_error(const char *state)
                              strncmp(state, "P0", 2) == 0);
 }
 
+void db_take_expired(core_queue_t *q, core_queue_t *out, uint64_t now, uint64_t timeout_ms,
+                     uint64_t (*since)(const core_qlink_t *l))
+{
+    core_qlink_t *prev = NULL, *l = q->head;
+
+    while (l != NULL) {
+        core_qlink_t *next = l->next;
+        if (now - since(l) >= timeout_ms) {
+            core_queue_remove_after(q, prev, l);
+            core_queue_push(out, l);
+        } else {
+            prev = l;
+        }
+        l = next;
+    }
+}
+
 static bool db_busy(const db_t *db)
 {
     for (const db_part_t *p = db->parts; p != NULL; p = p->next)

@@ -270,6 +270,13 @@ const char *db_result_msg(const PGresult *r, char *buf, size_t cap);
 /* True for an SQLSTATE that blames the row's content: retrying the same row cannot help. */
 bool db_is_row_error(const char *state);
 
+/*
+ * Moves the links of q that have waited timeout_ms or longer by `now` to the
+ * end of `out`, in order; since(l) is when l's wait began (loop ms).
+ */
+void db_take_expired(core_queue_t *q, core_queue_t *out, uint64_t now, uint64_t timeout_ms,
+                     uint64_t (*since)(const core_qlink_t *l));
+
 /* ---- wiring (conn.c, called by db.c) ---- */
 
 /* Allocates the db and its connections (not connecting yet). */

@@ -342,24 +342,19 @@ static void db_inbox_send(db_part_t *p)
     }
 }
 
+static uint64_t db_upd_since(const core_qlink_t *l)
+{
+    return container_of(l, db_update_t, link)->enqueued_ms;
+}
+
 static void db_inbox_expire(db_part_t *p, uint64_t now)
 {
     db_inbox_t *in = container_of(p, db_inbox_t, part);
     db_t *db = p->db;
     core_queue_t expired;
-    core_qlink_t *prev = NULL, *l = in->pending.head;
 
     core_queue_init(&expired);
-    while (l != NULL) {
-        core_qlink_t *next = l->next;
-        if (now - db_upd(l)->enqueued_ms < db->opt.ack_timeout_ms) {
-            prev = l;
-        } else {
-            core_queue_remove_after(&in->pending, prev, l);
-            db_chain(&expired, db_upd(l));
-        }
-        l = next;
-    }
+    db_take_expired(&in->pending, &expired, now, db->opt.ack_timeout_ms, db_upd_since);
     for (unsigned k = 0; k < in->nbatch; k++) {
         db_batch_t *b = &in->batch[k];
         for (unsigned i = 0; b->id != 0 && i < b->n; i++) {

@@ -357,24 +357,19 @@ static bool db_tx_expired(const db_tx_t *tx, uint64_t now)
     return now - tx->enqueued_ms >= tx->cl->opt.timeout_ms;
 }
 
+static uint64_t db_tx_since(const core_qlink_t *l)
+{
+    return container_of(l, db_tx_t, link)->enqueued_ms;
+}
+
 static void db_client_expire(db_part_t *p, uint64_t now)
 {
     db_client_t *cl = container_of(p, db_client_t, part);
     db_t *db = p->db;
     core_queue_t expired;
-    core_qlink_t *prev = NULL, *l = cl->queue.head;
 
     core_queue_init(&expired);
-    while (l != NULL) {
-        core_qlink_t *next = l->next;
-        if (db_tx_expired(container_of(l, db_tx_t, link), now)) {
-            core_queue_remove_after(&cl->queue, prev, l);
-            core_queue_push(&expired, l);
-        } else {
-            prev = l;
-        }
-        l = next;
-    }
+    db_take_expired(&cl->queue, &expired, now, cl->opt.timeout_ms, db_tx_since);
     /* In flight: answered now, freed when the result (or the loss of the connection) comes. */
     for (unsigned i = 0; i < db->opt.connections; i++)
         for (db_item_t *it = db->conns[i].phead; it != NULL; it = it->next) {

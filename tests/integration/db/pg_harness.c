@@ -152,6 +152,25 @@ bool qs(const char *ci, char *out, size_t cap, const char *fmt, ...)
     return good;
 }
 
+PGconn *lock_table(const char *table)
+{
+    char sql[128];
+    PGconn *c = PQconnectdb(conninfo);
+    PQclear(PQexec(c, "BEGIN"));
+    snprintf(sql, sizeof(sql), "LOCK TABLE %s IN SHARE MODE", table);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        tap_bail("cannot lock the table");
+    PQclear(r);
+    return c;
+}
+
+void unlock_table(PGconn *c)
+{
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
+}
+
 /* ---- the loop ---- */
 
 rx_loop_t loop;

@@ -13,6 +13,8 @@
 #include "reactor.h"
 #include "tap.h"
 
+#include <libpq-fe.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +49,13 @@ long long q(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 bool qs(const char *ci, char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/*
+ * Another session, in a transaction that holds `table` in SHARE MODE: every
+ * write to it waits until unlock_table(). Bails out when it cannot.
+ */
+PGconn *lock_table(const char *table);
+void unlock_table(PGconn *c);
 
 /* ---- the loop ---- */
 

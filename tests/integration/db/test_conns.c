@@ -107,24 +107,6 @@ static bool batch_holds(db_t *db, db_conn_t *c, unsigned from, unsigned n)
     return true;
 }
 
-/* Another session holding a lock that makes every insert into updates wait. */
-static PGconn *lock_updates(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    PQclear(PQexec(c, "BEGIN"));
-    PGresult *r = PQexec(c, "LOCK TABLE updates IN SHARE MODE");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        tap_bail("cannot lock updates");
-    PQclear(r);
-    return c;
-}
-
-static void unlock_updates(PGconn *c)
-{
-    PQclear(PQexec(c, "COMMIT"));
-    PQfinish(c);
-}
-
 /* Backends of ours whose insert waits for a lock now. */
 static long long inserts_waiting(void)
 {
@@ -232,7 +214,7 @@ static void test_side_by_side(void)
 {
     met_slot_t *m = met_self();
     db_t *db = new_db(3, 1000, 10000);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     uint64_t batches0 = m->db_batch_size.count;
     unsigned from = nups;
 
@@ -250,7 +232,7 @@ static void test_side_by_side(void)
     long long waiting = inserts_waiting();
     tap_ok(waiting == 3, "the server has three inserts waiting for the lock at once (%lld)",
            waiting);
-    unlock_updates(locker);
+    unlock_table(locker);
     tap_ok(wait_range(from, nups, 10000) && count_status(from, nups, DB_STORED) == 25,
            "all 25 stored once the lock is gone");
     uint64_t batches = m->db_batch_size.count - batches0;
@@ -269,7 +251,7 @@ static void test_terminated(void)
     met_slot_t *m = met_self();
     db_t *db = new_db(3, 1000, 10000);
     uint64_t reconnects0 = m->db_reconnects;
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     store_n(db, 300000, 5);
@@ -277,8 +259,7 @@ static void test_terminated(void)
     store_n(db, 300010, 5);
     run_for(30);
     db_conn_t *a = &db->conns[0], *b = &db->conns[1], *c = &db->conns[2];
-    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) &&
-               db->in->flight[c->idx] == 0,
+    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) && db->in->flight[c->idx] == 0,
            "batches in flight on connections 1 and 2, connection 3 idle");
     int pid = PQbackendPID(a->pg);
     tap_ok(q("SELECT pg_terminate_backend(%d)::int", pid) == 1,
@@ -292,7 +273,7 @@ static void test_terminated(void)
     tap_ok(db_ready(db) && m->db_connected == 1, "the db stays ready, db_connected stays 1");
     unsigned mid = nups;
     tap_ok(store_id(db, 300020) == 0, "and takes updates meanwhile");
-    unlock_updates(locker);
+    unlock_table(locker);
     bool answered = wait_range(from, nups, 10000);
     unsigned stored = count_status(from, nups, DB_STORED);
     tap_ok(answered && stored == 11,
@@ -347,8 +328,7 @@ static void test_lost_answer(void)
 
 static unsigned owed;
 
-/* A lease on rows of a small table, claimed under a token, and a counter: two idempotent
- * statements. */
+/* A lease on rows of a small table, claimed under a token, and a counter: two idempotent statements. */
 static const uint32_t lane_types[2] = {DB_OID_INT8, DB_OID_INT8};
 static const db_stmt_t lane_stmts[] = {
     {"test_lane_claim",
@@ -360,8 +340,8 @@ static const db_stmt_t lane_stmts[] = {
      "NULL OR token = $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id) "
      "SELECT id FROM c ORDER BY id",
      2, lane_types},
-    {"test_lane_bump", "UPDATE lane SET n = n + 1 WHERE id = $1 AND token IS NOT NULL AND n = 0", 1,
-     lane_types},
+    {"test_lane_bump", "UPDATE lane SET n = n + 1 WHERE id = $1 AND token IS NOT NULL AND n = 0",
+     1, lane_types},
 };
 
 typedef struct lane_res {
@@ -401,10 +381,7 @@ static int lane_bump(db_client_t *cl, lane_res_t *l, int64_t id)
     return db_txn_submit(cl, &qy, 1, on_lane, l);
 }
 
-static bool nothing_owed(void)
-{
-    return owed == 0;
-}
+static bool nothing_owed(void) { return owed == 0; }
 
 /* Items of c's pipeline that are neither the inbox's batches nor the setup. */
 static unsigned client_items(db_t *db, db_conn_t *c)
@@ -456,8 +433,7 @@ static void test_lane_moves(void)
                bumped.calls == 0,
            "connection dropped: both back in the queue, unanswered");
     db_send_queued(db);
-    tap_ok(client_items(db, &db->conns[1 - x->idx]) == 2,
-           "sent again at once on the other connection");
+    tap_ok(client_items(db, &db->conns[1 - x->idx]) == 2, "sent again at once on the other connection");
     tap_ok(run_until(nothing_owed, 5000) && c.err == 0 && c.n == 2 && c.ids[0] == 2 &&
                c.ids[1] == 3,
            "the claim returns the rows its first attempt leased");
@@ -470,19 +446,13 @@ static void test_lane_moves(void)
 /* ---- deadlines, drain and free with batches on several connections ---- */
 
 static bool idle_flag;
-static void on_idle(void *arg)
-{
-    *(bool *)arg = true;
-}
-static bool idle_seen(void)
-{
-    return idle_flag;
-}
+static void on_idle(void *arg) { *(bool *)arg = true; }
+static bool idle_seen(void) { return idle_flag; }
 
 static void test_deadlines(void)
 {
     db_t *db = new_db(2, 1000, 300);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     for (int turn = 0; turn < 3; turn++) {
@@ -494,7 +464,7 @@ static void test_deadlines(void)
     tap_ok(wait_range(from, nups, 2000) && count_status(from, nups, -ETIMEDOUT) == 12 &&
                db_pending(db) == 0,
            "all 12 answered -ETIMEDOUT, in flight or waiting");
-    unlock_updates(locker);
+    unlock_table(locker);
     run_for(200);
     tap_ok(db_ready(db) && store_id(db, 500100) == 0 && wait_range(nups - 1, nups, 3000) &&
                ups[nups - 1].status == DB_STORED,
@@ -505,7 +475,7 @@ static void test_deadlines(void)
 static void test_drain_free(void)
 {
     db_t *db = new_db(2, 1000, 10000);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     store_n(db, 600000, 3);
@@ -519,13 +489,13 @@ static void test_drain_free(void)
            "after db_drain, with batches on both connections: db_store gives -EAGAIN");
     run_for(100);
     tap_ok(!idle_flag, "on_idle waits while they are in flight");
-    unlock_updates(locker);
+    unlock_table(locker);
     tap_ok(run_until(idle_seen, 5000) && count_status(from, from + 9, DB_STORED) == 9,
            "on_idle runs once all 9 are stored");
     free_db(db);
 
     db = new_db(2, 1000, 10000);
-    locker = lock_updates();
+    locker = lock_table("updates");
     from = nups;
     store_n(db, 610000, 3);
     run_for(20);
@@ -537,7 +507,7 @@ static void test_drain_free(void)
     tap_ok(count_status(from, from + 9, -ECANCELED) == 9,
            "db_free answers all 9 -ECANCELED, synchronously");
     run_for(20);
-    unlock_updates(locker);
+    unlock_table(locker);
 }
 
 static void test_options(void)

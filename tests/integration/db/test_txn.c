@@ -43,8 +43,8 @@ static const db_stmt_t kv_stmts[] = {
 
 /* ---- callbacks ---- */
 
-static bool in_submit;    /* inside db_txn_submit(): a callback now would be synchronous */
-static unsigned owed;     /* accepted transactions whose callback has not run */
+static bool in_submit;   /* inside db_txn_submit(): a callback now would be synchronous */
+static unsigned owed;    /* accepted transactions whose callback has not run */
 static unsigned sync_cbs; /* callbacks from inside the submit */
 static unsigned cb_twice; /* callbacks that ran twice for one transaction */
 
@@ -52,12 +52,12 @@ typedef struct res {
     unsigned calls;
     int err;
     unsigned n;
-    bool present[4]; /* res[i] != NULL */
+    bool present[4];     /* res[i] != NULL */
     uint64_t affected[4];
     unsigned rows[4];
-    char text[4][64]; /* statement i, row 0, column 1 (or 0 when it has one) */
-    int64_t k[4][4];  /* statement i, rows 0..3, column 0 */
-    char state[4][8]; /* SQLSTATE of statement i, "" when it succeeded */
+    char text[4][64];    /* statement i, row 0, column 1 (or 0 when it has one) */
+    int64_t k[4][4];     /* statement i, rows 0..3, column 0 */
+    char state[4][8];    /* SQLSTATE of statement i, "" when it succeeded */
 } res_t;
 
 static void on_txn(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -112,14 +112,8 @@ static int submit(db_client_t *cl, res_t *r, const db_query_t *q, unsigned nq)
     return rc;
 }
 
-static bool nothing_owed(void)
-{
-    return owed == 0;
-}
-static bool settle(unsigned ms)
-{
-    return run_until(nothing_owed, ms);
-}
+static bool nothing_owed(void) { return owed == 0; }
+static bool settle(unsigned ms) { return run_until(nothing_owed, ms); }
 
 /* ---- databases ---- */
 
@@ -163,24 +157,6 @@ static void free_db(db_t *db)
 {
     db_free(db);
     run_for(20);
-}
-
-/* Another session holding a lock that makes every write to kv wait. */
-static PGconn *lock_kv(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    PQclear(PQexec(c, "BEGIN"));
-    PGresult *r = PQexec(c, "LOCK TABLE kv IN SHARE MODE");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        tap_bail("cannot lock kv");
-    PQclear(r);
-    return c;
-}
-
-static void unlock_kv(PGconn *c)
-{
-    PQclear(PQexec(c, "COMMIT"));
-    PQfinish(c);
 }
 
 /* Transactions of clients in c's pipeline: neither inbox batches nor the setup. */
@@ -229,10 +205,12 @@ static void test_refused(db_client_t *cl)
     submit(cl, &b, qb, 1);
     tap_ok(settle(3000), "both answered");
     tap_ok(a.err == -EBADMSG && a.n == 3 && a.present[0] && a.present[1] && !a.present[2],
-           "the one with a refused statement: -EBADMSG, results up to the refused one (%d)", a.err);
+           "the one with a refused statement: -EBADMSG, results up to the refused one (%d)",
+           a.err);
     tap_ok(strcmp(a.state[1], "23514") == 0 && a.state[0][0] == '\0',
            "the refused statement carries its SQLSTATE (%s)", a.state[1]);
-    tap_ok(q("SELECT count(*) FROM kv WHERE k IN (10, 11, 13)") == 0, "and nothing of it stayed");
+    tap_ok(q("SELECT count(*) FROM kv WHERE k IN (10, 11, 13)") == 0,
+           "and nothing of it stayed");
     tap_ok(b.err == 0 && q("SELECT count(*) FROM kv WHERE k = 20") == 1,
            "the transaction behind it committed");
 }
@@ -246,8 +224,8 @@ static void test_passing(db_client_t *cl)
     submit(cl, &r, &qp, 1);
     tap_ok(settle(5000) && r.err == -ECONNRESET && r.n == 0,
            "a statement failing for a passing reason (40001): -ECONNRESET (%d)", r.err);
-    tap_ok(q("SELECT last_value FROM kv_tries") == DB_TRIES_MAX, "after %d attempts (%lld)",
-           DB_TRIES_MAX, q("SELECT last_value FROM kv_tries"));
+    tap_ok(q("SELECT last_value FROM kv_tries") == DB_TRIES_MAX,
+           "after %d attempts (%lld)", DB_TRIES_MAX, q("SELECT last_value FROM kv_tries"));
 }
 
 /*
@@ -259,7 +237,7 @@ static void test_resend(db_client_t *cl, db_t *db)
     res_t r;
     db_query_t qa = put(30, "v");
     qa.again = "test_kv_put_again";
-    PGconn *locker = lock_kv();
+    PGconn *locker = lock_table("kv");
 
     submit(cl, &r, &qa, 1);
     run_for(50);
@@ -270,7 +248,7 @@ static void test_resend(db_client_t *cl, db_t *db)
            pid);
     run_for(100);
     tap_ok(r.calls == 0, "no answer for it yet");
-    unlock_kv(locker);
+    unlock_table(locker);
     char v[64];
     tap_ok(settle(5000) && r.err == 0 && r.calls == 1, "after the reconnect: committed, once");
     qs(NULL, v, sizeof(v), "SELECT v FROM kv WHERE k = 30");
@@ -284,28 +262,29 @@ static void test_timeout_cancel(void)
     res_t r[3], late;
 
     wait_ready(db);
-    PGconn *locker = lock_kv();
+    PGconn *locker = lock_table("kv");
     db_query_t qa = put(40, "late");
     tap_ok(submit(cl, &r[0], &qa, 1) == 0 && submit(cl, &r[1], &qa, 1) == 0 &&
                submit(cl, &r[2], &qa, 1) == -EAGAIN,
            "max_pending 2: the third submit gives -EAGAIN");
     tap_ok(settle(3000) && r[0].err == -ETIMEDOUT && r[1].err == -ETIMEDOUT,
            "timeout 300 ms: both -ETIMEDOUT while the lock holds");
-    unlock_kv(locker);
+    unlock_table(locker);
     run_for(200);
     tap_ok(r[0].calls == 1 && r[1].calls == 1, "the late results are dropped: one callback each");
     tap_ok(submit(cl, &late, &qa, 1) == 0 && settle(3000) && late.err == 0,
            "and the next transaction commits");
 
-    locker = lock_kv();
+    locker = lock_table("kv");
     submit(cl, &r[0], &qa, 1);
     run_for(30);
     submit(cl, &r[1], &qa, 1);
     db_free(db);
-    tap_ok(r[0].calls == 1 && r[0].err == -ECANCELED && r[1].calls == 1 && r[1].err == -ECANCELED,
+    tap_ok(r[0].calls == 1 && r[0].err == -ECANCELED && r[1].calls == 1 &&
+               r[1].err == -ECANCELED,
            "db_free answers the one in flight and the queued one -ECANCELED, synchronously");
     run_for(20);
-    unlock_kv(locker);
+    unlock_table(locker);
 
     db = new_db(1);
     cl = new_client(db, 0, 0, false);
@@ -314,14 +293,8 @@ static void test_timeout_cancel(void)
 }
 
 static bool idle_flag;
-static void on_idle(void *arg)
-{
-    *(bool *)arg = true;
-}
-static bool idle_seen(void)
-{
-    return idle_flag;
-}
+static void on_idle(void *arg) { *(bool *)arg = true; }
+static bool idle_seen(void) { return idle_flag; }
 
 /* Not ordered: spread round robin over the connections; db_drain() waits for them. */
 static void test_spread_drain(void)
@@ -332,7 +305,7 @@ static void test_spread_drain(void)
     db_query_t qa = put(50, "s");
 
     wait_ready(db);
-    PGconn *locker = lock_kv();
+    PGconn *locker = lock_table("kv");
     for (int i = 0; i < 4; i++)
         submit(cl, &r[i], &qa, 1);
     run_for(50);
@@ -345,7 +318,7 @@ static void test_spread_drain(void)
            "draining: db_draining() is true, transactions are still taken");
     run_for(100);
     tap_ok(!idle_flag, "on_idle waits for the client's transactions");
-    unlock_kv(locker);
+    unlock_table(locker);
     tap_ok(run_until(idle_seen, 5000) && owed == 0, "and runs once all are answered");
     free_db(db);
 }

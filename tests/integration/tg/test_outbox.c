@@ -10,8 +10,8 @@
  * marks take effect once; deadlines), the cap, db_drain() and db_free().
  *
  * It includes the db module's private header to send queued work, to look
- * into the pipelines and to drop the connection at chosen moments. Skips (exit 77) only when the
- * PostgreSQL binaries are not installed.
+ * into the pipelines and to drop the connection at chosen moments. Skips (exit 77) only when the PostgreSQL
+ * binaries are not installed.
  */
 #include "../../../src/db/db_private.h"
 #include "log.h"
@@ -32,9 +32,9 @@ static tg_outbox_t *ob_of(db_t *db);
 
 /* ---- callbacks and their bookkeeping ---- */
 
-static bool in_call;        /* inside a tg_outbox_*() call: a callback now would be synchronous */
-static unsigned owed;       /* accepted calls whose callback has not run */
-static unsigned call_sync;  /* callbacks that ran from inside the call */
+static bool in_call;   /* inside a tg_outbox_*() call: a callback now would be synchronous */
+static unsigned owed;  /* accepted calls whose callback has not run */
+static unsigned call_sync; /* callbacks that ran from inside the call */
 static unsigned call_twice; /* callbacks that ran twice for one call */
 
 typedef struct claim {
@@ -157,16 +157,10 @@ static int due(db_t *db, done_t *d, uint64_t within_ms)
     return accepted(tg_outbox_due(ob_of(db), within_ms, on_count, reset(d)));
 }
 
-static bool nothing_owed(void)
-{
-    return owed == 0;
-}
+static bool nothing_owed(void) { return owed == 0; }
 
 /* Runs the loop until every accepted call had its callback. */
-static bool settle(unsigned ms)
-{
-    return run_until(nothing_owed, ms);
-}
+static bool settle(unsigned ms) { return run_until(nothing_owed, ms); }
 
 /* Waits for the callbacks whose counters are listed (NULL-terminated). */
 static unsigned *watched[16];
@@ -193,10 +187,7 @@ static bool wait_calls(unsigned ms, unsigned *first, ...)
 /* ---- databases and rows ---- */
 
 static db_t *ready_db;
-static bool is_ready(void)
-{
-    return db_ready(ready_db);
-}
+static bool is_ready(void) { return db_ready(ready_db); }
 
 /* The outbox store of each db the test made (a db_t is freed before a new one reuses a slot). */
 static struct {
@@ -285,10 +276,7 @@ static int64_t add_rows(int n, int64_t chat, int due_s)
              (long long)chat, (long long)chat, due_s, n);
 }
 
-static void clear_outbox(void)
-{
-    q("TRUNCATE outbox RESTART IDENTITY");
-}
+static void clear_outbox(void) { q("TRUNCATE outbox RESTART IDENTITY"); }
 
 /* The columns of row id that differ from its copy in table snap, comma-separated and sorted. */
 static const char *changed(int64_t id, char *out, size_t cap)
@@ -345,9 +333,8 @@ static void test_migrate_from_0001(void)
            "not ready on a database without 0002: tg_outbox_claim gives -EAGAIN");
 
     tap_ok(db_migrate(ci) == 1, "db_migrate applies one migration");
-    qs(ci, v, sizeof(v),
-       "SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
-       "FROM schema_migrations");
+    qs(ci, v, sizeof(v), "SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
+                         "FROM schema_migrations");
     tap_ok(strcmp(v, "1:0001_init,2:0002_outbox") == 0, "schema_migrations: %s", v);
     qs(ci, v, sizeof(v), "SELECT body FROM updates WHERE update_id = 1");
     tap_ok(strcmp(v, "\\x6b657074") == 0, "the update stored before is still there");
@@ -766,8 +753,7 @@ static void test_interleaved(db_t *db)
     stores = t;
     nstores = 4;
     tap_ok(run_until(stores_done, 5000), "everything answered once the lock is gone");
-    tap_ok(bad.err == -EBADMSG && t[1]->status == -EBADMSG,
-           "the refused mark and update: -EBADMSG");
+    tap_ok(bad.err == -EBADMSG && t[1]->status == -EBADMSG, "the refused mark and update: -EBADMSG");
     tap_ok(t[0]->status == DB_STORED && t[2]->status == DB_STORED && t[3]->status == DB_STORED &&
                q("SELECT count(*) FROM updates WHERE update_id IN (120001, 120002, 120003)") == 3,
            "the updates behind the refused mark, and the refused update's batch-mates, stored");
@@ -869,14 +855,8 @@ static void test_outage(db_t *a)
 }
 
 static bool idle_flag;
-static void on_idle(void *arg)
-{
-    *(bool *)arg = true;
-}
-static bool idle_seen(void)
-{
-    return idle_flag;
-}
+static void on_idle(void *arg) { *(bool *)arg = true; }
+static bool idle_seen(void) { return idle_flag; }
 
 static void test_cap_drain_free(void)
 {
@@ -891,8 +871,7 @@ static void test_cap_drain_free(void)
     r[1] = sent(db, &d[1], id + 1);
     r[2] = due(db, &d[2], 0);
     r[3] = sent(db, &d[3], id);
-    tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN &&
-               tg_outbox_pending(ob_of(db)) == 3,
+    tap_ok(r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == -EAGAIN && tg_outbox_pending(ob_of(db)) == 3,
            "outbox_max 3: the fourth operation gives -EAGAIN");
     tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 && d[2].err == 0 &&
                tg_outbox_pending(ob_of(db)) == 0,
