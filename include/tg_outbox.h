@@ -93,7 +93,8 @@ typedef void (*tg_outbox_count_cb)(void *arg, int err, int64_t count);
 
 /*
  * Registers the outbox's statements with `db` (db_client_new) and seeds the
- * claim tokens. `opt` may be NULL (the defaults). Aborts on allocation failure.
+ * claim tokens. At most one per db: the statement names are fixed. `opt` may
+ * be NULL (the defaults). Aborts on allocation failure.
  */
 void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt);
 

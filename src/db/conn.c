@@ -798,9 +798,10 @@ void db_part_add(db_t *db, db_part_t *p)
         db_prep_t *pr = xcalloc(1, sizeof(*pr));
         pr->item.ops = &db_prep_ops;
         pr->part = p;
-        if (db_item_push(c, &pr->item))
-            db_flush(c);
+        /* Ahead of anything of p's in this pipeline; written at the end of the turn. */
+        db_item_push(c, &pr->item);
     }
+    db_kick(db);
 }
 
 /* ---- wiring ---- */
