@@ -1,25 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * db.h - PostgreSQL on the reactor: the inbox (group commit of updates), the
- * outbox (the sender's claims and marks) and migrations.
+ * db.h - PostgreSQL on the reactor: a generic transaction API that any
+ * client uses, the inbox (group commit of updates, the first such client)
+ * and migrations.
  *
  * A small fixed set of nonblocking connections per reactor (opt.connections),
- * each in pipeline mode and polled through the ring, shared by the inbox and
- * the outbox. Each transaction on one ends with its own pipeline sync, so one
- * that fails aborts nothing else: a refused update does not touch an outbox
- * mark pipelined behind it, nor the reverse. Updates submitted during one
- * loop turn go into one transaction, sent at the end of the turn on a
- * connection that has no inbox transaction in flight (while all have one,
- * the updates wait and the next batch grows); each submitter's callback runs
- * when that transaction's COMMIT returned (or when it is known that it will
- * not). Each connection is its own server backend, so batches on different
- * connections commit in parallel and the server's group commit can share one
- * WAL flush among them. The outbox's operations go on one connection at a
- * time, which keeps them in order.
+ * each in pipeline mode and polled through the ring, shared by every client.
+ * A client registers its prepared statements (db_client_new; they are
+ * prepared on every connection, and again after every reconnect) and submits
+ * transactions: an ordered list of statements with their parameters and a
+ * callback that gets each statement's result. Each transaction on a
+ * connection ends with its own pipeline sync, so one that fails aborts
+ * nothing else: a refused update does not touch a transaction pipelined
+ * behind it, nor the reverse.
+ *
+ * Updates submitted during one loop turn go into one transaction, sent at the
+ * end of the turn on a connection that has no inbox transaction in flight
+ * (while all have one, the updates wait and the next batch grows); each
+ * submitter's callback runs when that transaction's COMMIT returned (or when
+ * it is known that it will not). Each connection is its own server backend,
+ * so batches on different connections commit in parallel and the server's
+ * group commit can share one WAL flush among them.
+ *
  * A lost connection reconnects with backoff, re-enters nonblocking and
- * pipeline mode and re-prepares its statements; every transaction whose
- * commit it had not confirmed is sent again (each statement is idempotent),
- * on another connection if one is ready, else after the reconnect.
+ * pipeline mode and re-prepares every client's statements; every transaction
+ * whose commit it had not confirmed is sent again, on another connection if
+ * one is ready, else after the reconnect. So every statement a client
+ * registers must be idempotent: executed twice, because the answer to the
+ * first commit was lost, it must leave the same state and give an answer the
+ * client can live with (ON CONFLICT DO NOTHING; an UPDATE guarded by the
+ * state it changes; a claim that carries a token, see db_query_t.again).
  * The per-worker gauge tgring_db_connected is 1 while at least one of the
  * connections is up, 0 when none is; tgring_db_reconnects_total counts the
  * losses of each connection.
@@ -33,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core.h"
 #include "reactor.h"
 
 typedef struct db db_t;
@@ -55,8 +66,8 @@ enum {
  *   -ECONNRESET: its transaction failed DB_TRIES_MAX times for a reason not
  *     tied to the row's content (a deadlock, a failed commit); not stored;
  *   -ECANCELED: db_free() was called; it may or may not be stored.
- * Everything but a commit means the caller answers an error and Telegram
- * delivers the update again. The callback may call db_store(), not db_free().
+ * Everything but a commit means the caller answers an error and the sender of
+ * the row delivers it again. The callback may call db_store(), not db_free().
  */
 typedef void (*db_store_cb)(db_update_t *u, int status);
 
@@ -76,13 +87,16 @@ struct db_update {
     int64_t from_id;
     db_store_cb cb;
     /* Private to db. */
-    db_update_t *next;
+    core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */
     uint32_t batch;       /* id of the batch it was sent in, 0 = not sent */
     uint8_t tries;        /* transactions that failed with it for a retryable reason */
 };
 
-/* Failed transactions an update goes through before its callback gets -ECONNRESET. */
+/*
+ * Failed transactions an update, or a submitted transaction, goes through
+ * before its callback gets -ECONNRESET.
+ */
 #define DB_TRIES_MAX 3
 
 /* Most connections one db_t opens. */
@@ -94,13 +108,11 @@ typedef struct db_options {
     unsigned queue_max;      /* updates waiting or in flight, db_store() refuses more (0: 10000) */
     unsigned ack_timeout_ms; /* per-update deadline for a commit, ms (0: 10000) */
     unsigned max_batch;      /* updates per transaction, e.g. 512 (0: 512) */
-    unsigned outbox_max;     /* outbox operations queued or in flight, more get -EAGAIN (0: 1024) */
-    unsigned outbox_timeout_ms; /* per-operation deadline for an outbox result, ms (0: 10000) */
 } db_options_t;
 
 /*
- * Allocates the inbox and starts connecting every connection (nonblocking;
- * returns before they are up, though libpq resolves a host name
+ * Allocates the db and its inbox and starts connecting every connection
+ * (nonblocking; returns before they are up, though libpq resolves a host name
  * synchronously: use an address or a local resolver). While the database is
  * unreachable or not migrated each keeps trying (50 ms doubling to 500 ms
  * between attempts, the schema every second) and db_ready() stays false.
@@ -121,7 +133,7 @@ int db_store(db_t *db, db_update_t *u);
 
 /*
  * True while at least one connection is connected, in pipeline mode, has
- * found the schema migrated and prepared its statements.
+ * found the schema migrated and prepared every client's statements.
  */
 bool db_ready(const db_t *db);
 
@@ -129,17 +141,21 @@ bool db_ready(const db_t *db);
 unsigned db_pending(const db_t *db);
 
 /*
- * Stops taking updates and outbox claims (outbox marks are still taken, so
- * that rows in hand can be marked); what is in flight completes normally.
- * `on_idle` runs (from the loop, not synchronously) once no update and no
- * outbox operation is pending.
+ * Stops taking updates (db_store() gives -EAGAIN); transactions are still
+ * taken, so that clients can finish what they hold (a client that should not
+ * start new work checks db_draining()). What is in flight completes
+ * normally. `on_idle` runs (from the loop, not synchronously) once no update
+ * and no transaction of any client is pending.
  */
 void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg);
 
+/* True once db_drain() was called. */
+bool db_draining(const db_t *db);
+
 /*
- * Cancels what is pending, updates and outbox operations (callbacks run
- * with -ECANCELED, synchronously), closes the connections and frees `db`.
- * Not from inside a db callback.
+ * Cancels what is pending, updates and every client's transactions
+ * (callbacks run with -ECANCELED, synchronously), closes the connections and
+ * frees `db` and its clients. Not from inside a db callback.
  * A poll on a connection's socket may still be in the ring: then the
  * memory is released when its cancellation completes, in the loop's next
  * turn. Run the loop once more after db_free() (as before rx_loop_dispose()
@@ -148,142 +164,166 @@ void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg);
  */
 void db_free(db_t *db);
 
-/* ---- outbox: the sender's side ------------------------------------------ */
+/* ---- transactions: the generic client API -------------------------------- */
+
+/* Type OIDs for db_stmt_t.types (PostgreSQL's pg_type.dat). */
+#define DB_OID_INT4 23u
+#define DB_OID_INT8 20u
+#define DB_OID_TEXT 25u
+#define DB_OID_BYTEA 17u
+
+/* A statement prepared on every (re)connection. */
+typedef struct db_stmt {
+    const char *name;      /* unique across every client, e.g. "tgring_store_update" */
+    const char *sql;       /* $1..$n parameters; must be idempotent, see the top of this file */
+    int nparams;           /* 0..DB_PARAMS_MAX */
+    const uint32_t *types; /* nparams type OIDs (DB_OID_*), or NULL: the server infers them */
+} db_stmt_t;
+
+/* Parameters one statement of a transaction takes at most. */
+#define DB_PARAMS_MAX 8
+/* Statements one transaction holds at most. */
+#define DB_TXN_MAX 64
+
+/* How a parameter is sent. */
+enum {
+    DB_PARAM_NULL = 0, /* SQL NULL */
+    DB_PARAM_TEXT,     /* ptr[0..len): text (no NUL inside); the server parses it */
+    DB_PARAM_BINARY,   /* ptr[0..len): the value in its type's binary format */
+    DB_PARAM_INT8,     /* i: an int8, sent in binary */
+};
+
+typedef struct db_param {
+    int kind;        /* DB_PARAM_* */
+    int64_t i;       /* DB_PARAM_INT8 */
+    const char *ptr; /* DB_PARAM_TEXT, DB_PARAM_BINARY: need not be NUL-terminated */
+    size_t len;      /* bytes at ptr */
+} db_param_t;
+
+static inline db_param_t db_param_int8(int64_t v)
+{
+    return (db_param_t){.kind = DB_PARAM_INT8, .i = v};
+}
+
+/* Text s[0..len); NULL s is SQL NULL. */
+static inline db_param_t db_param_text(const char *s, size_t len)
+{
+    return (db_param_t){.kind = s != NULL ? DB_PARAM_TEXT : DB_PARAM_NULL, .ptr = s, .len = len};
+}
 
 /*
- * The outbox table holds one row per Bot API request to make (written by the
- * processor, in the transaction of the update that caused it). The sender
- * claims due rows with a lease, sends them, and marks each: sent, retry
- * later, failed for good, retargeted to a migrated chat, or released unsent.
- *
- * Every call below is one statement in its own transaction, pipelined on one
- * of the inbox's connections (the one that has operations in flight, else the
- * first ready one), queued until the end of the turn and sent at most 8 at a
- * time; calls are executed in the order made,
- * except that one retried after a passing failure goes ahead of later ones.
- * A claim or mark is answered after a round trip and a commit: a few
- * milliseconds on a local server (the tests measure it), more under fsync
- * pressure or behind a large inbox batch.
- * Each returns 0 (the callback will run exactly once, from the loop, never
- * synchronously), or -EAGAIN (the callback will not run): no connection is
- * ready, or opt.outbox_max operations are already queued or in flight.
- * An operation whose connection is lost before its result is sent again on
- * a ready connection (the statements are idempotent, see each); one not
- * answered within opt.outbox_timeout_ms gets -ETIMEDOUT, and then may or
- * may not have taken effect. db_free() answers the pending ones -ECANCELED.
- * A callback may call any db_outbox_*() or db_store(), not db_free().
+ * One statement of a transaction. The caller's storage: db_txn_submit()
+ * copies what it needs (parameters included), except the statement names,
+ * which are those of a registered db_stmt_t and must outlive the db.
  */
+typedef struct db_query {
+    const char *stmt; /* a registered statement's name */
+    /*
+     * The statement used instead when the transaction is sent again after its
+     * connection was lost (NULL: stmt again): for a statement whose repeat has
+     * to find what its first execution may have done, e.g. a claim that also
+     * returns the rows leased under its token.
+     */
+    const char *again;
+    unsigned nparams;                 /* as registered */
+    db_param_t params[DB_PARAMS_MAX]; /* [nparams] */
+    bool binary;                      /* results in binary format (else text) */
+} db_query_t;
 
-/* Bytes of an error text kept in last_error (cut at a UTF-8 character boundary). */
-#define DB_OUTBOX_ERROR_MAX 1000
-/* Rows one claim can return; a larger `max` is reduced to this. */
-#define DB_OUTBOX_CLAIM_MAX 1000
-/* Longest retry delay and due window, ms (a year); longer ones are reduced to this. */
-#define DB_OUTBOX_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
+/* One statement's result; valid only during the callback. */
+typedef struct db_result db_result_t;
 
-/* A claimed row, valid only during the claim callback (copy what you keep). */
-typedef struct db_outbox_row {
-    int64_t id;
-    int64_t chat_id;
-    const char *method; /* e.g. "sendMessage"; NUL-terminated too */
-    size_t method_len;
-    const char *body; /* the JSON request body; NUL-terminated too */
-    size_t body_len;
-    int attempts; /* sends tried before this claim */
-} db_outbox_row_t;
+/* Rows a statement returned (0 for a command). */
+unsigned db_res_rows(const db_result_t *r);
+/* Columns of its rows. */
+unsigned db_res_cols(const db_result_t *r);
+/* True when the value at row, col is SQL NULL (or out of range). */
+bool db_res_null(const db_result_t *r, unsigned row, unsigned col);
+/*
+ * The value at row, col (text, or the binary format when the query asked for
+ * it), NUL-terminated too; "" for NULL or out of range. OUT: len (may be NULL).
+ */
+const char *db_res_value(const db_result_t *r, unsigned row, unsigned col, size_t *len);
+/*
+ * The value at row, col as an integer: a binary int2, int4 or int8, or text
+ * digits. Returns false (and *v 0) when it is NULL or not one of those.
+ */
+bool db_res_int(const db_result_t *r, unsigned row, unsigned col, int64_t *v);
+/* Rows a command affected (INSERT, UPDATE, DELETE), or rows selected. */
+uint64_t db_res_affected(const db_result_t *r);
+/* The SQLSTATE of a failed statement, NULL for one that succeeded. */
+const char *db_res_sqlstate(const db_result_t *r);
+/*
+ * Severity and primary message of a failed statement, without DETAIL (which
+ * holds the row's values, which have no place in logs); "" for success.
+ * OUT: buf (cap bytes). Returns buf.
+ */
+const char *db_res_message(const db_result_t *r, char *buf, size_t cap);
 
 /*
- * err 0 with the claimed rows, oldest id first (n may be 0: nothing due), or
- * err < 0 with rows NULL and n 0:
- *   -EAGAIN: the claim failed DB_TRIES_MAX times for a passing reason (a
- *     lock or statement timeout): nothing was claimed, try again later;
- *   -ETIMEDOUT: no answer in time: rows may have been leased, and are
- *     claimed again (by anyone) when the lease ends;
- *   -ECANCELED: db_free() was called; as for -ETIMEDOUT.
+ * Runs once per accepted transaction, from the loop, never from inside
+ * db_txn_submit(). err:
+ *   0: committed; res[0..n) the result of each statement (n = nq);
+ *   -EBADMSG: statement k was refused for its content (SQLSTATE class 22, 23
+ *     or P0: a data exception, a constraint, a trigger): the transaction was
+ *     rolled back and is not retried; res[0..n) holds the results of the
+ *     statements before k, res[k] the error (db_res_sqlstate), NULL after it;
+ *   -ECONNRESET: it failed DB_TRIES_MAX times for a passing reason (a
+ *     deadlock, a lock or statement timeout, a missing table, a failed
+ *     commit): nothing of it stayed; res NULL, n 0;
+ *   -ETIMEDOUT: not answered within the client's timeout_ms: it may or may
+ *     not have committed; res NULL, n 0;
+ *   -ECANCELED: db_free() was called (synchronously from it); as -ETIMEDOUT.
+ * The callback may submit more and call db_store(), not db_free().
  */
-typedef void (*db_outbox_claim_cb)(void *arg, int err, const db_outbox_row_t *rows, unsigned n);
+typedef void (*db_txn_cb)(void *arg, int err, const db_result_t *const *res, unsigned n);
+
+typedef struct db_client db_client_t;
+
+typedef struct db_client_options {
+    const char *name;       /* for log lines, e.g. "jobs" (not copied: a literal) */
+    const db_stmt_t *stmts; /* its statements (not copied: must outlive the db) */
+    unsigned nstmts;
+    unsigned max_pending;  /* transactions queued or in flight; more get -EAGAIN (0: 1024) */
+    unsigned timeout_ms;   /* per-transaction deadline from the submit, ms (0: 10000) */
+    unsigned max_inflight; /* transactions sent and not answered at most (0: 8) */
+    /*
+     * The ordered lane: the client's transactions execute in the order
+     * submitted, all on one connection at a time (the one that has some in
+     * flight, else the first ready one), except that one retried after a
+     * passing failure is sent again ahead of those not sent yet. Without it
+     * they are spread round robin over the ready connections and two may run
+     * at the same time in different backends.
+     */
+    bool ordered;
+} db_client_options_t;
 
 /*
- * err 0: done, or the row was not in a state the mark applies to (see each
- * mark; a mark sent again after a lost connection finds its own effect so);
- *   -EBADMSG: the database refused it for the row's content (retarget of a
- *     body that is not valid JSON for jsonb); the row is unchanged;
- *   -ECONNRESET: it failed DB_TRIES_MAX times for a passing reason; unchanged;
- *   -ETIMEDOUT, -ECANCELED: as for claims; it may or may not have happened.
+ * Registers a client: its statements are prepared on every connection that
+ * is up now (a connection whose prepares fail is reconnected) and on every
+ * later (re)connection; db_ready() counts them. The client lives until
+ * db_free(), which frees it. Aborts on allocation failure; never returns
+ * NULL. Statement names must not clash with another client's.
  */
-typedef void (*db_outbox_done_cb)(void *arg, int err);
-
-/* err 0 and the count, or err < 0 (as for a claim) and 0. */
-typedef void (*db_outbox_count_cb)(void *arg, int err, int64_t count);
+db_client_t *db_client_new(db_t *db, const db_client_options_t *opt);
 
 /*
- * Claims up to `max` (>= 1) due rows: sent_at and failed_at null, not_before
- * <= now(), claimed_until null or past; oldest id first, with FOR UPDATE SKIP
- * LOCKED so that several processes share one outbox without blocking each
- * other, and sets claimed_until = now() + lease_ms. A row is not claimed
- * again while its lease runs, by this or any process; once it has run out
- * (the process died, or its send took longer than the lease) it is claimed
- * again: delivery is at-least-once. So lease_ms must exceed the longest send
- * (e.g. 60000 with a 30 s HTTP timeout). Each claim carries a token stored
- * in the rows it leases (column claim_token): a claim sent again after a lost
- * connection also returns the rows its first attempt leased, if it committed.
- * `cb` (not NULL) runs once, see db_outbox_claim_cb.
- * Returns 0, or -EAGAIN when not ready, after db_drain(), or at the cap.
+ * Submits a transaction of q[0..nq) (1..DB_TXN_MAX statements), executed in
+ * order and committed together at its own sync. Copies what it needs of q.
+ * Returns 0 (cb, if not NULL, runs exactly once, never synchronously), or
+ * -EAGAIN (cb will not run): no connection is ready, or max_pending
+ * transactions of this client are queued or in flight.
+ * A transaction whose connection is lost before its answer is sent again
+ * (each statement must be idempotent); one that failed for a passing reason
+ * is retried up to DB_TRIES_MAX times in all.
  */
-int db_outbox_claim(db_t *db, unsigned max, unsigned lease_ms, db_outbox_claim_cb cb, void *arg);
+int db_txn_submit(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb, void *arg);
 
-/*
- * Marks row `id` sent: sent_at = now(), claimed_until = null; only while
- * sent_at is null (the first time stays). cb may be NULL.
- * Returns 0 or -EAGAIN.
- */
-int db_outbox_sent(db_t *db, int64_t id, db_outbox_done_cb cb, void *arg);
+/* The client's transactions whose callback is owed: queued or in flight. */
+unsigned db_client_pending(const db_client_t *cl);
 
-/*
- * Sending failed for now: attempts = attempts + 1, last_error = error (NULL:
- * null; cut to DB_OUTBOX_ERROR_MAX bytes, invalid UTF-8 bytes become '?'),
- * not_before = now() + delay_ms, claimed_until = null. Only while the row is
- * claimed (claimed_until not null) and neither sent nor failed, which makes
- * it count once. cb may be NULL. Returns 0 or -EAGAIN.
- */
-int db_outbox_retry(db_t *db, int64_t id, uint64_t delay_ms, const char *error,
-                    db_outbox_done_cb cb, void *arg);
-
-/*
- * Final failure: attempts = attempts + 1, last_error = error (as for retry),
- * failed_at = now(), claimed_until = null; the row is kept, not deleted.
- * Only while claimed and neither sent nor failed. cb may be NULL.
- * Returns 0 or -EAGAIN.
- */
-int db_outbox_fail(db_t *db, int64_t id, const char *error, db_outbox_done_cb cb, void *arg);
-
-/*
- * Re-targets the row to `chat_id` (migrate_to_chat_id): chat_id = new, the
- * body's "chat_id" member replaced (jsonb_set(body::jsonb, '{chat_id}',
- * to_jsonb(new))::text, which also normalises the body's JSON layout),
- * claimed_until = null, not_before = now(): the row is due again at once,
- * to be claimed and sent anew (do not mark it sent or retry it afterwards).
- * Only while neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
- */
-int db_outbox_retarget(db_t *db, int64_t id, int64_t chat_id, db_outbox_done_cb cb, void *arg);
-
-/*
- * Gives a claimed row back unsent (the sender stops, or will not send it
- * now): claimed_until = null, attempts unchanged, so that it can be claimed
- * again at once, by this or another process. Only while the row is claimed
- * and neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
- */
-int db_outbox_release(db_t *db, int64_t id, db_outbox_done_cb cb, void *arg);
-
-/*
- * Counts rows that are due or will be due within `within_ms` (sent_at and
- * failed_at null, not_before <= now() + within_ms; claimed ones included): a
- * cheap count for metrics. cb may be NULL. Returns 0 or -EAGAIN.
- */
-int db_outbox_due(db_t *db, uint64_t within_ms, db_outbox_count_cb cb, void *arg);
-
-/* Outbox operations whose callback is owed: queued or in flight. */
-unsigned db_outbox_pending(const db_t *db);
+/* The db the client belongs to. */
+db_t *db_client_db(const db_client_t *cl);
 
 /* ---- migrations (blocking; used by `tgring migrate` and at start) ------- */
 

@@ -2,8 +2,9 @@
 /*
  * conn.c - the reactor's PostgreSQL connections: nonblocking libpq in
  * pipeline mode, each socket polled through the ring, reconnects with
- * backoff, and on each connection the pipeline of items that the inbox and
- * the outbox send over it. A db_t has opt.connections of these; each one
+ * backoff, and on each connection the pipeline of items that the parts (the
+ * registered users: transaction clients, the inbox) send over it, through
+ * their ops tables. A db_t has opt.connections of these; each one
  * connects, passes its setup, fails and reconnects on its own, and the db is
  * ready while any one of them is.
  *
@@ -16,9 +17,9 @@
  * pipelined behind it would fail too and need a ROLLBACK first.
  *
  * After every (re)connect a setup item checks the schema and prepares the
- * statements of the inbox and the outbox. A lost connection hands every item
- * in its pipeline back to its module, which queues it again (all the
- * statements are idempotent) to be sent on whichever connection is ready.
+ * statements of every part. A lost connection hands every item in its
+ * pipeline back to its part, which queues it again (all the statements are
+ * idempotent) to be sent on whichever connection is ready.
  */
 #include "db_private.h"
 #include "log.h"
@@ -43,8 +44,6 @@
 #define DB_DEFAULT_QUEUE_MAX 10000
 #define DB_DEFAULT_ACK_TIMEOUT_MS 10000
 #define DB_DEFAULT_MAX_BATCH 512
-#define DB_DEFAULT_OUTBOX_MAX 1024
-#define DB_DEFAULT_OUTBOX_TIMEOUT_MS 10000
 
 #define DB_SQL_SCHEMA "SELECT max(version) FROM schema_migrations"
 
@@ -147,9 +146,29 @@ bool db_is_row_error(const char *state)
                              strncmp(state, "P0", 2) == 0);
 }
 
+void db_take_expired(core_queue_t *q, core_queue_t *out, uint64_t now, uint64_t timeout_ms,
+                     uint64_t (*since)(const core_qlink_t *l))
+{
+    core_qlink_t *prev = NULL, *l = q->head;
+
+    while (l != NULL) {
+        core_qlink_t *next = l->next;
+        if (now - since(l) >= timeout_ms) {
+            core_queue_remove_after(q, prev, l);
+            core_queue_push(out, l);
+        } else {
+            prev = l;
+        }
+        l = next;
+    }
+}
+
 static bool db_busy(const db_t *db)
 {
-    return db->in.count > 0 || db->out.count > 0;
+    for (const db_part_t *p = db->parts; p != NULL; p = p->next)
+        if (p->count > 0)
+            return true;
+    return false;
 }
 
 /* The gauge: 1 while any connection of this worker is up. */
@@ -210,7 +229,7 @@ static void db_schedule_connect(db_conn_t *c)
     c->backoff_ms = c->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
-/* Takes the pipeline's items off it and hands them back to their modules, newest first. */
+/* Takes the pipeline's items off it and hands them back to their parts, newest first. */
 static void db_give_back(db_conn_t *c)
 {
     db_item_t *rev = NULL;
@@ -283,8 +302,11 @@ static void db_connect(db_conn_t *c)
 
     db_conn_params(c->db->conninfo, keys, vals);
     c->pg = PQconnectStartParams(keys, vals, 1);
-    if (c->pg == NULL)
+    if (c->pg == NULL) {
+        /* libpq's only reason to return NULL is a failed allocation. */
+        fprintf(stderr, "tgring: out of memory in PQconnectStartParams\n");
         abort();
+    }
     c->state = DB_CONNECTING;
     rx_timer_start(c->db->loop, &c->timer, DB_SETUP_TIMEOUT_MS, db_on_conn_timer);
     if (PQstatus(c->pg) == CONNECTION_BAD || PQsocket(c->pg) < 0) {
@@ -298,12 +320,18 @@ static void db_connect(db_conn_t *c)
 
 /* ---- setup: schema check and prepares, as the first item on a connection ---- */
 
-/* Every prepared statement, module by module. */
-static const db_stmt_t *const db_stmt_sets[] = {db_inbox_stmts, db_outbox_stmts};
+_Static_assert(sizeof(Oid) == sizeof(uint32_t), "db_stmt_t.types are passed to libpq as Oid");
 
-#define DB_FOR_EACH_STMT(s)                                                                        \
-    for (size_t set_ = 0; set_ < sizeof(db_stmt_sets) / sizeof(db_stmt_sets[0]); set_++)           \
-        for (const db_stmt_t *s = db_stmt_sets[set_]; s->name != NULL; s++)
+/* Sends the prepares of p's statements. Returns how many, or -1 when libpq refused one. */
+static int db_send_prepares(db_conn_t *c, const db_part_t *p)
+{
+    for (unsigned i = 0; i < p->nstmts; i++) {
+        const db_stmt_t *s = &p->stmts[i];
+        if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, (const Oid *)s->types))
+            return -1;
+    }
+    return (int)p->nstmts;
+}
 
 static int db_setup_send(db_conn_t *c, db_item_t *it)
 {
@@ -324,11 +352,12 @@ static int db_setup_send(db_conn_t *c, db_item_t *it)
     if (!PQsendQueryParams(c->pg, "DEALLOCATE ALL", 0, NULL, NULL, NULL, NULL, 0))
         return -1;
     n++;
-    DB_FOR_EACH_STMT(s)
-    {
-        if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, s->types))
+    c->prep_gen = c->db->stmt_gen;
+    for (const db_part_t *p = c->db->parts; p != NULL; p = p->next) {
+        int k = db_send_prepares(c, p);
+        if (k < 0)
             return -1;
-        n++;
+        n += k;
     }
     return n;
 }
@@ -363,6 +392,9 @@ static void db_setup_done(db_conn_t *c, db_item_t *it)
     db_t *db = c->db;
     char label[DB_LABEL_MAX];
 
+    /* A part registered while the prepares were on their way: they lack its statements. */
+    if (c->prep_gen != db->stmt_gen)
+        c->prepared = false;
     if (c->schema_ok && c->prepared) {
         rx_timer_stop(db->loop, &c->timer);
         c->state = DB_READY;
@@ -370,8 +402,12 @@ static void db_setup_done(db_conn_t *c, db_item_t *it)
         log_info("db_ready", "database ready (schema version %d)%s", c->schema_version,
                  db_label(c, label, sizeof(label)));
         /* What was kept across a reconnect, or waited for a connection, goes out now. */
-        if (db->in.head != NULL || db->out.head != NULL)
+        if (db_busy(db))
             rx_defer(db->loop, &db->send_defer, db_on_send);
+        return;
+    }
+    if (c->schema_ok && c->setup_prepare && c->prep_gen != db->stmt_gen) {
+        db_send_setup(c);
         return;
     }
     c->state = DB_WAIT_SCHEMA;
@@ -437,8 +473,8 @@ bool db_item_push(db_conn_t *c, db_item_t *it)
 
 void db_send_queued(db_t *db)
 {
-    db_inbox_send(db);
-    db_outbox_send(db);
+    for (db_part_t *p = db->parts; p != NULL; p = p->next)
+        p->ops->send(p);
     for (unsigned i = 0; i < db->opt.connections; i++)
         if (db->conns[i].state == DB_READY)
             db_flush(&db->conns[i]);
@@ -564,7 +600,7 @@ void db_lost(db_conn_t *c, const char *why)
     db_give_back(c);
     db_close_conn(c);
     db_schedule_connect(c);
-    if (db->in.head != NULL || db->out.head != NULL)
+    if (db_busy(db))
         db_kick(db);
 }
 
@@ -598,8 +634,8 @@ static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
     db_t *db = container_of(t, db_t, tick);
     uint64_t now = rx_now(loop);
 
-    db_inbox_expire(db, now);
-    db_outbox_expire(db, now);
+    for (db_part_t *p = db->parts; p != NULL; p = p->next)
+        p->ops->expire(p, now);
     for (unsigned i = 0; i < db->opt.connections; i++) {
         db_conn_t *c = &db->conns[i];
         if (c->phead != NULL && c->pg != NULL && now - c->phead->sent_ms >= db->stall_ms) {
@@ -684,13 +720,95 @@ void db_check_idle(db_t *db)
         rx_defer(db->loop, &db->idle_defer, db_on_idle);
 }
 
-/* ---- interface ---- */
+/* ---- statements of a part registered late: a prepare item per connection ---- */
 
-db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
+typedef struct db_prep {
+    db_item_t item;
+    const db_part_t *part;
+    bool failed; /* a prepare failed: the connection is set up anew */
+} db_prep_t;
+
+static int db_prep_send(db_conn_t *c, db_item_t *it)
 {
-    db_t *db = calloc(1, sizeof(*db));
-    if (db == NULL)
-        abort();
+    return db_send_prepares(c, container_of(it, db_prep_t, item)->part);
+}
+
+static bool db_prep_result(db_conn_t *c, db_item_t *it, PGresult *r)
+{
+    char msg[DB_MSG_MAX];
+    db_prep_t *pr = container_of(it, db_prep_t, item);
+
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && !pr->failed) {
+        pr->failed = true;
+        db_warn_limited(c->db, "db_prepare_failed", "cannot prepare a statement: %s",
+                        db_result_msg(r, msg, sizeof(msg)));
+    }
+    return false;
+}
+
+static void db_prep_done(db_conn_t *c, db_item_t *it)
+{
+    db_prep_t *pr = container_of(it, db_prep_t, item);
+    bool failed = pr->failed;
+
+    free(pr);
+    /* The reconnect's setup prepares every statement again, or waits for the schema. */
+    if (failed)
+        db_lost(c, "a statement could not be prepared");
+}
+
+static void db_prep_lost(db_conn_t *c, db_item_t *it)
+{
+    free(container_of(it, db_prep_t, item));
+}
+
+static const db_item_ops_t db_prep_ops = {
+    .send = db_prep_send,
+    .result = db_prep_result,
+    .done = db_prep_done,
+    .lost = db_prep_lost,
+};
+
+void db_part_add(db_t *db, db_part_t *p)
+{
+    db_part_t **pp = &db->parts;
+
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    p->next = NULL;
+    p->db = db;
+    *pp = p;
+    /*
+     * A commit can legitimately take a while (a checkpoint's fsyncs); past
+     * twice the longest deadline everything in it has been answered anyway,
+     * and a connection that silent is more likely gone without a FIN.
+     */
+    if (2 * p->timeout_ms > db->stall_ms)
+        db->stall_ms = 2 * p->timeout_ms;
+    if (p->nstmts == 0)
+        return;
+    db->stmt_gen++;
+    for (unsigned i = 0; i < db->opt.connections; i++) {
+        db_conn_t *c = &db->conns[i];
+        /* A setup in flight sees the new generation when it is done; a later one prepares all. */
+        if (c->state != DB_READY) {
+            c->prepared = false;
+            continue;
+        }
+        db_prep_t *pr = xcalloc(1, sizeof(*pr));
+        pr->item.ops = &db_prep_ops;
+        pr->part = p;
+        /* Ahead of anything of p's in this pipeline; written at the end of the turn. */
+        db_item_push(c, &pr->item);
+    }
+    db_kick(db);
+}
+
+/* ---- wiring ---- */
+
+db_t *db_conns_new(rx_loop_t *loop, const db_options_t *opt)
+{
+    db_t *db = xcalloc(1, sizeof(*db));
     db->loop = loop;
     db->opt = *opt;
     if (db->opt.connections == 0)
@@ -703,26 +821,11 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
         db->opt.ack_timeout_ms = DB_DEFAULT_ACK_TIMEOUT_MS;
     if (db->opt.max_batch == 0)
         db->opt.max_batch = DB_DEFAULT_MAX_BATCH;
-    if (db->opt.outbox_max == 0)
-        db->opt.outbox_max = DB_DEFAULT_OUTBOX_MAX;
-    if (db->opt.outbox_timeout_ms == 0)
-        db->opt.outbox_timeout_ms = DB_DEFAULT_OUTBOX_TIMEOUT_MS;
-    db->conninfo = strdup(opt->conninfo != NULL ? opt->conninfo : "");
-    db->conns = calloc(db->opt.connections, sizeof(*db->conns));
-    if (db->conninfo == NULL || db->conns == NULL)
-        abort();
+    db->conninfo = xstrdup(opt->conninfo != NULL ? opt->conninfo : "");
+    db->conns = xcalloc(db->opt.connections, sizeof(*db->conns));
     db->opt.conninfo = NULL;
-    /*
-     * A commit can legitimately take a while (a checkpoint's fsyncs); past
-     * twice the deadline everything in it has been answered anyway, and a
-     * connection that silent is more likely gone without a FIN.
-     */
-    uint64_t longest = db->opt.ack_timeout_ms > db->opt.outbox_timeout_ms
-                           ? db->opt.ack_timeout_ms
-                           : db->opt.outbox_timeout_ms;
-    db->stall_ms = 2 * longest;
-    if (db->stall_ms < DB_STALL_MIN_MS)
-        db->stall_ms = DB_STALL_MIN_MS;
+    /* Raised by each part to twice its deadline (db_part_add). */
+    db->stall_ms = DB_STALL_MIN_MS;
     for (unsigned i = 0; i < db_migrations_count; i++)
         if (db_migrations[i].version > db->need_version)
             db->need_version = db_migrations[i].version;
@@ -737,12 +840,14 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt)
         c->setup.ops = &db_setup_ops;
         c->backoff_ms = DB_BACKOFF_MIN_MS;
     }
-    db_inbox_init(db);
-    db_outbox_init(db);
+    return db;
+}
+
+void db_conns_start(db_t *db)
+{
     met_self()->db_connected = 0;
     for (unsigned i = 0; i < db->opt.connections; i++)
         db_connect(&db->conns[i]);
-    return db;
 }
 
 bool db_ready(const db_t *db)
@@ -761,12 +866,15 @@ void db_drain(db_t *db, void (*on_idle)(void *arg), void *arg)
     db_check_idle(db);
 }
 
-void db_free(db_t *db)
+bool db_draining(const db_t *db)
+{
+    return db->draining;
+}
+
+void db_conns_free(db_t *db)
 {
     bool connected = false;
 
-    if (db == NULL)
-        return;
     rx_timer_stop(db->loop, &db->tick);
     for (unsigned i = 0; i < db->opt.connections; i++) {
         db_conn_t *c = &db->conns[i];
@@ -782,7 +890,10 @@ void db_free(db_t *db)
         met_self()->db_connected = 0;
     db->closed = true;
     db->on_idle = NULL;
-    db_inbox_cancel(db);
-    db_outbox_cancel(db);
+    while (db->parts != NULL) {
+        db_part_t *p = db->parts;
+        db->parts = p->next;
+        p->ops->cancel(p);
+    }
     db_try_free(db);
 }

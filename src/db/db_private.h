@@ -4,20 +4,21 @@
  * interface. conn.c owns the connections (opt.connections of them, each its
  * own server backend) and their pipelines: per connection a FIFO of items,
  * each a few statements closed by its own sync, so that each is its own
- * transaction and an error in one aborts nothing past its sync. inbox.c
- * (group commit of updates) and outbox.c (the sender's rows) make the items
- * and choose the connection each goes on; migrate.c is the blocking
- * migration runner.
+ * transaction and an error in one aborts nothing past its sync. The users of
+ * the connections are "parts" (db_part_t, an ops table in a registered list):
+ * txn.c makes one per db_client_t, inbox.c one for the group commit; each
+ * makes its own items and chooses the connection each goes on, and conn.c
+ * knows none of them by name. db.c wires them together; migrate.c is the
+ * blocking migration runner.
  */
 #ifndef TGRING_DB_PRIVATE_H
 #define TGRING_DB_PRIVATE_H
 
+#include "core.h"
 #include "db.h"
 
 #include <libpq-fe.h>
 #include <stddef.h>
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Bytes for a flattened libpq message in a log line. */
 #define DB_MSG_MAX 512
@@ -30,19 +31,6 @@
  * that the next batch is already at the server when the first one commits.
  */
 #define DB_INFLIGHT_ONE 2
-
-/*
- * Outbox operations sent and not yet answered, all on one connection. Each is
- * its own transaction with its own commit, which the server does one after
- * the other on that connection: the cap bounds how long an inbox batch can
- * wait behind them.
- */
-#define DB_OUTBOX_INFLIGHT 8
-
-/* Type OIDs of statement parameters (pg_type.dat). */
-#define DB_OID_BYTEA 17
-#define DB_OID_INT8 20
-#define DB_OID_TEXT 25
 
 /*
  * Connection keywords for PQconnect*Params with expand_dbname = 1: the
@@ -101,13 +89,40 @@ struct db_item {
     uint64_t sent_ms; /* loop time it was sent, ms */
 };
 
-/* A statement prepared on every (re)connection. Arrays of these end with a NULL name. */
-typedef struct db_stmt {
-    const char *name;
-    const char *sql;
-    int nparams;
-    const Oid *types; /* nparams OIDs */
-} db_stmt_t;
+/* One user of the connections: the inbox, or a transaction client. */
+typedef struct db_part db_part_t;
+
+typedef struct db_part_ops {
+    /*
+     * Pushes queued work on ready connections while its caps allow (a
+     * connection that breaks meanwhile has given its part back). The caller
+     * flushes.
+     */
+    void (*send)(db_part_t *p);
+    /* Answers what waited past its deadline, queued or in flight, with -ETIMEDOUT. */
+    void (*expire)(db_part_t *p, uint64_t now);
+    /*
+     * db_free(): answers everything queued with -ECANCELED (the pipelines
+     * were given back to the queues first) and frees the part.
+     */
+    void (*cancel)(db_part_t *p);
+} db_part_ops_t;
+
+struct db_part {
+    const db_part_ops_t *ops;
+    db_t *db;
+    const db_stmt_t *stmts; /* prepared on every (re)connection */
+    unsigned nstmts;
+    unsigned count;      /* callbacks owed: queued and in flight */
+    uint64_t timeout_ms; /* its longest deadline, ms: sets how long a silent connection may be */
+    db_part_t *next;     /* registration order */
+};
+
+/*
+ * Registers p (its fields set): its statements are prepared on the
+ * connections that are up (with a prepare item) and on every later setup.
+ */
+void db_part_add(db_t *db, db_part_t *p);
 
 /* ---- the connections (conn.c) ---- */
 
@@ -116,7 +131,7 @@ typedef enum db_state {
     DB_CONNECTING,  /* PQconnectPoll in progress */
     DB_SETUP,       /* in pipeline mode; schema check and prepares sent */
     DB_WAIT_SCHEMA, /* connected, schema not migrated; its timer runs to the next check */
-    DB_READY,       /* taking inbox batches and outbox operations */
+    DB_READY,       /* taking transactions */
     DB_CLOSED,      /* db_free() was called */
 } db_state_t;
 
@@ -151,12 +166,10 @@ struct db_conn {
     db_item_t setup;
     bool setup_prepare; /* the prepares were sent in this setup */
     bool prepared;      /* every statement is prepared on this session */
+    uint32_t prep_gen;  /* db->stmt_gen when the setup's prepares were sent */
     bool schema_ok;     /* the check found every compiled-in migration */
     int schema_version; /* newest applied, 0 = none or unknown */
     bool was_connected; /* a session was up since the last loss: next loss counts */
-
-    unsigned in_flight;  /* inbox transactions in its pipeline */
-    uint64_t inbox_done; /* inbox transactions answered on it: how the load spreads */
 };
 
 /* Why an inbox transaction failed, which decides what happens to its updates. */
@@ -180,29 +193,17 @@ typedef struct db_batch {
 
 /* The inbox's state (inbox.c). */
 typedef struct db_inbox {
-    db_update_t *head; /* pending, oldest first; not sent or to be sent again */
-    db_update_t *tail;
-    unsigned count;     /* updates whose callback is owed: pending and in flight */
-    db_batch_t *batch;  /* [nbatch] transactions; id 0 = free slot */
-    unsigned nbatch;    /* as many as all connections may have in flight */
-    unsigned nflight;   /* slots in flight, on all connections */
-    unsigned per_conn;  /* transactions in flight per connection at most */
-    unsigned next_conn; /* where the search for an idle connection starts: round robin */
-    uint32_t next_id;   /* batch ids, never 0 */
+    db_part_t part;
+    core_queue_t pending; /* db_update_t.link, oldest first; not sent or to be sent again */
+    db_batch_t *batch;    /* [nbatch] transactions; id 0 = free slot */
+    unsigned nbatch;      /* as many as all connections may have in flight */
+    unsigned nflight;     /* slots in flight, on all connections */
+    unsigned per_conn;    /* transactions in flight per connection at most */
+    unsigned next_conn;   /* where the search for an idle connection starts: round robin */
+    uint32_t next_id;     /* batch ids, never 0 */
+    unsigned *flight;     /* [connections] transactions in flight on each */
+    uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
 } db_inbox_t;
-
-typedef struct db_outbox_op db_outbox_op_t;
-
-/* The outbox's state (outbox.c). */
-typedef struct db_outbox {
-    db_item_t *head; /* operations not sent yet (or to be sent again), oldest first */
-    db_item_t *tail;
-    unsigned count;      /* operations whose callback is owed: queued and in flight */
-    unsigned nflight;    /* operations in the pipeline, answered or not */
-    db_conn_t *conn;     /* the connection they are in flight on; NULL when none is */
-    uint64_t token_base; /* random; claim tokens are token_base + a counter */
-    uint64_t next_token; /* counter for the next claim token */
-} db_outbox_t;
 
 struct db {
     rx_loop_t *loop;
@@ -215,10 +216,11 @@ struct db {
     rx_defer_t idle_defer; /* runs on_idle after db_drain() */
     uint64_t stall_ms;     /* a transaction unanswered this long breaks its connection */
     int need_version;      /* newest migration compiled in */
+    db_part_t *parts;      /* every user of the connections, registration order */
+    uint32_t stmt_gen;     /* bumped when a part registers statements */
     bool schema_logged;    /* "not migrated" was said since a connection was last ready */
 
-    db_inbox_t in;
-    db_outbox_t out;
+    db_inbox_t *in; /* the group commit behind db_store() (inbox.c) */
 
     bool draining;
     void (*on_idle)(void *arg);
@@ -239,14 +241,14 @@ bool db_item_push(db_conn_t *c, db_item_t *it);
 void db_kick(db_t *db);
 
 /*
- * Sends what the inbox and the outbox have queued on the connections that
- * can take it, now; the end-of-turn callback calls it.
+ * Sends what every part has queued on the connections that can take it,
+ * now; the end-of-turn callback calls it.
  */
 void db_send_queued(db_t *db);
 
 /*
  * Closes a broken connection, gives the items in its pipeline back to their
- * modules and schedules its reconnect; what they queue again goes out at the
+ * parts and schedules its reconnect; what they queue again goes out at the
  * end of the turn on another connection that is ready, if there is one.
  */
 void db_lost(db_conn_t *c, const char *why);
@@ -268,31 +270,29 @@ const char *db_result_msg(const PGresult *r, char *buf, size_t cap);
 /* True for an SQLSTATE that blames the row's content: retrying the same row cannot help. */
 bool db_is_row_error(const char *state);
 
-/* ---- the inbox (inbox.c) and the outbox (outbox.c), called by conn.c ---- */
+/*
+ * Moves the links of q that have waited timeout_ms or longer by `now` to the
+ * end of `out`, in order; since(l) is when l's wait began (loop ms).
+ */
+void db_take_expired(core_queue_t *q, core_queue_t *out, uint64_t now, uint64_t timeout_ms,
+                     uint64_t (*since)(const core_qlink_t *l));
 
-extern const db_stmt_t db_inbox_stmts[];
-extern const db_stmt_t db_outbox_stmts[];
+/* ---- wiring (conn.c, called by db.c) ---- */
 
-void db_inbox_init(db_t *db);
-void db_outbox_init(db_t *db);
+/* Allocates the db and its connections (not connecting yet). */
+db_t *db_conns_new(rx_loop_t *loop, const db_options_t *opt);
+
+/* Starts connecting every connection. */
+void db_conns_start(db_t *db);
 
 /*
- * Push queued work on ready connections while the in-flight caps allow (a
- * connection that breaks meanwhile has given its part back). The caller
- * flushes.
+ * Closes every connection, gives back what their pipelines held, lets every
+ * part cancel what it owes and free itself, and frees the db (or leaves the
+ * rest to the loop's next turn, see db_free()).
  */
-void db_inbox_send(db_t *db);
-void db_outbox_send(db_t *db);
+void db_conns_free(db_t *db);
 
-/* Answers what waited past its deadline, queued or in flight, with -ETIMEDOUT. */
-void db_inbox_expire(db_t *db, uint64_t now);
-void db_outbox_expire(db_t *db, uint64_t now);
-
-/*
- * db_free(): answers everything queued with -ECANCELED (the pipeline was
- * given back to the queues first) and frees what the module allocated.
- */
-void db_inbox_cancel(db_t *db);
-void db_outbox_cancel(db_t *db);
+/* The inbox (inbox.c): registers itself as a part of db. */
+db_inbox_t *db_inbox_new(db_t *db);
 
 #endif

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * inbox.c - updates stored by group commit, as items of the connections'
- * pipelines (conn.c).
+ * pipelines (conn.c): a part of its own rather than a db_client_t, because a
+ * batch is formed when it is sent and re-formed (without a refused row, or
+ * with more arrivals) when it is retried, which a fixed transaction cannot do.
  *
  * db_store() appends to a pending list; at the end of the turn what is
  * pending goes out as one transaction (N inserts, then the item's sync) on a
@@ -29,15 +31,14 @@
 
 #define DB_STMT_INSERT "tgring_store_update"
 
-static const Oid db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
-                                       DB_OID_BYTEA};
+static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
+                                            DB_OID_BYTEA};
 
-const db_stmt_t db_inbox_stmts[] = {
+static const db_stmt_t db_inbox_stmts[] = {
     {DB_STMT_INSERT,
      "INSERT INTO updates (update_id, update_type, chat_id, from_id, body) "
      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (update_id) DO NOTHING",
      5, db_insert_types},
-    {NULL, NULL, 0, NULL},
 };
 
 /* Per-update outcome within a transaction. */
@@ -45,30 +46,36 @@ enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RE
 
 static void db_gauge(const db_t *db)
 {
-    met_self()->db_queue_depth = db->in.count;
+    met_self()->db_queue_depth = db->in->part.count;
 }
 
-/* Prepends the chain first..last (linked by next) to the pending list. */
-static void db_prepend(db_inbox_t *in, db_update_t *first, db_update_t *last)
+static db_update_t *db_upd(core_qlink_t *l)
 {
-    if (first == NULL)
-        return;
-    last->next = in->head;
-    in->head = first;
-    if (in->tail == NULL)
-        in->tail = last;
+    return container_of(l, db_update_t, link);
 }
 
-/* Appends u to the chain *first..*last. */
-static void db_chain(db_update_t **first, db_update_t **last, db_update_t *u)
+/*
+ * Puts the chain (updates in order) in front of the pending queue. It moves
+ * the pending ones behind the chain one by one, which costs a walk of the
+ * queue, but only after a failed or lost transaction.
+ */
+static void db_prepend(db_inbox_t *in, core_queue_t *chain)
+{
+    core_qlink_t *l;
+
+    if (core_queue_empty(chain))
+        return;
+    while ((l = core_queue_pop(&in->pending)) != NULL)
+        core_queue_push(chain, l);
+    in->pending = *chain;
+    core_queue_init(chain);
+}
+
+/* Appends u, taken out of any batch, to the chain. */
+static void db_chain(core_queue_t *chain, db_update_t *u)
 {
     u->batch = 0;
-    u->next = NULL;
-    if (*last != NULL)
-        (*last)->next = u;
-    else
-        *first = u;
-    *last = u;
+    core_queue_push(chain, &u->link);
 }
 
 /* Runs u's callback; it no longer counts as pending. */
@@ -76,10 +83,9 @@ static void db_finish(db_t *db, db_update_t *u, int status)
 {
     met_slot_t *m = met_self();
 
-    assert(db->in.count > 0);
-    db->in.count--;
+    assert(db->in->part.count > 0);
+    db->in->part.count--;
     db_gauge(db);
-    u->next = NULL;
     u->batch = 0;
     if (status == DB_STORED)
         m->updates_stored++;
@@ -90,14 +96,13 @@ static void db_finish(db_t *db, db_update_t *u, int status)
     u->cb(u, status);
 }
 
-/* Runs the callbacks of a chain of updates with one status. */
-static void db_finish_chain(db_t *db, db_update_t *u, int status)
+/* Runs the callbacks of a chain of updates with one status; empties it. */
+static void db_finish_chain(db_t *db, core_queue_t *chain, int status)
 {
-    while (u != NULL) {
-        db_update_t *next = u->next;
-        db_finish(db, u, status);
-        u = next;
-    }
+    core_qlink_t *l;
+
+    while ((l = core_queue_pop(chain)) != NULL)
+        db_finish(db, db_upd(l), status);
 }
 
 /* ---- the batch as a pipeline item ---- */
@@ -124,16 +129,12 @@ static bool db_send_insert(db_conn_t *c, const db_update_t *u)
 static int db_batch_send(db_conn_t *c, db_item_t *it)
 {
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_inbox_t *in = &c->db->in;
+    db_inbox_t *in = c->db->in;
     size_t bytes = 0;
 
-    while (in->head != NULL && b->n < c->db->opt.max_batch &&
-           (b->n == 0 || bytes + in->head->body_len <= DB_BATCH_BYTES)) {
-        db_update_t *u = in->head;
-        in->head = u->next;
-        if (in->head == NULL)
-            in->tail = NULL;
-        u->next = NULL;
+    while (!core_queue_empty(&in->pending) && b->n < c->db->opt.max_batch &&
+           (b->n == 0 || bytes + db_upd(in->pending.head)->body_len <= DB_BATCH_BYTES)) {
+        db_update_t *u = db_upd(core_queue_pop(&in->pending));
         u->batch = b->id;
         b->u[b->n] = u;
         b->out[b->n] = DB_OUT_STORED;
@@ -213,11 +214,12 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
 {
     db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_update_t *first = NULL, *last = NULL;
+    core_queue_t chain;
 
-    db->in.nflight--;
-    c->in_flight--;
-    c->inbox_done++;
+    db->in->nflight--;
+    db->in->flight[c->idx]--;
+    db->in->done[c->idx]++;
+    core_queue_init(&chain);
     if (b->fail != DB_FAIL_NONE) {
         for (unsigned i = 0; i < b->n; i++) {
             db_update_t *u = b->u[i];
@@ -234,9 +236,9 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
                 continue;
             /* Batch-mates go back to the front, in order, for the next transaction. */
             b->u[i] = NULL;
-            db_chain(&first, &last, u);
+            db_chain(&chain, u);
         }
-        db_prepend(&db->in, first, last);
+        db_prepend(db->in, &chain);
     }
     /*
      * The slot (and the connection's turn) is free from here, but it is
@@ -273,7 +275,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
                  "%u update%s not stored (first %lld): the transaction failed %d times", reset,
                  reset == 1 ? "" : "s", reset_id, DB_TRIES_MAX);
     b->n = 0;
-    if (db->in.head != NULL)
+    if (!core_queue_empty(&db->in->pending))
         db_kick(db);
     db_check_idle(db);
 }
@@ -283,20 +285,21 @@ static void db_batch_lost(db_conn_t *c, db_item_t *it)
 {
     db_t *db = c->db;
     db_batch_t *b = container_of(it, db_batch_t, item);
-    db_update_t *first = NULL, *last = NULL;
+    core_queue_t chain;
 
+    core_queue_init(&chain);
     for (unsigned i = 0; i < b->n; i++) {
         db_update_t *u = b->u[i];
         if (u == NULL)
             continue;
         b->u[i] = NULL;
-        db_chain(&first, &last, u);
+        db_chain(&chain, u);
     }
-    db_prepend(&db->in, first, last);
+    db_prepend(db->in, &chain);
     b->id = 0;
     b->n = 0;
-    db->in.nflight--;
-    c->in_flight--;
+    db->in->nflight--;
+    db->in->flight[c->idx]--;
 }
 
 static const db_item_ops_t db_batch_ops = {
@@ -306,40 +309,22 @@ static const db_item_ops_t db_batch_ops = {
     .lost = db_batch_lost,
 };
 
-/* ---- called by conn.c ---- */
+/* ---- the part's ops, called by conn.c ---- */
 
-void db_inbox_init(db_t *db)
+static void db_inbox_send(db_part_t *p)
 {
-    db_inbox_t *in = &db->in;
-
-    in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
-    in->nbatch = db->opt.connections * in->per_conn;
-    in->batch = calloc(in->nbatch, sizeof(*in->batch));
-    if (in->batch == NULL)
-        abort();
-    for (unsigned k = 0; k < in->nbatch; k++) {
-        db_batch_t *b = &in->batch[k];
-        b->item.ops = &db_batch_ops;
-        b->u = calloc(db->opt.max_batch, sizeof(*b->u));
-        b->out = calloc(db->opt.max_batch, sizeof(*b->out));
-        if (b->u == NULL || b->out == NULL)
-            abort();
-    }
-    db_gauge(db);
-}
-
-void db_inbox_send(db_t *db)
-{
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_t *db = p->db;
     unsigned n = db->opt.connections, start = in->next_conn;
 
     /*
      * Round robin over the connections, so that each backend stays warm and
-     * a batch does not always queue behind the outbox's operations.
+     * a batch does not always queue behind other parts' transactions.
      */
-    for (unsigned k = 0; k < n && in->head != NULL; k++) {
+    for (unsigned k = 0; k < n && !core_queue_empty(&in->pending); k++) {
         db_conn_t *c = &db->conns[(start + k) % n];
-        while (in->head != NULL && c->state == DB_READY && c->in_flight < in->per_conn) {
+        while (!core_queue_empty(&in->pending) && c->state == DB_READY &&
+               in->flight[c->idx] < in->per_conn) {
             db_batch_t *b = &in->batch[0];
             while (b->id != 0)
                 b++;
@@ -349,7 +334,7 @@ void db_inbox_send(db_t *db)
             b->n = 0;
             b->fail = DB_FAIL_NONE;
             in->nflight++;
-            c->in_flight++;
+            in->flight[c->idx]++;
             in->next_conn = (c->idx + 1) % n;
             /* On failure the connection is down and its lost() put the updates back. */
             db_item_push(c, &b->item);
@@ -357,24 +342,19 @@ void db_inbox_send(db_t *db)
     }
 }
 
-void db_inbox_expire(db_t *db, uint64_t now)
+static uint64_t db_upd_since(const core_qlink_t *l)
 {
-    db_inbox_t *in = &db->in;
-    db_update_t *expired = NULL, *elast = NULL;
-    db_update_t **pp = &in->head, *prev = NULL;
+    return container_of(l, db_update_t, link)->enqueued_ms;
+}
 
-    while (*pp != NULL) {
-        db_update_t *u = *pp;
-        if (now - u->enqueued_ms < db->opt.ack_timeout_ms) {
-            prev = u;
-            pp = &u->next;
-            continue;
-        }
-        *pp = u->next;
-        if (in->tail == u)
-            in->tail = prev;
-        db_chain(&expired, &elast, u);
-    }
+static void db_inbox_expire(db_part_t *p, uint64_t now)
+{
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_t *db = p->db;
+    core_queue_t expired;
+
+    core_queue_init(&expired);
+    db_take_expired(&in->pending, &expired, now, db->opt.ack_timeout_ms, db_upd_since);
     for (unsigned k = 0; k < in->nbatch; k++) {
         db_batch_t *b = &in->batch[k];
         for (unsigned i = 0; b->id != 0 && i < b->n; i++) {
@@ -383,42 +363,73 @@ void db_inbox_expire(db_t *db, uint64_t now)
                 continue;
             /* Its result still comes and is ignored; the slot stays for the positions. */
             b->u[i] = NULL;
-            db_chain(&expired, &elast, u);
+            db_chain(&expired, u);
         }
     }
-    db_finish_chain(db, expired, -ETIMEDOUT);
+    db_finish_chain(db, &expired, -ETIMEDOUT);
 }
 
-void db_inbox_cancel(db_t *db)
+static void db_inbox_cancel(db_part_t *p)
 {
-    db_update_t *pending = db->in.head;
-
-    db->in.head = db->in.tail = NULL;
-    db_finish_chain(db, pending, -ECANCELED);
-    for (unsigned k = 0; k < db->in.nbatch; k++) {
-        free(db->in.batch[k].u);
-        free(db->in.batch[k].out);
+    db_inbox_t *in = container_of(p, db_inbox_t, part);
+    db_finish_chain(p->db, &in->pending, -ECANCELED);
+    p->db->in = NULL;
+    for (unsigned k = 0; k < in->nbatch; k++) {
+        free(in->batch[k].u);
+        free(in->batch[k].out);
     }
-    free(db->in.batch);
-    db->in.batch = NULL;
-    db->in.nbatch = 0;
+    free(in->batch);
+    free(in->flight);
+    free(in->done);
+    free(in);
+}
+
+static const db_part_ops_t db_inbox_ops = {
+    .send = db_inbox_send,
+    .expire = db_inbox_expire,
+    .cancel = db_inbox_cancel,
+};
+
+db_inbox_t *db_inbox_new(db_t *db)
+{
+    db_inbox_t *in = xcalloc(1, sizeof(*in));
+
+    core_queue_init(&in->pending);
+    in->part.ops = &db_inbox_ops;
+    in->part.stmts = db_inbox_stmts;
+    in->part.nstmts = ARRAY_SIZE(db_inbox_stmts);
+    in->part.timeout_ms = db->opt.ack_timeout_ms;
+    in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
+    in->nbatch = db->opt.connections * in->per_conn;
+    in->batch = xcalloc(in->nbatch, sizeof(*in->batch));
+    in->flight = xcalloc(db->opt.connections, sizeof(*in->flight));
+    in->done = xcalloc(db->opt.connections, sizeof(*in->done));
+    for (unsigned k = 0; k < in->nbatch; k++) {
+        db_batch_t *b = &in->batch[k];
+        b->item.ops = &db_batch_ops;
+        b->u = xcalloc(db->opt.max_batch, sizeof(*b->u));
+        b->out = xcalloc(db->opt.max_batch, sizeof(*b->out));
+    }
+    db_part_add(db, &in->part);
+    met_self()->db_queue_depth = 0;
+    return in;
 }
 
 /* ---- interface ---- */
 
 int db_store(db_t *db, db_update_t *u)
 {
-    db_inbox_t *in = &db->in;
+    db_inbox_t *in = db->in;
 
     assert(u->cb != NULL);
-    if (db->draining || in->count >= db->opt.queue_max || !db_ready(db))
+    if (db->draining || in->part.count >= db->opt.queue_max || !db_ready(db))
         return -EAGAIN;
     /* libpq takes int lengths; the HTTP layer caps bodies far below this. */
     assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);
     u->enqueued_ms = rx_now(db->loop);
     u->tries = 0;
-    db_chain(&in->head, &in->tail, u);
-    in->count++;
+    db_chain(&in->pending, u);
+    in->part.count++;
     db_gauge(db);
     db_kick(db);
     return 0;
@@ -426,5 +437,5 @@ int db_store(db_t *db, db_update_t *u)
 
 unsigned db_pending(const db_t *db)
 {
-    return db->in.count;
+    return db->in->part.count;
 }

@@ -20,16 +20,16 @@
  */
 #include "tg_sender.h"
 
+#include "core.h"
 #include "log.h"
 #include "met.h"
+#include "tg_outbox.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /*
  * A 429 whose retry_after is at most this is waited out in memory (the row
@@ -94,6 +94,7 @@ struct tg_msg {
 struct tg_sender {
     rx_loop_t *loop;
     tg_sender_options_t opt;
+    tg_outbox_t outbox; /* the outbox table, through opt.db */
     char *token;
     tg_rate_t *rate;
     tg_msg_t *head, *tail; /* held rows, in id order */
@@ -181,19 +182,19 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
     int r;
     switch (what) {
     case REC_SENT:
-        r = db_outbox_sent(s->opt.db, m->id, on_recorded, s);
+        r = tg_outbox_sent(&s->outbox, m->id, on_recorded, s);
         break;
     case REC_RETRY:
-        r = db_outbox_retry(s->opt.db, m->id, delay_ms, error, on_recorded, s);
+        r = tg_outbox_retry(&s->outbox, m->id, delay_ms, error, on_recorded, s);
         break;
     case REC_FAIL:
-        r = db_outbox_fail(s->opt.db, m->id, error, on_recorded, s);
+        r = tg_outbox_fail(&s->outbox, m->id, error, on_recorded, s);
         break;
     case REC_RETARGET:
-        r = db_outbox_retarget(s->opt.db, m->id, new_chat, on_recorded, s);
+        r = tg_outbox_retarget(&s->outbox, m->id, new_chat, on_recorded, s);
         break;
     default:
-        r = db_outbox_release(s->opt.db, m->id, on_recorded, s);
+        r = tg_outbox_release(&s->outbox, m->id, on_recorded, s);
         break;
     }
     if (r == 0)
@@ -338,7 +339,7 @@ static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
     pump(container_of(t, tg_sender_t, poll_timer));
 }
 
-static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned n)
 {
     tg_sender_t *s = arg;
     s->claiming = false;
@@ -346,9 +347,7 @@ static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned
         for (unsigned i = 0; i < n; i++) {
             if (held_id(s, rows[i].id))
                 continue; /* still ours: never hold (and send) a row twice */
-            tg_msg_t *m = calloc(1, sizeof(*m));
-            if (m == NULL)
-                abort();
+            tg_msg_t *m = xcalloc(1, sizeof(*m));
             m->s = s;
             m->id = rows[i].id;
             m->chat_id = rows[i].chat_id;
@@ -356,11 +355,7 @@ static void on_claimed(void *arg, int err, const db_outbox_row_t *rows, unsigned
             m->claimed_ms = rx_now(s->loop);
             size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
-            m->body = malloc(rows[i].body_len + 1);
-            if (m->body == NULL)
-                abort();
-            memcpy(m->body, rows[i].body, rows[i].body_len);
-            m->body[rows[i].body_len] = '\0';
+            m->body = xstrndup(rows[i].body, rows[i].body_len);
             m->body_len = rows[i].body_len;
             /* Claims come in id order and later claims hold later ids, mostly. */
             m->prev = s->tail;
@@ -448,7 +443,7 @@ static void pump(tg_sender_t *s)
     /* Claim more when there is room and no claim is out. */
     if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms) {
         int r =
-            db_outbox_claim(s->opt.db, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
+            tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
         } else {
@@ -466,9 +461,7 @@ static void pump(tg_sender_t *s)
 
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err)
 {
-    tg_sender_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    tg_sender_t *s = xcalloc(1, sizeof(*s));
     s->loop = loop;
     s->opt = *opt;
     if (s->opt.max_attempts == 0)
@@ -493,17 +486,14 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         free(s);
         return NULL;
     }
-    s->token = strdup(opt->token);
-    if (s->token == NULL)
-        abort();
+    s->token = xstrdup(opt->token);
     uint32_t slots = 64;
     while (slots < 2 * s->opt.capacity)
         slots *= 2;
     s->mark_mask = slots - 1;
-    s->mark_chat = calloc(slots, sizeof(*s->mark_chat));
-    s->mark_pass = calloc(slots, sizeof(*s->mark_pass));
-    if (s->mark_chat == NULL || s->mark_pass == NULL)
-        abort();
+    s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
+    s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
+    tg_outbox_init(&s->outbox, s->opt.db, NULL);
     schedule(s);
     return s;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.h - what the db tests share besides tap.h: a throwaway
+ * pg_harness.h - what the PostgreSQL-backed C tests (tests/integration/db
+ * and tests/integration/tg) share besides tap.h: a throwaway
  * PostgreSQL 15 cluster (initdb, a Unix socket directory and a free TCP port,
  * fsync on) that can be stopped and started again, blocking queries against
  * it, and running the reactor until a condition holds.
@@ -11,6 +12,8 @@
 #include "db.h"
 #include "reactor.h"
 #include "tap.h"
+
+#include <libpq-fe.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,6 +49,13 @@ long long q(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 bool qs(const char *ci, char *out, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/*
+ * Another session, in a transaction that holds `table` in SHARE MODE: every
+ * write to it waits until unlock_table(). Bails out when it cannot.
+ */
+PGconn *lock_table(const char *table);
+void unlock_table(PGconn *c);
 
 /* ---- the loop ---- */
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pg_harness.c - the db tests' throwaway cluster and loop helpers (see
+ * pg_harness.c - the PostgreSQL-backed tests' throwaway cluster and loop helpers (see
  * pg_harness.h).
  */
 #include "pg_harness.h"
@@ -150,6 +150,25 @@ bool qs(const char *ci, char *out, size_t cap, const char *fmt, ...)
     bool good = succeeded(r);
     PQclear(r);
     return good;
+}
+
+PGconn *lock_table(const char *table)
+{
+    char sql[128];
+    PGconn *c = PQconnectdb(conninfo);
+    PQclear(PQexec(c, "BEGIN"));
+    snprintf(sql, sizeof(sql), "LOCK TABLE %s IN SHARE MODE", table);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        tap_bail("cannot lock the table");
+    PQclear(r);
+    return c;
+}
+
+void unlock_table(PGconn *c)
+{
+    PQclear(PQexec(c, "COMMIT"));
+    PQfinish(c);
 }
 
 /* ---- the loop ---- */

@@ -241,8 +241,8 @@ static void test_large(db_t *db)
     unsigned busy = 0, full = 0;
     for (unsigned i = 0; i < db->opt.connections; i++) {
         db_conn_t *c = &db->conns[i];
-        busy += c->in_flight > 0;
-        full += c->in_flight > 0 && c->wr.op.armed && c->rd.op.armed;
+        busy += db->in->flight[i] > 0;
+        full += db->in->flight[i] > 0 && c->wr.op.armed && c->rd.op.armed;
     }
     tap_ok(busy > 0 && full == busy && ndone_in(from, nups) == 0,
            "with the socket full: polling for POLLOUT and POLLIN, nothing answered yet (%u of %u "

@@ -6,7 +6,7 @@
  * in fewer transactions than updates, with batches in flight on different
  * backends at once; what waits while every connection is busy joins one
  * batch; a connection that loses its backend (pg_terminate_backend) or its
- * answer has its batch, or its outbox operations, sent again on another and
+ * answer has its batch, or an ordered client's transactions, sent again on another and
  * nothing is lost or stored twice; readiness and the connected gauge while
  * one connection is down; deadlines, db_drain() and db_free() with batches
  * on several connections; the bounds of the option.
@@ -83,14 +83,14 @@ static unsigned busy_conns(const db_t *db)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < db->opt.connections; i++)
-        n += db->conns[i].in_flight > 0;
+        n += db->in->flight[i] > 0;
     return n;
 }
 
 /* The inbox batch at the head of c's pipeline, or NULL. */
 static db_batch_t *head_batch(db_t *db, db_conn_t *c)
 {
-    if (c->phead == NULL || c->phead->ops != db->in.batch[0].item.ops)
+    if (c->phead == NULL || c->phead->ops != db->in->batch[0].item.ops)
         return NULL;
     return container_of(c->phead, db_batch_t, item);
 }
@@ -105,24 +105,6 @@ static bool batch_holds(db_t *db, db_conn_t *c, unsigned from, unsigned n)
         if (b->u[i] != &ups[from + i].u)
             return false;
     return true;
-}
-
-/* Another session holding a lock that makes every insert into updates wait. */
-static PGconn *lock_updates(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    PQclear(PQexec(c, "BEGIN"));
-    PGresult *r = PQexec(c, "LOCK TABLE updates IN SHARE MODE");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        tap_bail("cannot lock updates");
-    PQclear(r);
-    return c;
-}
-
-static void unlock_updates(PGconn *c)
-{
-    PQclear(PQexec(c, "COMMIT"));
-    PQfinish(c);
 }
 
 /* Backends of ours whose insert waits for a lock now. */
@@ -208,10 +190,10 @@ static void test_spread(unsigned n, int64_t first)
     char spread[128];
     size_t o = 0;
     for (unsigned i = 0; i < n; i++) {
-        used += db->conns[i].inbox_done > 0;
-        sum += db->conns[i].inbox_done;
+        used += db->in->done[i] > 0;
+        sum += db->in->done[i];
         o += (size_t)snprintf(spread + o, sizeof(spread) - o, "%s%llu", i ? ", " : "",
-                              (unsigned long long)db->conns[i].inbox_done);
+                              (unsigned long long)db->in->done[i]);
     }
     tap_ok(used == n && sum == batches, "%u connections: every one committed batches (%s)", n,
            spread);
@@ -232,7 +214,7 @@ static void test_side_by_side(void)
 {
     met_slot_t *m = met_self();
     db_t *db = new_db(3, 1000, 10000);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     uint64_t batches0 = m->db_batch_size.count;
     unsigned from = nups;
 
@@ -240,17 +222,17 @@ static void test_side_by_side(void)
         store_n(db, 200000 + 10 * turn, 5);
         run_for(30);
     }
-    tap_ok(busy_conns(db) == 3 && db->in.nflight == 3,
+    tap_ok(busy_conns(db) == 3 && db->in->nflight == 3,
            "3 connections, inserts locked out: one batch in flight on each");
     tap_ok(batch_holds(db, &db->conns[0], from, 5) && batch_holds(db, &db->conns[1], from + 5, 5) &&
                batch_holds(db, &db->conns[2], from + 10, 5),
            "the batches of the first three turns, one per connection in turn");
-    tap_ok(db_pending(db) == 25 && db->in.head == &ups[from + 15].u,
+    tap_ok(db_pending(db) == 25 && db->in->pending.head == &ups[from + 15].u.link,
            "the updates of the next two turns wait for an idle connection");
     long long waiting = inserts_waiting();
     tap_ok(waiting == 3, "the server has three inserts waiting for the lock at once (%lld)",
            waiting);
-    unlock_updates(locker);
+    unlock_table(locker);
     tap_ok(wait_range(from, nups, 10000) && count_status(from, nups, DB_STORED) == 25,
            "all 25 stored once the lock is gone");
     uint64_t batches = m->db_batch_size.count - batches0;
@@ -269,7 +251,7 @@ static void test_terminated(void)
     met_slot_t *m = met_self();
     db_t *db = new_db(3, 1000, 10000);
     uint64_t reconnects0 = m->db_reconnects;
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     store_n(db, 300000, 5);
@@ -277,7 +259,7 @@ static void test_terminated(void)
     store_n(db, 300010, 5);
     run_for(30);
     db_conn_t *a = &db->conns[0], *b = &db->conns[1], *c = &db->conns[2];
-    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) && c->in_flight == 0,
+    tap_ok(batch_holds(db, a, from, 5) && batch_holds(db, b, from + 5, 5) && db->in->flight[c->idx] == 0,
            "batches in flight on connections 1 and 2, connection 3 idle");
     int pid = PQbackendPID(a->pg);
     tap_ok(q("SELECT pg_terminate_backend(%d)::int", pid) == 1,
@@ -291,7 +273,7 @@ static void test_terminated(void)
     tap_ok(db_ready(db) && m->db_connected == 1, "the db stays ready, db_connected stays 1");
     unsigned mid = nups;
     tap_ok(store_id(db, 300020) == 0, "and takes updates meanwhile");
-    unlock_updates(locker);
+    unlock_table(locker);
     bool answered = wait_range(from, nups, 10000);
     unsigned stored = count_status(from, nups, DB_STORED);
     tap_ok(answered && stored == 11,
@@ -326,7 +308,7 @@ static void test_lost_answer(void)
     if (x == NULL)
         tap_bail("no batch in flight");
     db_conn_t *y = &db->conns[1 - x->idx];
-    uint64_t x0 = x->inbox_done, y0 = y->inbox_done;
+    uint64_t x0 = db->in->done[x->idx], y0 = db->in->done[y->idx];
     usleep(300 * 1000);
     tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 400000 AND update_id < 400005") == 5,
            "the server committed it");
@@ -334,7 +316,7 @@ static void test_lost_answer(void)
     tap_ok(ndone_in(from, nups) == 0 && db_ready(db), "connection dropped, no answers yet");
     tap_ok(wait_range(from, nups, 5000) && count_status(from, nups, DB_DUPLICATE) == 5,
            "sent again, the 5 are found stored: DB_DUPLICATE");
-    tap_ok(y->inbox_done == y0 + 1 && x->inbox_done == x0,
+    tap_ok(db->in->done[y->idx] == y0 + 1 && db->in->done[x->idx] == x0,
            "by the other connection, before the dropped one was back");
     tap_ok(q("SELECT count(*) FROM updates WHERE update_id >= 400000 AND update_id < 400005") == 5,
            "and they are in the table once");
@@ -342,77 +324,121 @@ static void test_lost_answer(void)
     free_db(db);
 }
 
-/* ---- the outbox on several connections ---- */
+/* ---- an ordered client on several connections ---- */
 
 static unsigned owed;
-typedef struct claim {
+
+/* A lease on rows of a small table, claimed under a token, and a counter: two idempotent statements. */
+static const uint32_t lane_types[2] = {DB_OID_INT8, DB_OID_INT8};
+static const db_stmt_t lane_stmts[] = {
+    {"test_lane_claim",
+     "WITH c AS (UPDATE lane SET token = $2 WHERE id IN (SELECT id FROM lane WHERE token IS "
+     "NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id) SELECT id FROM c ORDER BY id",
+     2, lane_types},
+    {"test_lane_reclaim",
+     "WITH c AS (UPDATE lane SET token = $2 WHERE id IN (SELECT id FROM lane WHERE token IS "
+     "NULL OR token = $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id) "
+     "SELECT id FROM c ORDER BY id",
+     2, lane_types},
+    {"test_lane_bump", "UPDATE lane SET n = n + 1 WHERE id = $1 AND token IS NOT NULL AND n = 0",
+     1, lane_types},
+};
+
+typedef struct lane_res {
     unsigned calls;
     int err;
     unsigned n;
     int64_t ids[8];
-} claim_t;
+} lane_res_t;
 
-static void on_claim(void *arg, int err, const db_outbox_row_t *rows, unsigned n)
+static void on_lane(void *arg, int err, const db_result_t *const *res, unsigned n)
 {
-    claim_t *c = arg;
-    c->calls++;
-    c->err = err;
-    c->n = n;
-    for (unsigned i = 0; i < n && i < 8; i++)
-        c->ids[i] = rows[i].id;
+    lane_res_t *l = arg;
+    l->calls++;
+    l->err = err;
+    l->n = 0;
+    for (unsigned i = 0; err == 0 && i < db_res_rows(res[0]) && i < 8; i++)
+        db_res_int(res[0], i, 0, &l->ids[l->n++]);
     owed--;
 }
 
-static void on_done(void *arg, int err)
+static int lane_claim(db_client_t *cl, lane_res_t *l, int64_t max, int64_t token)
 {
-    int *e = arg;
-    *e = err;
-    owed--;
+    db_query_t qy = {.stmt = "test_lane_claim", .again = "test_lane_reclaim", .nparams = 2};
+    qy.params[0] = db_param_int8(max);
+    qy.params[1] = db_param_int8(token);
+    memset(l, 0, sizeof(*l));
+    owed++;
+    return db_txn_submit(cl, &qy, 1, on_lane, l);
+}
+
+static int lane_bump(db_client_t *cl, lane_res_t *l, int64_t id)
+{
+    db_query_t qy = {.stmt = "test_lane_bump", .nparams = 1};
+    qy.params[0] = db_param_int8(id);
+    memset(l, 0, sizeof(*l));
+    owed++;
+    return db_txn_submit(cl, &qy, 1, on_lane, l);
 }
 
 static bool nothing_owed(void) { return owed == 0; }
 
+/* Items of c's pipeline that are neither the inbox's batches nor the setup. */
+static unsigned client_items(db_t *db, db_conn_t *c)
+{
+    unsigned n = 0;
+    for (db_item_t *it = c->phead; it != NULL; it = it->next)
+        n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
+    return n;
+}
+
 /*
- * The outbox's connection is dropped after the server ran a claim and a
- * retry: both go out again on the other connection at once, the claim gets
- * the rows its first attempt leased and the retry counts once.
+ * The ordered client's connection is dropped after the server ran a claim
+ * and a bump: both go out again on the other connection at once, the claim
+ * (as its `again` statement) gets the rows its first attempt leased and the
+ * bump counts once.
  */
-static void test_outbox_moves(void)
+static void test_lane_moves(void)
 {
     db_t *db = new_db(2, 1000, 10000);
-    claim_t first = {0}, c = {0};
-    int retried = 1;
+    db_client_options_t co = {.name = "lane", .stmts = lane_stmts, .nstmts = 3, .ordered = true};
+    lane_res_t first, c, bumped;
 
-    q("TRUNCATE outbox RESTART IDENTITY");
-    q("INSERT INTO outbox (chat_id, method, body, not_before) SELECT 7, 'sendMessage', '{}', "
-      "now() - interval '1 s' FROM generate_series(1, 3)");
-    owed++;
-    db_outbox_claim(db, 1, 60000, on_claim, &first);
-    tap_ok(run_until(nothing_owed, 3000) && first.n == 1 && first.ids[0] == 1, "row 1 claimed");
+    q("DROP TABLE IF EXISTS lane");
+    q("CREATE TABLE lane (id bigint PRIMARY KEY, token bigint, n int NOT NULL DEFAULT 0)");
+    q("INSERT INTO lane (id) SELECT generate_series(1, 3)");
+    /* Registered while both connections are ready: prepared on each by a prepare item. */
+    db_client_t *cl = db_client_new(db, &co);
+    lane_claim(cl, &first, 1, 100);
+    tap_ok(run_until(nothing_owed, 3000) && first.err == 0 && first.n == 1 && first.ids[0] == 1,
+           "row 1 claimed");
 
-    owed += 2;
-    db_outbox_claim(db, 2, 60000, on_claim, &c);
-    db_outbox_retry(db, 1, 1000, "503", on_done, &retried);
+    lane_claim(cl, &c, 2, 200);
+    lane_bump(cl, &bumped, 1);
     db_send_queued(db);
-    db_conn_t *x = db->out.conn;
-    tap_ok(x != NULL && db->out.nflight == 2, "claim and retry in flight on one connection");
+    db_conn_t *x = NULL;
+    for (unsigned i = 0; i < 2; i++)
+        if (client_items(db, &db->conns[i]) == 2)
+            x = &db->conns[i];
+    tap_ok(x != NULL && client_items(db, &db->conns[0]) + client_items(db, &db->conns[1]) == 2,
+           "claim and bump in flight on one connection");
     if (x == NULL)
-        tap_bail("no outbox connection");
+        tap_bail("no client connection");
     usleep(300 * 1000);
-    tap_ok(q("SELECT count(*) FROM outbox WHERE claimed_until > now() AND id IN (2, 3)") == 2 &&
-               q("SELECT attempts FROM outbox WHERE id = 1") == 1,
+    tap_ok(q("SELECT count(*) FROM lane WHERE token = 200 AND id IN (2, 3)") == 2 &&
+               q("SELECT n FROM lane WHERE id = 1") == 1,
            "the server ran both");
     db_lost(x, "dropped by the test");
-    tap_ok(db->out.nflight == 0 && db->out.conn == NULL && c.calls == 0 && retried == 1,
+    tap_ok(client_items(db, x) == 0 && db_client_pending(cl) == 2 && c.calls == 0 &&
+               bumped.calls == 0,
            "connection dropped: both back in the queue, unanswered");
     db_send_queued(db);
-    tap_ok(db->out.conn == &db->conns[1 - x->idx] && db->out.nflight == 2,
-           "sent again at once on the other connection");
+    tap_ok(client_items(db, &db->conns[1 - x->idx]) == 2, "sent again at once on the other connection");
     tap_ok(run_until(nothing_owed, 5000) && c.err == 0 && c.n == 2 && c.ids[0] == 2 &&
                c.ids[1] == 3,
            "the claim returns the rows its first attempt leased");
-    tap_ok(retried == 0 && q("SELECT attempts FROM outbox WHERE id = 1") == 1,
-           "and the retry did not count twice");
+    tap_ok(bumped.err == 0 && q("SELECT n FROM lane WHERE id = 1") == 1,
+           "and the bump did not count twice");
     run_until(all_ready, 5000);
     free_db(db);
 }
@@ -426,19 +452,19 @@ static bool idle_seen(void) { return idle_flag; }
 static void test_deadlines(void)
 {
     db_t *db = new_db(2, 1000, 300);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     for (int turn = 0; turn < 3; turn++) {
         store_n(db, 500000 + 10 * turn, 4);
         run_for(20);
     }
-    tap_ok(busy_conns(db) == 2 && db->in.head != NULL,
+    tap_ok(busy_conns(db) == 2 && !core_queue_empty(&db->in->pending),
            "ack timeout 300 ms: batches in flight on both connections, more waiting");
     tap_ok(wait_range(from, nups, 2000) && count_status(from, nups, -ETIMEDOUT) == 12 &&
                db_pending(db) == 0,
            "all 12 answered -ETIMEDOUT, in flight or waiting");
-    unlock_updates(locker);
+    unlock_table(locker);
     run_for(200);
     tap_ok(db_ready(db) && store_id(db, 500100) == 0 && wait_range(nups - 1, nups, 3000) &&
                ups[nups - 1].status == DB_STORED,
@@ -449,7 +475,7 @@ static void test_deadlines(void)
 static void test_drain_free(void)
 {
     db_t *db = new_db(2, 1000, 10000);
-    PGconn *locker = lock_updates();
+    PGconn *locker = lock_table("updates");
     unsigned from = nups;
 
     store_n(db, 600000, 3);
@@ -463,13 +489,13 @@ static void test_drain_free(void)
            "after db_drain, with batches on both connections: db_store gives -EAGAIN");
     run_for(100);
     tap_ok(!idle_flag, "on_idle waits while they are in flight");
-    unlock_updates(locker);
+    unlock_table(locker);
     tap_ok(run_until(idle_seen, 5000) && count_status(from, from + 9, DB_STORED) == 9,
            "on_idle runs once all 9 are stored");
     free_db(db);
 
     db = new_db(2, 1000, 10000);
-    locker = lock_updates();
+    locker = lock_table("updates");
     from = nups;
     store_n(db, 610000, 3);
     run_for(20);
@@ -481,7 +507,7 @@ static void test_drain_free(void)
     tap_ok(count_status(from, from + 9, -ECANCELED) == 9,
            "db_free answers all 9 -ECANCELED, synchronously");
     run_for(20);
-    unlock_updates(locker);
+    unlock_table(locker);
 }
 
 static void test_options(void)
@@ -523,7 +549,7 @@ int main(void)
     test_side_by_side();
     test_terminated();
     test_lost_answer();
-    test_outbox_moves();
+    test_lane_moves();
     test_deadlines();
     test_drain_free();
     test_options();

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tg_outbox.h - Telegram, the sender's side of the outbox table: claims of
+ * due rows with a lease, and the marks that follow (sent, retry later, failed
+ * for good, retargeted to a migrated chat, released unsent), written against
+ * db.h's transaction API as one ordered client.
+ *
+ * The outbox table holds one row per Bot API request to make (written by the
+ * processor, in the transaction of the update that caused it). The sender
+ * claims due rows with a lease, sends them, and marks each.
+ *
+ * Every call below is one statement in its own transaction, pipelined on one
+ * of the db's connections (the client is an ordered lane: the one connection
+ * that has operations in flight, else the first ready one), queued until the
+ * end of the turn and sent at most 8 at a time; calls are executed in the
+ * order made, except that one retried after a passing failure goes ahead of
+ * those not sent yet. A claim or mark is answered after a round trip and a
+ * commit: a few milliseconds on a local server, more under fsync pressure or
+ * behind a large inbox batch.
+ * Each returns 0 (the callback will run exactly once, from the loop, never
+ * synchronously), or -EAGAIN (the callback will not run): no connection is
+ * ready, or opt.max operations are already queued or in flight.
+ * An operation whose connection is lost before its result is sent again on
+ * a ready connection (the statements are idempotent, see each); one not
+ * answered within opt.timeout_ms gets -ETIMEDOUT, and then may or may not
+ * have taken effect. db_free() answers the pending ones -ECANCELED.
+ * A callback may call any tg_outbox_*() or db_store(), not db_free().
+ *
+ * Depends on core, reactor and db.
+ */
+#ifndef TGRING_TG_OUTBOX_H
+#define TGRING_TG_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+
+/* Bytes of an error text kept in last_error (cut at a UTF-8 character boundary). */
+#define TG_OUTBOX_ERROR_MAX 1000
+/* Rows one claim can return; a larger `max` is reduced to this. */
+#define TG_OUTBOX_CLAIM_MAX 1000
+/* Longest retry delay and due window, ms (a year); longer ones are reduced to this. */
+#define TG_OUTBOX_DELAY_MAX_MS (366ull * 24 * 3600 * 1000)
+
+typedef struct tg_outbox_options {
+    unsigned max;        /* operations queued or in flight, more get -EAGAIN (0: 1024) */
+    unsigned timeout_ms; /* per-operation deadline for a result, ms (0: 10000) */
+} tg_outbox_options_t;
+
+/* The outbox's store. Caller's storage; nothing to dispose (db_free() frees the client). */
+typedef struct tg_outbox {
+    db_client_t *cl;
+    uint64_t token_base; /* random; claim tokens are token_base + a counter */
+    uint64_t next_token; /* counter for the next claim token */
+} tg_outbox_t;
+
+/* A claimed row, valid only during the claim callback (copy what you keep). */
+typedef struct tg_outbox_row {
+    int64_t id;
+    int64_t chat_id;
+    const char *method; /* e.g. "sendMessage"; NUL-terminated too */
+    size_t method_len;
+    const char *body; /* the JSON request body; NUL-terminated too */
+    size_t body_len;
+    int attempts; /* sends tried before this claim */
+} tg_outbox_row_t;
+
+/*
+ * err 0 with the claimed rows, oldest id first (n may be 0: nothing due), or
+ * err < 0 with rows NULL and n 0:
+ *   -EAGAIN: the claim failed DB_TRIES_MAX times for a passing reason (a
+ *     lock or statement timeout), or was refused: nothing was claimed, try
+ *     again later;
+ *   -ETIMEDOUT: no answer in time: rows may have been leased, and are
+ *     claimed again (by anyone) when the lease ends;
+ *   -ECANCELED: db_free() was called; as for -ETIMEDOUT.
+ */
+typedef void (*tg_outbox_claim_cb)(void *arg, int err, const tg_outbox_row_t *rows, unsigned n);
+
+/*
+ * err 0: done, or the row was not in a state the mark applies to (see each
+ * mark; a mark sent again after a lost connection finds its own effect so);
+ *   -EBADMSG: the database refused it for the row's content (retarget of a
+ *     body that is not valid JSON for jsonb); the row is unchanged;
+ *   -ECONNRESET: it failed DB_TRIES_MAX times for a passing reason; unchanged;
+ *   -ETIMEDOUT, -ECANCELED: as for claims; it may or may not have happened.
+ */
+typedef void (*tg_outbox_done_cb)(void *arg, int err);
+
+/* err 0 and the count, or err < 0 (as for a claim) and 0. */
+typedef void (*tg_outbox_count_cb)(void *arg, int err, int64_t count);
+
+/*
+ * Registers the outbox's statements with `db` (db_client_new) and seeds the
+ * claim tokens. At most one per db: the statement names are fixed. `opt` may
+ * be NULL (the defaults). Aborts on allocation failure.
+ */
+void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt);
+
+/*
+ * Claims up to `max` (>= 1) due rows: sent_at and failed_at null, not_before
+ * <= now(), claimed_until null or past; oldest id first, with FOR UPDATE SKIP
+ * LOCKED so that several processes share one outbox without blocking each
+ * other, and sets claimed_until = now() + lease_ms. A row is not claimed
+ * again while its lease runs, by this or any process; once it has run out
+ * (the process died, or its send took longer than the lease) it is claimed
+ * again: delivery is at-least-once. So lease_ms must exceed the longest send
+ * (e.g. 60000 with a 30 s HTTP timeout). Each claim carries a token stored
+ * in the rows it leases (column claim_token): a claim sent again after a lost
+ * connection also returns the rows its first attempt leased, if it committed.
+ * `cb` (not NULL) runs once, see tg_outbox_claim_cb.
+ * Returns 0, or -EAGAIN when not ready, after db_drain(), or at the cap.
+ */
+int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
+                    void *arg);
+
+/*
+ * Marks row `id` sent: sent_at = now(), claimed_until = null; only while
+ * sent_at is null (the first time stays). cb may be NULL.
+ * Returns 0 or -EAGAIN.
+ */
+int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Sending failed for now: attempts = attempts + 1, last_error = error (NULL:
+ * null; cut to TG_OUTBOX_ERROR_MAX bytes, each ill-formed UTF-8 sequence
+ * becomes '?'), not_before = now() + delay_ms, claimed_until = null. Only
+ * while the row is claimed (claimed_until not null) and neither sent nor
+ * failed, which makes it count once. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int tg_outbox_retry(tg_outbox_t *ob, int64_t id, uint64_t delay_ms, const char *error,
+                    tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Final failure: attempts = attempts + 1, last_error = error (as for retry),
+ * failed_at = now(), claimed_until = null; the row is kept, not deleted.
+ * Only while claimed and neither sent nor failed. cb may be NULL.
+ * Returns 0 or -EAGAIN.
+ */
+int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Re-targets the row to `chat_id` (migrate_to_chat_id): chat_id = new, the
+ * body's "chat_id" member replaced (jsonb_set(body::jsonb, '{chat_id}',
+ * to_jsonb(new))::text, which also normalises the body's JSON layout),
+ * claimed_until = null, not_before = now(): the row is due again at once,
+ * to be claimed and sent anew (do not mark it sent or retry it afterwards).
+ * Only while neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t chat_id, tg_outbox_done_cb cb,
+                       void *arg);
+
+/*
+ * Gives a claimed row back unsent (the sender stops, or will not send it
+ * now): claimed_until = null, attempts unchanged, so that it can be claimed
+ * again at once, by this or another process. Only while the row is claimed
+ * and neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int tg_outbox_release(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Counts rows that are due or will be due within `within_ms` (sent_at and
+ * failed_at null, not_before <= now() + within_ms; claimed ones included): a
+ * cheap count for metrics. cb may be NULL. Returns 0 or -EAGAIN.
+ */
+int tg_outbox_due(tg_outbox_t *ob, uint64_t within_ms, tg_outbox_count_cb cb, void *arg);
+
+/* Outbox operations whose callback is owed: queued or in flight. */
+unsigned tg_outbox_pending(const tg_outbox_t *ob);
+
+#endif

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * outbox.c - the sender's side of the outbox table (tg_outbox.h): claims of
+ * due rows with a lease and the marks that follow, each one statement and
+ * its own transaction submitted through db.h's generic API, so that its
+ * failure touches neither the inbox's batches nor the other operations.
+ *
+ * The client is an ordered lane: one pipeline executes the operations in
+ * the order made; spread over several, a mark could overtake the one made
+ * before it. One whose connection is lost before its result is sent again,
+ * which is safe because every statement is idempotent: a mark applies only
+ * to a row still in the state it changes, and a claim carries a token, so
+ * that a claim sent again (as the re-claim statement) gets back the rows its
+ * first attempt may have leased, not leased twice.
+ */
+#include "tg_outbox.h"
+
+#include "core.h"
+#include "log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef enum tg_ob_kind {
+    TG_OB_CLAIM,
+    TG_OB_SENT,
+    TG_OB_RETRY,
+    TG_OB_FAIL,
+    TG_OB_RETARGET,
+    TG_OB_RELEASE,
+    TG_OB_DUE,
+} tg_ob_kind_t;
+
+/* Names for log lines, by kind. */
+static const char *const tg_ob_names[] = {
+    "claim", "sent", "retry", "fail", "retarget", "release", "due",
+};
+
+/* One operation on its way: what to call back once its transaction is answered. */
+typedef struct tg_ob_op {
+    tg_ob_kind_t kind;
+    int64_t id; /* the row (marks), for log lines */
+    union {
+        tg_outbox_claim_cb claim;
+        tg_outbox_done_cb done;
+        tg_outbox_count_cb count;
+    } cb;
+    void *arg;
+} tg_ob_op_t;
+
+/* ---- statements ---- */
+
+#define TG_STMT_CLAIM "tgring_outbox_claim"
+#define TG_STMT_RECLAIM "tgring_outbox_reclaim"
+#define TG_STMT_SENT "tgring_outbox_sent"
+#define TG_STMT_RETRY "tgring_outbox_retry"
+#define TG_STMT_FAIL "tgring_outbox_fail"
+#define TG_STMT_RETARGET "tgring_outbox_retarget"
+#define TG_STMT_RELEASE "tgring_outbox_release"
+#define TG_STMT_DUE "tgring_outbox_due"
+
+#define TG_OB_OPEN "sent_at IS NULL AND failed_at IS NULL"
+#define TG_OB_DUE_NOW "not_before <= now() AND (claimed_until IS NULL OR claimed_until <= now())"
+
+/*
+ * $1 rows, $2 lease ms, $3 token. The rows are locked oldest id first,
+ * skipping the ones another transaction holds, and leased in the same
+ * statement; RETURNING has no order of its own, hence the outer ORDER BY.
+ */
+#define TG_OB_CLAIM_SQL(which)                                                                     \
+    "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
+    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox WHERE " TG_OB_OPEN " AND "      \
+    "(" which ") ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "                                   \
+    "RETURNING id, chat_id, method, body, attempts) "                                              \
+    "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
+
+/* A mark applies to a row under a claim only: sent again after a lost connection, it is a no-op. */
+#define TG_OB_CLAIMED "id = $1 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
+
+static const uint32_t tg_ob_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
+static const uint32_t tg_ob_i8_i8_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
+static const uint32_t tg_ob_i8_text[2] = {DB_OID_INT8, DB_OID_TEXT};
+
+static const db_stmt_t tg_ob_stmts[] = {
+    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL(TG_OB_DUE_NOW), 3, tg_ob_i8x3},
+    /* Also the rows that still hold this claim's lease: its first attempt may have committed. */
+    {TG_STMT_RECLAIM,
+     TG_OB_CLAIM_SQL("(claim_token = $3 AND claimed_until > now()) OR (" TG_OB_DUE_NOW ")"), 3,
+     tg_ob_i8x3},
+    {TG_STMT_SENT,
+     "UPDATE outbox SET sent_at = now(), claimed_until = NULL WHERE id = $1 AND sent_at IS NULL", 1,
+     tg_ob_i8x3},
+    {TG_STMT_RETRY,
+     "UPDATE outbox SET attempts = attempts + 1, last_error = $3, "
+     "not_before = now() + $2 * interval '1 millisecond', claimed_until = NULL "
+     "WHERE " TG_OB_CLAIMED,
+     3, tg_ob_i8_i8_text},
+    {TG_STMT_FAIL,
+     "UPDATE outbox SET attempts = attempts + 1, last_error = $2, failed_at = now(), "
+     "claimed_until = NULL WHERE " TG_OB_CLAIMED,
+     2, tg_ob_i8_text},
+    {TG_STMT_RETARGET,
+     "UPDATE outbox SET chat_id = $2, "
+     "body = jsonb_set(body::jsonb, '{chat_id}', to_jsonb($2))::text, "
+     "claimed_until = NULL, not_before = now() WHERE id = $1 AND " TG_OB_OPEN,
+     2, tg_ob_i8x3},
+    {TG_STMT_RELEASE, "UPDATE outbox SET claimed_until = NULL WHERE " TG_OB_CLAIMED, 1, tg_ob_i8x3},
+    {TG_STMT_DUE,
+     "SELECT count(*) FROM outbox WHERE " TG_OB_OPEN
+     " AND not_before <= now() + $1 * interval '1 millisecond'",
+     1, tg_ob_i8x3},
+};
+
+/* ---- small helpers ---- */
+
+/*
+ * Copies the longest prefix of NUL-terminated `s` that fits in
+ * TG_OUTBOX_ERROR_MAX bytes as valid UTF-8 (the server refuses anything
+ * else in a text column): each ill-formed sequence becomes '?', and a
+ * character that does not fit whole is left out. OUT: dst. Returns the bytes
+ * copied.
+ */
+static size_t tg_ob_copy_utf8(char *dst, const char *s)
+{
+    size_t len = strlen(s), i = 0, o = 0;
+
+    while (i < len) {
+        uint32_t cp;
+        int n = core_utf8_decode(s + i, len - i, &cp);
+        size_t out = n > 0 ? (size_t)n : 1;
+        if (o + out > TG_OUTBOX_ERROR_MAX)
+            break;
+        if (n > 0)
+            memcpy(dst + o, s + i, out);
+        else
+            dst[o] = '?';
+        o += out;
+        i += n > 0 ? (size_t)n : (size_t)-n;
+    }
+    return o;
+}
+
+/* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
+static bool tg_ob_rows(const db_result_t *res, tg_outbox_row_t *rows, unsigned n)
+{
+    if (db_res_cols(res) != 5)
+        return false;
+    for (unsigned i = 0; i < n; i++) {
+        int64_t attempts;
+        if (!db_res_int(res, i, 0, &rows[i].id) || !db_res_int(res, i, 1, &rows[i].chat_id) ||
+            !db_res_int(res, i, 4, &attempts) || db_res_null(res, i, 2) || db_res_null(res, i, 3))
+            return false;
+        rows[i].method = db_res_value(res, i, 2, &rows[i].method_len);
+        rows[i].body = db_res_value(res, i, 3, &rows[i].body_len);
+        rows[i].attempts = (int)attempts;
+    }
+    return true;
+}
+
+/* Runs the claim's callback with its rows (err 0) or with err. */
+static void tg_ob_call_claim(tg_ob_op_t *op, int err, const db_result_t *res)
+{
+    tg_outbox_row_t *rows = NULL;
+    unsigned n = 0;
+
+    if (err == 0) {
+        n = db_res_rows(res);
+        rows = n > 0 ? xcalloc(n, sizeof(*rows)) : NULL;
+        if (!tg_ob_rows(res, rows, n)) {
+            log_error("outbox_claim_bad_result",
+                      "a claim returned rows of an unexpected shape; they are claimed again when "
+                      "their lease ends");
+            err = -EAGAIN;
+            n = 0;
+        }
+    }
+    op->cb.claim(op->arg, err, err == 0 ? rows : NULL, err == 0 ? n : 0);
+    free(rows);
+}
+
+static void tg_ob_on_txn(void *arg, int err, const db_result_t *const *res, unsigned n)
+{
+    tg_ob_op_t *op = arg;
+    bool query = op->kind == TG_OB_CLAIM || op->kind == TG_OB_DUE;
+
+    if (err == -EBADMSG) {
+        char msg[256];
+        log_warn("outbox_rejected", "outbox row %lld: %s refused by the database: SQLSTATE %s: %s",
+                 (long long)op->id, tg_ob_names[op->kind], db_res_sqlstate(res[0]),
+                 db_res_message(res[0], msg, sizeof(msg)));
+    }
+    /* Nothing was read: for a claim or a count a passing failure, to be tried later. */
+    if (query && (err == -EBADMSG || err == -ECONNRESET))
+        err = -EAGAIN;
+    switch (op->kind) {
+    case TG_OB_CLAIM:
+        tg_ob_call_claim(op, err, err == 0 ? res[0] : NULL);
+        break;
+    case TG_OB_DUE: {
+        int64_t v = 0;
+        if (err == 0 && (db_res_rows(res[0]) != 1 || !db_res_int(res[0], 0, 0, &v)))
+            err = -EAGAIN;
+        if (op->cb.count != NULL)
+            op->cb.count(op->arg, err, err == 0 ? v : 0);
+        break;
+    }
+    default:
+        if (op->cb.done != NULL)
+            op->cb.done(op->arg, err);
+        break;
+    }
+    free(op);
+}
+
+/* A new operation, to be given its callback and submitted. */
+static tg_ob_op_t *tg_ob_new(tg_ob_kind_t kind, int64_t id, void *arg)
+{
+    tg_ob_op_t *op = xcalloc(1, sizeof(*op));
+    op->kind = kind;
+    op->id = id;
+    op->arg = arg;
+    return op;
+}
+
+/* Submits q as op's transaction; frees op when it is not taken. Returns 0 or -EAGAIN. */
+static int tg_ob_submit(tg_outbox_t *ob, tg_ob_op_t *op, const db_query_t *q)
+{
+    int r = db_txn_submit(ob->cl, q, 1, tg_ob_on_txn, op);
+    if (r < 0)
+        free(op);
+    return r;
+}
+
+/* A mark of row `id` by `stmt`, with up to two more parameters. */
+static int tg_ob_mark(tg_outbox_t *ob, tg_ob_kind_t kind, const char *stmt, int64_t id,
+                      unsigned nparams, db_param_t p2, db_param_t p3, tg_outbox_done_cb cb,
+                      void *arg)
+{
+    db_query_t q = {.stmt = stmt, .nparams = nparams, .binary = true};
+    q.params[0] = db_param_int8(id);
+    q.params[1] = p2;
+    q.params[2] = p3;
+    tg_ob_op_t *op = tg_ob_new(kind, id, arg);
+    op->cb.done = cb;
+    return tg_ob_submit(ob, op, &q);
+}
+
+/* ---- interface ---- */
+
+void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt)
+{
+    uint64_t seed = 0;
+    db_client_options_t co = {
+        .name = "outbox",
+        .stmts = tg_ob_stmts,
+        .nstmts = ARRAY_SIZE(tg_ob_stmts),
+        .max_pending = opt != NULL ? opt->max : 0,
+        .timeout_ms = opt != NULL ? opt->timeout_ms : 0,
+        /*
+         * Each operation is its own transaction with its own commit, which the
+         * server does one after the other on that connection: the cap bounds
+         * how long an inbox batch can wait behind them.
+         */
+        .max_inflight = 8,
+        .ordered = true,
+    };
+
+    memset(ob, 0, sizeof(*ob));
+    ob->cl = db_client_new(db, &co);
+    /* Tokens need only differ between live claims, across processes: a random start will do. */
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+    ob->token_base = seed;
+}
+
+int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
+                    void *arg)
+{
+    assert(cb != NULL && max > 0);
+    if (db_draining(db_client_db(ob->cl)))
+        return -EAGAIN;
+    db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 3, .binary = true};
+    q.params[0] = db_param_int8(max < TG_OUTBOX_CLAIM_MAX ? max : TG_OUTBOX_CLAIM_MAX);
+    q.params[1] = db_param_int8(lease_ms);
+    q.params[2] = db_param_int8((int64_t)(ob->token_base + ob->next_token));
+    tg_ob_op_t *op = tg_ob_new(TG_OB_CLAIM, 0, arg);
+    op->cb.claim = cb;
+    int r = tg_ob_submit(ob, op, &q);
+    if (r == 0)
+        ob->next_token++;
+    return r;
+}
+
+int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg)
+{
+    db_param_t none = {0};
+    return tg_ob_mark(ob, TG_OB_SENT, TG_STMT_SENT, id, 1, none, none, cb, arg);
+}
+
+/* The error text as a parameter: copied (cut, made valid) into buf, or SQL NULL. */
+static db_param_t tg_ob_error(const char *error, char buf[TG_OUTBOX_ERROR_MAX])
+{
+    if (error == NULL)
+        return db_param_text(NULL, 0);
+    return db_param_text(buf, tg_ob_copy_utf8(buf, error));
+}
+
+int tg_outbox_retry(tg_outbox_t *ob, int64_t id, uint64_t delay_ms, const char *error,
+                    tg_outbox_done_cb cb, void *arg)
+{
+    char buf[TG_OUTBOX_ERROR_MAX];
+    if (delay_ms > TG_OUTBOX_DELAY_MAX_MS)
+        delay_ms = TG_OUTBOX_DELAY_MAX_MS;
+    return tg_ob_mark(ob, TG_OB_RETRY, TG_STMT_RETRY, id, 3, db_param_int8((int64_t)delay_ms),
+                      tg_ob_error(error, buf), cb, arg);
+}
+
+int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg)
+{
+    char buf[TG_OUTBOX_ERROR_MAX];
+    db_param_t none = {0};
+    return tg_ob_mark(ob, TG_OB_FAIL, TG_STMT_FAIL, id, 2, tg_ob_error(error, buf), none, cb, arg);
+}
+
+int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t chat_id, tg_outbox_done_cb cb,
+                       void *arg)
+{
+    db_param_t none = {0};
+    return tg_ob_mark(ob, TG_OB_RETARGET, TG_STMT_RETARGET, id, 2, db_param_int8(chat_id), none, cb,
+                      arg);
+}
+
+int tg_outbox_release(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg)
+{
+    db_param_t none = {0};
+    return tg_ob_mark(ob, TG_OB_RELEASE, TG_STMT_RELEASE, id, 1, none, none, cb, arg);
+}
+
+int tg_outbox_due(tg_outbox_t *ob, uint64_t within_ms, tg_outbox_count_cb cb, void *arg)
+{
+    if (within_ms > TG_OUTBOX_DELAY_MAX_MS)
+        within_ms = TG_OUTBOX_DELAY_MAX_MS;
+    db_query_t q = {.stmt = TG_STMT_DUE, .nparams = 1, .binary = true};
+    q.params[0] = db_param_int8((int64_t)within_ms);
+    tg_ob_op_t *op = tg_ob_new(TG_OB_DUE, 0, arg);
+    op->cb.count = cb;
+    return tg_ob_submit(ob, op, &q);
+}
+
+unsigned tg_outbox_pending(const tg_outbox_t *ob)
+{
+    return db_client_pending(ob->cl);
+}
