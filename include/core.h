@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * core.h - the toolkit every module shares: container_of, ARRAY_SIZE,
- * allocation that aborts with a message, one UTF-8 decoder, one intrusive
- * singly linked FIFO queue. The bottom of the include graph: it includes
+ * allocation that aborts with a message, a hex digit's value, one UTF-8
+ * decoder, one intrusive singly linked FIFO queue. The bottom of the include graph: it includes
  * nothing of the project's.
  */
 #ifndef TGRING_CORE_H
@@ -29,6 +29,18 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 /* Copy of s[0..len) with a NUL after it. */
 char *xstrndup(const char *s, size_t len);
+
+/* The value of one hexadecimal digit (either case), or -1 for any other byte. */
+static inline int core_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 /* Replacement character, which ill-formed UTF-8 decodes to. */
 #define CORE_UTF8_BAD 0xFFFDu

@@ -8,6 +8,7 @@
  * (HTAB, SP, VCHAR, obs-text). Part of the shared lexer (http1.h): the
  * body reader uses it for requests and responses alike.
  */
+#include "core.h"
 #include "http1.h"
 
 #include <errno.h>
@@ -55,17 +56,6 @@ void http_chunked_init(http_chunked_t *d, uint64_t max_body)
     d->aux = 0;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * One step of the chunk line (size and extensions) on byte c. Returns the next
  * state; S_BAD on a syntax error.
@@ -78,7 +68,7 @@ static int chunk_line_step(http_chunked_t *d, unsigned char c)
     switch (s) {
     case S_SIZE_START:
     case S_SIZE: {
-        int v = hex_value(c);
+        int v = core_hex_value(c);
         if (v >= 0) {
             if (++d->aux > CHUNK_MAX_SIZE_DIGITS)
                 return S_BAD;

@@ -4,20 +4,10 @@
  * Bot API answer parser (api.c) share: see json_private.h. Pure functions over bytes and jsmn
  * tokens.
  */
+#include "core.h"
 #include "json_private.h"
 
 #include <string.h>
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 long tg_json_u_escape(const unsigned char *p, size_t n)
 {
@@ -25,7 +15,7 @@ long tg_json_u_escape(const unsigned char *p, size_t n)
         return -1;
     long v = 0;
     for (int i = 2; i < 6; i++) {
-        int h = hexval(p[i]);
+        int h = core_hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | h;
