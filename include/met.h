@@ -40,7 +40,11 @@ typedef struct met_slot {
     uint64_t outbox_retried;          /* rows put back with a delay */
     uint64_t outbox_failed;           /* rows marked failed */
     uint64_t outbox_limited;          /* 429 answers from the Bot API */
+    uint64_t botapi_requests;         /* calls answered with a response, any status */
     uint64_t botapi_transport_errors; /* calls without an answer (timeouts, resets, TLS) */
+    uint64_t botapi_timeouts;         /* of those, failed at a deadline (-ETIMEDOUT) */
+    uint64_t botapi_stale_retries;    /* sent again after a stale kept-alive connection */
+    uint64_t botapi_connects;         /* TCP connections opened */
     uint64_t botapi_connections_open; /* gauge: the HTTP client's connections open */
     uint64_t tls_handshakes_full;     /* counted by the HTTP client as they complete */
     uint64_t tls_handshakes_resumed;

@@ -248,7 +248,6 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     s->in_flight--;
     schedule(s);
     if (err != 0) {
-        met_self()->botapi_transport_errors++;
         snprintf(why, sizeof(why), "transport: %s", strerror(-err));
         retry_or_fail(s, m, why);
         return;
