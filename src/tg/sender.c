@@ -113,7 +113,6 @@ struct tg_sender {
     void (*on_idle)(void *arg);
     void *idle_arg;
     rx_defer_t idle_defer;
-    tg_sender_stats_t stats;
     /* Chat marks for one pass: open addressing over 2 * capacity slots. */
     int64_t *mark_chat;
     uint32_t *mark_pass;
@@ -225,7 +224,6 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     if (m->attempts + 1 >= (int)s->opt.max_attempts) {
         log_warn("outbox_failed", "row %lld to chat %lld: giving up after %d attempts: %s",
                  (long long)m->id, (long long)m->chat_id, m->attempts + 1, why);
-        s->stats.failed++;
         met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, why, 0);
         return;
@@ -233,7 +231,6 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     uint64_t d = backoff_ms(s, m->attempts);
     log_info("outbox_retry", "row %lld to chat %lld: %s; again in %llu ms", (long long)m->id,
              (long long)m->chat_id, why, (unsigned long long)d);
-    s->stats.retried++;
     met_self()->outbox_retried++;
     record(s, m, REC_RETRY, d, why, 0);
 }
@@ -258,14 +255,12 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         snprintf(why, sizeof(why), "%d (not a Bot API answer)", res->error_code);
     switch (tg_api_classify(res)) {
     case TG_API_OK:
-        s->stats.sent++;
         met_self()->outbox_sent++;
         record(s, m, REC_SENT, 0, NULL, 0);
         return;
     case TG_API_RETRY_AFTER: {
         uint64_t now = rx_now(s->loop);
         uint64_t wait = (uint64_t)(res->retry_after >= 0 ? res->retry_after : 1) * 1000;
-        s->stats.limited++;
         met_self()->outbox_limited++;
         /*
          * Telegram does not say whether a 429 is about the chat or the bot
@@ -280,7 +275,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         if (!global && tg_rate_pause_chat(s->rate, m->chat_id, (int64_t)(now + wait)) < 0)
             global = true;
         if (global) {
-            s->stats.paused_all++;
+            met_self()->outbox_global_pauses++;
             tg_rate_pause_all(s->rate, (int64_t)(now + wait));
         }
         log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
@@ -292,13 +287,12 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     case TG_API_MIGRATE:
         log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
                  (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
-        s->stats.migrated++;
+        met_self()->outbox_migrated++;
         record(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
         log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
                  (long long)m->id, (long long)m->chat_id, why);
-        s->stats.failed++;
         met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, why, 0);
         return;
@@ -314,7 +308,7 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     int r = tg_call_start(&m->call, s->opt.http, s->token, m->method, m->body, m->body_len,
                           s->opt.timeout_ms, on_answer);
     if (r == -ENAMETOOLONG) {
-        s->stats.failed++;
+        met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, "method name too long", 0);
         return;
     }
@@ -364,7 +358,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 s->head = m;
             s->tail = m;
             s->held++;
-            s->stats.claimed++;
+            met_self()->outbox_claimed++;
             if (s->stopping)
                 record(s, m, REC_RELEASE, 0, NULL, 0);
         }
@@ -511,11 +505,6 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
             record(s, m, REC_RELEASE, 0, NULL, 0);
     }
     check_idle(s);
-}
-
-const tg_sender_stats_t *tg_sender_stats(const tg_sender_t *s)
-{
-    return &s->stats;
 }
 
 void tg_sender_free(tg_sender_t *s)
