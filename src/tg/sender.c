@@ -280,8 +280,10 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         }
         log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
                  (long long)m->id, global ? "all chats" : "this chat", (unsigned long long)wait);
-        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping)
+        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping) {
+            met_self()->outbox_retried++;
             record(s, m, REC_RETRY, wait, why, 0);
+        }
         return; /* otherwise it stays and goes again when the pause ends */
     }
     case TG_API_MIGRATE:
