@@ -60,14 +60,13 @@ typedef struct bench_call {
     uint64_t start_ns; /* CLOCK_MONOTONIC when the call was started */
 } bench_call_t;
 
-/* A snapshot of the process's time, the pool's counters and its metrics. */
+/* A snapshot of the process's time and its metrics (the pool counts into them). */
 typedef struct snap {
     uint64_t wall_ns; /* CLOCK_MONOTONIC */
     uint64_t cpu_ns;  /* user + system time of the process */
     uint64_t user_ns;
     uint64_t sys_ns;
-    httpc_stats_t http;
-    met_slot_t met; /* the TLS handshake counts */
+    met_slot_t met; /* connects, retries, TLS handshakes and failures */
 } snap_t;
 
 static struct {
@@ -125,7 +124,6 @@ static void take_snap(snap_t *s)
     s->user_ns = tv_ns(ru.ru_utime);
     s->sys_ns = tv_ns(ru.ru_stime);
     s->cpu_ns = s->user_ns + s->sys_ns;
-    s->http = *httpc_stats(pool);
     s->met = *met_self();
 }
 
@@ -265,11 +263,11 @@ static void print_common(const snap_t *a, const snap_t *b, uint64_t done)
            first_err ? strerror(-first_err) : "", first_api_status, (double)done / wall, cpu,
            (double)(b->user_ns - a->user_ns) / 1e9, (double)(b->sys_ns - a->sys_ns) / 1e9,
            cpu / wall, done ? cpu * 1e6 / (double)done : 0,
-           (unsigned long long)(b->http.connects - a->http.connects),
+           (unsigned long long)(b->met.botapi_connects - a->met.botapi_connects),
            (unsigned long long)(b->met.tls_handshakes_full - a->met.tls_handshakes_full),
            (unsigned long long)(b->met.tls_handshakes_resumed - a->met.tls_handshakes_resumed),
            (unsigned long long)(b->met.tls_failures - a->met.tls_failures),
-           (unsigned long long)(b->http.retries - a->http.retries));
+           (unsigned long long)(b->met.botapi_stale_retries - a->met.botapi_stale_retries));
 }
 
 /* ---- modes ---- */

@@ -18,6 +18,13 @@
  * request copy while sending and a response buffer while receiving (freed
  * when idle); a closed connection holds nothing.
  *
+ * Metrics: the pool keeps no counters of its own; it counts into this
+ * worker's slot (met.h) as each event happens: connections opened and open,
+ * TLS handshakes and failures, requests answered, requests ended without an
+ * answer (timeouts among them; every error a callback gets, -ECANCELED
+ * too) and requests sent again after a stale connection. The slot's names
+ * say botapi, the one origin a worker's pool talks to.
+ *
  * Depends on core, reactor, tls, and http's lexer and body reader (http1.h);
  * its pure parsers are in httpc_parse.h.
  */
@@ -88,20 +95,6 @@ typedef struct httpc_options {
 } httpc_options_t;
 
 /*
- * The pool's own counters, for tests and benchmarks. What /metrics shows
- * (connections open, TLS handshakes full and resumed, TLS failures) is not
- * here: the pool counts it into this worker's metrics slot (met.h) as it
- * happens.
- */
-typedef struct httpc_stats {
-    uint64_t connects; /* TCP connections opened */
-    uint64_t requests; /* completed with a response */
-    uint64_t errors;   /* completed with an error */
-    uint64_t retries;  /* requests sent again after a stale kept-alive connection */
-    uint64_t timeouts; /* requests failed with -ETIMEDOUT (also counted in errors) */
-} httpc_stats_t;
-
-/*
  * Makes a pool for the origin in opt->url (resolved with getaddrinfo at
  * creation, blocking, once; the first few addresses are tried in turn when
  * a connect fails). The URL has no path (a final "/" is allowed); an IPv6
@@ -122,9 +115,6 @@ httpc_pool_t *httpc_pool_new(rx_loop_t *loop, const httpc_options_t *opt, int *e
  * -ECANCELED when the pool is being freed.
  */
 int httpc_request(httpc_pool_t *p, httpc_req_t *req);
-
-/* The pool's counters; the pointer stays valid until the pool is freed. */
-const httpc_stats_t *httpc_stats(const httpc_pool_t *p);
 
 /*
  * Fails every queued and in-flight request with -ECANCELED (synchronously),

@@ -36,11 +36,18 @@ typedef struct met_slot {
     uint64_t db_connected;            /* gauge 0/1 */
     uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */
     uint64_t resident_memory_bytes;   /* gauge, refreshed by met_sample_rss() */
+    uint64_t outbox_claimed;          /* rows claimed for sending */
     uint64_t outbox_sent;             /* tgring_outbox_sent_total */
     uint64_t outbox_retried;          /* rows put back with a delay */
     uint64_t outbox_failed;           /* rows marked failed */
+    uint64_t outbox_migrated;         /* rows re-targeted to a supergroup */
     uint64_t outbox_limited;          /* 429 answers from the Bot API */
+    uint64_t outbox_global_pauses;    /* of those, taken as the bot's global limit */
+    uint64_t botapi_requests;         /* calls answered with a response, any status */
     uint64_t botapi_transport_errors; /* calls without an answer (timeouts, resets, TLS) */
+    uint64_t botapi_timeouts;         /* of those, failed at a deadline (-ETIMEDOUT) */
+    uint64_t botapi_stale_retries;    /* sent again after a stale kept-alive connection */
+    uint64_t botapi_connects;         /* TCP connections opened */
     uint64_t botapi_connections_open; /* gauge: the HTTP client's connections open */
     uint64_t tls_handshakes_full;     /* counted by the HTTP client as they complete */
     uint64_t tls_handshakes_resumed;

@@ -4,6 +4,11 @@
  * (tg_call) and the outbox sender that drains the `outbox` table through the
  * HTTPS pool within Telegram's rate limits.
  *
+ * The sender keeps no counters of its own: it counts into this worker's
+ * metrics slot (met.h) as it decides, rows claimed, sent, retried, failed
+ * and migrated, 429s and those taken as the bot's global limit
+ * (tgring_outbox_*). Calls without an answer are counted by httpc.
+ *
  * Depends on core, reactor, db, httpc and the pure pieces of tg_api.h.
  */
 #ifndef TGRING_TG_SENDER_H
@@ -66,17 +71,6 @@ typedef struct tg_sender_options {
     uint32_t timeout_ms;     /* per call; default 30000, at most lease_ms / 2 */
 } tg_sender_options_t;
 
-/* Counters for metrics and tests. */
-typedef struct tg_sender_stats {
-    uint64_t sent;       /* rows sent and marked sent */
-    uint64_t retried;    /* rows put back with a delay (5xx, transport errors, long 429s) */
-    uint64_t failed;     /* rows marked failed (final 4xx, attempts used up) */
-    uint64_t migrated;   /* rows re-targeted to a supergroup */
-    uint64_t limited;    /* 429 answers */
-    uint64_t paused_all; /* of those, taken as a global limit */
-    uint64_t claimed;    /* rows claimed */
-} tg_sender_stats_t;
-
 /*
  * Starts draining the outbox: claims due rows, sends them oldest first (one at
  * a time per chat, in id order), marks each sent, retried or failed.
@@ -90,8 +84,6 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
  * once nothing is in flight or being recorded.
  */
 void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg);
-
-const tg_sender_stats_t *tg_sender_stats(const tg_sender_t *s);
 
 /* Frees the sender; only after on_idle, or once the loop no longer runs. */
 void tg_sender_free(tg_sender_t *s);

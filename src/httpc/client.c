@@ -109,7 +109,6 @@ struct httpc_pool {
     core_queue_t queue; /* of httpc_req_t, by link: waiting for a connection */
     unsigned qlen;
     rx_defer_t defer; /* dispatches the queue; frees the pool when freeing */
-    httpc_stats_t stats;
     uint64_t next_id;
     bool freeing;
 };
@@ -175,17 +174,21 @@ static httpc_conn_t *conn_at(core_qlink_t *l)
     return l != NULL ? container_of(l, httpc_conn_t, link) : NULL;
 }
 
-/* Completes a request: the callback runs last; `req` is the caller's again afterwards. */
+/*
+ * Completes a request: the callback runs last; `req` is the caller's again
+ * afterwards. Every request ends here exactly once, so this is where an
+ * answered call or a call without an answer is counted.
+ */
 static void req_finish(httpc_pool_t *p, httpc_req_t *req, int err, const httpc_response_t *resp)
 {
     rx_timer_stop(p->loop, &req->timer);
     req->conn = NULL;
     if (err == 0) {
-        p->stats.requests++;
+        met_self()->botapi_requests++;
     } else {
-        p->stats.errors++;
+        met_self()->botapi_transport_errors++;
         if (err == -ETIMEDOUT)
-            p->stats.timeouts++;
+            met_self()->botapi_timeouts++;
     }
     req->cb(req, err, resp);
 }
@@ -284,7 +287,7 @@ static void conn_fail(httpc_conn_t *c, int err)
         log_debug("httpc_retry", "%s conn=%llu: closed by the server, sending again", p->url.origin,
                   (unsigned long long)c->id);
         req->retried = true;
-        p->stats.retries++;
+        met_self()->botapi_stale_retries++;
         q_push_front(p, req);
         kick(p);
         return;
@@ -791,7 +794,7 @@ static void on_connect(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         goto out;
     }
     p->addr_cur = c->addr_idx;
-    p->stats.connects++;
+    met_self()->botapi_connects++;
     if (!p->url.tls) {
         conn_ready(c);
         conn_io(c);
@@ -933,11 +936,6 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
     q_push_back(p, req);
     kick(p);
     return 0;
-}
-
-const httpc_stats_t *httpc_stats(const httpc_pool_t *p)
-{
-    return &p->stats;
 }
 
 void httpc_pool_free(httpc_pool_t *p)

@@ -113,7 +113,6 @@ struct tg_sender {
     void (*on_idle)(void *arg);
     void *idle_arg;
     rx_defer_t idle_defer;
-    tg_sender_stats_t stats;
     /* Chat marks for one pass: open addressing over 2 * capacity slots. */
     int64_t *mark_chat;
     uint32_t *mark_pass;
@@ -225,7 +224,6 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     if (m->attempts + 1 >= (int)s->opt.max_attempts) {
         log_warn("outbox_failed", "row %lld to chat %lld: giving up after %d attempts: %s",
                  (long long)m->id, (long long)m->chat_id, m->attempts + 1, why);
-        s->stats.failed++;
         met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, why, 0);
         return;
@@ -233,7 +231,6 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     uint64_t d = backoff_ms(s, m->attempts);
     log_info("outbox_retry", "row %lld to chat %lld: %s; again in %llu ms", (long long)m->id,
              (long long)m->chat_id, why, (unsigned long long)d);
-    s->stats.retried++;
     met_self()->outbox_retried++;
     record(s, m, REC_RETRY, d, why, 0);
 }
@@ -248,7 +245,6 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     s->in_flight--;
     schedule(s);
     if (err != 0) {
-        met_self()->botapi_transport_errors++;
         snprintf(why, sizeof(why), "transport: %s", strerror(-err));
         retry_or_fail(s, m, why);
         return;
@@ -259,14 +255,12 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         snprintf(why, sizeof(why), "%d (not a Bot API answer)", res->error_code);
     switch (tg_api_classify(res)) {
     case TG_API_OK:
-        s->stats.sent++;
         met_self()->outbox_sent++;
         record(s, m, REC_SENT, 0, NULL, 0);
         return;
     case TG_API_RETRY_AFTER: {
         uint64_t now = rx_now(s->loop);
         uint64_t wait = (uint64_t)(res->retry_after >= 0 ? res->retry_after : 1) * 1000;
-        s->stats.limited++;
         met_self()->outbox_limited++;
         /*
          * Telegram does not say whether a 429 is about the chat or the bot
@@ -281,25 +275,26 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         if (!global && tg_rate_pause_chat(s->rate, m->chat_id, (int64_t)(now + wait)) < 0)
             global = true;
         if (global) {
-            s->stats.paused_all++;
+            met_self()->outbox_global_pauses++;
             tg_rate_pause_all(s->rate, (int64_t)(now + wait));
         }
         log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
                  (long long)m->id, global ? "all chats" : "this chat", (unsigned long long)wait);
-        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping)
+        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping) {
+            met_self()->outbox_retried++;
             record(s, m, REC_RETRY, wait, why, 0);
+        }
         return; /* otherwise it stays and goes again when the pause ends */
     }
     case TG_API_MIGRATE:
         log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
                  (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
-        s->stats.migrated++;
+        met_self()->outbox_migrated++;
         record(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
         log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
                  (long long)m->id, (long long)m->chat_id, why);
-        s->stats.failed++;
         met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, why, 0);
         return;
@@ -315,7 +310,7 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     int r = tg_call_start(&m->call, s->opt.http, s->token, m->method, m->body, m->body_len,
                           s->opt.timeout_ms, on_answer);
     if (r == -ENAMETOOLONG) {
-        s->stats.failed++;
+        met_self()->outbox_failed++;
         record(s, m, REC_FAIL, 0, "method name too long", 0);
         return;
     }
@@ -365,7 +360,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 s->head = m;
             s->tail = m;
             s->held++;
-            s->stats.claimed++;
+            met_self()->outbox_claimed++;
             if (s->stopping)
                 record(s, m, REC_RELEASE, 0, NULL, 0);
         }
@@ -512,11 +507,6 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
             record(s, m, REC_RELEASE, 0, NULL, 0);
     }
     check_idle(s);
-}
-
-const tg_sender_stats_t *tg_sender_stats(const tg_sender_t *s)
-{
-    return &s->stats;
 }
 
 void tg_sender_free(tg_sender_t *s)

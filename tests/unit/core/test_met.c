@@ -164,6 +164,19 @@ static void test_render(void) {
     m->db_connected = 1;
     m->db_queue_depth = 17;
     m->resident_memory_bytes = 1000;
+    /* Distinct values, so that a family reading another's field shows. */
+    m->outbox_claimed = 21;
+    m->outbox_sent = 22;
+    m->outbox_retried = 23;
+    m->outbox_failed = 24;
+    m->outbox_migrated = 25;
+    m->outbox_limited = 26;
+    m->outbox_global_pauses = 27;
+    m->botapi_requests = 31;
+    m->botapi_transport_errors = 32;
+    m->botapi_timeouts = 33;
+    m->botapi_stale_retries = 34;
+    m->botapi_connects = 35;
     met_observe_latency(&m->ack_latency, 0.0004);
     met_observe_latency(&m->ack_latency, 0.0005); /* on a bound: le is inclusive */
     met_observe_latency(&m->ack_latency, 0.003);
@@ -227,6 +240,30 @@ static void test_render(void) {
         "tgring_db_queue_depth 17",
         "# TYPE tgring_process_resident_memory_bytes gauge",
         "tgring_process_resident_memory_bytes 1000",
+        "# TYPE tgring_outbox_claimed_total counter",
+        "tgring_outbox_claimed_total 21",
+        "# TYPE tgring_outbox_sent_total counter",
+        "tgring_outbox_sent_total 22",
+        "# TYPE tgring_outbox_retried_total counter",
+        "tgring_outbox_retried_total 23",
+        "# TYPE tgring_outbox_failed_total counter",
+        "tgring_outbox_failed_total 24",
+        "# TYPE tgring_outbox_migrated_total counter",
+        "tgring_outbox_migrated_total 25",
+        "# TYPE tgring_outbox_limited_total counter",
+        "tgring_outbox_limited_total 26",
+        "# TYPE tgring_outbox_global_pauses_total counter",
+        "tgring_outbox_global_pauses_total 27",
+        "# TYPE tgring_botapi_requests_total counter",
+        "tgring_botapi_requests_total 31",
+        "# TYPE tgring_botapi_transport_errors_total counter",
+        "tgring_botapi_transport_errors_total 32",
+        "# TYPE tgring_botapi_timeouts_total counter",
+        "tgring_botapi_timeouts_total 33",
+        "# TYPE tgring_botapi_stale_retries_total counter",
+        "tgring_botapi_stale_retries_total 34",
+        "# TYPE tgring_botapi_connects_total counter",
+        "tgring_botapi_connects_total 35",
         "# TYPE tgring_workers gauge",
         "tgring_workers 1",
     };
@@ -242,7 +279,7 @@ static void test_render(void) {
            "status codes never seen are not emitted");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
-    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 9, "%d samples: the fixed set plus two codes",
+    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16, "%d samples: the fixed set plus two codes",
            nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
@@ -257,7 +294,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 9,
+               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;

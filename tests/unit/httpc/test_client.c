@@ -350,8 +350,9 @@ static void drop(httpc_pool_t *p)
 }
 
 /*
- * The metrics the pool counts into this process's slot (connections open,
- * TLS handshakes and failures), as counts since met_mark().
+ * The metrics the pool counts into this process's slot (connects, requests,
+ * errors, retries, timeouts, TLS handshakes and failures), as counts since
+ * met_mark().
  */
 static met_slot_t met0;
 
@@ -378,7 +379,6 @@ static void test_nginx(void)
         tap_ok(0, "nginx pool");
         return;
     }
-    const httpc_stats_t *st = httpc_stats(p);
     met_mark();
 
     call_t *c = one(p, "GET", "/", NULL, 0);
@@ -405,33 +405,37 @@ static void test_nginx(void)
     tap_ok(good == 20, "20 POSTs: all answered, method, path and length seen by nginx");
     uint64_t hs = MET_SINCE(tls_handshakes_full) + MET_SINCE(tls_handshakes_resumed);
     printf("# connects %llu, full %llu, resumed %llu, requests %llu\n",
-           (unsigned long long)st->connects, (unsigned long long)MET_SINCE(tls_handshakes_full),
+           (unsigned long long)MET_SINCE(botapi_connects),
+           (unsigned long long)MET_SINCE(tls_handshakes_full),
            (unsigned long long)MET_SINCE(tls_handshakes_resumed),
-           (unsigned long long)st->requests);
-    tap_ok(st->connects <= 4 && hs == st->connects && hs < 21 / 4 + 2,
+           (unsigned long long)MET_SINCE(botapi_requests));
+    tap_ok(MET_SINCE(botapi_connects) <= 4 && hs == MET_SINCE(botapi_connects) && hs < 21 / 4 + 2,
            "connections reused: at most 4 connects and handshakes for 21 requests");
-    tap_ok(MET_SINCE(tls_handshakes_resumed) >= 1 || st->connects == 1,
+    tap_ok(MET_SINCE(tls_handshakes_resumed) >= 1 || MET_SINCE(botapi_connects) == 1,
            "later connections resume the first session");
-    tap_ok(met_self()->botapi_connections_open == st->connects,
+    tap_ok(met_self()->botapi_connections_open == MET_SINCE(botapi_connects),
            "all connections still open and idle");
 
     /* nginx closes idle connections after 1 s (close_notify and FIN). */
     uint64_t full = MET_SINCE(tls_handshakes_full), resumed = MET_SINCE(tls_handshakes_resumed);
-    uint64_t connects = st->connects;
+    uint64_t connects = MET_SINCE(botapi_connects);
     idle(2000);
     tap_ok(met_self()->botapi_connections_open == 0, "after 2 s idle nginx closed them all, and the pool noticed");
     c = one(p, "GET", "/", NULL, 0);
     tap_ok(c->err == 0 && c->status == 200, "next request succeeds");
-    tap_ok(st->connects == connects + 1 && MET_SINCE(tls_handshakes_resumed) == resumed + 1 &&
+    tap_ok(MET_SINCE(botapi_connects) == connects + 1 &&
+               MET_SINCE(tls_handshakes_resumed) == resumed + 1 &&
                MET_SINCE(tls_handshakes_full) == full,
            "... on a new connection with a resumed handshake");
-    tap_ok(st->retries == 0 && st->errors == 0, "no retries and no errors so far");
+    tap_ok(MET_SINCE(botapi_stale_retries) == 0 && MET_SINCE(botapi_transport_errors) == 0,
+           "no retries and no errors so far");
 
-    connects = st->connects;
+    connects = MET_SINCE(botapi_connects);
     c = one(p, "HEAD", "/", NULL, 0);
     tap_ok(c->err == 0 && c->status == 200 && c->body_len == 0, "HEAD: no body read");
     c = one(p, "GET", "/", NULL, 0);
-    tap_ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":{}}") && st->connects == connects,
+    tap_ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":{}}") &&
+               MET_SINCE(botapi_connects) == connects,
            "... and the connection stays in step for the next request");
     drop(p);
 
@@ -447,7 +451,8 @@ static void test_nginx(void)
                strstr(log, "BR_ERR_X509_NOT_TRUSTED") != NULL &&
                strstr(log, "certificate not trusted") != NULL,
            "... logged with BearSSL's error name and meaning");
-    tap_ok(MET_SINCE(tls_failures) == 1 && httpc_stats(p)->errors == 1, "... and counted");
+    tap_ok(MET_SINCE(tls_failures) == 1 && MET_SINCE(botapi_transport_errors) == 1,
+           "... and counted");
     drop(p);
 
     /* A certificate for another name. */
@@ -477,7 +482,7 @@ static void test_peer(const char *scheme, int port)
         tap_ok(0, "peer pool");
         return;
     }
-    const httpc_stats_t *st = httpc_stats(p);
+    met_mark();
 
     call_t *c = one(p, "GET", "/ok", NULL, 0);
     tap_ok(c->err == 0 && c->status == 200 && body_is(c, "{\"ok\":true,\"result\":{}}"), "%s: GET",
@@ -486,7 +491,7 @@ static void test_peer(const char *scheme, int port)
     c = one(p, "POST", "/echo", "{\"a\":\"\xc3\xa9\"}", 0);
     tap_ok(c->err == 0 && body_is(c, "POST /echo|application/json|{\"a\":\"\xc3\xa9\"}"),
            "%s: POST body and Content-Type arrive", scheme);
-    tap_ok(st->connects == 1, "%s: ... on the same connection", scheme);
+    tap_ok(MET_SINCE(botapi_connects) == 1, "%s: ... on the same connection", scheme);
 
     /* A body of many TLS records each way. */
     static char big[100001];
@@ -502,7 +507,8 @@ static void test_peer(const char *scheme, int port)
     tap_ok(c->err == 0 && body_is(c, "{\"ok\":true,\"result\":[1,2]}\n"),
            "%s: chunked body decoded (pieces sent apart, extension, trailer)", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    tap_ok(c->err == 0 && st->connects == 1, "%s: connection kept after a chunked response",
+    tap_ok(c->err == 0 && MET_SINCE(botapi_connects) == 1,
+           "%s: connection kept after a chunked response",
            scheme);
 
     c = one(p, "GET", "/interim", NULL, 0);
@@ -513,24 +519,24 @@ static void test_peer(const char *scheme, int port)
            scheme);
 
     /* The server closes a kept-alive connection just as a request arrives. */
-    uint64_t connects = st->connects;
+    uint64_t connects = MET_SINCE(botapi_connects);
     c = one(p, "POST", "/stale", "{}", 0);
-    tap_ok(c->err == 0 && c->status == 200 && st->retries == 1,
+    tap_ok(c->err == 0 && c->status == 200 && MET_SINCE(botapi_stale_retries) == 1,
            "%s: request on a connection the server closed: retried once, succeeds", scheme);
-    tap_ok(st->connects == connects + 1, "%s: ... on a fresh connection", scheme);
+    tap_ok(MET_SINCE(botapi_connects) == connects + 1, "%s: ... on a fresh connection", scheme);
 
-    connects = st->connects;
+    connects = MET_SINCE(botapi_connects);
     c = one(p, "GET", "/close", NULL, 0);
     tap_ok(c->err == 0 && c->status == 200, "%s: Connection: close answered", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    tap_ok(c->err == 0 && st->connects == connects + 1, "%s: ... and the next request reconnects",
-           scheme);
-    connects = st->connects;
+    tap_ok(c->err == 0 && MET_SINCE(botapi_connects) == connects + 1,
+           "%s: ... and the next request reconnects", scheme);
+    connects = MET_SINCE(botapi_connects);
     c = one(p, "GET", "/http10", NULL, 0);
     tap_ok(c->err == 0 && c->status == 200, "%s: HTTP/1.0 answered", scheme);
     c = one(p, "GET", "/ok", NULL, 0);
-    tap_ok(c->err == 0 && st->connects == connects + 1, "%s: ... and its connection closed",
-           scheme);
+    tap_ok(c->err == 0 && MET_SINCE(botapi_connects) == connects + 1,
+           "%s: ... and its connection closed", scheme);
 
     c = one(p, "GET", "/eof", NULL, 0);
     tap_ok(c->err == 0 && body_is(c, "until the end"), "%s: body to the end of the connection%s",
@@ -564,11 +570,14 @@ static void test_peer(const char *scheme, int port)
     c = one(p, "GET", "/ok", NULL, 0);
     tap_ok(c->err == 0, "%s: the pool still works after all that", scheme);
     printf("# %s: connects %llu requests %llu errors %llu retries %llu timeouts %llu\n", scheme,
-           (unsigned long long)st->connects, (unsigned long long)st->requests,
-           (unsigned long long)st->errors, (unsigned long long)st->retries,
-           (unsigned long long)st->timeouts);
-    tap_ok(st->timeouts == 1 && st->errors == (is_tls ? 6 : 5), "%s: errors and timeouts counted",
-           scheme);
+           (unsigned long long)MET_SINCE(botapi_connects),
+           (unsigned long long)MET_SINCE(botapi_requests),
+           (unsigned long long)MET_SINCE(botapi_transport_errors),
+           (unsigned long long)MET_SINCE(botapi_stale_retries),
+           (unsigned long long)MET_SINCE(botapi_timeouts));
+    tap_ok(MET_SINCE(botapi_timeouts) == 1 &&
+               MET_SINCE(botapi_transport_errors) == (is_tls ? 6 : 5),
+           "%s: errors and timeouts counted", scheme);
 
     /* Freeing the pool with requests in flight and queued. */
     static call_t hang[4];
@@ -635,13 +644,16 @@ static void test_misc(void)
     snprintf(url, sizeof(url), "http://localhost:%d", peer_port);
     httpc_options_t o2 = {.url = url, .max_conns = 1, .max_queue = 1};
     p = httpc_pool_new(&loop, &o2, &err);
+    met_mark();
     int r0 = start(p, &q[0], "GET", "/ok", NULL, 0);
     int r1 = start(p, &q[1], "GET", "/ok", NULL, 0);
     int r2 = start(p, &q[2], "GET", "/ok", NULL, 0);
     run(5000);
     tap_ok(r0 == 0 && r1 == 0 && r2 == -EAGAIN, "queue full: -EAGAIN, no callback");
     tap_ok(q[0].err == 0 && q[1].err == 0 && !q[2].done, "the admitted ones complete");
-    tap_ok(httpc_stats(p)->connects == 1, "... one after the other on one connection");
+    tap_ok(MET_SINCE(botapi_connects) == 1, "... one after the other on one connection");
+    tap_ok(MET_SINCE(botapi_requests) == 2 && MET_SINCE(botapi_transport_errors) == 0,
+           "... counted as two answered requests; the refused one not at all");
     drop(p);
 
     /* Our own idle timeout closes kept-alive connections. */
