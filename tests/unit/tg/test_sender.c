@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_sender.c - the outbox sender's decisions (src/tg/sender.c, included)
+ * with what lies below it faked here: the outbox store (tg_outbox.h) is a
+ * small table in memory that records every claim and mark, and the HTTP pool
+ * (httpc_request(), beneath tg_call_start()) records every Bot API call and
+ * lets the test answer it with a status and body of its choosing, or with a
+ * transport error. Answers still go through the real tg_api_parse().
+ *
+ * Time is the loop's own: the test moves loop.now and fires the timers that
+ * fall due itself, so seconds of retry_after and backoff pass at once and
+ * every run sees the same clock. The checks are on the calls made (row, chat,
+ * loop time, order) and the marks written (kind, row, delay, error), never on
+ * elapsed wall-clock time.
+ */
+#include "../../../src/tg/sender.c"
+
+#include "tap.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define TOKEN "123456:test-token"
+#define ROWS_MAX 64
+#define MARKS_MAX 256
+#define CALLS_MAX 512
+#define OPS_MAX 256
+
+#define OK_BODY "{\"ok\":true,\"result\":{\"message_id\":1}}"
+#define BAD_GATEWAY "{\"ok\":false,\"error_code\":502,\"description\":\"Bad Gateway\"}"
+
+static rx_loop_t loop;
+
+/* ---- the fake outbox store ---- */
+
+enum { ROW_DUE, ROW_CLAIMED, ROW_DONE };
+
+typedef struct fake_row {
+    int64_t id;
+    int64_t chat_id;
+    int attempts;
+    int state;           /* ROW_* */
+    uint64_t not_before; /* loop ms: not claimed before */
+    uint64_t claimed_at; /* loop ms of the latest claim */
+    char body[96];
+} fake_row_t;
+
+typedef struct fake_mark {
+    int what; /* REC_SENT, REC_RETRY, ... as sender.c names its decisions */
+    int64_t id;
+    uint64_t delay_ms; /* of a retry */
+    char error[TG_OUTBOX_ERROR_MAX + 1];
+    int64_t chat_id; /* the new chat of a retarget */
+    uint64_t at;     /* loop ms */
+    uint64_t held;   /* ms since the row's latest claim */
+} fake_mark_t;
+
+/* An operation whose callback is owed; answered from the loop, in the order made. */
+typedef struct fake_op {
+    tg_outbox_claim_cb claim_cb; /* a claim, or else */
+    tg_outbox_done_cb done_cb;   /* a mark (may be NULL) */
+    void *arg;
+    unsigned max; /* rows, of a claim */
+} fake_op_t;
+
+static struct {
+    fake_row_t rows[ROWS_MAX]; /* in id order */
+    unsigned nrows;
+    fake_mark_t marks[MARKS_MAX];
+    unsigned nmarks;
+    fake_op_t ops[OPS_MAX];
+    unsigned nops;
+    unsigned claims;         /* claims made */
+    unsigned claim_max;      /* `max` of the first claim */
+    unsigned claim_lease_ms; /* `lease_ms` of the first claim */
+    rx_defer_t defer;
+} ob;
+
+static void add_row(int64_t id, int64_t chat_id, int attempts)
+{
+    assert(ob.nrows < ROWS_MAX);
+    assert(ob.nrows == 0 || ob.rows[ob.nrows - 1].id < id);
+    fake_row_t *r = &ob.rows[ob.nrows++];
+    memset(r, 0, sizeof(*r));
+    r->id = id;
+    r->chat_id = chat_id;
+    r->attempts = attempts;
+    snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
+             (long long)id);
+}
+
+static fake_row_t *find_row(int64_t id)
+{
+    for (unsigned i = 0; i < ob.nrows; i++)
+        if (ob.rows[i].id == id)
+            return &ob.rows[i];
+    assert(!"a mark for a row the store never had");
+    return NULL;
+}
+
+/* Claims rows as the real statement does: due ones, oldest id first, at most max. */
+static void answer_claim(const fake_op_t *op)
+{
+    tg_outbox_row_t out[ROWS_MAX];
+    unsigned n = 0;
+    for (unsigned i = 0; i < ob.nrows && n < op->max; i++) {
+        fake_row_t *r = &ob.rows[i];
+        if (r->state != ROW_DUE || r->not_before > loop.now)
+            continue;
+        r->state = ROW_CLAIMED;
+        r->claimed_at = loop.now;
+        out[n++] = (tg_outbox_row_t){
+            .id = r->id,
+            .chat_id = r->chat_id,
+            .method = "sendMessage",
+            .method_len = strlen("sendMessage"),
+            .body = r->body,
+            .body_len = strlen(r->body),
+            .attempts = r->attempts,
+        };
+    }
+    op->claim_cb(op->arg, 0, out, n);
+}
+
+static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
+{
+    /* Operations made by these callbacks wait for the next pass, as a round trip would. */
+    fake_op_t ops[OPS_MAX];
+    unsigned n = ob.nops;
+    memcpy(ops, ob.ops, n * sizeof(ops[0]));
+    ob.nops = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (ops[i].claim_cb != NULL)
+            answer_claim(&ops[i]);
+        else if (ops[i].done_cb != NULL)
+            ops[i].done_cb(ops[i].arg, 0);
+    }
+}
+
+static void push_op(fake_op_t op)
+{
+    assert(ob.nops < OPS_MAX);
+    ob.ops[ob.nops++] = op;
+    rx_defer(&loop, &ob.defer, on_ob_defer);
+}
+
+static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
+                     tg_outbox_done_cb cb, void *arg)
+{
+    assert(ob.nmarks < MARKS_MAX);
+    fake_mark_t *m = &ob.marks[ob.nmarks++];
+    memset(m, 0, sizeof(*m));
+    m->what = what;
+    m->id = id;
+    m->delay_ms = delay_ms;
+    if (error != NULL)
+        snprintf(m->error, sizeof(m->error), "%s", error);
+    m->chat_id = chat_id;
+    m->at = loop.now;
+    m->held = loop.now - find_row(id)->claimed_at;
+    push_op((fake_op_t){.done_cb = cb, .arg = arg});
+    return 0;
+}
+
+void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
+                    void *arg)
+{
+    if (ob.claims++ == 0) {
+        ob.claim_max = max;
+        ob.claim_lease_ms = lease_ms;
+    }
+    push_op((fake_op_t){.claim_cb = cb, .arg = arg, .max = max});
+    return 0;
+}
+
+int tg_outbox_sent(tg_outbox_t *o, int64_t id, tg_outbox_done_cb cb, void *arg)
+{
+    find_row(id)->state = ROW_DONE;
+    return push_mark(REC_SENT, id, 0, NULL, 0, cb, arg);
+}
+
+int tg_outbox_retry(tg_outbox_t *o, int64_t id, uint64_t delay_ms, const char *error,
+                    tg_outbox_done_cb cb, void *arg)
+{
+    fake_row_t *r = find_row(id);
+    r->state = ROW_DUE;
+    r->not_before = loop.now + delay_ms;
+    r->attempts++;
+    return push_mark(REC_RETRY, id, delay_ms, error, 0, cb, arg);
+}
+
+int tg_outbox_fail(tg_outbox_t *o, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg)
+{
+    fake_row_t *r = find_row(id);
+    r->state = ROW_DONE;
+    r->attempts++;
+    return push_mark(REC_FAIL, id, 0, error, 0, cb, arg);
+}
+
+int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t chat_id, tg_outbox_done_cb cb, void *arg)
+{
+    fake_row_t *r = find_row(id);
+    r->state = ROW_DUE;
+    r->not_before = loop.now;
+    r->chat_id = chat_id;
+    snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
+             (long long)id);
+    return push_mark(REC_RETARGET, id, 0, NULL, chat_id, cb, arg);
+}
+
+int tg_outbox_release(tg_outbox_t *o, int64_t id, tg_outbox_done_cb cb, void *arg)
+{
+    find_row(id)->state = ROW_DUE;
+    return push_mark(REC_RELEASE, id, 0, NULL, 0, cb, arg);
+}
+
+/* Marks of kind `what` for row id (any row when id is 0). */
+static unsigned count_marks(int what, int64_t id)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < ob.nmarks; i++)
+        n += ob.marks[i].what == what && (id == 0 || ob.marks[i].id == id);
+    return n;
+}
+
+/* The latest mark of row id, or NULL. */
+static const fake_mark_t *last_mark(int64_t id)
+{
+    for (unsigned i = ob.nmarks; i-- > 0;)
+        if (ob.marks[i].id == id)
+            return &ob.marks[i];
+    return NULL;
+}
+
+/* ---- the fake HTTP pool ---- */
+
+typedef struct fake_call {
+    httpc_req_t *req; /* NULL once answered */
+    char path[TG_PATH_MAX];
+    int64_t id;      /* the row, from the body */
+    int64_t chat_id; /* from the body */
+    uint64_t at;     /* loop ms */
+} fake_call_t;
+
+static struct {
+    fake_call_t c[CALLS_MAX];
+    unsigned n;
+    unsigned overlaps; /* calls made while another to the same chat was unanswered */
+} api;
+
+int httpc_request(httpc_pool_t *p, httpc_req_t *req)
+{
+    assert(p == (httpc_pool_t *)&api);
+    assert(api.n < CALLS_MAX);
+    fake_call_t *c = &api.c[api.n++];
+    c->req = req;
+    snprintf(c->path, sizeof(c->path), "%s", req->path);
+    c->id = c->chat_id = 0;
+    tg_api_get_int(req->body, req->body_len, "row", &c->id);
+    tg_api_get_int(req->body, req->body_len, "chat_id", &c->chat_id);
+    c->at = loop.now;
+    for (unsigned i = 0; i + 1 < api.n; i++)
+        api.overlaps += api.c[i].req != NULL && api.c[i].chat_id == c->chat_id;
+    return 0;
+}
+
+/* ---- the loop, on a clock the test moves ---- */
+
+static rx_defer_t stop_defer;
+
+static void on_stop(rx_loop_t *l, rx_defer_t *d)
+{
+    rx_stop(l);
+}
+
+/*
+ * Runs the end-of-turn callbacks queued so far and those they queue: rx_run()
+ * runs every defer before it looks at `stopping`, so a defer that stops the
+ * loop makes it return before it would wait or read the clock.
+ */
+static void settle(void)
+{
+    rx_defer(&loop, &stop_defer, on_stop);
+    rx_run(&loop);
+}
+
+/* Moves the loop's clock on by ms, firing each timer at its own deadline, as rx_run() would. */
+static void advance(uint64_t ms)
+{
+    uint64_t end = loop.now + ms;
+    settle();
+    while (loop.heap_len > 0 && loop.heap[0]->deadline <= end) {
+        rx_timer_t *t = loop.heap[0];
+        if (t->deadline > loop.now)
+            loop.now = t->deadline;
+        rx_timer_stop(&loop, t);
+        t->cb(&loop, t);
+        settle();
+    }
+    loop.now = end;
+    settle();
+}
+
+/* Answers call i with an HTTP response, from the loop as the pool would. */
+static void answer(unsigned i, int status, const char *body, int64_t retry_after)
+{
+    httpc_req_t *req = api.c[i].req;
+    assert(i < api.n && req != NULL);
+    api.c[i].req = NULL;
+    httpc_response_t resp = {
+        .status = status, .body = body, .body_len = strlen(body), .retry_after = retry_after};
+    req->cb(req, 0, &resp);
+    settle();
+}
+
+static void answer_ok(unsigned i)
+{
+    answer(i, 200, OK_BODY, -1);
+}
+
+/* Ends call i with a transport error (-ECONNRESET, -ETIMEDOUT...). */
+static void answer_err(unsigned i, int err)
+{
+    httpc_req_t *req = api.c[i].req;
+    assert(i < api.n && req != NULL);
+    api.c[i].req = NULL;
+    req->cb(req, err, NULL);
+    settle();
+}
+
+/* Answers ok every open call, and those made meanwhile. */
+static void answer_all_ok(void)
+{
+    for (unsigned i = 0; i < api.n; i++)
+        if (api.c[i].req != NULL)
+            answer_ok(i);
+}
+
+/* Answers call i 429 with parameters.retry_after = seconds. */
+static void answer_429(unsigned i, int seconds)
+{
+    char body[160];
+    snprintf(body, sizeof(body),
+             "{\"ok\":false,\"error_code\":429,\"description\":\"Too Many Requests: retry "
+             "after %d\",\"parameters\":{\"retry_after\":%d}}",
+             seconds, seconds);
+    answer(i, 429, body, -1);
+}
+
+/* Lets ms pass in steps of step ms, answering ok every call as the step ends. */
+static void run_answering(uint64_t ms, uint64_t step)
+{
+    for (uint64_t t = 0; t < ms; t += step) {
+        answer_all_ok();
+        advance(step);
+    }
+    answer_all_ok();
+}
+
+/* The first call for row id, from call `from` on; -1 when none. */
+static int call_of(int64_t id, unsigned from)
+{
+    for (unsigned i = from; i < api.n; i++)
+        if (api.c[i].id == id)
+            return (int)i;
+    return -1;
+}
+
+/* Calls to chat made at loop times in [from, to). */
+static unsigned calls_to(int64_t chat_id, uint64_t from, uint64_t to)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < api.n; i++)
+        n += api.c[i].chat_id == chat_id && api.c[i].at >= from && api.c[i].at < to;
+    return n;
+}
+
+/* ---- a sender per case ---- */
+
+static tg_sender_t *s;
+static met_slot_t met0; /* the counters when the case began */
+static int idle_runs;
+
+static tg_sender_options_t options(void)
+{
+    tg_sender_options_t o = {
+        .token = TOKEN,
+        .http = (httpc_pool_t *)&api,
+        .max_attempts = 5,
+        .lease_ms = 30000,
+        .capacity = 16,
+        .poll_ms = 100,
+        .backoff_ms = 1000,
+        .backoff_max_ms = 4000,
+        .timeout_ms = 10000,
+    };
+    /* Rates loose enough not to matter, unless a case tightens them. */
+    tg_rate_config_default(&o.rate);
+    o.rate.global = o.rate.chat = o.rate.group = (tg_rate_spec_t){1000, 1000, 1000};
+    o.rate.table_size = 64;
+    return o;
+}
+
+/* begin() over row 1 to chat 100 and row 2 to chat 200; OUT: the two calls. False (and a
+ * failed check) unless both went out. */
+static bool begin_two_chats(const tg_sender_options_t *o, const char *what, int *c1, int *c2);
+
+static void on_idle(void *arg)
+{
+    idle_runs++;
+}
+
+/* Starts a sender over the rows added so far; it claims and sends in the first turn. */
+static void begin(const tg_sender_options_t *o)
+{
+    int err = 0;
+    met0 = *met_self();
+    idle_runs = 0;
+    s = tg_sender_new(&loop, o, &err);
+    if (s == NULL)
+        tap_bail("tg_sender_new refused the options");
+    settle();
+}
+
+static bool begin_two_chats(const tg_sender_options_t *o, const char *what, int *c1, int *c2)
+{
+    add_row(1, 100, 0);
+    add_row(2, 200, 0);
+    begin(o);
+    *c1 = call_of(1, 0);
+    *c2 = call_of(2, 0);
+    return tap_ok(*c1 >= 0 && *c2 >= 0, "%s: both chats are called", what);
+}
+
+/* Stops and frees the sender (open calls end -ECANCELED), then empties the fakes. */
+static void finish(void)
+{
+    tg_sender_stop(s, on_idle, NULL);
+    for (unsigned i = 0; i < api.n; i++)
+        if (api.c[i].req != NULL)
+            answer_err(i, -ECANCELED);
+    settle();
+    assert(ob.nops == 0);
+    tg_sender_free(s);
+    s = NULL;
+    memset(&ob, 0, sizeof(ob));
+    memset(&api, 0, sizeof(api));
+    loop.now += 100000; /* nothing of one case is within a window of the next */
+}
+
+/* ---- cases ---- */
+
+static void test_sent(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, 100, 0);
+    begin(&o);
+    tap_ok(ob.claims >= 1 && ob.claim_max == o.capacity && ob.claim_lease_ms == o.lease_ms,
+           "ok: the sender claims up to its capacity with its lease");
+    tap_ok(api.n == 1 && strcmp(api.c[0].path, "/bot" TOKEN "/sendMessage") == 0 &&
+               api.c[0].id == 1 && api.c[0].chat_id == 100,
+           "ok: the row goes out as one call with its method and body");
+    answer_ok(0);
+    tap_ok(ob.nmarks == 1 && ob.marks[0].what == REC_SENT && ob.marks[0].id == 1,
+           "ok: the answer is recorded as one sent mark, and nothing else");
+    advance(10000);
+    tap_eq_int(api.n, 1, "ok: a sent row is not sent again");
+    tap_eq_int((long long)(met_self()->outbox_sent - met0.outbox_sent), 1,
+               "ok: counted in outbox_sent");
+    finish();
+}
+
+static void test_final(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, 100, 0);
+    begin(&o);
+    answer(0, 400,
+           "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: chat not found\"}", -1);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(ob.nmarks == 1 && m != NULL && m->what == REC_FAIL,
+           "final 4xx: one fail mark, no retry");
+    tap_ok(m != NULL && strstr(m->error, "400") != NULL &&
+               strstr(m->error, "Bad Request: chat not found") != NULL,
+           "final 4xx: the error text has the code and the description (%s)",
+           m != NULL ? m->error : "");
+    advance(60000);
+    tap_eq_int(api.n, 1, "final 4xx: the row is not sent again");
+    tap_ok(met_self()->outbox_failed - met0.outbox_failed == 1 &&
+               met_self()->outbox_retried == met0.outbox_retried,
+           "final 4xx: counted failed, not retried");
+    finish();
+}
+
+static void test_backoff(void)
+{
+    tg_sender_options_t o = options(); /* backoff 1000 ms doubling to 4000 ms, 5 attempts */
+    add_row(1, 100, 0);
+    begin(&o);
+    uint64_t prev = 0;
+    for (unsigned k = 0; k < o.max_attempts; k++) {
+        if (!tap_eq_int(api.n, k + 1, "5xx: attempt %u is made once the row is due", k + 1))
+            break;
+        answer(k, 502, BAD_GATEWAY, -1);
+        const fake_mark_t *m = last_mark(1);
+        if (k + 1 == o.max_attempts) {
+            tap_ok(m != NULL && m->what == REC_FAIL && strstr(m->error, "502 Bad Gateway"),
+                   "5xx: the last attempt is marked failed (%s)", m != NULL ? m->error : "");
+            break;
+        }
+        uint64_t d = (uint64_t)o.backoff_ms << k;
+        if (d > o.backoff_max_ms)
+            d = o.backoff_max_ms;
+        bool ok = m != NULL && m->what == REC_RETRY && m->delay_ms >= d / 2 && m->delay_ms < d;
+        /* Jitter keeps each delay in [d/2, d), so an uncapped one always beats the last. */
+        if (d < o.backoff_max_ms || k == 0)
+            ok = ok && m->delay_ms > prev;
+        tap_ok(ok, "5xx: attempt %u is retried in %llu ms, within [%llu, %llu)%s", k + 1,
+               m != NULL ? (unsigned long long)m->delay_ms : 0ull, (unsigned long long)d / 2,
+               (unsigned long long)d,
+               d < o.backoff_max_ms || k == 0 ? " and longer than before" : "");
+        prev = m != NULL ? m->delay_ms : 0;
+        advance(prev + o.poll_ms);
+    }
+    advance(60000);
+    tap_eq_int(api.n, o.max_attempts, "5xx: no call after max_attempts");
+    tap_ok(met_self()->outbox_retried - met0.outbox_retried == o.max_attempts - 1 &&
+               met_self()->outbox_failed - met0.outbox_failed == 1,
+           "5xx: counted as retried %u times, then failed", o.max_attempts - 1);
+    finish();
+}
+
+static void test_transport(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, 100, 0);
+    add_row(2, 200, (int)o.max_attempts - 1); /* its last attempt */
+    begin(&o);
+    int c1 = call_of(1, 0), c2 = call_of(2, 0);
+    if (!tap_ok(c1 >= 0 && c2 >= 0, "transport: both rows are called"))
+        goto out;
+    answer_err((unsigned)c1, -ECONNRESET);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_RETRY && m->delay_ms >= o.backoff_ms / 2 &&
+               m->delay_ms < o.backoff_ms && strncmp(m->error, "transport: ", 11) == 0,
+           "transport: a reset is retried after the first backoff (%llu ms, %s)",
+           m != NULL ? (unsigned long long)m->delay_ms : 0ull, m != NULL ? m->error : "");
+    answer_err((unsigned)c2, -ETIMEDOUT);
+    m = last_mark(2);
+    tap_ok(m != NULL && m->what == REC_FAIL && strncmp(m->error, "transport: ", 11) == 0,
+           "transport: a timeout on the last attempt is marked failed");
+    tap_eq_int((long long)(met_self()->botapi_transport_errors - met0.botapi_transport_errors), 2,
+               "transport: both counted in botapi_transport_errors");
+out:
+    finish();
+}
+
+/* A 429 short enough to wait out in memory: no mark, the same row goes again after the pause. */
+static void test_limited_short(void)
+{
+    tg_sender_options_t o = options();
+    int c1, c2;
+    if (!begin_two_chats(&o, "429 short", &c1, &c2))
+        goto out;
+    uint64_t t0 = loop.now;
+    answer_429((unsigned)c1, 2);
+    tap_eq_int(ob.nmarks, 0, "429 short: the row keeps its lease (no mark)");
+    answer_ok((unsigned)c2);
+    add_row(3, 200, 0);
+    add_row(4, 100, 0);
+    run_answering(1900, 100);
+    tap_eq_int(calls_to(100, t0 + 1, t0 + 2000), 0, "429 short: no call to the chat while paused");
+    tap_ok(calls_to(200, t0, t0 + 2000) >= 1, "429 short: the other chat is called meanwhile");
+    advance(2000 - (loop.now - t0));
+    int again = call_of(1, (unsigned)c1 + 1);
+    tap_ok(again >= 0 && api.c[again].at == t0 + 2000,
+           "429 short: the same row goes again when the pause ends");
+    answer_all_ok();
+    int c4 = call_of(4, 0);
+    tap_ok(c4 > again && last_mark(1) != NULL && last_mark(1)->what == REC_SENT,
+           "429 short: then the chat's next row, in order");
+out:
+    finish();
+}
+
+/* A 429 longer than half the lease: the row goes back to the store with the delay. */
+static void test_limited_long(void)
+{
+    tg_sender_options_t o = options();
+    o.lease_ms = 4000;
+    int c1, c2;
+    if (!begin_two_chats(&o, "429 long", &c1, &c2))
+        goto out;
+    uint64_t t0 = loop.now;
+    answer_429((unsigned)c1, 3);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_RETRY && m->delay_ms == 3000 && strstr(m->error, "429"),
+           "429 long: a retry mark with the 3 s retry_after as its delay (%llu ms)",
+           m != NULL ? (unsigned long long)m->delay_ms : 0ull);
+    tap_eq_int((long long)(met_self()->outbox_limited - met0.outbox_limited), 1,
+               "429 long: counted in outbox_limited");
+    answer_ok((unsigned)c2);
+    add_row(3, 100, 0);
+    add_row(4, 200, 0);
+    run_answering(2900, 100);
+    tap_eq_int(calls_to(100, t0 + 1, t0 + 3000), 0, "429 long: no call to the chat while paused");
+    tap_ok(call_of(4, 0) >= 0 && api.c[call_of(4, 0)].at < t0 + 3000,
+           "429 long: the other chat's next row goes meanwhile");
+    /* Row 3 waits behind the pause; it must go back before half its lease. */
+    const fake_mark_t *rel = NULL;
+    for (unsigned i = 0; i < ob.nmarks; i++)
+        if (ob.marks[i].what == REC_RELEASE && ob.marks[i].id == 3 && rel == NULL)
+            rel = &ob.marks[i];
+    tap_ok(rel != NULL && rel->held >= o.lease_ms / 2 && rel->held < o.lease_ms,
+           "429 long: a row held for half its lease is released before the lease ends (%llu ms)",
+           rel != NULL ? (unsigned long long)rel->held : 0ull);
+    run_answering(2000, 100);
+    /*
+     * Both go, in either order: the put-back row is claimed anew when due,
+     * while row 3 may already be held, as after any retry.
+     */
+    int a1 = call_of(1, (unsigned)c1 + 1), a3 = call_of(3, 0);
+    tap_ok(a1 >= 0 && a3 >= 0 && api.c[a1].at >= t0 + 3000 && api.c[a3].at >= t0 + 3000,
+           "429 long: after the pause the chat's rows go again");
+out:
+    finish();
+}
+
+/* Two chats limited within a second: the limit is the bot's, every chat waits. */
+static void test_limited_global(void)
+{
+    tg_sender_options_t o = options();
+    o.lease_ms = 8000;
+    add_row(1, 100, 0);
+    add_row(2, 200, 0);
+    add_row(3, 300, 0);
+    begin(&o);
+    int c1 = call_of(1, 0), c2 = call_of(2, 0), c3 = call_of(3, 0);
+    if (!tap_ok(c1 >= 0 && c2 >= 0 && c3 >= 0, "429 global: three chats are called"))
+        goto out;
+    answer_429((unsigned)c1, 5);
+    advance(300);
+    uint64_t t1 = loop.now;
+    answer_429((unsigned)c2, 5);
+    answer_ok((unsigned)c3);
+    tap_ok(count_marks(REC_RETRY, 1) == 1 && count_marks(REC_RETRY, 2) == 1,
+           "429 global: both limited rows are put back");
+    add_row(4, 300, 0);
+    add_row(5, 400, 0);
+    unsigned before = api.n;
+    run_answering(4900, 100);
+    tap_eq_int(api.n, before, "429 global: no call to any chat for the 5 s pause");
+    tap_eq_int((long long)(met_self()->outbox_limited - met0.outbox_limited), 2,
+               "429 global: both answers counted in outbox_limited");
+    run_answering(5000 - (loop.now - t1) + o.poll_ms, 100);
+    tap_ok(calls_to(300, t1 + 5000, UINT64_MAX) >= 1 && calls_to(400, t1 + 5000, UINT64_MAX) >= 1,
+           "429 global: every chat goes again when the pause ends");
+out:
+    finish();
+}
+
+static void test_migrate(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, -100, 0);
+    begin(&o);
+    answer(
+        0, 400,
+        "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: group chat was "
+        "upgraded to a supergroup chat\",\"parameters\":{\"migrate_to_chat_id\":-1001234567890}}",
+        -1);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(ob.nmarks == 1 && m != NULL && m->what == REC_RETARGET && m->chat_id == -1001234567890,
+           "migrate: a retarget mark with the new chat, and no sent, retry or fail mark");
+    advance(o.poll_ms);
+    tap_ok(api.n == 2 && api.c[1].id == 1 && api.c[1].chat_id == -1001234567890,
+           "migrate: the re-targeted row is claimed again and goes to the new chat");
+    answer_ok(1);
+    tap_ok(last_mark(1) != NULL && last_mark(1)->what == REC_SENT,
+           "migrate: and is marked sent then");
+    finish();
+}
+
+static void test_order(void)
+{
+    tg_sender_options_t o = options();
+    static const int64_t chat[] = {100, 100, 200, 100, 200, 200};
+    for (int i = 0; i < 6; i++)
+        add_row(i + 1, chat[i], 0);
+    begin(&o);
+    tap_ok(api.n == 2 && api.c[0].id == 1 && api.c[1].id == 3,
+           "order: the first row of each chat goes at once, the others wait");
+    /* Answer the newest open call first, so that the chats finish out of step. */
+    for (int left = 1; left;) {
+        left = 0;
+        for (unsigned i = api.n; i-- > 0;)
+            if (api.c[i].req != NULL) {
+                answer_ok(i);
+                left = 1;
+                break;
+            }
+    }
+    char got[64] = "";
+    for (unsigned i = 0; i < api.n; i++)
+        snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld/%lld", i ? " " : "",
+                 (long long)api.c[i].id, (long long)api.c[i].chat_id);
+    int64_t last_a = 0, last_b = 0;
+    bool ordered = api.n == 6;
+    for (unsigned i = 0; i < api.n; i++) {
+        int64_t *last = api.c[i].chat_id == 100 ? &last_a : &last_b;
+        ordered = ordered && api.c[i].id > *last;
+        *last = api.c[i].id;
+    }
+    tap_ok(ordered, "order: each chat's rows are called once each, in id order (%s)", got);
+    tap_eq_int(api.overlaps, 0, "order: never two calls in flight to one chat");
+    tap_eq_int(count_marks(REC_SENT, 0), 6, "order: all six marked sent");
+    finish();
+}
+
+static void test_rate(void)
+{
+    tg_sender_options_t o = options();
+    o.rate.global = (tg_rate_spec_t){10, 1000, 1}; /* 10/s, burst 1: 100 ms apart */
+    o.capacity = 64;
+    o.poll_ms = 5000; /* so that only the sender's own timer wakes it for the rate */
+    for (int i = 0; i < 30; i++)
+        add_row(i + 1, 1000 + i, 0); /* a chat each: only the global bucket limits */
+    begin(&o);
+    uint64_t t0 = loop.now;
+    run_answering(2000, 10);
+    unsigned in_window = 0, in_two = 0;
+    uint64_t gap = UINT64_MAX;
+    for (unsigned i = 0; i < api.n; i++) {
+        in_window += api.c[i].at < t0 + 1000;
+        in_two += api.c[i].at < t0 + 2000;
+        if (i > 0 && api.c[i].at - api.c[i - 1].at < gap)
+            gap = api.c[i].at - api.c[i - 1].at;
+    }
+    tap_eq_int(in_window, 10, "rate 10/s, burst 1: 10 calls in the first second");
+    tap_ok(gap >= 100, "rate 10/s, burst 1: calls at least 100 ms apart (closest %llu ms)",
+           (unsigned long long)gap);
+    tap_eq_int(in_two, 20, "rate 10/s, burst 1: 20 calls in two seconds");
+    finish();
+}
+
+static void test_stop(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    add_row(3, 200, 0);
+    begin(&o);
+    int c1 = call_of(1, 0), c3 = call_of(3, 0);
+    if (!tap_ok(api.n == 2 && c1 >= 0 && c3 >= 0, "stop: one row per chat in flight"))
+        goto out;
+    unsigned claims = ob.claims;
+    tg_sender_stop(s, on_idle, NULL);
+    tap_ok(ob.nmarks == 1 && ob.marks[0].what == REC_RELEASE && ob.marks[0].id == 2,
+           "stop: the held row not in flight is released at once, the others are not");
+    settle();
+    tap_eq_int(idle_runs, 0, "stop: not idle while calls are out");
+    answer_ok((unsigned)c1);
+    answer((unsigned)c3, 502, BAD_GATEWAY, -1);
+    tap_ok(last_mark(1) != NULL && last_mark(1)->what == REC_SENT && last_mark(3) != NULL &&
+               last_mark(3)->what == REC_RETRY,
+           "stop: calls in flight finish and are recorded");
+    tap_eq_int(idle_runs, 1, "stop: idle once the marks are written");
+    advance(10000);
+    tap_ok(ob.claims == claims && api.n == 2, "stop: no claim or call after stop");
+out:
+    finish();
+}
+
+int main(void)
+{
+    log_setup(LOG_OFF, LOG_FORMAT_TEXT);
+    int r = rx_loop_init(&loop, 8);
+    if (r < 0)
+        return tap_skip_all("no io_uring: %s", rx_strerror_setup(r));
+    loop.now = 1000000; /* the same clock on every run */
+    test_sent();
+    test_final();
+    test_backoff();
+    test_transport();
+    test_limited_short();
+    test_limited_long();
+    test_limited_global();
+    test_migrate();
+    test_order();
+    test_rate();
+    test_stop();
+    rx_loop_dispose(&loop);
+    return tap_done();
+}
