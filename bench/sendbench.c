@@ -35,8 +35,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
-
 #define CALL_TIMEOUT_MS 10000
 #define MAX_INFLIGHT 4096
 

@@ -13,6 +13,8 @@
 #ifndef TGRING_REACTOR_H
 #define TGRING_REACTOR_H
 
+#include "core.h"
+
 #include <liburing.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,7 +61,7 @@ struct rx_timer {
  */
 struct rx_defer {
     rx_defer_cb cb;
-    rx_defer_t *next;
+    core_qlink_t link; /* in the loop's queue of end-of-turn callbacks */
     bool queued;
 };
 
@@ -75,12 +77,11 @@ struct rx_bufring {
 
 struct rx_loop {
     struct io_uring ring;
-    uint64_t now;      /* cached monotonic ms, refreshed every turn */
-    rx_timer_t **heap; /* min-heap of armed timers by deadline */
-    uint32_t heap_len; /* armed timers */
-    uint32_t heap_cap; /* slots allocated in heap */
-    rx_defer_t *defer_head;
-    rx_defer_t *defer_tail;
+    uint64_t now;          /* cached monotonic ms, refreshed every turn */
+    rx_timer_t **heap;     /* min-heap of armed timers by deadline */
+    uint32_t heap_len;     /* armed timers */
+    uint32_t heap_cap;     /* slots allocated in heap */
+    core_queue_t defers;   /* end-of-turn callbacks, in the order queued */
     bool stopping;         /* rx_stop() was called: rx_run returns after this turn */
     uint64_t stale_cqes;   /* completions dropped for a generation mismatch */
     unsigned pending_sqes; /* prepared but not yet submitted */

@@ -232,19 +232,14 @@ static void db_schedule_connect(db_conn_t *c)
 /* Takes the pipeline's items off it and hands them back to their parts, newest first. */
 static void db_give_back(db_conn_t *c)
 {
-    db_item_t *rev = NULL;
+    core_queue_t rev;
+    core_qlink_t *l;
 
-    while (c->phead != NULL) {
-        db_item_t *it = c->phead;
-        c->phead = it->next;
-        it->next = rev;
-        rev = it;
-    }
-    c->ptail = NULL;
-    while (rev != NULL) {
-        db_item_t *it = rev;
-        rev = it->next;
-        it->next = NULL;
+    core_queue_init(&rev);
+    while ((l = core_queue_pop(&c->pipe)) != NULL)
+        core_queue_push_head(&rev, l);
+    while ((l = core_queue_pop(&rev)) != NULL) {
+        db_item_t *it = db_pipe_item(l);
         it->ops->lost(c, it);
     }
 }
@@ -450,18 +445,13 @@ bool db_item_push(db_conn_t *c, db_item_t *it)
 {
     char msg[DB_MSG_MAX];
 
-    it->next = NULL;
     it->pos = 0;
     it->got = false;
     it->err = false;
     it->nstmt = 0;
     it->sent_ms = rx_now(c->db->loop);
     /* In the pipeline from here on, so that a failure below hands it back. */
-    if (c->ptail != NULL)
-        c->ptail->next = it;
-    else
-        c->phead = it;
-    c->ptail = it;
+    core_queue_push(&c->pipe, &it->link);
     int n = it->ops->send(c, it);
     if (n < 0 || !PQpipelineSync(c->pg)) {
         db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
@@ -519,7 +509,7 @@ static void db_flush(db_conn_t *c)
 static bool db_item_result(db_conn_t *c, PGresult *r)
 {
     char msg[DB_MSG_MAX];
-    db_item_t *it = c->phead;
+    db_item_t *it = db_pipe_item(c->pipe.head);
 
     if (r == NULL) {
         if (!it->got)
@@ -536,10 +526,7 @@ static bool db_item_result(db_conn_t *c, PGresult *r)
             db_lost(c, "pipeline out of step: sync before the last statement's result");
             return false;
         }
-        c->phead = it->next;
-        if (c->phead == NULL)
-            c->ptail = NULL;
-        it->next = NULL;
+        core_queue_pop(&c->pipe);
         it->ops->done(c, it);
         return true;
     }
@@ -566,7 +553,7 @@ static void db_read_results(db_conn_t *c)
 {
     char msg[DB_MSG_MAX];
 
-    while (c->pg != NULL && c->phead != NULL) {
+    while (c->pg != NULL && !core_queue_empty(&c->pipe)) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
             db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
             return;
@@ -638,7 +625,8 @@ static void db_on_tick(rx_loop_t *loop, rx_timer_t *t)
         p->ops->expire(p, now);
     for (unsigned i = 0; i < db->opt.connections; i++) {
         db_conn_t *c = &db->conns[i];
-        if (c->phead != NULL && c->pg != NULL && now - c->phead->sent_ms >= db->stall_ms) {
+        if (!core_queue_empty(&c->pipe) && c->pg != NULL &&
+            now - db_pipe_item(c->pipe.head)->sent_ms >= db->stall_ms) {
             char why[96];
             snprintf(why, sizeof(why), "no answer to a transaction in %llu ms",
                      (unsigned long long)db->stall_ms);

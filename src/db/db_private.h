@@ -81,13 +81,19 @@ typedef struct db_item_ops {
 /* One transaction in the pipeline; embedded in what its module keeps for it. */
 struct db_item {
     const db_item_ops_t *ops;
-    db_item_t *next;  /* next newer item in the pipeline, or in its module's queue */
-    unsigned nstmt;   /* statements sent */
-    unsigned pos;     /* statement whose results are read now; nstmt = the sync */
-    bool got;         /* a result for `pos` arrived; the NULL that ends it is next */
-    bool err;         /* an error result arrived: later statements were skipped */
-    uint64_t sent_ms; /* loop time it was sent, ms */
+    core_qlink_t link; /* in its connection's pipeline */
+    unsigned nstmt;    /* statements sent */
+    unsigned pos;      /* statement whose results are read now; nstmt = the sync */
+    bool got;          /* a result for `pos` arrived; the NULL that ends it is next */
+    bool err;          /* an error result arrived: later statements were skipped */
+    uint64_t sent_ms;  /* loop time it was sent, ms */
 };
+
+/* The item a pipeline link belongs to, or NULL: walk c->pipe from its head with it. */
+static inline db_item_t *db_pipe_item(core_qlink_t *l)
+{
+    return l != NULL ? container_of(l, db_item_t, link) : NULL;
+}
 
 /* One user of the connections: the inbox, or a transaction client. */
 typedef struct db_part db_part_t;
@@ -159,8 +165,7 @@ struct db_conn {
     rx_timer_t timer;    /* reconnect backoff, connect and setup deadline, schema retry */
     unsigned backoff_ms; /* delay before the next connection attempt */
 
-    db_item_t *phead; /* the pipeline: items sent, oldest first */
-    db_item_t *ptail;
+    core_queue_t pipe; /* the pipeline: items sent, oldest first (db_item_t.link) */
 
     /* The setup item: schema check, then (when needed) the prepares, then a sync. */
     db_item_t setup;

@@ -372,7 +372,8 @@ static void db_client_expire(db_part_t *p, uint64_t now)
     db_take_expired(&cl->queue, &expired, now, cl->opt.timeout_ms, db_tx_since);
     /* In flight: answered now, freed when the result (or the loss of the connection) comes. */
     for (unsigned i = 0; i < db->opt.connections; i++)
-        for (db_item_t *it = db->conns[i].phead; it != NULL; it = it->next) {
+        for (db_item_t *it = db_pipe_item(db->conns[i].pipe.head); it != NULL;
+             it = db_pipe_item(it->link.next)) {
             db_tx_t *tx = container_of(it, db_tx_t, item);
             if (it->ops == &db_tx_ops && tx->cl == cl && !tx->answered && db_tx_expired(tx, now))
                 db_tx_call(tx, -ETIMEDOUT);

@@ -227,24 +227,16 @@ void rx_defer(rx_loop_t *loop, rx_defer_t *d, rx_defer_cb cb)
         return;
     d->cb = cb;
     d->queued = true;
-    d->next = NULL;
-    if (loop->defer_tail != NULL)
-        loop->defer_tail->next = d;
-    else
-        loop->defer_head = d;
-    loop->defer_tail = d;
+    core_queue_push(&loop->defers, &d->link);
 }
 
 static void run_defers(rx_loop_t *loop)
 {
     /* Callbacks may queue more; those run in this same pass. */
-    while (loop->defer_head != NULL) {
-        rx_defer_t *d = loop->defer_head;
-        loop->defer_head = d->next;
-        if (loop->defer_head == NULL)
-            loop->defer_tail = NULL;
+    core_qlink_t *l;
+    while ((l = core_queue_pop(&loop->defers)) != NULL) {
+        rx_defer_t *d = container_of(l, rx_defer_t, link);
         d->queued = false;
-        d->next = NULL;
         d->cb(loop, d);
     }
 }

@@ -90,9 +90,10 @@ static unsigned busy_conns(const db_t *db)
 /* The inbox batch at the head of c's pipeline, or NULL. */
 static db_batch_t *head_batch(db_t *db, db_conn_t *c)
 {
-    if (c->phead == NULL || c->phead->ops != db->in->batch[0].item.ops)
+    db_item_t *it = db_pipe_item(c->pipe.head);
+    if (it == NULL || it->ops != db->in->batch[0].item.ops)
         return NULL;
-    return container_of(c->phead, db_batch_t, item);
+    return container_of(it, db_batch_t, item);
 }
 
 /* Whether c's first batch holds exactly the updates ups[from, from + n). */
@@ -387,7 +388,7 @@ static bool nothing_owed(void) { return owed == 0; }
 static unsigned client_items(db_t *db, db_conn_t *c)
 {
     unsigned n = 0;
-    for (db_item_t *it = c->phead; it != NULL; it = it->next)
+    for (db_item_t *it = db_pipe_item(c->pipe.head); it != NULL; it = db_pipe_item(it->link.next))
         n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
     return n;
 }

@@ -163,7 +163,7 @@ static void free_db(db_t *db)
 static unsigned client_items(db_t *db, db_conn_t *c)
 {
     unsigned n = 0;
-    for (db_item_t *it = c->phead; it != NULL; it = it->next)
+    for (db_item_t *it = db_pipe_item(c->pipe.head); it != NULL; it = db_pipe_item(it->link.next))
         n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
     return n;
 }

@@ -236,7 +236,8 @@ static unsigned outbox_in_flight(db_t *db)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < db->opt.connections; i++)
-        for (db_item_t *it = db->conns[i].phead; it != NULL; it = it->next)
+        for (db_item_t *it = db_pipe_item(db->conns[i].pipe.head); it != NULL;
+             it = db_pipe_item(it->link.next))
             n += it->ops != db->in->batch[0].item.ops && it != &db->conns[i].setup;
     return n;
 }
@@ -741,7 +742,8 @@ static void test_interleaved(db_t *db)
     run_for(30);
     char shape[32] = "";
     size_t o = 0;
-    for (db_item_t *it = db->conns[0].phead; it != NULL && o + 1 < sizeof(shape); it = it->next)
+    for (db_item_t *it = db_pipe_item(db->conns[0].pipe.head); it != NULL && o + 1 < sizeof(shape);
+         it = db_pipe_item(it->link.next))
         shape[o++] = it->ops == db->in->batch[0].item.ops ? 'I' : 'O';
     shape[o] = '\0';
     tap_ok(strcmp(shape, "OIOIOO") == 0,
