@@ -529,6 +529,7 @@ static void tg_proc_on_gauges(void *arg, int err, const db_result_t *const *res,
         met_self()->processor_lag_seconds = lag > 0 ? (uint64_t)lag : 0;
         met_self()->outbox_depth = depth > 0 ? (uint64_t)depth : 0;
     }
+    tg_proc_schedule(p); /* a stop may wait for this one */
 }
 
 static void tg_proc_on_prune(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -536,6 +537,7 @@ static void tg_proc_on_prune(void *arg, int err, const db_result_t *const *res, 
     tg_proc_t *p = arg;
 
     p->pruning = false;
+    tg_proc_schedule(p); /* a stop may wait for this one */
     if (err != 0)
         return;
     uint64_t gone = db_res_affected(res[0]);
