@@ -83,6 +83,14 @@ typedef struct cfg {
     unsigned api_connections;         /* TGRING_API_CONNECTIONS, 1..64, default 8 */
     unsigned send_attempts;           /* TGRING_SEND_ATTEMPTS, 1..100, default 8 */
     unsigned outbox_lease_ms;         /* TGRING_OUTBOX_LEASE_MS, 1000..3600000, default 30000 */
+    /* Processing updates. */
+    unsigned retention_hours;    /* TGRING_RETENTION_HOURS, 24..87600, default 48: processed
+                                    updates are kept this long (dedupe needs 24 h) */
+    unsigned process_lease_ms;   /* TGRING_PROCESS_LEASE_MS, 1000..3600000, default 30000 */
+    unsigned handler_timeout_ms; /* TGRING_HANDLER_TIMEOUT_MS, 100..3600000, default 10000;
+                                    below the process lease */
+    unsigned process_poll_ms;    /* TGRING_PROCESS_POLL_MS, 10..60000, default 250 */
+    unsigned process_capacity;   /* TGRING_PROCESS_CAPACITY, 1..65536, default 256 per worker */
 } cfg_t;
 
 /*

@@ -59,6 +59,14 @@ int core_utf8_decode(const char *s, size_t len, uint32_t *cp);
 int core_utf8_valid(const char *s, size_t len);
 
 /*
+ * Copies the longest prefix of NUL-terminated `s` that fits in `max` bytes as
+ * valid UTF-8 (for a text column, which refuses anything else): each
+ * ill-formed sequence becomes '?', a character that does not fit whole is
+ * left out. OUT: dst (max bytes; no NUL is added). Returns the bytes copied.
+ */
+size_t core_utf8_copy(char *dst, size_t max, const char *s);
+
+/*
  * One intrusive FIFO queue: the element embeds a `core_qlink_t`, the owner a
  * `core_queue_t`; O(1) push at the tail, push at the head and pop at the
  * head. An element is in at most one queue through one link at a time.

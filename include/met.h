@@ -51,8 +51,14 @@ typedef struct met_slot {
     uint64_t botapi_connections_open; /* gauge: the HTTP client's connections open */
     uint64_t tls_handshakes_full;     /* counted by the HTTP client as they complete */
     uint64_t tls_handshakes_resumed;
-    uint64_t tls_failures; /* certificate or handshake failures */
-    uint64_t pid;          /* the worker's pid, 0 for an unused slot */
+    uint64_t tls_failures;          /* certificate or handshake failures */
+    uint64_t updates_processed;     /* tgring_updates_processed_total: committed with effects */
+    uint64_t updates_failed;        /* tgring_updates_failed_total: marked failed */
+    uint64_t updates_lost;          /* processed mark refused: done already or elsewhere */
+    uint64_t updates_pruned;        /* deleted by the retention */
+    uint64_t processor_lag_seconds; /* gauge (housekeeping worker): oldest unprocessed update */
+    uint64_t outbox_depth;          /* gauge (housekeeping worker): due unsent outbox rows */
+    uint64_t pid;                   /* the worker's pid, 0 for an unused slot */
 } met_slot_t;
 
 /*

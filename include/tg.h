@@ -108,4 +108,25 @@ int tg_update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_updat
 /* The Bot API name of `type` ("message", ...); "other" for TG_UPDATE_OTHER. */
 const char *tg_update_type_name(tg_update_type_t type);
 
+/*
+ * Readers over the tokens tg_update_parse() filled (tok[0..count) of text s,
+ * with parent links), for code above tg that looks into an update.
+ *
+ * tg_json_find: the value token of the first member `key` (compared as raw
+ * bytes) of object token obj, or -1 when obj is not an object or has no such
+ * member. Linear in the object's tokens.
+ */
+int tg_json_find(const char *s, const jsmntok_t *tok, int count, int obj, const char *key);
+
+/* Token i as an integer (-?digits within int64_t). Returns false (*out untouched) otherwise. */
+bool tg_json_tok_int(const char *s, const jsmntok_t *tok, int i, int64_t *out);
+
+/*
+ * String token i unescaped into buf (invalid UTF-8, unpaired surrogates and
+ * \u0000 as U+FFFD), cut at a character boundary to fit and NUL-terminated
+ * (when cap > 0). Returns the full unescaped length in bytes (>= cap: it was
+ * cut), or -EINVAL when token i is not a string.
+ */
+int tg_json_tok_string(const char *s, const jsmntok_t *tok, int i, char *buf, size_t cap);
+
 #endif

@@ -27,13 +27,23 @@
  */
 int tg_pool_open(rx_loop_t *loop, const cfg_t *cfg, tls_ctx_t **tls, httpc_pool_t **pool);
 
+/* Bytes of a bot username with its NUL (Telegram's are at most 32 characters). */
+#define TG_USERNAME_MAX 64
+
+/* The getMe made at start, and the username it found. Caller's storage, zeroed. */
+typedef struct tg_getme {
+    tg_call_t call;
+    char username[TG_USERNAME_MAX]; /* without '@'; "" until getMe answered */
+} tg_getme_t;
+
 /*
  * Starts getMe on `pool` with `token`; its answer is logged ("bot_identified"
- * with the bot's username, or "getme_failed" with the reason) when it comes.
- * `call` stays valid until then, or until the pool is freed. Returns 0, or
- * the error of tg_call_start() (logged) when it could not be queued.
+ * with the bot's username, or "getme_failed" with the reason) when it comes,
+ * and the username kept in g->username. `g` stays valid until then, or until
+ * the pool is freed. Returns 0, or the error of tg_call_start() (logged) when
+ * it could not be queued.
  */
-int tg_getme_start(tg_call_t *call, httpc_pool_t *pool, const char *token);
+int tg_getme_start(tg_getme_t *g, httpc_pool_t *pool, const char *token);
 
 /* The answer of a call made by tg_call_sync(). */
 typedef struct tg_sync_result {

@@ -9,7 +9,10 @@
  * request, its body and the server's state; the glue around it
  * (tg_webhook_on_request) does the storing and the answering.
  *
- * Depends on core, http, db and tg.h.
+ * An update committed by the inbox kicks the processor, so that on one
+ * process it is claimed without waiting for a poll.
+ *
+ * Depends on core, http, db, tg.h and tg_processor.h.
  */
 #ifndef TGRING_TG_WEBHOOK_H
 #define TGRING_TG_WEBHOOK_H
@@ -20,6 +23,7 @@
 #include "db.h"
 #include "http.h"
 #include "tg.h"
+#include "tg_processor.h"
 
 /* The header Telegram sends the webhook secret in. */
 #define TG_WEBHOOK_SECRET_HEADER "X-Telegram-Bot-Api-Secret-Token"
@@ -76,6 +80,7 @@ bool tg_webhook_secret_ok(const tg_bot_t *bot, const http_header_t *got);
 typedef struct tg_webhook {
     const tg_bot_t *bot; /* not owned */
     db_t *db;            /* the inbox (not owned) */
+    tg_proc_t *proc;     /* kicked when an update is stored; NULL: none (not owned) */
     bool stopping;       /* set by tg_webhook_stop() */
     jsmntok_t *tokens;   /* TG_WEBHOOK_JSON_TOKENS, the update check's scratch */
     char *metrics_buf;   /* TG_WEBHOOK_METRICS_BUF bytes for the /metrics answer */

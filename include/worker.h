@@ -2,7 +2,8 @@
 /*
  * worker.h - one reactor's lifecycle: the ring, the listening socket, the
  * signalfd, the database, the HTTP server with the bot's webhook endpoints,
- * the Bot API pool and (on worker 0) the outbox sender; then the drain on
+ * the processor running the application's handlers, the Bot API pool and
+ * (on worker 0) the outbox sender; then the drain on
  * SIGTERM/SIGINT and the teardown; and the probe of a running worker's
  * readiness. Sits above tg, below main.c.
  */
@@ -11,18 +12,21 @@
 
 #include <signal.h>
 
+#include "bot.h"
 #include "cfg.h"
 #include "tg.h"
 
 /*
- * Runs worker `index` (its metrics slot; worker 0 also runs the sender) for
- * `bot` with `cfg` until SIGTERM or SIGINT arrives, then finishes the
+ * Runs worker `index` (its metrics slot; worker 0 also runs the sender and
+ * the processor's housekeeping) for `bot` with `cfg`, handling updates with
+ * `app`, until SIGTERM or SIGINT arrives, then finishes the
  * requests in flight within TGRING_SHUTDOWN_TIMEOUT_MS and frees everything.
  * `sigs` holds SIGTERM and SIGINT, blocked by the caller; met_init() has run.
  * Every failure at start is logged and frees what was set up.
  * Returns the process exit status: 0 after a clean stop, 1 on failure.
  */
-int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigset_t *sigs);
+int worker_run(const cfg_t *cfg, const tg_bot_t *bot, bot_app_t *app, unsigned index,
+               const sigset_t *sigs);
 
 /*
  * Asks the worker listening on TGRING_LISTEN (the unspecified address means

@@ -3,8 +3,11 @@
  * main.c - tgring's entry point: the command table, the configuration each
  * command needs, and the wiring of `serve` (one worker, or a supervisor of
  * several). The work is elsewhere: worker.c runs one reactor, tg_commands.h
- * has the Bot API subcommands, supervisor.h the parent of N workers.
+ * has the Bot API subcommands, supervisor.h the parent of N workers. Each
+ * binary links its application (bot_main_app, bot.h): tgring's default one
+ * or the example bot.
  */
+#include "bot.h"
 #include "cfg.h"
 #include "db.h"
 #include "log.h"
@@ -31,10 +34,11 @@ enum {
     TAKES_DROP = 1u << 17,     /* accepts --drop-pending-updates */
 };
 
-/* What a command is given. cfg and bot are NULL for NEED_NO_CONFIG commands. */
+/* What a command is given. cfg, bot and app are NULL for NEED_NO_CONFIG commands. */
 typedef struct args {
     const cfg_t *cfg;
     const tg_bot_t *bot;
+    bot_app_t *app;    /* the application this binary runs (bot_main_app) */
     bool drop_pending; /* --drop-pending-updates */
 } args_t;
 
@@ -53,7 +57,7 @@ typedef struct serve_ctx {
 static int run_worker(unsigned index, void *arg)
 {
     const serve_ctx_t *s = arg;
-    return worker_run(s->a->cfg, s->a->bot, index, s->sigs);
+    return worker_run(s->a->cfg, s->a->bot, s->a->app, index, s->sigs);
 }
 
 static int cmd_serve(const args_t *a)
@@ -117,8 +121,9 @@ static void usage(FILE *out)
             "Usage: tgring [COMMAND]\n"
             "\n"
             "A Telegram bot server: takes webhook updates, commits each to PostgreSQL\n"
-            "before answering 200, sends the outbox to the Bot API within Telegram's\n"
-            "rate limits, and serves health and metrics endpoints.\n"
+            "before answering 200, runs the bot's handlers on them in order per chat,\n"
+            "sends the outbox to the Bot API within Telegram's rate limits, and serves\n"
+            "health and metrics endpoints.\n"
             "\n"
             "Commands:\n"
             "  serve         run the server (the default)\n"
@@ -205,7 +210,9 @@ int main(int argc, char **argv)
     tg_bot_init(&bot, &cfg);
     a.cfg = &cfg;
     a.bot = &bot;
+    a.app = bot_main_app(&cfg);
     int status = cmd->fn(&a);
+    bot_app_free(a.app);
     cfg_dispose(&cfg);
     return status;
 }

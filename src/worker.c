@@ -2,12 +2,14 @@
 /*
  * worker.c - one reactor's lifecycle (see worker.h): set up the loop, the
  * listening socket, the signalfd, the database, the HTTP server with the
- * webhook endpoints, the Bot API pool and the sender; run; drain on a signal;
+ * webhook endpoints, the processor running the application's handlers, the
+ * Bot API pool and the sender; run; drain on a signal;
  * tear down in one place, whatever was set up. Also the readiness probe that
  * `tgring healthcheck` runs against a worker.
  */
 #include "worker.h"
 
+#include "bot.h"
 #include "core.h"
 #include "db.h"
 #include "http.h"
@@ -15,6 +17,7 @@
 #include "met.h"
 #include "reactor.h"
 #include "tg_commands.h"
+#include "tg_processor.h"
 #include "tg_sender.h"
 #include "tg_webhook.h"
 #include "tls.h"
@@ -50,10 +53,12 @@ typedef struct worker {
     bool stopping;
     bool http_drained;
     bool sender_idle;
+    bool proc_idle;
     tls_ctx_t *tls;      /* Bot API trust anchors; NULL without a token or for http:// */
     httpc_pool_t *api;   /* Bot API connections; NULL without a token */
     tg_sender_t *sender; /* the outbox sender (worker 0 only) */
-    tg_call_t getme;     /* the getMe call made at start */
+    tg_proc_t *proc;     /* the processor: runs the application's handlers */
+    tg_getme_t getme;    /* the getMe call made at start, and the bot's username */
 } worker_t;
 
 static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
@@ -64,8 +69,9 @@ static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
 
 static void maybe_stop(worker_t *w)
 {
-    if (w->http_drained && w->sender_idle) {
-        log_info("stopped", "all connections closed and sends recorded");
+    if (w->http_drained && w->sender_idle && w->proc_idle) {
+        log_info("stopped", "all connections closed, updates in progress committed and sends "
+                            "recorded");
         rx_stop(&w->loop);
     }
 }
@@ -81,6 +87,13 @@ static void on_sender_idle(void *arg)
 {
     worker_t *w = arg;
     w->sender_idle = true;
+    maybe_stop(w);
+}
+
+static void on_proc_idle(void *arg)
+{
+    worker_t *w = arg;
+    w->proc_idle = true;
     maybe_stop(w);
 }
 
@@ -112,6 +125,7 @@ static void begin_shutdown(worker_t *w, const char *why)
     rx_timer_stop(&w->loop, &w->rss_timer);
     rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
     http_server_drain(w->http, on_http_drained, w);
+    tg_proc_stop(w->proc, on_proc_idle, w);
     if (w->sender != NULL)
         tg_sender_stop(w->sender, on_sender_idle, w);
     else
@@ -181,8 +195,31 @@ static void start_sending(worker_t *w, const tg_bot_t *bot, unsigned index)
         log_error("sender_failed", "cannot start the outbox sender: %s", strerror(-r));
 }
 
+/*
+ * The processor with the application's handlers. Every worker runs one (the
+ * claims keep them apart); worker 0 also prunes and samples the gauges.
+ */
+static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
+{
+    const cfg_t *cfg = w->cfg;
+    tg_proc_options_t po = {
+        .db = w->db,
+        .capacity = cfg->process_capacity,
+        .poll_ms = cfg->process_poll_ms,
+        .lease_ms = cfg->process_lease_ms,
+        .handler_timeout_ms = cfg->handler_timeout_ms,
+        .housekeeping = index == 0,
+        .retention_hours = cfg->retention_hours,
+        .username = w->getme.username,
+    };
+    bot_app_proc_options(app, &po);
+    w->proc = tg_proc_new(&w->loop, &po);
+    w->hook.proc = w->proc;
+}
+
 /* Sets up everything but the run. Returns 0, or -1 with the reason logged. */
-static int start(worker_t *w, const tg_bot_t *bot, unsigned index, const sigset_t *sigs)
+static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned index,
+                 const sigset_t *sigs)
 {
     const cfg_t *cfg = w->cfg;
     int r = rx_loop_init(&w->loop, RING_ENTRIES);
@@ -211,6 +248,7 @@ static int start(worker_t *w, const tg_bot_t *bot, unsigned index, const sigset_
     };
     w->db = db_new(&w->loop, &dbo);
     tg_webhook_init(&w->hook, bot, w->db);
+    start_processing(w, app, index);
     http_server_options_t ho = {
         .limits = HTTP_LIMITS_DEFAULT,
         .max_connections = cfg->max_connections,
@@ -254,6 +292,9 @@ static void teardown(worker_t *w)
         tg_sender_stop(w->sender, NULL, NULL);
     if (w->api != NULL)
         httpc_pool_free(w->api);
+    /* Its cancelled transactions come back from db_free(): it submits nothing more. */
+    if (w->proc != NULL)
+        tg_proc_detach(w->proc);
     if (w->db != NULL)
         db_free(w->db);
     w->db = NULL;
@@ -267,6 +308,7 @@ static void teardown(worker_t *w)
     }
     if (w->sender != NULL)
         tg_sender_free(w->sender);
+    tg_proc_free(w->proc);
     tls_ctx_free(w->tls);
     if (w->http != NULL)
         http_server_free(w->http);
@@ -279,7 +321,8 @@ static void teardown(worker_t *w)
         rx_loop_dispose(&w->loop);
 }
 
-int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigset_t *sigs)
+int worker_run(const cfg_t *cfg, const tg_bot_t *bot, bot_app_t *app, unsigned index,
+               const sigset_t *sigs)
 {
     worker_t w;
     memset(&w, 0, sizeof(w));
@@ -289,7 +332,7 @@ int worker_run(const cfg_t *cfg, const tg_bot_t *bot, unsigned index, const sigs
     met_select(index);
 
     int status = 1;
-    if (start(&w, bot, index, sigs) == 0) {
+    if (start(&w, bot, app, index, sigs) == 0) {
         int r = rx_run(&w.loop);
         if (r < 0)
             log_error("ring_failed", "io_uring_enter: %s", strerror(-r));

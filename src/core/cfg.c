@@ -65,6 +65,11 @@ static const cfg_num_t cfg_nums[] = {
     {"TGRING_API_CONNECTIONS", offsetof(cfg_t, api_connections), 0, 8, 1, 64},
     {"TGRING_SEND_ATTEMPTS", offsetof(cfg_t, send_attempts), 0, 8, 1, 100},
     {"TGRING_OUTBOX_LEASE_MS", offsetof(cfg_t, outbox_lease_ms), 0, 30000, 1000, 3600000},
+    {"TGRING_RETENTION_HOURS", offsetof(cfg_t, retention_hours), 0, 48, 24, 87600},
+    {"TGRING_PROCESS_LEASE_MS", offsetof(cfg_t, process_lease_ms), 0, 30000, 1000, 3600000},
+    {"TGRING_HANDLER_TIMEOUT_MS", offsetof(cfg_t, handler_timeout_ms), 0, 10000, 100, 3600000},
+    {"TGRING_PROCESS_POLL_MS", offsetof(cfg_t, process_poll_ms), 0, 250, 10, 60000},
+    {"TGRING_PROCESS_CAPACITY", offsetof(cfg_t, process_capacity), 0, 256, 1, 65536},
 };
 
 /* One line of the help text. */
@@ -101,6 +106,11 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_API_CONNECTIONS", "8", "kept-alive Bot API connections"},
     {"TGRING_SEND_ATTEMPTS", "8", "sends of a row before it is failed"},
     {"TGRING_OUTBOX_LEASE_MS", "30000", "ms a claimed outbox row is held"},
+    {"TGRING_RETENTION_HOURS", "48", "keep processed updates, hours, >= 24"},
+    {"TGRING_PROCESS_LEASE_MS", "30000", "ms a claimed update is held"},
+    {"TGRING_HANDLER_TIMEOUT_MS", "10000", "ms a handler may take (< lease)"},
+    {"TGRING_PROCESS_POLL_MS", "250", "ms between polls for others' updates"},
+    {"TGRING_PROCESS_CAPACITY", "256", "updates in progress per worker"},
     {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "40", "set-webhook max_connections, 1..100"},
     {"TELEGRAM_ALLOWED_UPDATES", "Telegram's", "set-webhook: comma list of types"},
 };
@@ -543,6 +553,12 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
 
     for (size_t i = 0; i < ARRAY_SIZE(cfg_nums); i++)
         cfg_load_num(&c, &cfg_nums[i]);
+
+    /* A handler past its deadline is failed before its lease can run out under it. */
+    if (cfg->handler_timeout_ms >= cfg->process_lease_ms)
+        cfg_problem(&c, "TGRING_HANDLER_TIMEOUT_MS",
+                    "must be below TGRING_PROCESS_LEASE_MS (%u), got %u", cfg->process_lease_ms,
+                    cfg->handler_timeout_ms);
 
     cfg_load_rate(&c, "TELEGRAM_RATE_GLOBAL", CFG_DEFAULT_RATE_GLOBAL, &cfg->rate_global);
     cfg_load_rate(&c, "TELEGRAM_RATE_CHAT", CFG_DEFAULT_RATE_CHAT, &cfg->rate_chat);

@@ -64,6 +64,8 @@ void met_select(unsigned slot)
     m->db_queue_depth = 0;
     m->resident_memory_bytes = 0;
     m->botapi_connections_open = 0;
+    m->processor_lag_seconds = 0;
+    m->outbox_depth = 0;
     m->pid = (uint64_t)getpid();
     met_current = m;
 }
@@ -257,6 +259,22 @@ static const met_family_t met_families[] = {
      MET_AT(tls_handshakes_resumed), NULL, 0},
     {"tgring_tls_failures_total", "counter",
      "TLS certificate or handshake failures with the Bot API.", MET_AT(tls_failures), NULL, 0},
+    {"tgring_updates_processed_total", "counter",
+     "Updates processed: handler effects and processed mark committed.", MET_AT(updates_processed),
+     NULL, 0},
+    {"tgring_updates_failed_total", "counter",
+     "Updates marked failed (handler failure, timeout, refused write), without effects.",
+     MET_AT(updates_failed), NULL, 0},
+    {"tgring_updates_lost_total", "counter",
+     "Updates whose processed mark was refused: committed already or claimed by another process.",
+     MET_AT(updates_lost), NULL, 0},
+    {"tgring_updates_pruned_total", "counter",
+     "Processed updates deleted after TGRING_RETENTION_HOURS.", MET_AT(updates_pruned), NULL, 0},
+    {"tgring_processor_lag_seconds", "gauge",
+     "Age of the oldest unprocessed update in whole seconds (0 when none).",
+     MET_AT(processor_lag_seconds), NULL, 0},
+    {"tgring_outbox_depth", "gauge", "Outbox rows due and not sent yet.", MET_AT(outbox_depth),
+     NULL, 0},
 };
 
 #define MET_NFAMILIES ARRAY_SIZE(met_families)

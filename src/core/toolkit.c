@@ -99,6 +99,26 @@ int core_utf8_decode(const char *str, size_t len, uint32_t *cp)
     return need;
 }
 
+size_t core_utf8_copy(char *dst, size_t max, const char *s)
+{
+    size_t len = strlen(s), i = 0, o = 0;
+
+    while (i < len) {
+        uint32_t cp;
+        int n = core_utf8_decode(s + i, len - i, &cp);
+        size_t out = n > 0 ? (size_t)n : 1;
+        if (o + out > max)
+            break;
+        if (n > 0)
+            memcpy(dst + o, s + i, out);
+        else
+            dst[o] = '?';
+        o += out;
+        i += n > 0 ? (size_t)n : (size_t)-n;
+    }
+    return o;
+}
+
 int core_utf8_valid(const char *s, size_t len)
 {
     size_t i = 0;

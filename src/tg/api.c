@@ -11,6 +11,7 @@
  * fields before "result".
  */
 #include "json_private.h"
+#include "tg.h"
 #include "tg_api.h"
 
 #include <errno.h>
@@ -380,4 +381,26 @@ int tg_api_get_bool(const char *obj, size_t len, const char *key, bool *out)
     else
         return -EINVAL;
     return 0;
+}
+
+/* ---- readers over an update's tokens (tg.h) ---- */
+
+int tg_json_find(const char *s, const jsmntok_t *tok, int count, int obj, const char *key)
+{
+    return tg_json_member(s, tok, count, obj, key);
+}
+
+bool tg_json_tok_int(const char *s, const jsmntok_t *tok, int i, int64_t *out)
+{
+    return tg_json_int(s, &tok[i], out);
+}
+
+int tg_json_tok_string(const char *s, const jsmntok_t *tok, int i, char *buf, size_t cap)
+{
+    toks_t k = {.s = s, .t = (jsmntok_t *)tok, .count = i + 1, .partial = false};
+    size_t written;
+    if (tok[i].type != JSMN_STRING || !complete(&tok[i]))
+        return -EINVAL;
+    size_t full = unescape(&k, i, buf, cap, &written);
+    return full > INT_MAX ? INT_MAX : (int)full;
 }

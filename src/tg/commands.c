@@ -228,15 +228,21 @@ static void on_getme(tg_call_t *call, int err, const tg_api_result_t *res)
                       : "");
         return;
     }
-    if (res->result == NULL ||
-        tg_api_get_string(res->result, res->result_len, "username", user, sizeof(user)) < 0)
+    int n = res->result == NULL
+                ? -1
+                : tg_api_get_string(res->result, res->result_len, "username", user, sizeof(user));
+    if (n < 0) {
         strcpy(user, "(no username)");
+    } else if ((size_t)n < TG_USERNAME_MAX) {
+        tg_getme_t *g = container_of(call, tg_getme_t, call);
+        memcpy(g->username, user, (size_t)n + 1);
+    }
     log_info("bot_identified", "the bot is @%s", user);
 }
 
-int tg_getme_start(tg_call_t *call, httpc_pool_t *pool, const char *token)
+int tg_getme_start(tg_getme_t *g, httpc_pool_t *pool, const char *token)
 {
-    int r = tg_call_start(call, pool, token, "getMe", "{}", 2, 30000, on_getme);
+    int r = tg_call_start(&g->call, pool, token, "getMe", "{}", 2, 30000, on_getme);
     if (r < 0)
         log_warn("getme_failed", "getMe could not be queued");
     return r;

@@ -119,33 +119,6 @@ static const db_stmt_t tg_ob_stmts[] = {
 
 /* ---- small helpers ---- */
 
-/*
- * Copies the longest prefix of NUL-terminated `s` that fits in
- * TG_OUTBOX_ERROR_MAX bytes as valid UTF-8 (the server refuses anything
- * else in a text column): each ill-formed sequence becomes '?', and a
- * character that does not fit whole is left out. OUT: dst. Returns the bytes
- * copied.
- */
-static size_t tg_ob_copy_utf8(char *dst, const char *s)
-{
-    size_t len = strlen(s), i = 0, o = 0;
-
-    while (i < len) {
-        uint32_t cp;
-        int n = core_utf8_decode(s + i, len - i, &cp);
-        size_t out = n > 0 ? (size_t)n : 1;
-        if (o + out > TG_OUTBOX_ERROR_MAX)
-            break;
-        if (n > 0)
-            memcpy(dst + o, s + i, out);
-        else
-            dst[o] = '?';
-        o += out;
-        i += n > 0 ? (size_t)n : (size_t)-n;
-    }
-    return o;
-}
-
 /* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
 static bool tg_ob_rows(const db_result_t *res, tg_outbox_row_t *rows, unsigned n)
 {
@@ -311,7 +284,7 @@ static db_param_t tg_ob_error(const char *error, char buf[TG_OUTBOX_ERROR_MAX])
 {
     if (error == NULL)
         return db_param_text(NULL, 0);
-    return db_param_text(buf, tg_ob_copy_utf8(buf, error));
+    return db_param_text(buf, core_utf8_copy(buf, TG_OUTBOX_ERROR_MAX, error));
 }
 
 int tg_outbox_retry(tg_outbox_t *ob, int64_t id, uint64_t delay_ms, const char *error,

@@ -20,6 +20,7 @@
 typedef struct webhook_txn {
     db_update_t u;
     http_conn_t *conn;
+    tg_proc_t *proc;    /* to kick once it is stored */
     struct timespec t0; /* request complete */
 } webhook_txn_t;
 
@@ -164,6 +165,9 @@ static void on_stored(db_update_t *u, int status)
     met_observe_latency(&met_self()->ack_latency, elapsed_s(&t->t0));
     switch (status) {
     case DB_STORED:
+        tg_proc_kick(t->proc);
+        http_respond(t->conn, 200, NULL, NULL, NULL, 0, false);
+        break;
     case DB_DUPLICATE:
         http_respond(t->conn, 200, NULL, NULL, NULL, 0, false);
         break;
@@ -184,6 +188,7 @@ static void store(tg_webhook_t *wh, http_conn_t *c, const tg_update_info_t *info
     memset(t, 0, sizeof(*t));
     clock_gettime(CLOCK_MONOTONIC, &t->t0);
     t->conn = c;
+    t->proc = wh->proc;
     t->u.update_id = info->update_id;
     t->u.body = body;
     t->u.body_len = len;

@@ -333,10 +333,11 @@ static void test_migrate_from_0001(void)
     tap_ok(!db_ready(db) && claim(db, &cl, 1, 1000) == -EAGAIN,
            "not ready on a database without 0002: tg_outbox_claim gives -EAGAIN");
 
-    tap_ok(db_migrate(ci) == 1, "db_migrate applies one migration");
+    tap_ok(db_migrate(ci) == (int)db_migrations_count - 1, "db_migrate applies the later ones");
     qs(ci, v, sizeof(v), "SELECT string_agg(version || ':' || name, ',' ORDER BY version) "
                          "FROM schema_migrations");
-    tap_ok(strcmp(v, "1:0001_init,2:0002_outbox") == 0, "schema_migrations: %s", v);
+    tap_ok(strncmp(v, "1:0001_init,2:0002_outbox,3:0003_processor", 42) == 0,
+           "schema_migrations: %s", v);
     qs(ci, v, sizeof(v), "SELECT body FROM updates WHERE update_id = 1");
     tap_ok(strcmp(v, "\\x6b657074") == 0, "the update stored before is still there");
     qs(ci, v, sizeof(v),

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: MIT
+"""Processing through handlers, with the example bot (tgring-example, the echo
+and counter bot of docs/handlers.md) against the Bot API stand-in:
+
+- a conversation: /start with and without a deep-link payload, /count (also
+  addressed as /count@<the bot>), a command for another bot (ignored), echoes,
+  the "+1" button (answerCallbackQuery + editMessageText), a write the
+  table's CHECK refuses and a handler that fails (both marked failed with
+  their error, nothing of them sent or written), and the next update of that
+  chat answered; the exact replies from the stand-in's record; the metrics;
+- per-chat order: 50 chats x 20 updates posted concurrently (each chat's one
+  at a time, as Telegram does): each chat's echoes arrive in update order;
+- retention: processed updates older than TGRING_RETENTION_HOURS are deleted
+  in batches at start, younger ones are kept.
+"""
+
+import asyncio
+import json
+
+import botapi_helpers as bh
+import harness
+
+FAST_RATES = {"TELEGRAM_RATE_GLOBAL": "5000/s", "TELEGRAM_RATE_CHAT": "1000/s",
+              "TELEGRAM_RATE_GROUP": "1000/s"}
+BOT = "quit_smoking_test_bot"  # the stand-in's getMe username
+
+
+def msg(update_id, chat, text, message_id=None):
+    user = {"id": chat, "is_bot": False, "first_name": "T", "language_code": "en"}
+    return json.dumps({"update_id": update_id, "message": {
+        "message_id": message_id or update_id, "from": user,
+        "chat": {"id": chat, "type": "private", "first_name": "T"},
+        "date": 1700000000, "text": text}}, ensure_ascii=False).encode()
+
+
+def callback(update_id, chat, data, message_id):
+    user = {"id": chat, "is_bot": False, "first_name": "T", "language_code": "en"}
+    return json.dumps({"update_id": update_id, "callback_query": {
+        "id": f"cb{update_id}", "from": user, "chat_instance": "1", "data": data,
+        "message": {"message_id": message_id, "from": {"id": 1, "is_bot": True,
+                                                      "first_name": "B"},
+                    "chat": {"id": chat, "type": "private"}, "date": 1700000000,
+                    "text": "count: 2"}}}).encode()
+
+
+def processed(pg, where="true"):
+    return int(pg.scalar(f"SELECT count(*) FROM updates WHERE processed_at IS NOT NULL "
+                         f"AND {where}"))
+
+
+def calls_of(api, chat):
+    """(method, body) of the calls about `chat`, oldest first (getMe left out)."""
+    out = []
+    for c in api.calls():
+        b = c.get("body") or {}
+        if c["method"] == "getMe":
+            continue
+        if str(b.get("chat_id")) == str(chat) or \
+                (c["method"] == "answerCallbackQuery" and
+                 str(b.get("callback_query_id", "")).startswith(f"cb{chat}")):
+            out.append((c["method"], b))
+    return out
+
+
+async def conversation(h, pg, api, srv):
+    t = h.t
+    chat = 7001
+    p = harness.Poster(srv.port, "/webhook/telegram", srv.env["TELEGRAM_WEBHOOK_SECRET"])
+    script = [
+        msg(700100, chat, "/start"),
+        msg(700101, chat, "/start ref42"),
+        msg(700102, chat, "/count"),
+        msg(700103, chat, f"/count@{BOT}"),
+        msg(700104, chat, "/count@some_other_bot"),
+        msg(700105, chat, "hello"),
+        msg(700106, chat, "Привет, \"мир\" \\ \U0001F680"),
+        callback(700107, chat, "inc", 42),
+        msg(700108, chat, "/set -1"),
+        msg(700109, chat, "/fail"),
+        msg(700110, chat, "after"),
+        msg(700111, chat, "/count"),
+        msg(700112, chat, "/set 10"),
+        msg(700113, chat, "/count"),
+    ]
+    for body in script:
+        status, resp, _ = await p.post(body)
+        t.eq(status, 200, f"update {json.loads(body)['update_id']} stored")
+        # Telegram sends a chat's next update only after the last was answered.
+    p.close()
+    done = await bh.wait_for(lambda: processed(pg, f"chat_id = {chat}") == len(script), 30)
+    t.ok(done, "every update of the conversation is processed")
+    await bh.wait_for(lambda: bh.pending(pg) == 0, 30)
+
+    plus = {"inline_keyboard": [[{"text": "+1", "callback_data": "inc"}]]}
+    want = [
+        ("sendMessage", {"chat_id": chat, "text": "Hello! Send /count or any text."}),
+        ("sendMessage", {"chat_id": chat,
+                         "text": "Hello! You came from ref42. Send /count or any text."}),
+        ("sendMessage", {"chat_id": chat, "text": "count: 1", "reply_markup": plus}),
+        ("sendMessage", {"chat_id": chat, "text": "count: 2", "reply_markup": plus}),
+        ("sendMessage", {"chat_id": chat, "text": "hello"}),
+        ("sendMessage", {"chat_id": chat, "text": "Привет, \"мир\" \\ \U0001F680"}),
+        ("answerCallbackQuery", {"callback_query_id": "cb700107", "text": "counted"}),
+        ("editMessageText", {"chat_id": chat, "message_id": 42, "text": "count: 3",
+                             "reply_markup": plus}),
+        ("sendMessage", {"chat_id": chat, "text": "after"}),
+        ("sendMessage", {"chat_id": chat, "text": "count: 4", "reply_markup": plus}),
+        ("sendMessage", {"chat_id": chat, "text": "count set to 10"}),
+        ("sendMessage", {"chat_id": chat, "text": "count: 11", "reply_markup": plus}),
+    ]
+    got = await bh.wait_for(lambda: len(calls_of(api, chat)) >= len(want) and
+                            calls_of(api, chat), 20)
+    got = calls_of(api, chat)
+    t.eq(len(got), len(want), "one Bot API call per reply, nothing for the ignored, refused "
+         "and failed updates")
+    for i, (g, w) in enumerate(zip(got, want)):
+        t.eq(g, w, f"reply {i + 1}: {w[0]} {w[1].get('text', '')[:30]!r}")
+    t.eq(pg.scalar(f"SELECT n FROM echo_counters WHERE chat_id = {chat}"), "11",
+         "the counter holds 11: the refused /set -1 wrote nothing")
+
+    rows = pg.psql("SELECT update_id, failed_at IS NOT NULL, coalesce(last_error, ''), "
+                   "claimed_until IS NULL FROM updates WHERE chat_id = "
+                   f"{chat} ORDER BY update_id")
+    failed = {int(r[0]): r[2] for r in rows if r[1] == "t"}
+    t.eq(sorted(failed), [700108, 700109], "the refused /set -1 and /fail are marked failed")
+    t.ok("echo_count_set refused: SQLSTATE 23514" in failed.get(700108, ""),
+         "the refused write's error names the statement and the check violation",
+         repr(failed.get(700108)))
+    t.eq(failed.get(700109), "asked to fail", "the failing handler's reason is kept")
+    t.ok(all(r[3] == "t" for r in rows), "no lease is left on a processed update")
+    t.eq(int(pg.scalar("SELECT count(*) FROM outbox WHERE update_id IN (700108, 700109)")), 0,
+         "no outbox row of the failed updates")
+
+    m = srv.metrics()
+    t.eq(harness.metric(m, "tgring_updates_failed_total"), 2.0, "tgring_updates_failed_total")
+    t.eq(harness.metric(m, "tgring_updates_processed_total"), float(len(script) - 2),
+         "tgring_updates_processed_total counts the others (the ignored command too)")
+    t.ok(harness.metric(m, "tgring_processor_lag_seconds") is not None and
+         harness.metric(m, "tgring_outbox_depth") is not None,
+         "the lag and outbox depth gauges are there")
+
+
+async def order(h, pg, api, srv):
+    t = h.t
+    chats, per = 50, 20
+    secret = srv.env["TELEGRAM_WEBHOOK_SECRET"]
+
+    async def one_chat(c):
+        p = harness.Poster(srv.port, "/webhook/telegram", secret)
+        bad = 0
+        for i in range(per):
+            uid = 800000 + i * chats + c
+            for _ in range(20):
+                status, _, _ = await p.post(msg(uid, 8000 + c, f"c{c}-{i}"))
+                if status == 200:
+                    break
+                bad += 1
+                await asyncio.sleep(0.1)
+        p.close()
+        return bad
+
+    retries = await asyncio.gather(*(one_chat(c) for c in range(chats)))
+    t.ok(True, f"{chats * per} updates posted ({sum(retries)} retried)")
+    done = await bh.wait_for(lambda: processed(pg, "chat_id BETWEEN 8000 AND 8049") ==
+                             chats * per, 60, 0.2)
+    t.ok(done, "every update is processed", lambda: processed(pg, "chat_id BETWEEN 8000 AND 8049"))
+    await bh.wait_for(lambda: bh.pending(pg) == 0, 60, 0.2)
+    by_chat = {c: [] for c in range(chats)}
+    for call in api.calls("sendMessage"):
+        cid = int(call["body"]["chat_id"])
+        if 8000 <= cid < 8000 + chats:
+            by_chat[cid - 8000].append(call["body"]["text"])
+    bad = [c for c in range(chats) if by_chat[c] != [f"c{c}-{i}" for i in range(per)]]
+    t.ok(not bad, f"each of the {chats} chats got its {per} echoes once, in update order",
+         lambda: f"chat {bad[0]}: {by_chat[bad[0]]}" if bad else "")
+
+
+async def retention(h, pg, api, token):
+    t = h.t
+    db = "ret"
+    pg.createdb(db)
+    url = pg.url(db)
+    h.migrate(url)
+    rdb = bh.PgDb(pg, db)
+    rdb.psql("INSERT INTO updates (update_id, received_at, body, processed_at) "
+             "SELECT g, now() - interval '30 hours', 'x', now() - interval '29 hours' "
+             "FROM generate_series(1, 2500) g")
+    rdb.psql("INSERT INTO updates (update_id, received_at, body, processed_at) "
+             "SELECT g, now() - interval '20 hours', 'y', now() - interval '20 hours' "
+             "FROM generate_series(3001, 3010) g")
+    env = bh.send_env(h, pg, api, token, DATABASE_URL=url, TGRING_RETENTION_HOURS=24)
+    srv = h.tgring(env, name="tgring-retention")
+    gone = await bh.wait_for(lambda: rdb.scalar("SELECT count(*) FROM updates WHERE "
+                                                "update_id <= 2500") == "0", 30, 0.2)
+    t.ok(gone, "the 2500 processed updates older than 24 h are deleted (in batches of 1000)")
+    t.eq(rdb.scalar("SELECT count(*) FROM updates WHERE update_id > 3000"), "10",
+         "the younger ones are kept")
+    m = srv.metrics()
+    t.eq(harness.metric(m, "tgring_updates_pruned_total"), 2500.0, "tgring_updates_pruned_total")
+    t.eq(srv.stop(), 0, "it stops cleanly")
+
+    rc, _, err = h.run(["serve"], dict(env, TGRING_RETENTION_HOURS="23"))
+    t.ok(rc == 1 and "TGRING_RETENTION_HOURS" in err, "TGRING_RETENTION_HOURS=23 is refused",
+         err)
+
+
+async def main(h):
+    t = h.t
+    pg = h.postgres()
+    h.migrate(pg.url())
+    t.eq(pg.scalar("SELECT max(version) FROM schema_migrations"), "1001",
+         "tgring-example's migrate applies its own migration (1001) after tgring's")
+    token = bh.random_token()
+    api = bh.StandIn(h, token)
+    srv = h.tgring(bh.send_env(h, pg, api, token, **FAST_RATES))
+    t.ok(srv.wait_ready(30), "tgring-example is ready")
+    await bh.wait_for(lambda: f"@{BOT}" in srv.log(), 15)
+    await conversation(h, pg, api, srv)
+    await order(h, pg, api, srv)
+    t.eq(srv.stop(), 0, "tgring-example stops cleanly (exit 0)")
+    await retention(h, pg, api, token)
+
+
+if __name__ == "__main__":
+    bh.run(main)
