@@ -325,6 +325,62 @@ unsigned db_client_pending(const db_client_t *cl);
 /* The db the client belongs to. */
 db_t *db_client_db(const db_client_t *cl);
 
+/* ---- a session advisory lock on a connection of its own ------------------- */
+
+/*
+ * db_lock_t holds a PostgreSQL session advisory lock (pg_try_advisory_lock)
+ * for as long as its own session lives: leader election among processes that
+ * share one database, e.g. one sender per bot. It does not use the shared
+ * connections above on purpose: those are pipelined, shared by every client,
+ * and a lost one is reconnected and its transactions sent again on another,
+ * so a session lock taken on one would be released by any reconnect without
+ * its taker knowing. Here one nonblocking connection (libpq, polled through
+ * the ring, never in pipeline mode) belongs to the lock alone, so that "the
+ * session is up" and "the lock is held" are the same fact.
+ *
+ * While not held it tries the lock every opt.retry_ms (connecting first, and
+ * again after a loss). While held it sends a one-row query every
+ * opt.check_ms; a check not answered within opt.timeout_ms, or the socket
+ * closing, ends the session and the lock is lost (the callback says so)
+ * before anyone else can be granted it, with one exception: a session the
+ * server ends without the client seeing it (a network partition while the
+ * server's TCP keepalive or a pg_terminate_backend() ends the backend) is
+ * noticed here at most check_ms + timeout_ms after the last answered check.
+ * Callers that must never overlap keep that window in mind.
+ */
+typedef struct db_lock db_lock_t;
+
+/* The lock was granted (held true) or lost (false). Never synchronous from db_lock_*(). */
+typedef void (*db_lock_cb)(void *arg, bool held);
+
+typedef struct db_lock_options {
+    const char *conninfo; /* DATABASE_URL (copied); never logged */
+    const char *name;     /* for log lines, e.g. "outbox sender" (not copied: a literal) */
+    int64_t key;          /* the pg_try_advisory_lock(bigint) key */
+    unsigned retry_ms;    /* tries while not held, ms (0: 1000) */
+    unsigned check_ms;    /* liveness checks while held, ms (0: 1000) */
+    unsigned timeout_ms;  /* an attempt, check or connect unanswered this long ends the session,
+                             ms (0: 2000) */
+} db_lock_options_t;
+
+/*
+ * Starts trying to take the lock (connecting in the background). `cb` (not
+ * NULL) runs from the loop on every change. Aborts on allocation failure;
+ * never returns NULL.
+ */
+db_lock_t *db_lock_new(rx_loop_t *loop, const db_lock_options_t *opt, db_lock_cb cb, void *arg);
+
+/* True while the lock is held (between the callbacks saying true and false). */
+bool db_lock_held(const db_lock_t *l);
+
+/*
+ * Closes the session, which releases the lock at the server at once, and
+ * frees `l`; the callback does not run again. A poll still in the ring is
+ * released when its cancellation completes in the loop's next turn (as for
+ * db_free()).
+ */
+void db_lock_free(db_lock_t *l);
+
 /* ---- migrations (blocking; used by `tgring migrate` and at start) ------- */
 
 /* The migrations compiled into the binary, from migrations/NNNN_name.sql. */

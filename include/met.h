@@ -43,6 +43,8 @@ typedef struct met_slot {
     uint64_t outbox_migrated;         /* rows re-targeted to a supergroup */
     uint64_t outbox_limited;          /* 429 answers from the Bot API */
     uint64_t outbox_global_pauses;    /* of those, taken as the bot's global limit */
+    uint64_t sender_leader;           /* gauge 0/1: this worker holds the bot's sender lock */
+    uint64_t sender_takeovers;        /* times this worker became the bot's sender */
     uint64_t botapi_requests;         /* calls answered with a response, any status */
     uint64_t botapi_transport_errors; /* calls without an answer (timeouts, resets, TLS) */
     uint64_t botapi_timeouts;         /* of those, failed at a deadline (-ETIMEDOUT) */

@@ -99,10 +99,17 @@ typedef void (*tg_outbox_count_cb)(void *arg, int err, int64_t count);
 void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt);
 
 /*
- * Claims up to `max` (>= 1) due rows: sent_at and failed_at null, not_before
- * <= now(), claimed_until null or past; oldest id first, with FOR UPDATE SKIP
- * LOCKED so that several processes share one outbox without blocking each
- * other, and sets claimed_until = now() + lease_ms. A row is not claimed
+ * Claims up to `max` (>= 1) due chat heads: rows with sent_at and failed_at
+ * null, not_before <= now(), claimed_until null or past, and no older row of
+ * the same chat_id with sent_at and failed_at null; oldest id first, with FOR
+ * UPDATE SKIP LOCKED so that several processes share one outbox without
+ * blocking each other, and sets claimed_until = now() + lease_ms. So at most
+ * one row of a chat is ever claimed, and a chat's rows are claimed strictly
+ * in id order: a row put back (retry, release, a lease run out) is claimed
+ * again before any later row of its chat, and one not due yet holds them
+ * back. (Id order is the order of the inserts' commits only for rows of a
+ * chat written one transaction after another, as the processor writes a
+ * chat's replies.) A row is not claimed
  * again while its lease runs, by this or any process; once it has run out
  * (the process died, or its send took longer than the lease) it is claimed
  * again: delivery is at-least-once. So lease_ms must exceed the longest send

@@ -54,6 +54,45 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
 
 /* ---- outbox sender ----------------------------------------------------- */
 
+/*
+ * One sender per bot is active at a time, across every worker of every
+ * process on one database: Telegram's limits (30 messages/s, 1/s per chat,
+ * 20/min per group) are the bot's, so N senders each within them would be N
+ * times over. Every worker with a token runs a sender; the one whose
+ * db_lock_t (db.h: a PostgreSQL session advisory lock on a connection of its
+ * own, key tg_sender_lock_key()) is granted claims and sends, the others
+ * stand by and try the lock every lock_retry_ms. When the leader dies its
+ * session ends, the server releases the lock, and a standby takes over
+ * within about lock_retry_ms. The lock lives on its own session, not on the
+ * db's shared pipelined connections, because those reconnect and resend
+ * transparently: a lock taken there would vanish with a reconnect that the
+ * sender never hears of.
+ *
+ * A sender that becomes the leader waits takeover_ms before its first claim,
+ * so that its first burst does not share a second with the last sends of
+ * the leader it replaces. One that loses its lock session stops at once:
+ * no claim, no new call; held rows are released, calls already out finish
+ * and are recorded. What the lock cannot rule out: a session that the server
+ * ends while the leader does not see it end (a network partition) is noticed
+ * only at the next failed check, up to db_lock's check + timeout (3 s) late;
+ * in that window two senders may send together and the bot's rate may be
+ * exceeded (Telegram then answers 429, which is honoured). Nothing else is at
+ * stake: rows are leased, so none is sent by both (delivery is at-least-once
+ * anyway), and chats stay in order because the store only lets a chat's
+ * oldest unsent row be claimed (tg_outbox_claim()).
+ *
+ * Gauge tgring_sender_leader is 1 in the worker that sends;
+ * tgring_sender_takeovers_total counts the times a worker became the leader.
+ */
+
+/*
+ * The advisory lock key of the bot whose token is `token`: FNV-1a 64 of
+ * "tgring.sender." followed by the bot id (the token up to its ':'; the
+ * secret part never goes in), as a signed 64-bit integer. Shown in pg_locks
+ * (objid and classid are its low and high halves) by the leader's session.
+ */
+int64_t tg_sender_lock_key(const char *token);
+
 typedef struct tg_sender tg_sender_t;
 
 typedef struct tg_sender_options {
@@ -69,19 +108,25 @@ typedef struct tg_sender_options {
     unsigned backoff_ms;     /* first retry delay after 5xx or transport errors; default 1000 */
     unsigned backoff_max_ms; /* cap on that delay; default 300000 */
     uint32_t timeout_ms;     /* per call; default 30000, at most lease_ms / 2 */
+    const char *lock_conninfo; /* database of the leader lock (copied), normally the outbox's;
+                                  NULL: no lock, this sender leads at once (one process only) */
+    unsigned lock_retry_ms;    /* a standby tries the lock this often; default 1000 */
+    unsigned takeover_ms;      /* a new leader's wait before its first claim; default 1000 */
 } tg_sender_options_t;
 
 /*
- * Starts draining the outbox: claims due rows, sends them oldest first (one at
- * a time per chat, in id order), marks each sent, retried or failed.
+ * Starts the sender: it tries the leader lock, and while it holds it drains
+ * the outbox: claims due rows, sends them oldest first (one at a time per
+ * chat, in id order), marks each sent, retried or failed.
  * Returns NULL with *err = -EINVAL for a bad rate configuration.
  */
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err);
 
 /*
- * Stops claiming. Calls in flight finish and are recorded; rows claimed but
- * not sent are released for the next claim. `on_idle` runs (from the loop)
- * once nothing is in flight or being recorded.
+ * Stops claiming and gives the leader lock up at once (a standby elsewhere
+ * takes over). Calls in flight finish and are recorded; rows claimed but not
+ * sent are released for the next claim. `on_idle` runs (from the loop) once
+ * nothing is in flight or being recorded.
  */
 void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg);
 

@@ -56,7 +56,7 @@ typedef struct worker {
     bool proc_idle;
     tls_ctx_t *tls;      /* Bot API trust anchors; NULL without a token or for http:// */
     httpc_pool_t *api;   /* Bot API connections; NULL without a token */
-    tg_sender_t *sender; /* the outbox sender (worker 0 only) */
+    tg_sender_t *sender; /* the outbox sender: active while it holds the bot's lock */
     tg_proc_t *proc;     /* the processor: runs the application's handlers */
     tg_getme_t getme;    /* the getMe call made at start, and the bot's username */
 } worker_t;
@@ -167,8 +167,8 @@ static int listen_socket(const cfg_t *cfg)
     return fd;
 }
 
-/* The Bot API pool, getMe and, on worker 0, the sender. Failures are logged, not fatal. */
-static void start_sending(worker_t *w, const tg_bot_t *bot, unsigned index)
+/* The Bot API pool, getMe and the sender. Failures are logged, not fatal. */
+static void start_sending(worker_t *w, const tg_bot_t *bot)
 {
     const cfg_t *cfg = w->cfg;
     if (bot->token == NULL) {
@@ -178,9 +178,10 @@ static void start_sending(worker_t *w, const tg_bot_t *bot, unsigned index)
     if (tg_pool_open(&w->loop, cfg, &w->tls, &w->api) < 0)
         return;
     tg_getme_start(&w->getme, w->api, bot->token);
-    /* One sender per process group: the rate limits are the bot's, not a worker's. */
-    if (index != 0)
-        return;
+    /*
+     * Every worker runs a sender; the rate limits are the bot's, so only the
+     * one holding the bot's lock in the database sends, across all replicas.
+     */
     tg_sender_options_t so = {
         .token = bot->token,
         .http = w->api,
@@ -188,6 +189,7 @@ static void start_sending(worker_t *w, const tg_bot_t *bot, unsigned index)
         .rate = bot->rate,
         .max_attempts = cfg->send_attempts,
         .lease_ms = cfg->outbox_lease_ms,
+        .lock_conninfo = cfg->database_url,
     };
     int r;
     w->sender = tg_sender_new(&w->loop, &so, &r);
@@ -266,7 +268,7 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
         return -1;
     }
     w->lfd = -1; /* the server's now */
-    start_sending(w, bot, index);
+    start_sending(w, bot);
     w->sig_op.cb = on_signal;
     arm_signal(w);
     met_sample_rss();

@@ -69,14 +69,22 @@ typedef struct tg_ob_op {
 #define TG_OB_DUE_NOW "not_before <= now() AND (claimed_until IS NULL OR claimed_until <= now())"
 
 /*
- * $1 rows, $2 lease ms, $3 token. The rows are locked oldest id first,
- * skipping the ones another transaction holds, and leased in the same
- * statement; RETURNING has no order of its own, hence the outer ORDER BY.
+ * $1 rows, $2 lease ms, $3 token. Only a chat's head is claimable: its
+ * oldest open row, and only while that is due and not leased, so a chat's
+ * next row waits until the one before it is sent or failed for good (a row
+ * put back with a delay holds its chat's later rows back with it). The heads
+ * are locked oldest id first, skipping the ones another transaction holds,
+ * and leased in the same statement; RETURNING has no order of its own, hence
+ * the outer ORDER BY. The older-row probe reads this statement's snapshot: a
+ * head sent by a claim that committed after it still counts as open, which
+ * only defers its successor to the next claim.
  */
 #define TG_OB_CLAIM_SQL(which)                                                                     \
     "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
-    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox WHERE " TG_OB_OPEN " AND "      \
-    "(" which ") ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "                                   \
+    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT o.id FROM outbox o WHERE " TG_OB_OPEN " AND "  \
+    "(" which ") AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id AND "          \
+    "p.id < o.id AND p.sent_at IS NULL AND p.failed_at IS NULL) "                                  \
+    "ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED)) "                                             \
     "RETURNING id, chat_id, method, body, attempts) "                                              \
     "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
 

@@ -17,6 +17,16 @@
  * row that has waited half the lease without being sent (its chat is slow or
  * paused) is released, and a call's deadline is at most half the lease: a row
  * is sent, recorded or released before its lease ends.
+ *
+ * Per-chat order rests on the store: a claim returns only a chat's oldest
+ * unsent row, so a row put back (retry, release) comes again before any
+ * later row of its chat. In memory the held rows stay sorted by id, only the
+ * first held row of a chat can go, and a row put back takes its chat's later
+ * held rows back with it (there are some only when a retarget moved a row
+ * into a chat already held).
+ *
+ * Only the leader sends (see tg_sender.h): a sender claims only while its
+ * lock is held, and gives everything back when the lock goes.
  */
 #include "tg_sender.h"
 
@@ -110,6 +120,9 @@ struct tg_sender {
     rx_timer_t timer;       /* next rate-limit wake-up */
     rx_timer_t poll_timer;  /* next claim after an empty one */
     uint64_t next_claim_ms; /* no claim before this (loop ms) */
+    db_lock_t *lock;        /* the bot's leader lock; NULL without opt.lock_conninfo, or stopped */
+    bool leading;           /* the lock is held (or there is none): claims and sends allowed */
+    uint64_t lead_ms;       /* no claim before this (loop ms): the takeover wait */
     void (*on_idle)(void *arg);
     void *idle_arg;
     rx_defer_t idle_defer;
@@ -129,6 +142,12 @@ static void on_pump(rx_loop_t *loop, rx_defer_t *d)
 static void schedule(tg_sender_t *s)
 {
     rx_defer(s->loop, &s->pump_defer, on_pump);
+}
+
+/* True while this sender may claim and send: it leads and is not stopping. */
+static bool active(const tg_sender_t *s)
+{
+    return s->leading && !s->stopping;
 }
 
 static void on_idle_defer(rx_loop_t *loop, rx_defer_t *d)
@@ -204,6 +223,34 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
     msg_unlink(s, m);
 }
 
+/*
+ * Records a decision that puts row m back in the store (retry, retarget,
+ * release): the later held rows of its chat go back with it, so that none of
+ * them can leave before it.
+ */
+static void put_back(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
+                     int64_t new_chat)
+{
+    int64_t chat = m->chat_id, id = m->id;
+    tg_msg_t *next = m->next;
+    record(s, m, what, delay_ms, error, new_chat);
+    for (tg_msg_t *n; next != NULL; next = n) {
+        n = next->next;
+        if (next->chat_id == chat && next->id > id && !next->in_flight)
+            record(s, next, REC_RELEASE, 0, NULL, 0);
+    }
+}
+
+/* Gives back every held row not in flight (stop, or the lock lost). */
+static void release_all(tg_sender_t *s)
+{
+    for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
+        next = m->next;
+        if (!m->in_flight)
+            record(s, m, REC_RELEASE, 0, NULL, 0);
+    }
+}
+
 static uint64_t backoff_ms(const tg_sender_t *s, int attempts)
 {
     uint64_t d = s->opt.backoff_ms;
@@ -232,7 +279,7 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     log_info("outbox_retry", "row %lld to chat %lld: %s; again in %llu ms", (long long)m->id,
              (long long)m->chat_id, why, (unsigned long long)d);
     met_self()->outbox_retried++;
-    record(s, m, REC_RETRY, d, why, 0);
+    put_back(s, m, REC_RETRY, d, why, 0);
 }
 
 static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
@@ -257,6 +304,11 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     case TG_API_OK:
         met_self()->outbox_sent++;
         record(s, m, REC_SENT, 0, NULL, 0);
+        /*
+         * Its chat's next row is claimable once the mark commits: claim at
+         * once (the outbox's lane runs the claim after the mark).
+         */
+        s->next_claim_ms = 0;
         return;
     case TG_API_RETRY_AFTER: {
         uint64_t now = rx_now(s->loop);
@@ -280,9 +332,9 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         }
         log_warn("outbox_limited", "row %lld: 429 from the Bot API; pausing %s for %llu ms",
                  (long long)m->id, global ? "all chats" : "this chat", (unsigned long long)wait);
-        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || s->stopping) {
+        if (wait > PAUSE_IN_MEMORY_MS || wait * 2 > s->opt.lease_ms || !active(s)) {
             met_self()->outbox_retried++;
-            record(s, m, REC_RETRY, wait, why, 0);
+            put_back(s, m, REC_RETRY, wait, why, 0);
         }
         return; /* otherwise it stays and goes again when the pause ends */
     }
@@ -290,7 +342,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
                  (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
         met_self()->outbox_migrated++;
-        record(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
+        put_back(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
         log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
@@ -352,20 +404,27 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             memcpy(m->method, rows[i].method, ml);
             m->body = xstrndup(rows[i].body, rows[i].body_len);
             m->body_len = rows[i].body_len;
-            /* Claims come in id order and later claims hold later ids, mostly. */
-            m->prev = s->tail;
-            if (s->tail != NULL)
-                s->tail->next = m;
+            /* Kept in id order: claims come in id order, and mostly after what is held. */
+            tg_msg_t *after = s->tail;
+            while (after != NULL && after->id > m->id)
+                after = after->prev;
+            m->prev = after;
+            m->next = after != NULL ? after->next : s->head;
+            if (m->next != NULL)
+                m->next->prev = m;
+            else
+                s->tail = m;
+            if (after != NULL)
+                after->next = m;
             else
                 s->head = m;
-            s->tail = m;
             s->held++;
             met_self()->outbox_claimed++;
-            if (s->stopping)
+            if (!active(s))
                 record(s, m, REC_RELEASE, 0, NULL, 0);
         }
     }
-    if (s->stopping) {
+    if (!active(s)) {
         check_idle(s);
         return;
     }
@@ -408,16 +467,19 @@ static void pump(tg_sender_t *s)
     uint64_t hold_max = s->opt.lease_ms / 2;
     for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
         next = m->next;
-        if (!m->in_flight && now - m->claimed_ms >= hold_max && !s->stopping) {
+        if (!m->in_flight && now - m->claimed_ms >= hold_max && active(s)) {
             /* Waited half its lease: give it back before anyone else can take it. */
             mark(s, m->chat_id); /* its chat's later rows keep waiting behind it */
-            record(s, m, REC_RELEASE, 0, NULL, 0);
+            /* put_back() releases the chat's later rows: step over those that follow at once. */
+            while (next != NULL && next->chat_id == m->chat_id && !next->in_flight)
+                next = next->next;
+            put_back(s, m, REC_RELEASE, 0, NULL, 0);
             continue;
         }
         /* One row per chat at a time, in id order: later rows of a chat wait. */
         if (mark(s, m->chat_id) || m->in_flight)
             continue;
-        if (s->stopping)
+        if (!active(s))
             continue;
         int64_t wait = 0;
         if (!tg_rate_try(s->rate, m->chat_id, (int64_t)now, &wait)) {
@@ -431,12 +493,13 @@ static void pump(tg_sender_t *s)
         }
         send_msg(s, m);
     }
-    if (s->stopping) {
+    if (!active(s)) {
         check_idle(s);
         return;
     }
     /* Claim more when there is room and no claim is out. */
-    if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms) {
+    if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms &&
+        now >= s->lead_ms) {
         int r =
             tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
@@ -452,6 +515,54 @@ static void pump(tg_sender_t *s)
         if (!rx_timer_active(&s->timer) || s->timer.deadline > at)
             rx_timer_start(s->loop, &s->timer, (uint64_t)min_wait, on_timer);
     }
+}
+
+/* ---- leadership ---- */
+
+int64_t tg_sender_lock_key(const char *token)
+{
+    static const char ns[] = "tgring.sender.";
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const char *p = ns; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3u;
+    for (const char *p = token; *p != '\0' && *p != ':'; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3u;
+    return (int64_t)h;
+}
+
+static void lead(tg_sender_t *s, uint64_t wait_ms)
+{
+    s->leading = true;
+    met_self()->sender_leader = 1;
+    met_self()->sender_takeovers++;
+    s->lead_ms = rx_now(s->loop) + wait_ms;
+    if (wait_ms > 0)
+        rx_timer_start(s->loop, &s->poll_timer, wait_ms, on_poll_timer);
+    schedule(s);
+}
+
+static void on_lock(void *arg, bool held)
+{
+    tg_sender_t *s = arg;
+    if (s->stopping)
+        return;
+    if (held) {
+        log_info("sender_leading", "this worker is the bot's sender now; first claim in %u ms",
+                 s->opt.takeover_ms);
+        lead(s, s->opt.takeover_ms);
+        return;
+    }
+    /* Someone else may hold the lock any moment now: nothing more goes out from here. */
+    s->leading = false;
+    met_self()->sender_leader = 0;
+    log_warn("sender_standby",
+             "lost the bot's sender lock: no more claims or calls; %u rows released, %u calls "
+             "out finish and are recorded",
+             s->held - s->in_flight, s->in_flight);
+    rx_timer_stop(s->loop, &s->timer);
+    rx_timer_stop(s->loop, &s->poll_timer);
+    release_all(s);
+    check_idle(s);
 }
 
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err)
@@ -473,6 +584,10 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         s->opt.backoff_max_ms = 300000;
     if (s->opt.timeout_ms == 0)
         s->opt.timeout_ms = 30000;
+    if (s->opt.lock_retry_ms == 0)
+        s->opt.lock_retry_ms = 1000;
+    if (s->opt.takeover_ms == 0)
+        s->opt.takeover_ms = 1000;
     /* A call must end (answer or deadline) before its row's lease does. */
     if (s->opt.timeout_ms > s->opt.lease_ms / 2)
         s->opt.timeout_ms = s->opt.lease_ms / 2;
@@ -489,7 +604,18 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
     s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
-    schedule(s);
+    if (opt->lock_conninfo == NULL) {
+        lead(s, 0);
+        return s;
+    }
+    db_lock_options_t lo = {
+        .conninfo = opt->lock_conninfo,
+        .name = "outbox sender",
+        .key = tg_sender_lock_key(opt->token),
+        .retry_ms = s->opt.lock_retry_ms,
+    };
+    s->opt.lock_conninfo = NULL; /* the lock keeps its own copy */
+    s->lock = db_lock_new(loop, &lo, on_lock, s);
     return s;
 }
 
@@ -500,17 +626,23 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
     s->idle_arg = arg;
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
+    /* A standby can take over now: this one claims nothing more. */
+    db_lock_free(s->lock);
+    s->lock = NULL;
+    if (s->leading)
+        met_self()->sender_leader = 0;
+    s->leading = false;
     /* Rows not in flight go back now, for this or another process to claim. */
-    for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
-        next = m->next;
-        if (!m->in_flight)
-            record(s, m, REC_RELEASE, 0, NULL, 0);
-    }
+    release_all(s);
     check_idle(s);
 }
 
 void tg_sender_free(tg_sender_t *s)
 {
+    if (s->lock != NULL)
+        db_lock_free(s->lock);
+    if (s->leading)
+        met_self()->sender_leader = 0;
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
     while (s->head != NULL)

@@ -264,17 +264,28 @@ static void free_db(db_t *db)
 }
 
 /*
- * Inserts n rows for chat `chat`, due `due_s` seconds from now (negative:
- * overdue), bodies {"chat_id":chat,"text":"row K"}. Returns the first id;
- * the others follow it.
+ * Inserts n rows, each the only one of its chat (`chat` for the first, then
+ * chat + 100000, chat + 200000, ...: a claim takes only a chat's oldest open
+ * row), due `due_s` seconds from now (negative: overdue), bodies
+ * {"chat_id":chat,"text":"row K"}. Returns the first id; the others follow it.
  */
 static int64_t add_rows(int n, int64_t chat, int due_s)
 {
     return q("WITH i AS (INSERT INTO outbox (chat_id, method, body, not_before) "
-             "SELECT %lld, 'sendMessage', format('{\"chat_id\":%%s,\"text\":\"row %%s\"}', "
-             "%lld, k), now() + %d * interval '1 second' FROM generate_series(1, %d) k "
+             "SELECT %lld + (k - 1) * 100000, 'sendMessage', "
+             "format('{\"chat_id\":%%s,\"text\":\"row %%s\"}', %lld + (k - 1) * 100000, k), "
+             "now() + %d * interval '1 second' FROM generate_series(1, %d) k "
              "RETURNING id) SELECT min(id) FROM i",
              (long long)chat, (long long)chat, due_s, n);
+}
+
+/* Inserts n rows for the one chat `chat`, due now, in id order. Returns the first id. */
+static int64_t add_chat_rows(int n, int64_t chat)
+{
+    return q("WITH i AS (INSERT INTO outbox (chat_id, method, body) "
+             "SELECT %lld, 'sendMessage', format('{\"chat_id\":%%s,\"text\":\"row %%s\"}', "
+             "%lld, k) FROM generate_series(1, %d) k RETURNING id) SELECT min(id) FROM i",
+             (long long)chat, (long long)chat, n);
 }
 
 static void clear_outbox(void) { q("TRUNCATE outbox RESTART IDENTITY"); }
@@ -391,7 +402,7 @@ static void test_claim_order(db_t *db)
     tap_ok(c.n == 5 && c.ids[0] == first && c.ids[1] == first + 1 && c.ids[2] == first + 4 &&
                c.ids[3] == first + 5 && c.ids[4] == first + 6,
            "oldest id first, the future ones left out");
-    tap_ok(c.chat[0] == 500 && c.chat[4] == 504 && c.attempts[0] == 0 && c.attempts[1] == 2,
+    tap_ok(c.chat[0] == 500 && c.chat[4] == 100504 && c.attempts[0] == 0 && c.attempts[1] == 2,
            "chat_id and attempts as stored");
     tap_ok(strcmp(c.method, "sendMessage") == 0 &&
                strcmp(c.body, "{\"chat_id\":500,\"text\":\"row 1\"}") == 0 && c.lengths_ok,
@@ -404,6 +415,33 @@ static void test_claim_order(db_t *db)
            "the 5 leased for 60 s under one token, the 2 others untouched (%s)", v);
     tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
            "a second claim gets nothing while the leases run");
+}
+
+/* Only a chat's oldest open row is claimable: its rows go strictly in id order. */
+static void test_heads(db_t *db)
+{
+    claim_t c;
+    done_t d;
+
+    clear_outbox();
+    int64_t a = add_chat_rows(3, 1600);
+    int64_t other = add_rows(1, 1601, -1);
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 2 &&
+               c.ids[0] == a && c.ids[1] == other,
+           "heads: of a chat's three rows only the oldest is claimed, beside another chat's");
+    tap_ok(retry(db, &d, a, 60000, "later") == 0 && settle(3000) && d.err == 0,
+           "heads: the head is put back with a delay");
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
+           "heads: while it is not due, its chat's later rows are not claimable either");
+    q("UPDATE outbox SET not_before = now() WHERE id = %lld", (long long)a);
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a,
+           "heads: due again, the put-back row is claimed before its chat's later ones");
+    tap_ok(sent(db, &d, a) == 0 && settle(3000) && claim(db, &c, 10, 60000) == 0 &&
+               settle(3000) && c.n == 1 && c.ids[0] == a + 1,
+           "heads: once it is sent, the chat's next row is claimable");
+    tap_ok(fail(db, &d, a + 1, "final") == 0 && settle(3000) && claim(db, &c, 10, 60000) == 0 &&
+               settle(3000) && c.n == 1 && c.ids[0] == a + 2,
+           "heads: a row failed for good does not block its chat");
 }
 
 static void test_claims_in_flight(db_t *db)
@@ -763,7 +801,7 @@ static void test_interleaved(db_t *db)
     tap_ok(c.err == 0 && c.n == 2 && c.ids[0] == a && ok_sent.err == 0 && ok_retarget.err == 0,
            "the outbox operations behind the refused update done");
     tap_ok(
-        q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL AND chat_id = 1100",
+        q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL AND chat_id = 201100",
           (long long)a + 2) == 1,
         "and in effect (sent; the retarget after it found the row sent and left it)");
     q("ALTER TABLE updates DROP CONSTRAINT no666");
@@ -949,6 +987,7 @@ int main(void)
      */
     db_t *db = ready(new_db_n(NULL, 0, 10000, 1));
     test_claim_order(db);
+    test_heads(db);
     test_claims_in_flight(db);
     test_shared_outbox(db);
     test_lease_expiry(db);

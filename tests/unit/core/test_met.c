@@ -172,6 +172,8 @@ static void test_render(void) {
     m->outbox_migrated = 25;
     m->outbox_limited = 26;
     m->outbox_global_pauses = 27;
+    m->sender_leader = 1;
+    m->sender_takeovers = 28;
     m->botapi_requests = 31;
     m->botapi_transport_errors = 32;
     m->botapi_timeouts = 33;
@@ -254,6 +256,10 @@ static void test_render(void) {
         "tgring_outbox_limited_total 26",
         "# TYPE tgring_outbox_global_pauses_total counter",
         "tgring_outbox_global_pauses_total 27",
+        "# TYPE tgring_sender_leader gauge",
+        "tgring_sender_leader 1",
+        "# TYPE tgring_sender_takeovers_total counter",
+        "tgring_sender_takeovers_total 28",
         "# TYPE tgring_botapi_requests_total counter",
         "tgring_botapi_requests_total 31",
         "# TYPE tgring_botapi_transport_errors_total counter",
@@ -279,8 +285,8 @@ static void test_render(void) {
            "status codes never seen are not emitted");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
-    /* The processor's 6 families came after the fixed set was counted. */
-    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6,
+    /* The processor's 6 families and the sender's 2 came after the fixed set was counted. */
+    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2,
            "%d samples: the fixed set plus two codes", nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
@@ -295,7 +301,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6,
+               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;

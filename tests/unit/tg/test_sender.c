@@ -2,10 +2,12 @@
 /*
  * test_sender.c - the outbox sender's decisions (src/tg/sender.c, included)
  * with what lies below it faked here: the outbox store (tg_outbox.h) is a
- * small table in memory that records every claim and mark, and the HTTP pool
+ * small table in memory that records every claim and mark and, like the
+ * real claim, hands out only the oldest open row of each chat; the HTTP pool
  * (httpc_request(), beneath tg_call_start()) records every Bot API call and
  * lets the test answer it with a status and body of its choosing, or with a
- * transport error. Answers still go through the real tg_api_parse().
+ * transport error. Answers still go through the real tg_api_parse(). The
+ * leader lock (db_lock_*() of db.h) is a switch the test flips.
  *
  * Time is the loop's own: the test moves loop.now and fires the timers that
  * fall due itself, so seconds of retry_after and backoff pass at once and
@@ -100,14 +102,23 @@ static fake_row_t *find_row(int64_t id)
     return NULL;
 }
 
-/* Claims rows as the real statement does: due ones, oldest id first, at most max. */
+/* True when a row older than rows[i] of its chat is neither sent nor failed. */
+static bool behind_older(unsigned i)
+{
+    for (unsigned j = 0; j < i; j++)
+        if (ob.rows[j].chat_id == ob.rows[i].chat_id && ob.rows[j].state != ROW_DONE)
+            return true;
+    return false;
+}
+
+/* Claims rows as the real statement does: due chat heads, oldest id first, at most max. */
 static void answer_claim(const fake_op_t *op)
 {
     tg_outbox_row_t out[ROWS_MAX];
     unsigned n = 0;
     for (unsigned i = 0; i < ob.nrows && n < op->max; i++) {
         fake_row_t *r = &ob.rows[i];
-        if (r->state != ROW_DUE || r->not_before > loop.now)
+        if (r->state != ROW_DUE || r->not_before > loop.now || behind_older(i))
             continue;
         r->state = ROW_CLAIMED;
         r->claimed_at = loop.now;
@@ -239,6 +250,40 @@ static const fake_mark_t *last_mark(int64_t id)
     return NULL;
 }
 
+/* ---- the fake leader lock ---- */
+
+static struct {
+    db_lock_cb cb;
+    void *arg;
+    int64_t key;
+    bool exists; /* made and not freed */
+    bool held;
+} lk;
+
+db_lock_t *db_lock_new(rx_loop_t *l, const db_lock_options_t *opt, db_lock_cb cb, void *arg)
+{
+    assert(!lk.exists);
+    lk.cb = cb;
+    lk.arg = arg;
+    lk.key = opt->key;
+    lk.exists = true;
+    lk.held = false;
+    return (db_lock_t *)&lk;
+}
+
+bool db_lock_held(const db_lock_t *l)
+{
+    return lk.held;
+}
+
+void db_lock_free(db_lock_t *l)
+{
+    if (l == NULL)
+        return;
+    assert(lk.exists && l == (db_lock_t *)&lk);
+    lk.exists = lk.held = false;
+}
+
 /* ---- the fake HTTP pool ---- */
 
 typedef struct fake_call {
@@ -341,6 +386,15 @@ static void answer_all_ok(void)
     for (unsigned i = 0; i < api.n; i++)
         if (api.c[i].req != NULL)
             answer_ok(i);
+}
+
+/* The lock is granted (true) or lost (false), from the loop as the real one says it. */
+static void lock_set(bool held)
+{
+    assert(lk.exists);
+    lk.held = held;
+    lk.cb(lk.arg, held);
+    settle();
 }
 
 /* Answers call i 429 with parameters.retry_after = seconds. */
@@ -615,22 +669,48 @@ static void test_limited_long(void)
     tap_eq_int(calls_to(100, t0 + 1, t0 + 3000), 0, "429 long: no call to the chat while paused");
     tap_ok(call_of(4, 0) >= 0 && api.c[call_of(4, 0)].at < t0 + 3000,
            "429 long: the other chat's next row goes meanwhile");
-    /* Row 3 waits behind the pause; it must go back before half its lease. */
-    const fake_mark_t *rel = NULL;
-    for (unsigned i = 0; i < ob.nmarks; i++)
-        if (ob.marks[i].what == REC_RELEASE && ob.marks[i].id == 3 && rel == NULL)
-            rel = &ob.marks[i];
-    tap_ok(rel != NULL && rel->held >= o.lease_ms / 2 && rel->held < o.lease_ms,
-           "429 long: a row held for half its lease is released before the lease ends (%llu ms)",
-           rel != NULL ? (unsigned long long)rel->held : 0ull);
     run_answering(2000, 100);
-    /*
-     * Both go, in either order: the put-back row is claimed anew when due,
-     * while row 3 may already be held, as after any retry.
-     */
+    /* The put-back row is its chat's oldest: it goes first, then row 3, never the reverse. */
     int a1 = call_of(1, (unsigned)c1 + 1), a3 = call_of(3, 0);
-    tap_ok(a1 >= 0 && a3 >= 0 && api.c[a1].at >= t0 + 3000 && api.c[a3].at >= t0 + 3000,
-           "429 long: after the pause the chat's rows go again");
+    tap_ok(a1 >= 0 && a3 > a1 && api.c[a1].at >= t0 + 3000,
+           "429 long: after the pause the put-back row goes again, then the chat's next, in id "
+           "order (calls %d, %d)",
+           a1, a3);
+    tap_eq_int(count_marks(REC_SENT, 1) + count_marks(REC_SENT, 3), 2,
+               "429 long: both marked sent, once each");
+out:
+    finish();
+}
+
+/* A row its chat's rate holds back goes back to the store at half its lease, and comes again. */
+static void test_hold_release(void)
+{
+    tg_sender_options_t o = options();
+    o.lease_ms = 4000;
+    o.rate.chat = (tg_rate_spec_t){1, 10000, 1}; /* one call per chat every 10 s */
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    begin(&o);
+    uint64_t t0 = loop.now;
+    if (!tap_ok(api.n == 1 && api.c[0].id == 1, "hold: the chat's first row goes"))
+        goto out;
+    answer_ok(0);
+    run_answering(11000, 100);
+    const fake_mark_t *rel = NULL;
+    unsigned releases = 0;
+    for (unsigned i = 0; i < ob.nmarks; i++)
+        if (ob.marks[i].what == REC_RELEASE && ob.marks[i].id == 2) {
+            releases++;
+            if (rel == NULL || ob.marks[i].held < rel->held)
+                rel = &ob.marks[i];
+        }
+    tap_ok(rel != NULL && rel->held >= o.lease_ms / 2 && rel->held < o.lease_ms,
+           "hold: a row held for half its lease is released before the lease ends (%u times, "
+           "after %llu ms at least)",
+           releases, rel != NULL ? (unsigned long long)rel->held : 0ull);
+    int c2 = call_of(2, 0);
+    tap_ok(c2 >= 0 && api.c[c2].at >= t0 + 10000 && count_marks(REC_SENT, 2) == 1,
+           "hold: claimed again, it goes once the chat's rate allows, and once");
 out:
     finish();
 }
@@ -687,6 +767,31 @@ static void test_migrate(void)
     answer_ok(1);
     tap_ok(last_mark(1) != NULL && last_mark(1)->what == REC_SENT,
            "migrate: and is marked sent then");
+    finish();
+}
+
+/* A row re-targeted into a chat whose later row is held goes first: held rows stay in id order. */
+static void test_migrate_merge(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, -100, 0);
+    add_row(2, 200, 0);
+    begin(&o);
+    int c1 = call_of(1, 0), c2 = call_of(2, 0);
+    if (!tap_ok(c1 >= 0 && c2 >= 0, "merge: both chats are called"))
+        goto out;
+    answer_429((unsigned)c2, 2); /* row 2 stays held, its chat paused for 2 s */
+    answer((unsigned)c1, 400,
+           "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: group chat was "
+           "upgraded to a supergroup chat\",\"parameters\":{\"migrate_to_chat_id\":200}}",
+           -1);
+    run_answering(3000, 100);
+    int a1 = call_of(1, (unsigned)c1 + 1), a2 = call_of(2, (unsigned)c2 + 1);
+    tap_ok(a1 >= 0 && a2 > a1 && api.c[a1].chat_id == 200,
+           "merge: the re-targeted row 1 goes to chat 200 before its held row 2 (calls %d, %d)", a1,
+           a2);
+    tap_eq_int(api.overlaps, 0, "merge: never two calls in flight to one chat");
+out:
     finish();
 }
 
@@ -756,12 +861,13 @@ static void test_stop(void)
 {
     tg_sender_options_t o = options();
     add_row(1, 100, 0);
-    add_row(2, 100, 0);
-    add_row(3, 200, 0);
+    add_row(2, 200, 0);
+    add_row(3, 300, 0);
     begin(&o);
-    int c1 = call_of(1, 0), c3 = call_of(3, 0);
-    if (!tap_ok(api.n == 2 && c1 >= 0 && c3 >= 0, "stop: one row per chat in flight"))
+    int c1 = call_of(1, 0), c2 = call_of(2, 0), c3 = call_of(3, 0);
+    if (!tap_ok(api.n == 3 && c1 >= 0 && c2 >= 0 && c3 >= 0, "stop: one row per chat in flight"))
         goto out;
+    answer_429((unsigned)c2, 2); /* row 2 stays held, paused in memory */
     unsigned claims = ob.claims;
     tg_sender_stop(s, on_idle, NULL);
     tap_ok(ob.nmarks == 1 && ob.marks[0].what == REC_RELEASE && ob.marks[0].id == 2,
@@ -775,9 +881,66 @@ static void test_stop(void)
            "stop: calls in flight finish and are recorded");
     tap_eq_int(idle_runs, 1, "stop: idle once the marks are written");
     advance(10000);
-    tap_ok(ob.claims == claims && api.n == 2, "stop: no claim or call after stop");
+    tap_ok(ob.claims == claims && api.n == 3, "stop: no claim or call after stop");
 out:
     finish();
+}
+
+/* Only the lock's holder claims and sends; losing it stops both at once. */
+static void test_leader(void)
+{
+    tg_sender_options_t o = options();
+    o.lock_conninfo = "postgresql:///fake";
+    o.takeover_ms = 1000;
+    add_row(1, 100, 0);
+    add_row(2, 200, 0);
+    add_row(3, 100, 0);
+    met_slot_t m0 = *met_self();
+    begin(&o);
+    tap_ok(lk.exists && lk.key == tg_sender_lock_key(TOKEN),
+           "leader: the sender asks for the bot's lock");
+    tap_ok(tg_sender_lock_key("123456:another-secret") == lk.key &&
+               tg_sender_lock_key("123457:test-token") != lk.key,
+           "leader: the key is the bot id's, whatever the secret part");
+    advance(5000);
+    tap_ok(ob.claims == 0 && api.n == 0 && met_self()->sender_leader == 0,
+           "leader: a standby neither claims nor sends");
+    lock_set(true);
+    uint64_t t0 = loop.now;
+    tap_ok(met_self()->sender_leader == 1 &&
+               met_self()->sender_takeovers - m0.sender_takeovers == 1,
+           "leader: granted, the gauge says 1 and a takeover is counted");
+    advance(o.takeover_ms - 1);
+    tap_eq_int(ob.claims, 0, "leader: no claim during the takeover wait");
+    advance(1);
+    int c1 = call_of(1, 0), c2 = call_of(2, 0);
+    if (!tap_ok(c1 >= 0 && c2 >= 0 && api.c[c1].at == t0 + o.takeover_ms,
+                "leader: then both chats' heads go"))
+        goto out;
+    answer_ok((unsigned)c1);
+    int c3 = call_of(3, 0);
+    tap_ok(c3 >= 0 && api.c[c3].at == api.c[c1].at,
+           "leader: the chat's next row is claimed and sent as soon as the first is marked");
+    answer_429((unsigned)c2, 2); /* row 2 stays held, paused in memory */
+    unsigned claims = ob.claims, calls = api.n, marks = ob.nmarks;
+    lock_set(false);
+    tap_ok(met_self()->sender_leader == 0, "leader: lost, the gauge says 0");
+    tap_ok(ob.nmarks == marks + 1 && last_mark(2) != NULL && last_mark(2)->what == REC_RELEASE,
+           "leader: lost, the held row is released at once, the one in flight is not");
+    answer_ok((unsigned)c3);
+    tap_ok(last_mark(3) != NULL && last_mark(3)->what == REC_SENT,
+           "leader: the call that was out is still recorded");
+    advance(10000);
+    tap_ok(ob.claims == claims && api.n == calls, "leader: no claim or call after the loss");
+    lock_set(true);
+    advance(o.takeover_ms);
+    int again = call_of(2, calls);
+    tap_ok(again >= 0 && met_self()->sender_takeovers - m0.sender_takeovers == 2,
+           "leader: granted again, a second takeover, and the released row goes");
+    answer_all_ok();
+out:
+    finish();
+    tap_ok(!lk.exists, "leader: a stopped sender gives its lock up");
 }
 
 int main(void)
@@ -793,11 +956,14 @@ int main(void)
     test_transport();
     test_limited_short();
     test_limited_long();
+    test_hold_release();
     test_limited_global();
     test_migrate();
+    test_migrate_merge();
     test_order();
     test_rate();
     test_stop();
+    test_leader();
     rx_loop_dispose(&loop);
     return tap_done();
 }
