@@ -11,21 +11,11 @@ import time
 import botapi_helpers as bh
 import harness
 import quit_helpers as qh
+from test_send_rates import max_in_window
 
 RATE = 100
 JITTER = 0.05
 USERS = 500
-
-
-def max_in_window(times, width):
-    """The largest number of times in any half-open window [t, t + width)."""
-    times = sorted(times)
-    best, j = 0, 0
-    for i in range(len(times)):
-        while times[i] - times[j] >= width:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 async def main(h):

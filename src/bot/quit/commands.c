@@ -19,27 +19,27 @@
 /* A pack holds this many cigarettes, and a day's default when none was ever given. */
 #define QUIT_PER_DAY_DEFAULT 20
 
-static void on_start(bot_ctx_t *ctx, const bot_update_t *u)
+/* /start and /help: the command list, with a welcome for /start. */
+static void quit_help(bot_ctx_t *ctx, const bot_update_t *u, bool welcome)
 {
     char text[QUIT_TEXT_MAX];
-    /* A deep-link payload (/start PAYLOAD) changes nothing: everyone gets the same welcome. */
     if (quit_touch(ctx, u, true) < 0) {
         bot_fail(ctx, "cannot keep the user's row");
         return;
     }
-    quit_text_help(text, sizeof(text), quit_of(ctx), true);
+    quit_text_help(text, sizeof(text), quit_of(ctx), welcome);
     quit_reply(ctx, u, text, NULL);
+}
+
+/* A deep-link payload (/start PAYLOAD) changes nothing: everyone gets the same welcome. */
+static void on_start(bot_ctx_t *ctx, const bot_update_t *u)
+{
+    quit_help(ctx, u, true);
 }
 
 static void on_help(bot_ctx_t *ctx, const bot_update_t *u)
 {
-    char text[QUIT_TEXT_MAX];
-    if (quit_touch(ctx, u, true) < 0) {
-        bot_fail(ctx, "cannot keep the user's row");
-        return;
-    }
-    quit_text_help(text, sizeof(text), quit_of(ctx), false);
-    quit_reply(ctx, u, text, NULL);
+    quit_help(ctx, u, false);
 }
 
 /* Reads the user's row and today (quit_user_get) for `cb`, or fails the update. */
