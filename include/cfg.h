@@ -92,12 +92,12 @@ typedef struct cfg {
     unsigned process_poll_ms;    /* TGRING_PROCESS_POLL_MS, 10..60000, default 250 */
     unsigned process_capacity;   /* TGRING_PROCESS_CAPACITY, 1..65536, default 256 per worker */
     /* The quit-smoking bot (src/bot/quit/). */
-    int64_t *bot_admin_ids; /* BOT_ADMIN_IDS: comma list of user ids (> 0), NULL when unset */
-    unsigned bot_admin_count;  /* entries of bot_admin_ids, at most CFG_ADMINS_MAX */
-    unsigned bot_notify_hour;  /* BOT_NOTIFY_HOUR, 0..23, default 9: local hour of the reminder */
-    char *bot_timezone;        /* BOT_TIMEZONE, IANA name, default "UTC" */
-    bool bot_now_set;          /* BOT_NOW given: the bot's clock stands still at bot_now_ms */
-    int64_t bot_now_ms;        /* BOT_NOW (RFC 3339), ms since the epoch; for tests and demos */
+    int64_t *bot_admin_ids;   /* BOT_ADMIN_IDS: comma list of user ids (> 0), NULL when unset */
+    unsigned bot_admin_count; /* entries of bot_admin_ids, at most CFG_ADMINS_MAX */
+    unsigned bot_notify_hour; /* BOT_NOTIFY_HOUR, 0..23, default 9: local hour of the reminder */
+    char *bot_timezone;       /* BOT_TIMEZONE, IANA name, default "UTC" */
+    bool bot_now_set;         /* BOT_NOW given: the bot's clock stands still at bot_now_ms */
+    int64_t bot_now_ms;       /* BOT_NOW (RFC 3339), ms since the epoch; for tests and demos */
 } cfg_t;
 
 /* Most ids BOT_ADMIN_IDS may list. */

@@ -90,8 +90,8 @@ int bot_job_exec(bot_job_t *job, const char *stmt, const bot_param_t *params, un
     job->cb = cb;
     int r = db_txn_submit(job->jobs->client, &q, 1, bot_job_on_result, job);
     if (r < 0) {
-        job->retry_ms = BOT_JOB_RETRY_MS < job->def->every_ms ? BOT_JOB_RETRY_MS
-                                                              : job->def->every_ms;
+        job->retry_ms =
+            BOT_JOB_RETRY_MS < job->def->every_ms ? BOT_JOB_RETRY_MS : job->def->every_ms;
         return r;
     }
     job->submitted = true;

@@ -568,8 +568,7 @@ int cfg_parse_time(const char *s, int64_t *ms)
         s++;
     } else if (*s == '+' || *s == '-') {
         sign = *s++ == '-' ? -1 : 1;
-        if (!cfg_digits(&s, 2, &oh) || *s++ != ':' || !cfg_digits(&s, 2, &om) || oh > 23 ||
-            om > 59)
+        if (!cfg_digits(&s, 2, &oh) || *s++ != ':' || !cfg_digits(&s, 2, &om) || oh > 23 || om > 59)
             return -EINVAL;
     } else {
         return -EINVAL;
@@ -730,7 +729,8 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
         if (cfg_parse_time(v, &cfg->bot_now_ms) == 0)
             cfg->bot_now_set = true;
         else
-            cfg_problem(&c, "BOT_NOW", "expected an RFC 3339 time like 2024-05-01T09:30:00Z, got %s",
+            cfg_problem(&c, "BOT_NOW",
+                        "expected an RFC 3339 time like 2024-05-01T09:30:00Z, got %s",
                         cfg_quote(&c, v, q, sizeof(q)));
     }
 

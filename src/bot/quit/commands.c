@@ -75,6 +75,24 @@ static bool quit_user_read(const db_result_t *res, quit_user_t *out)
     return true;
 }
 
+/*
+ * The start of /quit's and /status's answer: the user read, and the writes of
+ * every message kept. Returns false when the update was failed.
+ */
+static bool quit_user_begin(bot_ctx_t *ctx, const bot_update_t *u, int err, const db_result_t *res,
+                            quit_user_t *user)
+{
+    if (err != 0 || !quit_user_read(res, user)) {
+        bot_fail(ctx, "cannot read the user");
+        return false;
+    }
+    if (quit_touch(ctx, u, true) < 0) {
+        bot_fail(ctx, "cannot keep the user's row");
+        return false;
+    }
+    return true;
+}
+
 /* ---- /quit YYYY-MM-DD [cigarettes_per_day] [pack_price] ---- */
 
 /* The next blank-separated word of *p. OUT: w (cap bytes). Returns false at the end. */
@@ -170,14 +188,8 @@ static void on_quit_read(bot_ctx_t *ctx, int err, const db_result_t *res, void *
     int64_t day, per_day, price = 0;
     bool has_price;
 
-    if (err != 0 || !quit_user_read(res, &user)) {
-        bot_fail(ctx, "cannot read the user");
+    if (!quit_user_begin(ctx, u, err, res, &user))
         return;
-    }
-    if (quit_touch(ctx, u, true) < 0) {
-        bot_fail(ctx, "cannot keep the user's row");
-        return;
-    }
     per_day = user.per_day;
     has_price = user.has_price;
     price = user.price_cents;
@@ -187,8 +199,8 @@ static void on_quit_read(bot_ctx_t *ctx, int err, const db_result_t *res, void *
     }
     int d = quit_parse_date(w, &day);
     if (d == 0) {
-        snprintf(text, sizeof(text), "\"%.40s\" is not a date. Write it as YYYY-MM-DD, e.g. %s.",
-                 w, (quit_fmt_date(date, user.today), date));
+        snprintf(text, sizeof(text), "\"%.40s\" is not a date. Write it as YYYY-MM-DD, e.g. %s.", w,
+                 (quit_fmt_date(date, user.today), date));
         quit_reply(ctx, u, text, NULL);
         return;
     }
@@ -252,14 +264,8 @@ static void on_status_read(bot_ctx_t *ctx, int err, const db_result_t *res, void
     char text[QUIT_TEXT_MAX], date[11];
     quit_user_t user;
 
-    if (err != 0 || !quit_user_read(res, &user)) {
-        bot_fail(ctx, "cannot read the user");
+    if (!quit_user_begin(ctx, u, err, res, &user))
         return;
-    }
-    if (quit_touch(ctx, u, true) < 0) {
-        bot_fail(ctx, "cannot keep the user's row");
-        return;
-    }
     if (!user.has_quit) {
         quit_reply(ctx, u, quit_text_no_quit_date, NULL);
         return;

@@ -50,7 +50,8 @@ static void on_notify(bot_ctx_t *ctx, const bot_update_t *u)
         return;
     }
     bot_param_t p[2] = {bot_int(u->from_id), bot_int(on)};
-    if (!u->has_from || quit_touch(ctx, u, true) < 0 || bot_exec(ctx, "quit_notify_set", p, 2) < 0) {
+    if (!u->has_from || quit_touch(ctx, u, true) < 0 ||
+        bot_exec(ctx, "quit_notify_set", p, 2) < 0) {
         bot_fail(ctx, "cannot keep the user's row");
         return;
     }
@@ -69,9 +70,10 @@ static void on_reminders(bot_job_t *job, int err, const db_result_t *res, void *
     if (err == -EBADMSG) {
         char msg[256];
         /* Class 22 here is nearly always the time zone: PostgreSQL does not know it. */
-        log_error("reminders_refused", "the reminder statement was refused (BOT_TIMEZONE %s?): "
-                  "SQLSTATE %s %s", q->tz, db_res_sqlstate(res), db_res_message(res, msg,
-                  sizeof(msg)));
+        log_error("reminders_refused",
+                  "the reminder statement was refused (BOT_TIMEZONE %s?): "
+                  "SQLSTATE %s %s",
+                  q->tz, db_res_sqlstate(res), db_res_message(res, msg, sizeof(msg)));
         return;
     }
     if (err != 0) {
@@ -91,7 +93,7 @@ static void reminders(bot_job_t *job, void *arg)
 {
     const quit_t *q = arg;
     bot_param_t p[6] = {bot_int(bot_job_now(job)),       bot_text(q->tz),
-                        bot_int(q->notify_hour),          bot_int(QUIT_NOTIFY_BATCH),
+                        bot_int(q->notify_hour),         bot_int(QUIT_NOTIFY_BATCH),
                         bot_text(quit_text_notify_days), bot_text(quit_text_notify_plain)};
     bot_job_exec(job, "quit_remind", p, 6, on_reminders);
 }

@@ -25,7 +25,7 @@
 
 /* The bot's configuration (cfg.h's BOT_*), the application's data. */
 typedef struct quit {
-    int64_t *admins;      /* BOT_ADMIN_IDS */
+    int64_t *admins; /* BOT_ADMIN_IDS */
     unsigned nadmins;
     unsigned notify_hour; /* BOT_NOTIFY_HOUR */
     char *tz;             /* BOT_TIMEZONE */

@@ -76,8 +76,8 @@ void quit_text_help(char *out, size_t cap, const quit_t *q, bool welcome)
              "/quote - a motivational quote\n"
              "/notify on|off - a daily reminder at %02u:00 (%s)\n"
              "/help - this list",
-             welcome ? "Hi! I help you quit smoking and stay smoke-free.\n\n" : "",
-             q->notify_hour, q->tz);
+             welcome ? "Hi! I help you quit smoking and stay smoke-free.\n\n" : "", q->notify_hour,
+             q->tz);
 }
 
 /* The milestones /status counts towards, in days. */
