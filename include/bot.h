@@ -160,9 +160,76 @@ void bot_app_set_clock(bot_app_t *app, int64_t (*clock)(void *arg), void *arg);
 void bot_app_proc_options(bot_app_t *app, tg_proc_options_t *opt);
 
 /*
- * Provided by each binary: the application it runs (tgring's default app in
- * src/bot/default_app.c, the example bot in examples/echo/). Called once by
- * main() after the configuration is loaded; main frees it at exit.
+ * The application's own state (its configuration, say): `data` is what
+ * bot_data() and bot_job_data() return; free_fn (may be NULL) frees it in
+ * bot_app_free().
+ */
+void bot_app_set_data(bot_app_t *app, void *data, void (*free_fn)(void *data));
+
+/* ---- periodic jobs ---- */
+
+typedef struct bot_job bot_job_t;
+typedef struct bot_jobs bot_jobs_t;
+
+/*
+ * One run of a job. It submits at most one statement with bot_job_exec()
+ * (one transaction: make it do the whole batch, e.g. a SELECT ... FOR UPDATE
+ * SKIP LOCKED LIMIT n that feeds an UPDATE and an INSERT INTO outbox); without
+ * one, the run ends when fn returns.
+ */
+typedef void (*bot_job_cb)(bot_job_t *job, void *arg);
+
+/*
+ * The answer to bot_job_exec(), as db_txn_cb: err 0 and res (valid during the
+ * call), -EBADMSG and res the error, -ECONNRESET, -ETIMEDOUT or -ECANCELED
+ * (shutting down) and res NULL. The run ends when it returns.
+ */
+typedef void (*bot_job_result_cb)(bot_job_t *job, int err, const db_result_t *res, void *arg);
+
+/*
+ * Registers job `name` (a literal, for logs): fn runs at start and then
+ * every_ms after the end of each run, on the housekeeping worker of each
+ * process group (worker 0). Every replica runs its own, so a job must be
+ * correct when two run at once (SKIP LOCKED). Returns 0, -EINVAL (no fn,
+ * every_ms 0).
+ */
+int bot_every(bot_app_t *app, const char *name, unsigned every_ms, bot_job_cb fn, void *arg);
+
+/*
+ * Runs the app's statement `stmt` (bot_stmt(); prepared on every connection)
+ * with params[0..n) as one transaction, and cb with its answer (from the
+ * loop, never synchronously). At most one per run. Returns 0; -ENOENT (no
+ * such statement), -EINVAL (parameter count), -EALREADY (this run has one),
+ * -EAGAIN (the database is not ready: the job runs again within a second).
+ */
+int bot_job_exec(bot_job_t *job, const char *stmt, const bot_param_t *params, unsigned n,
+                 bot_job_result_cb cb);
+
+/* From the result callback: run again at once instead of after every_ms (a full batch). */
+void bot_job_again(bot_job_t *job);
+
+/* The app's clock (bot_app_set_clock()), ms since the epoch, taken when the run began. */
+int64_t bot_job_now(const bot_job_t *job);
+
+/* The app's data (bot_app_set_data()). */
+void *bot_job_data(const bot_job_t *job);
+
+/*
+ * Starts the app's jobs on `loop` with `db` (for worker.c). Returns NULL when
+ * the app has none. Aborts on allocation failure.
+ */
+bot_jobs_t *bot_jobs_start(bot_app_t *app, rx_loop_t *loop, db_t *db);
+
+/* No more runs; a statement in flight completes (or is cancelled by db_free()). NULL: nothing. */
+void bot_jobs_stop(bot_jobs_t *jobs);
+
+/* Frees them, after db_free(). NULL: nothing. */
+void bot_jobs_free(bot_jobs_t *jobs);
+
+/*
+ * Provided by each binary: the application it runs (tgring's is the
+ * quit-smoking bot in src/bot/quit/, tgring-example's the example bot in
+ * examples/echo/). Called once by main() after the configuration is loaded; main frees it at exit.
  */
 bot_app_t *bot_main_app(const cfg_t *cfg);
 
@@ -219,6 +286,9 @@ const bot_update_t *bot_update(const bot_ctx_t *ctx);
 
 /* The time the update was claimed, ms since the epoch (bot_app_set_clock()). */
 int64_t bot_now(const bot_ctx_t *ctx);
+
+/* The app's data (bot_app_set_data()). */
+void *bot_data(const bot_ctx_t *ctx);
 
 /* The bot's username without '@' ("" until getMe answered). */
 const char *bot_username(const bot_ctx_t *ctx);

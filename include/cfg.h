@@ -91,7 +91,17 @@ typedef struct cfg {
                                     below the process lease */
     unsigned process_poll_ms;    /* TGRING_PROCESS_POLL_MS, 10..60000, default 250 */
     unsigned process_capacity;   /* TGRING_PROCESS_CAPACITY, 1..65536, default 256 per worker */
+    /* The quit-smoking bot (src/bot/quit/). */
+    int64_t *bot_admin_ids;   /* BOT_ADMIN_IDS: comma list of user ids (> 0), NULL when unset */
+    unsigned bot_admin_count; /* entries of bot_admin_ids, at most CFG_ADMINS_MAX */
+    unsigned bot_notify_hour; /* BOT_NOTIFY_HOUR, 0..23, default 9: local hour of the reminder */
+    char *bot_timezone;       /* BOT_TIMEZONE, IANA name, default "UTC" */
+    bool bot_now_set;         /* BOT_NOW given: the bot's clock stands still at bot_now_ms */
+    int64_t bot_now_ms;       /* BOT_NOW (RFC 3339), ms since the epoch; for tests and demos */
 } cfg_t;
+
+/* Most ids BOT_ADMIN_IDS may list. */
+#define CFG_ADMINS_MAX 64
 
 /*
  * Fills `cfg` from the environment (getenv). `need` is a mask of CFG_NEED_*.
@@ -124,6 +134,24 @@ int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out
  * for n or b outside 1..1000000).
  */
 int cfg_parse_rate(const char *s, cfg_rate_t *out);
+
+/*
+ * Parses an RFC 3339 time, "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)"
+ * ('t', 'z' and a space instead of 'T' accepted; fraction digits past
+ * milliseconds dropped), checking the calendar (no leap seconds). OUT: *ms,
+ * ms since the epoch, untouched on failure. Returns 0 or -EINVAL.
+ */
+int cfg_parse_time(const char *s, int64_t *ms);
+
+/*
+ * Days from 1970-01-01 to the proleptic Gregorian date y-m-d (negative
+ * before it); m 1..12, d 1..31 (not checked against the month: see
+ * cfg_days_in_month()).
+ */
+int64_t cfg_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+/* Days in month m (1..12) of year y; 0 for a month out of range. */
+unsigned cfg_days_in_month(int64_t y, unsigned m);
 
 /*
  * Writes the variables, their defaults and meanings (the body of the help

@@ -60,6 +60,11 @@ typedef struct met_slot {
     uint64_t updates_pruned;        /* deleted by the retention */
     uint64_t processor_lag_seconds; /* gauge (housekeeping worker): oldest unprocessed update */
     uint64_t outbox_depth;          /* gauge (housekeeping worker): due unsent outbox rows */
+    uint64_t bot_notifications;     /* tgring_bot_notifications_total: daily reminders queued */
+    /* tgring_bot_broadcast_queued_total: messages queued by broadcasts, all time, sampled from
+     * the database (housekeeping worker) */
+    uint64_t bot_broadcast_queued;
+    uint64_t bot_broadcast_pending; /* gauge (housekeeping worker): broadcast rows not sent yet */
     uint64_t pid;                   /* the worker's pid, 0 for an unused slot */
 } met_slot_t;
 

@@ -4,8 +4,8 @@
  * command needs, and the wiring of `serve` (one worker, or a supervisor of
  * several). The work is elsewhere: worker.c runs one reactor, tg_commands.h
  * has the Bot API subcommands, supervisor.h the parent of N workers. Each
- * binary links its application (bot_main_app, bot.h): tgring's default one
- * or the example bot.
+ * binary links its application (bot_main_app, bot.h): tgring the
+ * quit-smoking bot (src/bot/quit/), tgring-example the example bot.
  */
 #include "bot.h"
 #include "cfg.h"

@@ -58,6 +58,7 @@ typedef struct worker {
     httpc_pool_t *api;   /* Bot API connections; NULL without a token */
     tg_sender_t *sender; /* the outbox sender: active while it holds the bot's lock */
     tg_proc_t *proc;     /* the processor: runs the application's handlers */
+    bot_jobs_t *jobs;    /* the application's periodic jobs (worker 0 only), or NULL */
     tg_getme_t getme;    /* the getMe call made at start, and the bot's username */
 } worker_t;
 
@@ -126,6 +127,7 @@ static void begin_shutdown(worker_t *w, const char *why)
     rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
     http_server_drain(w->http, on_http_drained, w);
     tg_proc_stop(w->proc, on_proc_idle, w);
+    bot_jobs_stop(w->jobs);
     if (w->sender != NULL)
         tg_sender_stop(w->sender, on_sender_idle, w);
     else
@@ -217,6 +219,8 @@ static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
     bot_app_proc_options(app, &po);
     w->proc = tg_proc_new(&w->loop, &po);
     w->hook.proc = w->proc;
+    if (index == 0)
+        w->jobs = bot_jobs_start(app, &w->loop, w->db);
 }
 
 /* Sets up everything but the run. Returns 0, or -1 with the reason logged. */
@@ -297,6 +301,7 @@ static void teardown(worker_t *w)
     /* Its cancelled transactions come back from db_free(): it submits nothing more. */
     if (w->proc != NULL)
         tg_proc_detach(w->proc);
+    bot_jobs_stop(w->jobs);
     if (w->db != NULL)
         db_free(w->db);
     w->db = NULL;
@@ -311,6 +316,7 @@ static void teardown(worker_t *w)
     if (w->sender != NULL)
         tg_sender_free(w->sender);
     tg_proc_free(w->proc);
+    bot_jobs_free(w->jobs);
     tls_ctx_free(w->tls);
     if (w->http != NULL)
         http_server_free(w->http);

@@ -8,6 +8,7 @@
  */
 #include "bot.h"
 
+#include "bot_private.h"
 #include "core.h"
 #include "log.h"
 
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Longest command name Telegram allows. */
 #define BOT_COMMAND_MAX 32
@@ -36,6 +38,10 @@ struct bot_app {
     unsigned nstmts;
     int64_t (*clock)(void *arg);
     void *clock_arg;
+    void *data; /* bot_app_set_data() */
+    void (*data_free)(void *data);
+    bot_job_def_t *jobs; /* bot_every() */
+    unsigned njobs;
 };
 
 /* The application's part of a processor context. */
@@ -78,6 +84,9 @@ void bot_app_free(bot_app_t *app)
         free((char *)app->stmts[i].sql);
     }
     free(app->stmts);
+    free(app->jobs);
+    if (app->data_free != NULL)
+        app->data_free(app->data);
     free(app);
 }
 
@@ -153,6 +162,59 @@ void bot_app_set_clock(bot_app_t *app, int64_t (*clock)(void *arg), void *arg)
 {
     app->clock = clock;
     app->clock_arg = arg;
+}
+
+void bot_app_set_data(bot_app_t *app, void *data, void (*free_fn)(void *data))
+{
+    app->data = data;
+    app->data_free = free_fn;
+}
+
+void *bot_app_data(const bot_app_t *app)
+{
+    return app->data;
+}
+
+int64_t bot_app_now(const bot_app_t *app)
+{
+    if (app->clock != NULL)
+        return app->clock(app->clock_arg);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *bot_app_stmt_name(const bot_app_t *app, const char *name)
+{
+    for (unsigned i = 0; i < app->nstmts; i++)
+        if (strcmp(app->stmts[i].name, name) == 0)
+            return app->stmts[i].name;
+    return NULL;
+}
+
+bool bot_app_has_stmt(const bot_app_t *app, const char *name, int *nparams)
+{
+    for (unsigned i = 0; i < app->nstmts; i++)
+        if (strcmp(app->stmts[i].name, name) == 0) {
+            *nparams = app->stmts[i].nparams;
+            return true;
+        }
+    return false;
+}
+
+int bot_every(bot_app_t *app, const char *name, unsigned every_ms, bot_job_cb fn, void *arg)
+{
+    if (fn == NULL || every_ms == 0)
+        return -EINVAL;
+    app->jobs = xrealloc(app->jobs, (app->njobs + 1) * sizeof(*app->jobs));
+    app->jobs[app->njobs++] = (bot_job_def_t){name != NULL ? name : "job", every_ms, fn, arg};
+    return 0;
+}
+
+const bot_job_def_t *bot_app_jobs(const bot_app_t *app, unsigned *n)
+{
+    *n = app->njobs;
+    return app->jobs;
 }
 
 /* ---- reading an update ---- */
@@ -473,6 +535,11 @@ void bot_fail(bot_ctx_t *ctx, const char *why)
 int64_t bot_now(const bot_ctx_t *ctx)
 {
     return tg_proc_now(bot_pctx(ctx));
+}
+
+void *bot_data(const bot_ctx_t *ctx)
+{
+    return ctx->app->data;
 }
 
 const char *bot_username(const bot_ctx_t *ctx)

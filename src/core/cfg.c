@@ -39,6 +39,9 @@
 #define CFG_DEFAULT_RATE_GLOBAL "30/s,burst=1"
 #define CFG_DEFAULT_RATE_CHAT "1/s,burst=1"
 #define CFG_DEFAULT_RATE_GROUP "20/min,burst=1"
+#define CFG_DEFAULT_TIMEZONE "UTC"
+/* Where the IANA time zone files are; BOT_TIMEZONE is checked there when it exists. */
+#define CFG_ZONEINFO "/usr/share/zoneinfo"
 /* Largest n and burst of a rate spec. */
 #define CFG_RATE_MAX 1000000u
 
@@ -70,6 +73,7 @@ static const cfg_num_t cfg_nums[] = {
     {"TGRING_HANDLER_TIMEOUT_MS", offsetof(cfg_t, handler_timeout_ms), 0, 10000, 100, 3600000},
     {"TGRING_PROCESS_POLL_MS", offsetof(cfg_t, process_poll_ms), 0, 250, 10, 60000},
     {"TGRING_PROCESS_CAPACITY", offsetof(cfg_t, process_capacity), 0, 256, 1, 65536},
+    {"BOT_NOTIFY_HOUR", offsetof(cfg_t, bot_notify_hour), 0, 9, 0, 23},
 };
 
 /* One line of the help text. */
@@ -113,6 +117,10 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_PROCESS_CAPACITY", "256", "updates in progress per worker"},
     {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "40", "set-webhook max_connections, 1..100"},
     {"TELEGRAM_ALLOWED_UPDATES", "Telegram's", "set-webhook: comma list of types"},
+    {"BOT_ADMIN_IDS", "-", "bot admins: comma list of user ids"},
+    {"BOT_NOTIFY_HOUR", "9", "hour of the daily reminder, 0..23"},
+    {"BOT_TIMEZONE", CFG_DEFAULT_TIMEZONE, "IANA zone of that hour and of days"},
+    {"BOT_NOW", "the clock", "fixed RFC 3339 time: tests, demos only"},
 };
 
 /* State of one cfg_load() call. */
@@ -498,6 +506,144 @@ static void cfg_load_num(cfg_ctx_t *c, const cfg_num_t *n)
         *(unsigned *)(void *)field = (unsigned)v;
 }
 
+unsigned cfg_days_in_month(int64_t y, unsigned m)
+{
+    static const unsigned days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12)
+        return 0;
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[m - 1] + (m == 2 && leap ? 1 : 0);
+}
+
+/* Howard Hinnant's days_from_civil. */
+int64_t cfg_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Reads exactly n digits at *p, advancing it. */
+static bool cfg_digits(const char **p, int n, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < n; i++) {
+        char ch = (*p)[i];
+        if (ch < '0' || ch > '9')
+            return false;
+        v = v * 10 + (unsigned)(ch - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+int cfg_parse_time(const char *s, int64_t *ms)
+{
+    unsigned y, mo, d, h, mi, sec, frac = 0, oh = 0, om = 0;
+    int sign = 0;
+    if (s == NULL || !cfg_digits(&s, 4, &y) || *s++ != '-' || !cfg_digits(&s, 2, &mo) ||
+        *s++ != '-' || !cfg_digits(&s, 2, &d))
+        return -EINVAL;
+    if (*s != 'T' && *s != 't' && *s != ' ')
+        return -EINVAL;
+    s++;
+    if (!cfg_digits(&s, 2, &h) || *s++ != ':' || !cfg_digits(&s, 2, &mi) || *s++ != ':' ||
+        !cfg_digits(&s, 2, &sec))
+        return -EINVAL;
+    if (*s == '.') {
+        int n = 0;
+        for (s++; *s >= '0' && *s <= '9'; s++, n++)
+            if (n < 3)
+                frac = frac * 10 + (unsigned)(*s - '0');
+        if (n == 0)
+            return -EINVAL;
+        for (; n < 3; n++)
+            frac *= 10;
+    }
+    if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        sign = *s++ == '-' ? -1 : 1;
+        if (!cfg_digits(&s, 2, &oh) || *s++ != ':' || !cfg_digits(&s, 2, &om) || oh > 23 || om > 59)
+            return -EINVAL;
+    } else {
+        return -EINVAL;
+    }
+    if (*s != '\0' || mo < 1 || mo > 12 || d < 1 || d > cfg_days_in_month(y, mo) || h > 23 ||
+        mi > 59 || sec > 59)
+        return -EINVAL;
+    int64_t t = cfg_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+    t -= sign * (int64_t)(oh * 3600 + om * 60);
+    *ms = t * 1000 + frac;
+    return 0;
+}
+
+/* BOT_ADMIN_IDS: "1,2,3" (blanks around the ids allowed), each 1..2^63-1. */
+static void cfg_load_admins(cfg_ctx_t *c, const char *v)
+{
+    char q[CFG_QUOTE_MAX + 64];
+    cfg_t *cfg = c->cfg;
+    const char *p = v;
+    cfg->bot_admin_ids = xcalloc(CFG_ADMINS_MAX, sizeof(*cfg->bot_admin_ids));
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        uint64_t id = 0;
+        size_t n = 0;
+        while (p[n] >= '0' && p[n] <= '9' && id <= (uint64_t)INT64_MAX / 10) {
+            id = id * 10 + (uint64_t)(p[n] - '0');
+            n++;
+        }
+        p += n;
+        while (*p == ' ')
+            p++;
+        if (n == 0 || id == 0 || id > (uint64_t)INT64_MAX || (*p != ',' && *p != '\0')) {
+            cfg_problem(c, "BOT_ADMIN_IDS", "expected a comma list of user ids, got %s",
+                        cfg_quote(c, v, q, sizeof(q)));
+            cfg->bot_admin_count = 0;
+            return;
+        }
+        if (cfg->bot_admin_count == CFG_ADMINS_MAX) {
+            cfg_problem(c, "BOT_ADMIN_IDS", "at most %d ids", CFG_ADMINS_MAX);
+            cfg->bot_admin_count = 0;
+            return;
+        }
+        cfg->bot_admin_ids[cfg->bot_admin_count++] = (int64_t)id;
+        if (*p++ == '\0')
+            return;
+    }
+}
+
+/*
+ * BOT_TIMEZONE: an IANA name (letters, digits, '/', '_', '-', '+'; no "..").
+ * PostgreSQL does the arithmetic with its own copy of the zone data, which
+ * on Debian is the system's: where that directory exists, the name must be
+ * a file in it, so that a typo stops the start instead of the reminders.
+ */
+static void cfg_check_timezone(cfg_ctx_t *c, const char *v)
+{
+    char q[CFG_QUOTE_MAX + 64];
+    bool okay = v[0] != '/' && strlen(v) <= 64 && strstr(v, "..") == NULL;
+    for (const char *p = v; *p != '\0' && okay; p++)
+        okay = isascii((unsigned char)*p) &&
+               (isalnum((unsigned char)*p) || strchr("/_-+", *p) != NULL);
+    if (!okay) {
+        cfg_problem(c, "BOT_TIMEZONE", "expected an IANA time zone like Europe/Berlin, got %s",
+                    cfg_quote(c, v, q, sizeof(q)));
+        return;
+    }
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", CFG_ZONEINFO, v);
+    if (stat(CFG_ZONEINFO, &st) == 0 && (stat(path, &st) != 0 || !S_ISREG(st.st_mode)))
+        cfg_problem(c, "BOT_TIMEZONE", "unknown time zone %s (not in %s)",
+                    cfg_quote(c, v, q, sizeof(q)), CFG_ZONEINFO);
+}
+
 int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
 {
     cfg_ctx_t c = {.cfg = cfg, .err = err, .problems = 0};
@@ -575,6 +721,19 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
                         cfg_quote(&c, v, q, sizeof(q)));
     }
 
+    if ((v = cfg_env("BOT_ADMIN_IDS")) != NULL)
+        cfg_load_admins(&c, v);
+    cfg_load_plain("BOT_TIMEZONE", &cfg->bot_timezone, CFG_DEFAULT_TIMEZONE);
+    cfg_check_timezone(&c, cfg->bot_timezone);
+    if ((v = cfg_env("BOT_NOW")) != NULL) {
+        if (cfg_parse_time(v, &cfg->bot_now_ms) == 0)
+            cfg->bot_now_set = true;
+        else
+            cfg_problem(&c, "BOT_NOW",
+                        "expected an RFC 3339 time like 2024-05-01T09:30:00Z, got %s",
+                        cfg_quote(&c, v, q, sizeof(q)));
+    }
+
     cfg->log_level = LOG_INFO;
     if ((v = cfg_env("LOG_LEVEL")) != NULL && log_parse_level(v, &cfg->log_level) < 0)
         cfg_problem(&c, "LOG_LEVEL", "must be debug, info, warn or error, got %s",
@@ -611,6 +770,8 @@ void cfg_dispose(cfg_t *cfg)
     free(cfg->listen);
     free(cfg->webhook_path);
     free(cfg->allowed_updates);
+    free(cfg->bot_admin_ids);
+    free(cfg->bot_timezone);
     memset(cfg, 0, sizeof(*cfg));
 }
 

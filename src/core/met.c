@@ -66,6 +66,8 @@ void met_select(unsigned slot)
     m->botapi_connections_open = 0;
     m->processor_lag_seconds = 0;
     m->outbox_depth = 0;
+    m->bot_broadcast_queued = 0;
+    m->bot_broadcast_pending = 0;
     m->pid = (uint64_t)getpid();
     met_current = m;
 }
@@ -280,6 +282,15 @@ static const met_family_t met_families[] = {
      "Age of the oldest unprocessed update in whole seconds (0 when none).",
      MET_AT(processor_lag_seconds), NULL, 0},
     {"tgring_outbox_depth", "gauge", "Outbox rows due and not sent yet.", MET_AT(outbox_depth),
+     NULL, 0},
+    {"tgring_bot_notifications_total", "counter",
+     "Daily reminders the quit-smoking bot queued in the outbox.", MET_AT(bot_notifications), NULL,
+     0},
+    {"tgring_bot_broadcast_queued_total", "counter",
+     "Messages queued by broadcasts, all time (sampled from the database).",
+     MET_AT(bot_broadcast_queued), NULL, 0},
+    {"tgring_bot_broadcast_pending", "gauge",
+     "Broadcast messages in the outbox not sent or failed yet.", MET_AT(bot_broadcast_pending),
      NULL, 0},
 };
 

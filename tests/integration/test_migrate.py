@@ -31,7 +31,10 @@ async def main(h):
     t = h.t
     pg = h.postgres()
     url = pg.url()
-    files = sorted(glob.glob(os.path.join(harness.SRC, "migrations", "[0-9]*_*.sql")))
+    # tgring's own and those of its application, the quit-smoking bot (1000 and up).
+    files = sorted(glob.glob(os.path.join(harness.SRC, "migrations", "[0-9]*_*.sql")) +
+                   glob.glob(os.path.join(harness.SRC, "src", "bot", "quit", "[0-9]*_*.sql")),
+                   key=os.path.basename)
     want_versions = [int(os.path.basename(f).split("_", 1)[0]) for f in files]
 
     rc, out, err = h.run(["migrate"], {"DATABASE_URL": url})
@@ -40,7 +43,7 @@ async def main(h):
                    "ORDER BY version")
     t.ok(rows, "schema_migrations has rows", f"{rows}")
     t.eq([int(r[0]) for r in rows], want_versions,
-         "one schema_migrations row per file in migrations/", f"files: {files}")
+         "one schema_migrations row per migration file (tgring's and the bot's)", f"files: {files}")
     t.ok(all(r[1] and r[2] == "t" for r in rows), "each row has a name and applied_at", f"{rows}")
     stamp = pg.psql("SELECT version, applied_at FROM schema_migrations ORDER BY version")
 

@@ -49,6 +49,10 @@ static const char *const all_vars[] = {
     "TGRING_OUTBOX_LEASE_MS",
     "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
     "TELEGRAM_ALLOWED_UPDATES",
+    "BOT_ADMIN_IDS",
+    "BOT_NOTIFY_HOUR",
+    "BOT_TIMEZONE",
+    "BOT_NOW",
 };
 
 #define TOKEN "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -696,6 +700,49 @@ static void test_redact_registered(void) {
     cfg_dispose(&c);
 }
 
+/* The quit-smoking bot's settings, and cfg_parse_time(). */
+static void test_bot(void) {
+    cfg_t cfg;
+    int64_t ms = 0;
+    clear_env();
+    tap_eq_int(cfg_load(&cfg, 0, NULL), 0, "bot: defaults load");
+    tap_ok(cfg.bot_admin_count == 0 && cfg.bot_notify_hour == 9 &&
+               strcmp(cfg.bot_timezone, "UTC") == 0 && !cfg.bot_now_set,
+           "bot: no admins, hour 9, UTC, the real clock");
+    cfg_dispose(&cfg);
+    setenv("BOT_ADMIN_IDS", " 500, 9223372036854775807 ,7", 1);
+    setenv("BOT_NOTIFY_HOUR", "23", 1);
+    setenv("BOT_NOW", "2024-05-10T19:00:00+07:00", 1);
+    tap_eq_int(cfg_load(&cfg, 0, NULL), 0, "bot: valid values load");
+    tap_ok(cfg.bot_admin_count == 3 && cfg.bot_admin_ids[0] == 500 &&
+               cfg.bot_admin_ids[1] == INT64_MAX && cfg.bot_admin_ids[2] == 7,
+           "bot: three admin ids");
+    tap_ok(cfg.bot_now_set && cfg.bot_now_ms == 1715342400000LL, "bot: BOT_NOW with an offset");
+    cfg_dispose(&cfg);
+    const char *bad[][2] = {{"BOT_ADMIN_IDS", "1,,2"},     {"BOT_ADMIN_IDS", "-1"},
+                            {"BOT_ADMIN_IDS", "9223372036854775808"},
+                            {"BOT_NOTIFY_HOUR", "24"},     {"BOT_NOW", "2024-05-10"},
+                            {"BOT_NOW", "2023-02-29T00:00:00Z"},
+                            {"BOT_TIMEZONE", "Etc/../../x"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        clear_env();
+        setenv(bad[i][0], bad[i][1], 1);
+        tap_eq_int(cfg_load(&cfg, 0, NULL), 1, "bot: %s=%s refused", bad[i][0], bad[i][1]);
+        cfg_dispose(&cfg);
+    }
+    clear_env();
+    tap_ok(cfg_parse_time("1970-01-01T00:00:00Z", &ms) == 0 && ms == 0, "time: the epoch");
+    tap_ok(cfg_parse_time("2024-02-29t23:59:59.1234z", &ms) == 0 && ms == 1709251199123LL,
+           "time: leap day, fraction cut to ms, lower case");
+    tap_ok(cfg_parse_time("1969-12-31T23:00:00-01:00", &ms) == 0 && ms == 0, "time: an offset");
+    tap_ok(cfg_parse_time("2024-05-10T24:00:00Z", &ms) < 0 &&
+               cfg_parse_time("2024-05-10T12:00:00", &ms) < 0 &&
+               cfg_parse_time("2024-05-10T12:00:00.Z", &ms) < 0 &&
+               cfg_parse_time("2024-05-10T12:00:00Zx", &ms) < 0,
+           "time: no hour 24, no missing zone, no empty fraction, nothing after");
+    tap_eq_int(cfg_days_from_civil(2024, 5, 10), 19853, "days_from_civil(2024-05-10)");
+}
+
 int main(void) {
     test_defaults();
     test_all_valid();
@@ -707,5 +754,6 @@ int main(void) {
     test_listen();
     test_help();
     test_redact_registered();
+    test_bot();
     return tap_done();
 }

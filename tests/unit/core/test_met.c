@@ -285,8 +285,8 @@ static void test_render(void) {
            "status codes never seen are not emitted");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
-    /* The processor's 6 families and the sender's 2 came after the fixed set was counted. */
-    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2,
+    /* The processor's 6 families, the sender's 2 and the quit bot's 3 came after the fixed set. */
+    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3,
            "%d samples: the fixed set plus two codes", nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
@@ -301,7 +301,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2,
+               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;
