@@ -140,6 +140,7 @@ typedef struct opts {
     const char *json;    /* file to write the JSON summary to, or NULL */
     const char *timeline; /* file for per-second lines, or NULL */
     const char *label;   /* free text copied into the JSON */
+    const char *sendlog; /* file for one line per request: id, intended time, status; or NULL */
 } opts_t;
 
 static opts_t o = {
@@ -164,6 +165,7 @@ typedef struct conn {
     int fd;
     int state;
     uint64_t intended;  /* when the current request should have been sent, ns */
+    uint64_t id;        /* the current request's {{ID}} */
     uint64_t sent;      /* when it was actually sent, ns */
     uint64_t retry_at;  /* earliest reconnect after a failed connect, ns */
     char *wbuf;         /* the current request */
@@ -196,6 +198,24 @@ static uint64_t n_unsent; /* scheduled in the window but never sent before the d
 static uint64_t max_backlog; /* most requests due and waiting for a free connection */
 
 static uint64_t t_start, t_measure, t_end, t_deadline;
+
+/*
+ * -S: one line per request that was sent, "id intended_unix_ns status", for
+ * matching each request to an effect seen elsewhere on this machine (the
+ * end-to-end bench joins it with the Bot API stand-in's log). The intended
+ * time is converted from CLOCK_MONOTONIC to CLOCK_REALTIME with one offset
+ * taken at the start, so both sides compare on the realtime clock. Status 0:
+ * no response (error or timeout).
+ */
+static FILE *sendlog;
+static int64_t realtime_offset; /* CLOCK_REALTIME - CLOCK_MONOTONIC at the start, ns */
+
+static void sendlog_write(const conn_t *c, int status)
+{
+    if (sendlog != NULL)
+        fprintf(sendlog, "%" PRIu64 " %" PRId64 " %d\n", c->id,
+                (int64_t)c->intended + realtime_offset, status);
+}
 
 /*
  * Per-second timeline, by completion time from the start of the schedule: a
@@ -368,8 +388,10 @@ static void conn_reset(conn_t *c, uint64_t now)
 
 static void conn_fail(conn_t *c, uint64_t *counter, uint64_t now)
 {
-    if (c->state == C_WRITING || c->state == C_READING)
+    if (c->state == C_WRITING || c->state == C_READING) {
         (*counter)++;
+        sendlog_write(c, 0);
+    }
     else if (c->state == C_CONNECTING)
         err_connect++;
     conn_reset(c, now);
@@ -399,7 +421,8 @@ static void conn_write(conn_t *c, uint64_t now)
 
 static void conn_send(conn_t *c, uint64_t intended, uint64_t now)
 {
-    build_request(c, o.start_id + n_issued);
+    c->id = o.start_id + n_issued;
+    build_request(c, c->id);
     n_issued++;
     c->intended = intended;
     c->sent = now;
@@ -550,6 +573,7 @@ static int parse_response(conn_t *c, bool eof, int *status, bool *close_after)
 static void on_response(conn_t *c, int status, uint64_t now)
 {
     status_all[status]++;
+    sendlog_write(c, status);
     bool closed_loop = o.rate == 0;
     uint64_t from = closed_loop ? c->sent : c->intended;
     second_t *sec = second_at(now);
@@ -813,6 +837,8 @@ static void usage(FILE *out)
             "  -j FILE     also write the JSON summary line to FILE\n"
             "  -T FILE     write per-second lines to FILE: responses, max latency, backlog\n"
             "  -l TEXT     label copied into the JSON\n"
+            "  -S FILE     write \"id intended_unix_ns status\" per request sent (status 0:\n"
+            "              no response); the intended time on CLOCK_REALTIME\n"
             "Latency is measured from the intended send time (open loop) or the\n"
             "actual send time (-R 0). The last stdout line is the JSON summary.\n");
 }
@@ -846,7 +872,7 @@ int main(int argc, char **argv)
 {
     bool method_set = false;
     int opt;
-    while ((opt = getopt(argc, argv, "P:m:H:b:i:C:c:R:d:w:t:j:T:l:h")) != -1) {
+    while ((opt = getopt(argc, argv, "P:m:H:b:i:C:c:R:d:w:t:j:T:l:S:h")) != -1) {
         switch (opt) {
         case 'P': o.path = optarg; break;
         case 'm': o.method = optarg, method_set = true; break;
@@ -866,6 +892,7 @@ int main(int argc, char **argv)
         case 'j': o.json = optarg; break;
         case 'T': o.timeline = optarg; break;
         case 'l': o.label = optarg; break;
+        case 'S': o.sendlog = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -952,6 +979,10 @@ int main(int argc, char **argv)
     err_connect = 0; /* refusals while the server comes up are not the server's errors */
 
     t_start = now_ns();
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    realtime_offset = (int64_t)((uint64_t)rt.tv_sec * NSEC + (uint64_t)rt.tv_nsec) -
+                      (int64_t)now_ns();
     t_measure = t_start + (uint64_t)(o.warmup * (double)NSEC);
     t_end = t_measure + (uint64_t)(o.duration * (double)NSEC);
     t_deadline = t_end + (uint64_t)(o.timeout * (double)NSEC);
@@ -960,6 +991,16 @@ int main(int argc, char **argv)
     if (timeline == NULL)
         die("out of memory");
     uint64_t next_timeout_scan = t_start;
+    if (o.sendlog != NULL) {
+        sendlog = fopen(o.sendlog, "w");
+        if (sendlog == NULL)
+            die("%s: %s", o.sendlog, strerror(errno));
+        setvbuf(sendlog, NULL, _IOFBF, 1 << 20);
+        fprintf(sendlog,
+                "# id intended_unix_ns status (0: no response); window_unix_ns %" PRId64
+                " %" PRId64 "\n",
+                (int64_t)t_measure + realtime_offset, (int64_t)t_end + realtime_offset);
+    }
 
     for (;;) {
         now = now_ns();
@@ -1016,8 +1057,12 @@ int main(int argc, char **argv)
             n_unsent = sched - n_issued;
     }
     for (unsigned i = 0; i < o.conns; i++)
-        if (conns[i].state == C_WRITING || conns[i].state == C_READING)
+        if (conns[i].state == C_WRITING || conns[i].state == C_READING) {
             err_timeout++;
+            sendlog_write(&conns[i], 0);
+        }
+    if (sendlog != NULL && fclose(sendlog) != 0)
+        die("%s: cannot write", o.sendlog);
     report();
     return interrupted ? 130 : 0;
 }
