@@ -7,8 +7,11 @@
  * through one handler entry.
  *
  * Claims. One statement claims up to N updates, at most one per chat: the
- * oldest unprocessed update of each chat (the head, DISTINCT ON chat_id over
- * the unprocessed index), and only if that head's lease is null or past. It
+ * oldest unprocessed update of each chat (the head: no older unprocessed
+ * update of its chat exists), and only if that head's lease is null or past.
+ * The unprocessed updates are walked in update_id order and the walk stops
+ * after N free heads, so a claim's cost grows with the busy chats' backlog,
+ * not with all of it. It
  * locks the heads FOR UPDATE OF u SKIP LOCKED with the lease condition on the
  * locked row itself, so that a head another claim leased and committed
  * meanwhile is re-checked on its newest version (READ COMMITTED's
@@ -62,7 +65,8 @@
  * retention_every_ms, processed updates received more than
  * opt.retention_hours ago are deleted, TG_PROC_PRUNE_BATCH per statement,
  * again while a batch was full; every second the gauges
- * tgring_processor_lag_seconds (age of the oldest unprocessed update) and
+ * tgring_processor_lag_seconds (age of the unprocessed update with the
+ * lowest update_id; Telegram's ids grow with time) and
  * tgring_outbox_depth (due unsent outbox rows) are sampled.
  *
  * Depends on core, reactor, db and tg.h.
@@ -140,15 +144,14 @@ typedef struct tg_proc_options {
     /* Wall clock for tg_proc_now(), ms since the epoch (NULL: CLOCK_REALTIME). */
     int64_t (*clock)(void *arg);
     void *clock_arg;
+    /*
+     * Called (unless NULL) after a commit that queued Bot API calls into the
+     * outbox, so that a sender in this process claims them at once instead of
+     * at its next poll.
+     */
+    void (*on_outbox)(void *arg);
+    void *outbox_arg;
 } tg_proc_options_t;
-
-/* Counters (also in the metrics). */
-typedef struct tg_proc_stats {
-    uint64_t processed; /* committed with their effects */
-    uint64_t failed;    /* marked failed */
-    uint64_t lost;      /* mark refused: done already, or taken by another process */
-    uint64_t pruned;    /* updates deleted by the retention */
-} tg_proc_stats_t;
 
 /*
  * Registers the processor's client (its statements and opt.stmts) with
@@ -173,9 +176,6 @@ void tg_proc_detach(tg_proc_t *p);
 
 /* Frees the processor and whatever it holds (leases run out). After db_free(). */
 void tg_proc_free(tg_proc_t *p);
-
-/* OUT: *st. */
-void tg_proc_stats(const tg_proc_t *p, tg_proc_stats_t *st);
 
 /* Updates in progress: claimed and not yet committed or dropped. */
 unsigned tg_proc_in_progress(const tg_proc_t *p);

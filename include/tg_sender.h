@@ -123,6 +123,14 @@ typedef struct tg_sender_options {
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err);
 
 /*
+ * New rows may be due now (the processor committed some): a leading sender
+ * claims at the end of this loop turn instead of at its next poll, when it
+ * has room and no claim is out. Does nothing on a standby or a stopping
+ * sender. Never calls anything back synchronously.
+ */
+void tg_sender_kick(tg_sender_t *s);
+
+/*
  * Stops claiming and gives the leader lock up at once (a standby elsewhere
  * takes over). Calls in flight finish and are recorded; rows claimed but not
  * sent are released for the next claim. `on_idle` runs (from the loop) once

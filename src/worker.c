@@ -199,6 +199,14 @@ static void start_sending(worker_t *w, const tg_bot_t *bot)
         log_error("sender_failed", "cannot start the outbox sender: %s", strerror(-r));
 }
 
+/* The processor queued Bot API calls: this worker's sender, if it leads, claims them now. */
+static void on_outbox(void *arg)
+{
+    worker_t *w = arg;
+    if (w->sender != NULL)
+        tg_sender_kick(w->sender);
+}
+
 /*
  * The processor with the application's handlers. Every worker runs one (the
  * claims keep them apart); worker 0 also prunes and samples the gauges.
@@ -215,6 +223,8 @@ static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
         .housekeeping = index == 0,
         .retention_hours = cfg->retention_hours,
         .username = w->getme.username,
+        .on_outbox = on_outbox,
+        .outbox_arg = w,
     };
     bot_app_proc_options(app, &po);
     w->proc = tg_proc_new(&w->loop, &po);

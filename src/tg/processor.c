@@ -45,21 +45,22 @@
 #define TG_PROC_FREE_LEASE "(u.claimed_until IS NULL OR u.claimed_until <= now())"
 
 /*
- * $1 updates at most, $2 lease ms, $3 token. heads: the oldest unprocessed
- * update of each chat, and every update without a chat. The lease condition
- * sits on the locked row (u), so that a head leased or processed by a claim
- * that committed after this statement's snapshot is re-checked on its newest
- * version and left out. RETURNING has no order: the outer ORDER BY gives one.
+ * $1 updates at most, $2 lease ms, $3 token. A head is the oldest unprocessed
+ * update of its chat (no older unprocessed one of the same chat exists), or
+ * any update without a chat. The unprocessed updates are walked in update_id
+ * order (updates_pending_idx) and the walk stops after $1 free heads: a claim
+ * costs what it takes plus the updates of chats that are busy, not the whole
+ * backlog. The lease condition sits on the locked row (u), so that a head
+ * leased or processed by a claim that committed after this statement's
+ * snapshot is re-checked on its newest version and left out; a later update
+ * of a busy chat fails the older-update probe, its head being still
+ * unprocessed. RETURNING has no order: the outer ORDER BY gives one.
  */
 #define TG_PROC_CLAIM_SQL(which)                                                                   \
-    "WITH heads AS ("                                                                              \
-    "(SELECT DISTINCT ON (chat_id) update_id FROM updates "                                        \
-    "WHERE processed_at IS NULL AND chat_id IS NOT NULL ORDER BY chat_id, update_id) "             \
-    "UNION ALL "                                                                                   \
-    "(SELECT update_id FROM updates WHERE processed_at IS NULL AND chat_id IS NULL)), "            \
-    "picked AS (SELECT u.update_id FROM updates u JOIN heads h ON h.update_id = u.update_id "      \
-    "WHERE u.processed_at IS NULL AND (" which ") ORDER BY u.update_id LIMIT $1 "                  \
-    "FOR UPDATE OF u SKIP LOCKED), "                                                               \
+    "WITH picked AS (SELECT u.update_id FROM updates u "                                           \
+    "WHERE u.processed_at IS NULL AND (" which ") AND NOT EXISTS (SELECT 1 FROM updates o "        \
+    "WHERE o.chat_id = u.chat_id AND o.processed_at IS NULL AND o.update_id < u.update_id) "       \
+    "ORDER BY u.update_id LIMIT $1 FOR UPDATE OF u SKIP LOCKED), "                                 \
     "c AS (UPDATE updates u SET claimed_until = now() + $2 * interval '1 millisecond', "           \
     "claim_token = $3, attempts = u.attempts + 1 FROM picked "                                     \
     "WHERE u.update_id = picked.update_id "                                                        \
@@ -86,8 +87,8 @@ static const db_stmt_t tg_proc_stmts[] = {
     {TG_PS_SEND, "INSERT INTO outbox (chat_id, method, body, update_id) VALUES ($1, $2, $3, $4)", 4,
      tg_ps_send_types},
     {TG_PS_GAUGES,
-     "SELECT coalesce((SELECT floor(extract(epoch FROM now() - min(received_at)))::bigint "
-     "FROM updates WHERE processed_at IS NULL), 0), "
+     "SELECT coalesce((SELECT floor(extract(epoch FROM now() - received_at))::bigint "
+     "FROM updates WHERE processed_at IS NULL ORDER BY update_id LIMIT 1), 0), "
      "(SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
      "AND not_before <= now())",
      0, NULL},
@@ -176,7 +177,6 @@ struct tg_proc {
     uint64_t next_token;
     void (*on_idle)(void *arg);
     void *idle_arg;
-    tg_proc_stats_t stats;
 };
 
 static void tg_proc_schedule(tg_proc_t *p);
@@ -245,12 +245,10 @@ static void tg_proc_on_failed(void *arg, int err, const db_result_t *const *res,
 
     if (err == 0) {
         if (db_res_affected(res[0]) == 1) {
-            p->stats.failed++;
             MET_INC(updates_failed);
             log_warn("update_failed", "update %lld marked failed: %s", (long long)ctx->u.update_id,
                      ctx->error);
         } else {
-            p->stats.lost++;
             MET_INC(updates_lost);
         }
         tg_proc_release(ctx);
@@ -289,12 +287,17 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
     tg_proc_t *p = b->p;
 
     if (err == 0) {
+        bool sends = false;
         for (unsigned i = 0; i < b->n; i++) {
-            p->stats.processed++;
+            tg_proc_ctx_t *ctx = b->items[i];
+            for (unsigned e = 0; e < ctx->neff && !sends; e++)
+                sends = strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
             MET_INC(updates_processed);
-            tg_proc_release(b->items[i]);
+            tg_proc_release(ctx);
         }
         p->want_claim = true; /* their chats' next updates are heads now */
+        if (sends && p->opt.on_outbox != NULL)
+            p->opt.on_outbox(p->opt.outbox_arg);
     } else if (err == -EBADMSG) {
         unsigned k = 0, j = 0;
         while (k < n && (res[k] == NULL || db_res_sqlstate(res[k]) == NULL))
@@ -313,7 +316,6 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
         tg_proc_ctx_t *bad = b->items[j];
         if (k == b->first[j]) {
             /* Its mark raised: committed before (a resend) or taken by another process. */
-            p->stats.lost++;
             MET_INC(updates_lost);
             log_debug("update_lost", "update %lld: processed already or held by another claim",
                       (long long)bad->u.update_id);
@@ -541,7 +543,6 @@ static void tg_proc_on_prune(void *arg, int err, const db_result_t *const *res, 
     if (err != 0)
         return;
     uint64_t gone = db_res_affected(res[0]);
-    p->stats.pruned += gone;
     met_self()->updates_pruned += gone;
     if (gone > 0)
         log_info("updates_pruned", "deleted %llu processed updates older than %u hours",
@@ -710,11 +711,6 @@ void tg_proc_free(tg_proc_t *p)
     free(p->slots);
     free(p->stmts);
     free(p);
-}
-
-void tg_proc_stats(const tg_proc_t *p, tg_proc_stats_t *st)
-{
-    *st = p->stats;
 }
 
 unsigned tg_proc_in_progress(const tg_proc_t *p)

@@ -619,6 +619,18 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     return s;
 }
 
+void tg_sender_kick(tg_sender_t *s)
+{
+    if (!active(s))
+        return;
+    uint64_t now = rx_now(s->loop);
+    if (s->next_claim_ms > now) {
+        s->next_claim_ms = now;
+        rx_timer_stop(s->loop, &s->poll_timer);
+    }
+    schedule(s);
+}
+
 void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
 {
     s->stopping = true;
