@@ -4,6 +4,7 @@
  * pg_harness.h).
  */
 #include "pg_harness.h"
+#include "../../../src/db/db_private.h"
 #include "log.h"
 #include "met.h"
 
@@ -301,5 +302,33 @@ unsigned count_status(unsigned from, unsigned to, int status)
     unsigned n = 0;
     for (unsigned i = from; i < to; i++)
         n += ups[i].done && ups[i].status == status;
+    return n;
+}
+
+/* ---- db state predicates ---- */
+
+db_t *harness_db;
+
+bool all_ready(void)
+{
+    for (unsigned i = 0; i < harness_db->opt.connections; i++)
+        if (harness_db->conns[i].state != DB_READY)
+            return false;
+    return true;
+}
+
+bool pipes_empty(void)
+{
+    for (unsigned i = 0; i < harness_db->opt.connections; i++)
+        if (!core_queue_empty(&harness_db->conns[i].pipe))
+            return false;
+    return true;
+}
+
+unsigned client_items(db_t *db, db_conn_t *c)
+{
+    unsigned n = 0;
+    for (db_item_t *it = db_pipe_item(c->pipe.head); it != NULL; it = db_pipe_item(it->link.next))
+        n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
     return n;
 }

@@ -63,6 +63,17 @@ extern rx_loop_t loop;
 
 /* Runs the loop until pred() holds or ms pass. Returns pred() (true without one). */
 bool run_until(bool (*pred)(void), unsigned ms);
+
+struct db_conn;
+
+/* The db the predicates below look at; a test sets it when it makes one. */
+extern db_t *harness_db;
+/* Predicate: every connection of harness_db is DB_READY. */
+bool all_ready(void);
+/* Predicate: no connection of harness_db has anything in its pipeline (prepares included). */
+bool pipes_empty(void);
+/* Items in c's pipeline that are neither inbox batches nor its setup: clients' transactions. */
+unsigned client_items(db_t *db, struct db_conn *c);
 void run_for(unsigned ms);
 uint64_t mono_ms(void);
 

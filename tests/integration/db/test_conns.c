@@ -48,14 +48,6 @@ static void store_n(db_t *db, int64_t first, unsigned n)
 
 /* ---- databases and connections ---- */
 
-static db_t *cur;
-static bool all_ready(void)
-{
-    for (unsigned i = 0; i < cur->opt.connections; i++)
-        if (cur->conns[i].state != DB_READY)
-            return false;
-    return true;
-}
 
 static db_t *new_db(unsigned connections, unsigned queue_max, unsigned ack_ms)
 {
@@ -66,10 +58,10 @@ static db_t *new_db(unsigned connections, unsigned queue_max, unsigned ack_ms)
         .ack_timeout_ms = ack_ms,
         .max_batch = 512,
     };
-    cur = db_new(&loop, &o);
+    harness_db = db_new(&loop, &o);
     if (!run_until(all_ready, 5000))
         tap_bail("not every connection became ready");
-    return cur;
+    return harness_db;
 }
 
 static void free_db(db_t *db)
@@ -384,27 +376,6 @@ static int lane_bump(db_client_t *cl, lane_res_t *l, int64_t id)
 
 static bool nothing_owed(void) { return owed == 0; }
 
-/* Items of c's pipeline that are neither the inbox's batches nor the setup. */
-static unsigned client_items(db_t *db, db_conn_t *c)
-{
-    unsigned n = 0;
-    for (db_item_t *it = db_pipe_item(c->pipe.head); it != NULL; it = db_pipe_item(it->link.next))
-        n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
-    return n;
-}
-
-/* The db whose pipelines pipes_empty() looks at. */
-static db_t *pipes_db;
-
-/* True when no connection has anything in its pipeline (prepares included). */
-static bool pipes_empty(void)
-{
-    for (unsigned i = 0; i < pipes_db->opt.connections; i++)
-        if (!core_queue_empty(&pipes_db->conns[i].pipe))
-            return false;
-    return true;
-}
-
 /*
  * The ordered client's connection is dropped after the server ran a claim
  * and a bump: both go out again on the other connection at once, the claim
@@ -430,7 +401,7 @@ static void test_lane_moves(void)
      * its own; the other connection's may still be in its pipeline. Wait for
      * it, so that what is counted below is only the claim and the bump.
      */
-    pipes_db = db;
+    harness_db = db;
     tap_ok(run_until(pipes_empty, 3000), "the prepares are done on both connections");
 
     lane_claim(cl, &c, 2, 200);
@@ -539,7 +510,7 @@ static void test_options(void)
     run_for(20);
 
     o.connections = 99;
-    db = cur = db_new(&loop, &o);
+    db = harness_db = db_new(&loop, &o);
     tap_ok(db->opt.connections == DB_CONNECTIONS_MAX, "connections 99 is reduced to %d",
            DB_CONNECTIONS_MAX);
     tap_ok(run_until(all_ready, 10000), "and all %d become ready", DB_CONNECTIONS_MAX);

@@ -117,14 +117,6 @@ static bool settle(unsigned ms) { return run_until(nothing_owed, ms); }
 
 /* ---- databases ---- */
 
-static db_t *cur;
-static bool all_ready(void)
-{
-    for (unsigned i = 0; i < cur->opt.connections; i++)
-        if (cur->conns[i].state != DB_READY)
-            return false;
-    return true;
-}
 
 static db_client_t *new_client(db_t *db, unsigned timeout_ms, unsigned max_pending, bool ordered)
 {
@@ -142,13 +134,13 @@ static db_client_t *new_client(db_t *db, unsigned timeout_ms, unsigned max_pendi
 static db_t *new_db(unsigned connections)
 {
     db_options_t o = {.conninfo = conninfo, .connections = connections};
-    cur = db_new(&loop, &o);
-    return cur;
+    harness_db = db_new(&loop, &o);
+    return harness_db;
 }
 
 static void wait_ready(db_t *db)
 {
-    cur = db;
+    harness_db = db;
     if (!run_until(all_ready, 5000))
         tap_bail("not every connection became ready");
 }
@@ -157,15 +149,6 @@ static void free_db(db_t *db)
 {
     db_free(db);
     run_for(20);
-}
-
-/* Transactions of clients in c's pipeline: neither inbox batches nor the setup. */
-static unsigned client_items(db_t *db, db_conn_t *c)
-{
-    unsigned n = 0;
-    for (db_item_t *it = db_pipe_item(c->pipe.head); it != NULL; it = db_pipe_item(it->link.next))
-        n += it->ops != db->in->batch[0].item.ops && it != &c->setup;
-    return n;
 }
 
 /* ---- the tests ---- */
