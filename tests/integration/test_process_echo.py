@@ -19,33 +19,7 @@ import json
 
 import botapi_helpers as bh
 import harness
-
-FAST_RATES = {"TELEGRAM_RATE_GLOBAL": "5000/s", "TELEGRAM_RATE_CHAT": "1000/s",
-              "TELEGRAM_RATE_GROUP": "1000/s"}
-BOT = "quit_smoking_test_bot"  # the stand-in's getMe username
-
-
-def msg(update_id, chat, text, message_id=None):
-    user = {"id": chat, "is_bot": False, "first_name": "T", "language_code": "en"}
-    return json.dumps({"update_id": update_id, "message": {
-        "message_id": message_id or update_id, "from": user,
-        "chat": {"id": chat, "type": "private", "first_name": "T"},
-        "date": 1700000000, "text": text}}, ensure_ascii=False).encode()
-
-
-def callback(update_id, chat, data, message_id):
-    user = {"id": chat, "is_bot": False, "first_name": "T", "language_code": "en"}
-    return json.dumps({"update_id": update_id, "callback_query": {
-        "id": f"cb{update_id}", "from": user, "chat_instance": "1", "data": data,
-        "message": {"message_id": message_id, "from": {"id": 1, "is_bot": True,
-                                                      "first_name": "B"},
-                    "chat": {"id": chat, "type": "private"}, "date": 1700000000,
-                    "text": "count: 2"}}}).encode()
-
-
-def processed(pg, where="true"):
-    return int(pg.scalar(f"SELECT count(*) FROM updates WHERE processed_at IS NOT NULL "
-                         f"AND {where}"))
+from bot_helpers import BOT, FAST_RATES, callback, msg, processed
 
 
 def calls_of(api, chat):
@@ -74,7 +48,7 @@ async def conversation(h, pg, api, srv):
         msg(700104, chat, "/count@some_other_bot"),
         msg(700105, chat, "hello"),
         msg(700106, chat, "Привет, \"мир\" \\ \U0001F680"),
-        callback(700107, chat, "inc", 42),
+        callback(700107, chat, "inc", 42, text="count: 2"),
         msg(700108, chat, "/set -1"),
         msg(700109, chat, "/fail"),
         msg(700110, chat, "after"),

@@ -18,7 +18,7 @@ import signal
 
 import botapi_helpers as bh
 import harness
-from test_process_echo import FAST_RATES, msg
+from bot_helpers import FAST_RATES, msg
 
 LEASES = {"TGRING_PROCESS_LEASE_MS": "2000", "TGRING_HANDLER_TIMEOUT_MS": "1000",
           "TGRING_OUTBOX_LEASE_MS": "2000"}

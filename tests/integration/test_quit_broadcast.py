@@ -10,7 +10,7 @@ import time
 
 import botapi_helpers as bh
 import harness
-import quit_helpers as qh
+import bot_helpers as qh
 from test_send_rates import max_in_window
 
 RATE = 100

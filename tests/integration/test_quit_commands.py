@@ -22,7 +22,7 @@ import json
 
 import botapi_helpers as bh
 import harness
-import quit_helpers as qh
+import bot_helpers as qh
 
 NOW = "2024-05-10T12:00:00Z"
 TODAY = 19853  # days from 1970-01-01 to 2024-05-10

@@ -16,7 +16,7 @@ import asyncio
 
 import botapi_helpers as bh
 import harness
-import quit_helpers as qh
+import bot_helpers as qh
 
 BLOCKED = 2001
 DAY1 = "2024-05-10"

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Pieces the quit-smoking bot's tests share: updates as Telegram sends them,
+"""Pieces the bots' tests (the quit-smoking bot's and the example's) share:
+updates as Telegram sends them,
 a conversation posted one update at a time (as Telegram does per chat), and
 the Bot API calls about one chat from the stand-in's record."""
 
@@ -24,14 +25,14 @@ def msg(update_id, user, text, chat=None, chat_type="private", lang="en"):
         "date": 1700000000, "text": text}}, ensure_ascii=False).encode()
 
 
-def callback(update_id, user, data, message_id):
+def callback(update_id, user, data, message_id, text="a quote"):
     sender = {"id": user, "is_bot": False, "first_name": "T", "language_code": "en"}
     return json.dumps({"update_id": update_id, "callback_query": {
         "id": f"cb{update_id}", "from": sender, "chat_instance": "1", "data": data,
         "message": {"message_id": message_id, "from": {"id": 1, "is_bot": True,
                                                       "first_name": "B"},
                     "chat": {"id": user, "type": "private"}, "date": 1700000000,
-                    "text": "a quote"}}}).encode()
+                    "text": text}}}).encode()
 
 
 def processed(pg, where="true"):
