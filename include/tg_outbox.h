@@ -38,6 +38,8 @@
 
 /* Bytes of an error text kept in last_error (cut at a UTF-8 character boundary). */
 #define TG_OUTBOX_ERROR_MAX 1000
+/* Rows one tg_outbox_sent_many() marks at most. */
+#define TG_OUTBOX_SENT_MAX 1000
 /* Rows one claim can return; a larger `max` is reduced to this. */
 #define TG_OUTBOX_CLAIM_MAX 1000
 /* Longest retry delay and due window, ms (a year); longer ones are reduced to this. */
@@ -128,6 +130,15 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
  * Returns 0 or -EAGAIN.
  */
 int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Marks rows ids[0..n) sent (1 <= n <= TG_OUTBOX_SENT_MAX) as tg_outbox_sent
+ * does, in one statement and one commit: the sender marks what it sent in a
+ * turn at once, not one commit per reply. cb runs once for all of them.
+ * Returns 0 or -EAGAIN.
+ */
+int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
+                        void *arg);
 
 /*
  * Sending failed for now: attempts = attempts + 1, last_error = error (NULL:

@@ -21,6 +21,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -66,27 +67,17 @@ typedef struct tg_ob_op {
 #define TG_STMT_DUE "tgring_outbox_due"
 
 #define TG_OB_OPEN "sent_at IS NULL AND failed_at IS NULL"
-#define TG_OB_DUE_NOW "not_before <= now() AND (claimed_until IS NULL OR claimed_until <= now())"
 
 /*
- * $1 rows, $2 lease ms, $3 token. Only a chat's head is claimable: its
- * oldest open row, and only while that is due and not leased, so a chat's
- * next row waits until the one before it is sent or failed for good (a row
- * put back with a delay holds its chat's later rows back with it). The heads
- * are locked oldest id first, skipping the ones another transaction holds,
- * and leased in the same statement; RETURNING has no order of its own, hence
- * the outer ORDER BY. The older-row probe reads this statement's snapshot: a
- * head sent by a claim that committed after it still counts as open, which
- * only defers its successor to the next claim.
+ * $1 rows, $2 lease ms, $3 token: the oldest due rows that head their chat
+ * (migrations/0006_claim_plans.sql says how and why in a function), so a
+ * chat's next row waits until the one before it is sent or failed for good.
+ * The second form, sent again after a lost connection, also takes the rows
+ * the first attempt may have leased.
  */
-#define TG_OB_CLAIM_SQL(which)                                                                     \
-    "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
-    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT o.id FROM outbox o WHERE " TG_OB_OPEN " AND "  \
-    "(" which ") AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.chat_id = o.chat_id AND "          \
-    "p.id < o.id AND p.sent_at IS NULL AND p.failed_at IS NULL) "                                  \
-    "ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED)) "                                             \
-    "RETURNING id, chat_id, method, body, attempts) "                                              \
-    "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
+#define TG_OB_CLAIM_SQL(again)                                                                     \
+    "SELECT id, chat_id, method, body, attempts FROM tgring_claim_outbox($1, $2, $3, " again       \
+    ") ORDER BY id"
 
 /* A mark applies to a row under a claim only: sent again after a lost connection, it is a no-op. */
 #define TG_OB_CLAIMED "id = $1 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
@@ -94,16 +85,16 @@ typedef struct tg_ob_op {
 static const uint32_t tg_ob_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ob_i8_i8_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ob_i8_text[2] = {DB_OID_INT8, DB_OID_TEXT};
+static const uint32_t tg_ob_text[1] = {DB_OID_TEXT};
 
 static const db_stmt_t tg_ob_stmts[] = {
-    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL(TG_OB_DUE_NOW), 3, tg_ob_i8x3},
-    /* Also the rows that still hold this claim's lease: its first attempt may have committed. */
-    {TG_STMT_RECLAIM,
-     TG_OB_CLAIM_SQL("(claim_token = $3 AND claimed_until > now()) OR (" TG_OB_DUE_NOW ")"), 3,
-     tg_ob_i8x3},
+    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 3, tg_ob_i8x3},
+    {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 3, tg_ob_i8x3},
+    /* $1: the ids as an array literal, '{1,2,3}'. */
     {TG_STMT_SENT,
-     "UPDATE outbox SET sent_at = now(), claimed_until = NULL WHERE id = $1 AND sent_at IS NULL", 1,
-     tg_ob_i8x3},
+     "UPDATE outbox SET sent_at = now(), claimed_until = NULL "
+     "WHERE id = ANY ($1::bigint[]) AND sent_at IS NULL",
+     1, tg_ob_text},
     {TG_STMT_RETRY,
      "UPDATE outbox SET attempts = attempts + 1, last_error = $3, "
      "not_before = now() + $2 * interval '1 millisecond', claimed_until = NULL "
@@ -281,10 +272,29 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     return r;
 }
 
+int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
+                        void *arg)
+{
+    assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
+    /* An array literal: up to 20 digits, a sign and a comma per id, and the braces. */
+    char *lit = xmalloc((size_t)n * 22 + 3);
+    size_t len = 0;
+    lit[len++] = '{';
+    for (unsigned i = 0; i < n; i++)
+        len += (size_t)sprintf(lit + len, i > 0 ? ",%lld" : "%lld", (long long)ids[i]);
+    lit[len++] = '}';
+    db_query_t q = {.stmt = TG_STMT_SENT, .nparams = 1, .binary = true};
+    q.params[0] = db_param_text(lit, len);
+    tg_ob_op_t *op = tg_ob_new(TG_OB_SENT, ids[0], arg);
+    op->cb.done = cb;
+    int r = tg_ob_submit(ob, op, &q);
+    free(lit);
+    return r;
+}
+
 int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg)
 {
-    db_param_t none = {0};
-    return tg_ob_mark(ob, TG_OB_SENT, TG_STMT_SENT, id, 1, none, none, cb, arg);
+    return tg_outbox_sent_many(ob, &id, 1, cb, arg);
 }
 
 /* The error text as a parameter: copied (cut, made valid) into buf, or SQL NULL. */

@@ -42,41 +42,23 @@
 #define TG_PS_GAUGES "tgring_proc_gauges"
 #define TG_PS_PRUNE "tgring_proc_prune"
 
-#define TG_PROC_FREE_LEASE "(u.claimed_until IS NULL OR u.claimed_until <= now())"
-
 /*
- * $1 updates at most, $2 lease ms, $3 token. A head is the oldest unprocessed
- * update of its chat (no older unprocessed one of the same chat exists), or
- * any update without a chat. The unprocessed updates are walked in update_id
- * order (updates_pending_idx) and the walk stops after $1 free heads: a claim
- * costs what it takes plus the updates of chats that are busy, not the whole
- * backlog. The lease condition sits on the locked row (u), so that a head
- * leased or processed by a claim that committed after this statement's
- * snapshot is re-checked on its newest version and left out; a later update
- * of a busy chat fails the older-update probe, its head being still
- * unprocessed. RETURNING has no order: the outer ORDER BY gives one.
+ * $1 updates at most, $2 lease ms, $3 token: the oldest unprocessed updates
+ * that head their chat (migrations/0006_claim_plans.sql says how and why in
+ * a function). The second form, sent again after a lost connection, also
+ * takes what the first attempt may have leased.
  */
-#define TG_PROC_CLAIM_SQL(which)                                                                   \
-    "WITH picked AS (SELECT u.update_id FROM updates u "                                           \
-    "WHERE u.processed_at IS NULL AND (" which ") AND NOT EXISTS (SELECT 1 FROM updates o "        \
-    "WHERE o.chat_id = u.chat_id AND o.processed_at IS NULL AND o.update_id < u.update_id) "       \
-    "ORDER BY u.update_id LIMIT $1 FOR UPDATE OF u SKIP LOCKED), "                                 \
-    "c AS (UPDATE updates u SET claimed_until = now() + $2 * interval '1 millisecond', "           \
-    "claim_token = $3, attempts = u.attempts + 1 FROM picked "                                     \
-    "WHERE u.update_id = picked.update_id "                                                        \
-    "RETURNING u.update_id, u.chat_id, u.update_type, u.body, u.attempts) "                        \
-    "SELECT update_id, chat_id, update_type, body, attempts FROM c ORDER BY update_id"
+#define TG_PROC_CLAIM_SQL(again)                                                                   \
+    "SELECT update_id, chat_id, update_type, body, attempts "                                      \
+    "FROM tgring_claim_updates($1, $2, $3, " again ") ORDER BY update_id"
 
 static const uint32_t tg_ps_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ps_fail_types[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ps_send_types[4] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_TEXT, DB_OID_INT8};
 
 static const db_stmt_t tg_proc_stmts[] = {
-    {TG_PS_CLAIM, TG_PROC_CLAIM_SQL(TG_PROC_FREE_LEASE), 3, tg_ps_i8x3},
-    /* Sent again after a lost connection: also what the first attempt may have leased. */
-    {TG_PS_RECLAIM,
-     TG_PROC_CLAIM_SQL(TG_PROC_FREE_LEASE " OR (u.claim_token = $3 AND u.claimed_until > now())"),
-     3, tg_ps_i8x3},
+    {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 3, tg_ps_i8x3},
+    {TG_PS_RECLAIM, TG_PROC_CLAIM_SQL("true"), 3, tg_ps_i8x3},
     {TG_PS_MARK, "SELECT tgring_mark_processed($1, $2)", 2, tg_ps_i8x3},
     /* Idempotent: a second run finds the update processed and changes nothing. */
     {TG_PS_FAIL,

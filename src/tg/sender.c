@@ -130,6 +130,10 @@ struct tg_sender {
     int64_t *mark_chat;
     uint32_t *mark_pass;
     uint32_t mark_mask;
+    /* Rows sent in this turn: marked together at its end, one commit for all. */
+    int64_t *sent_ids; /* [TG_OUTBOX_SENT_MAX] */
+    unsigned nsent;
+    rx_defer_t sent_defer;
 };
 
 static void pump(tg_sender_t *s);
@@ -194,14 +198,45 @@ static void on_recorded(void *arg, int err)
 /* Records a decision for row m, then forgets m. */
 enum { REC_SENT, REC_RETRY, REC_FAIL, REC_RETARGET, REC_RELEASE };
 
+/*
+ * Writes the sent marks of the turn, ahead of anything submitted after (the
+ * outbox's lane runs in order: a claim then sees those rows sent).
+ */
+static void flush_sent(tg_sender_t *s)
+{
+    if (s->nsent == 0)
+        return;
+    unsigned n = s->nsent;
+    s->nsent = 0;
+    if (tg_outbox_sent_many(&s->outbox, s->sent_ids, n, on_recorded, s) != 0) {
+        log_warn("outbox_record_failed", "%u sent rows: database not ready; their leases will expire",
+                 n);
+        s->recording--;
+        check_idle(s);
+    }
+}
+
+static void on_sent_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    flush_sent(container_of(d, tg_sender_t, sent_defer));
+}
+
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
                    int64_t new_chat)
 {
     int r;
     switch (what) {
     case REC_SENT:
-        r = tg_outbox_sent(&s->outbox, m->id, on_recorded, s);
-        break;
+        /* The batch counts as one write while it waits and while it is out. */
+        if (s->nsent == 0) {
+            s->recording++;
+            rx_defer(s->loop, &s->sent_defer, on_sent_defer);
+        }
+        s->sent_ids[s->nsent++] = m->id;
+        msg_unlink(s, m);
+        if (s->nsent == TG_OUTBOX_SENT_MAX)
+            flush_sent(s);
+        return;
     case REC_RETRY:
         r = tg_outbox_retry(&s->outbox, m->id, delay_ms, error, on_recorded, s);
         break;
@@ -500,6 +535,7 @@ static void pump(tg_sender_t *s)
     /* Claim more when there is room and no claim is out. */
     if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms &&
         now >= s->lead_ms) {
+        flush_sent(s);
         int r =
             tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
@@ -603,6 +639,7 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->mark_mask = slots - 1;
     s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
     s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
+    s->sent_ids = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_ids));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
     if (opt->lock_conninfo == NULL) {
         lead(s, 0);
@@ -664,5 +701,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->token);
     free(s->mark_chat);
     free(s->mark_pass);
+    free(s->sent_ids);
     free(s);
 }

@@ -706,6 +706,43 @@ static void test_marks(db_t *db)
            "a released row is claimable again at once, attempts unchanged");
 }
 
+static void test_sent_many(db_t *db)
+{
+    claim_t c;
+    done_t d;
+
+    clear_outbox();
+    int64_t a = add_chat_rows(4, 950); /* one chat: a is its head */
+    int64_t b = add_chat_rows(1, 951);
+    claim(db, &c, 10, 60000);
+    tap_ok(settle(3000) && c.n == 2, "sent_many: the two heads claimed");
+    int64_t ids[] = {a, b};
+    tap_ok(accepted(tg_outbox_sent_many(ob_of(db), ids, 2, on_done, reset(&d))) == 0 &&
+               d.calls == 0,
+           "sent_many: taken, its callback not run synchronously");
+    tap_ok(settle(3000) && d.calls == 1 && d.err == 0, "sent_many: one callback, err 0");
+    tap_ok(q("SELECT count(*) FROM outbox WHERE id IN (%lld, %lld) AND sent_at IS NOT NULL AND "
+             "claimed_until IS NULL",
+             (long long)a, (long long)b) == 2 &&
+               q("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 2,
+           "sent_many: both rows marked sent and no other");
+    long long first = q("SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM outbox "
+                        "WHERE id = %lld",
+                        (long long)a);
+    claim(db, &c, 10, 60000);
+    tap_ok(settle(3000) && c.n == 1 && c.ids[0] == a + 1,
+           "sent_many: the chat's next row is its head now");
+    int64_t again[] = {a, a + 1};
+    accepted(tg_outbox_sent_many(ob_of(db), again, 2, on_done, reset(&d)));
+    tap_ok(settle(3000) && d.err == 0 &&
+               q("SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM outbox "
+                 "WHERE id = %lld",
+                 (long long)a) == first &&
+               q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL",
+                 (long long)(a + 1)) == 1,
+           "sent_many: a row marked again keeps its first sent_at; the new one is marked");
+}
+
 static void test_due_count(db_t *db)
 {
     done_t d, e;
@@ -992,6 +1029,7 @@ int main(void)
     test_shared_outbox(db);
     test_lease_expiry(db);
     test_marks(db);
+    test_sent_many(db);
     test_due_count(db);
     test_interleaved(db);
     test_resend(db);

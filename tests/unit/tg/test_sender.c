@@ -75,6 +75,7 @@ static struct {
     fake_op_t ops[OPS_MAX];
     unsigned nops;
     unsigned claims;         /* claims made */
+    unsigned sent_batches;   /* tg_outbox_sent_many() calls */
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
     rx_defer_t defer;
@@ -191,10 +192,16 @@ int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_c
     return 0;
 }
 
-int tg_outbox_sent(tg_outbox_t *o, int64_t id, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
+                        void *arg)
 {
-    find_row(id)->state = ROW_DONE;
-    return push_mark(REC_SENT, id, 0, NULL, 0, cb, arg);
+    assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
+    ob.sent_batches++;
+    for (unsigned i = 0; i < n; i++) {
+        find_row(ids[i])->state = ROW_DONE;
+        push_mark(REC_SENT, ids[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg);
+    }
+    return 0;
 }
 
 int tg_outbox_retry(tg_outbox_t *o, int64_t id, uint64_t delay_ms, const char *error,
@@ -795,6 +802,40 @@ out:
     finish();
 }
 
+/* Answers ok, in one turn of the loop, every call open now. */
+static void answer_open_in_one_turn(void)
+{
+    httpc_response_t resp = {.status = 200, .body = OK_BODY, .body_len = strlen(OK_BODY)};
+    for (unsigned i = 0; i < api.n; i++) {
+        httpc_req_t *req = api.c[i].req;
+        if (req == NULL)
+            continue;
+        api.c[i].req = NULL;
+        req->cb(req, 0, &resp);
+    }
+    settle();
+}
+
+static void test_sent_batch(void)
+{
+    tg_sender_options_t o = options();
+    for (int i = 0; i < 5; i++)
+        add_row(i + 1, 100 + i, 0);
+    add_row(6, 100, 0); /* chat 100's second row: claimable once row 1 is marked */
+    begin(&o);
+    tap_eq_int(api.n, 5, "batch: the five chats' first rows go at once");
+    answer_open_in_one_turn();
+    tap_ok(ob.sent_batches == 1 && count_marks(REC_SENT, 0) == 5,
+           "batch: five answers in one turn are marked sent by one write (%u writes, %u marks)",
+           ob.sent_batches, count_marks(REC_SENT, 0));
+    tap_ok(api.n == 6 && api.c[5].id == 6,
+           "batch: the claim after the write finds chat 100's next row");
+    answer_open_in_one_turn();
+    tap_ok(ob.sent_batches == 2 && count_marks(REC_SENT, 6) == 1,
+           "batch: the next turn's answer is a write of its own");
+    finish();
+}
+
 static void test_order(void)
 {
     tg_sender_options_t o = options();
@@ -960,6 +1001,7 @@ int main(void)
     test_limited_global();
     test_migrate();
     test_migrate_merge();
+    test_sent_batch();
     test_order();
     test_rate();
     test_stop();

@@ -1,0 +1,89 @@
+-- SPDX-License-Identifier: MIT
+-- 0006_claim_plans: the processor's and the sender's claims as functions whose
+-- plan cannot change with the statistics (src/tg/processor.c, src/tg/outbox.c).
+--
+-- updates and outbox are queues: between two of autovacuum's analyzes (a
+-- minute apart at the default naptime) their open rows can go from none to
+-- tens of thousands. A claim planned from statistics taken while they were
+-- empty read the whole backlog for every row it took: a nested loop whose
+-- inner side scanned all of a partial index without a key (2.8 s a claim for
+-- 256 heads of a 50,000-row backlog), or a hash join over the backlog
+-- (200 ms); cached as a generic plan, it stayed so until the process ended.
+-- A claim has one right plan whatever the sizes: walk the open rows oldest
+-- first in a partial index, probe each one's chat by key for an older open
+-- row, stop after the heads it takes. These functions run their statement
+-- with every other way of reading or joining switched off, and without JIT
+-- (the switched-off ways' costs would otherwise make every claim compile).
+-- PL/pgSQL keeps the statement's plan for the session, made once and
+-- generic: the plan the switches leave is right for any parameters, and a
+-- claim costs no planning (a third of a small claim's time in plain SQL).
+--
+-- p_again: also the rows this claim token still leases. A claim is sent again
+-- after a lost connection with the same token; its first attempt may have
+-- committed. Callers order the rows (RETURNING has no order).
+
+CREATE FUNCTION tgring_claim_updates(p_max bigint, p_lease_ms bigint, p_token bigint,
+                                     p_again boolean)
+RETURNS TABLE (update_id bigint, chat_id bigint, update_type text, body bytea, attempts integer)
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET enable_sort = off SET enable_material = off SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    -- A head is the oldest unprocessed update of its chat, or any update
+    -- without a chat. The lease condition sits on the locked row, so that a
+    -- head leased or processed by a claim that committed after this
+    -- statement's snapshot is re-checked on its newest version and left out.
+    WITH picked AS (
+        SELECT u.update_id FROM updates u
+         WHERE u.processed_at IS NULL
+           AND (u.claimed_until IS NULL OR u.claimed_until <= now()
+                OR (p_again AND u.claim_token = p_token AND u.claimed_until > now()))
+           AND NOT EXISTS (SELECT 1 FROM updates o
+                            WHERE o.chat_id = u.chat_id AND o.processed_at IS NULL
+                              AND o.update_id < u.update_id)
+         ORDER BY u.update_id LIMIT p_max
+           FOR UPDATE OF u SKIP LOCKED)
+    UPDATE updates u
+       SET claimed_until = now() + p_lease_ms * interval '1 millisecond',
+           claim_token = p_token, attempts = u.attempts + 1
+      FROM picked
+     WHERE u.update_id = picked.update_id
+    RETURNING u.update_id, u.chat_id, u.update_type, u.body, u.attempts;
+END
+$$;
+
+CREATE FUNCTION tgring_claim_outbox(p_max bigint, p_lease_ms bigint, p_token bigint,
+                                    p_again boolean)
+RETURNS TABLE (id bigint, chat_id bigint, method text, body text, attempts integer)
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
+SET enable_mergejoin = off SET enable_sort = off SET enable_material = off SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    -- Only a chat's head is claimable: its oldest open row, and only while
+    -- that is due and not leased, so a chat's next row waits until the one
+    -- before it is sent or failed for good. The older-row probe reads this
+    -- statement's snapshot: a head sent by a claim that committed after it
+    -- still counts as open, which only defers its successor to the next claim.
+    UPDATE outbox SET claimed_until = now() + p_lease_ms * interval '1 millisecond',
+                      claim_token = p_token
+     WHERE outbox.id = ANY (ARRAY (
+        SELECT o.id FROM outbox o
+         WHERE o.sent_at IS NULL AND o.failed_at IS NULL
+           AND ((o.not_before <= now() AND (o.claimed_until IS NULL OR o.claimed_until <= now()))
+                OR (p_again AND o.claim_token = p_token AND o.claimed_until > now()))
+           AND NOT EXISTS (SELECT 1 FROM outbox p
+                            WHERE p.chat_id = o.chat_id AND p.id < o.id
+                              AND p.sent_at IS NULL AND p.failed_at IS NULL)
+         ORDER BY o.id LIMIT p_max
+           FOR UPDATE SKIP LOCKED))
+    RETURNING outbox.id, outbox.chat_id, outbox.method, outbox.body, outbox.attempts;
+END
+$$;
