@@ -66,6 +66,7 @@ typedef struct tg_outbox_row {
     const char *body; /* the JSON request body; NUL-terminated too */
     size_t body_len;
     int attempts; /* sends tried before this claim */
+    int64_t prev_id; /* the next older open row of its chat when claimed, 0: none */
 } tg_outbox_row_t;
 
 /*
@@ -101,16 +102,21 @@ typedef void (*tg_outbox_count_cb)(void *arg, int err, int64_t count);
 void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt);
 
 /*
- * Claims up to `max` (>= 1) due chat heads: rows with sent_at and failed_at
- * null, not_before <= now(), claimed_until null or past, and no older row of
- * the same chat_id with sent_at and failed_at null; oldest id first, with FOR
- * UPDATE SKIP LOCKED so that several processes share one outbox without
- * blocking each other, and sets claimed_until = now() + lease_ms. So at most
- * one row of a chat is ever claimed, and a chat's rows are claimed strictly
- * in id order: a row put back (retry, release, a lease run out) is claimed
- * again before any later row of its chat, and one not due yet holds them
- * back. (Id order is the order of the inserts' commits only for rows of a
- * chat written one transaction after another, as the processor writes a
+ * Claims up to `max` (>= 1) due rows, each chat's as a run: rows with
+ * sent_at and failed_at null, not_before <= now() and claimed_until null or
+ * past, oldest id first, with FOR UPDATE SKIP LOCKED so that several
+ * processes share one outbox without blocking each other; sets claimed_until
+ * = now() + lease_ms. A row is taken only if no older open row of its chat
+ * holds it back: each older one is either leased by an earlier claim of this
+ * tg_outbox_t (its lease running) or taken in this same claim. So a row put
+ * back (retry, release, a lease run out) comes again before any later row of
+ * its chat, and one not due yet, or leased by another process, holds them
+ * back. Each row carries prev_id, the next older open row of its chat when
+ * the claim ran (0: none): the caller sends a chat's rows one after the
+ * other in id order, and keeps a row only while its prev_id is held or done
+ * (one put back while the claim was on its way makes the caller give the
+ * row back). (Id order is the order of the inserts' commits only for rows of
+ * a chat written one transaction after another, as the processor writes a
  * chat's replies.) A row is not claimed
  * again while its lease runs, by this or any process; once it has run out
  * (the process died, or its send took longer than the lease) it is claimed

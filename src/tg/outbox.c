@@ -69,27 +69,28 @@ typedef struct tg_ob_op {
 #define TG_OB_OPEN "sent_at IS NULL AND failed_at IS NULL"
 
 /*
- * $1 rows, $2 lease ms, $3 token: the oldest due rows that head their chat
- * (migrations/0006_claim_plans.sql says how and why in a function), so a
- * chat's next row waits until the one before it is sent or failed for good.
- * The second form, sent again after a lost connection, also takes the rows
- * the first attempt may have leased.
+ * $1 rows, $2 lease ms, $3 token, $4 the first token of this outbox's claims:
+ * the oldest due rows, each chat's as a run that nothing older holds back
+ * (migrations/0006_claim_plans.sql says how, and why in a function). The
+ * second form, sent again after a lost connection, also takes the rows the
+ * first attempt may have leased.
  */
 #define TG_OB_CLAIM_SQL(again)                                                                     \
-    "SELECT id, chat_id, method, body, attempts FROM tgring_claim_outbox($1, $2, $3, " again       \
-    ") ORDER BY id"
+    "SELECT id, chat_id, method, body, attempts, prev_id "                                         \
+    "FROM tgring_claim_outbox($1, $2, $3, " again ", $4) ORDER BY id"
 
 /* A mark applies to a row under a claim only: sent again after a lost connection, it is a no-op. */
 #define TG_OB_CLAIMED "id = $1 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
 
 static const uint32_t tg_ob_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
+static const uint32_t tg_ob_i8x4[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ob_i8_i8_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ob_i8_text[2] = {DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ob_text[1] = {DB_OID_TEXT};
 
 static const db_stmt_t tg_ob_stmts[] = {
-    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 3, tg_ob_i8x3},
-    {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 3, tg_ob_i8x3},
+    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 4, tg_ob_i8x4},
+    {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 4, tg_ob_i8x4},
     /* $1: the ids as an array literal, '{1,2,3}'. */
     {TG_STMT_SENT,
      "UPDATE outbox SET sent_at = now(), claimed_until = NULL "
@@ -121,12 +122,15 @@ static const db_stmt_t tg_ob_stmts[] = {
 /* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
 static bool tg_ob_rows(const db_result_t *res, tg_outbox_row_t *rows, unsigned n)
 {
-    if (db_res_cols(res) != 5)
+    if (db_res_cols(res) != 6)
         return false;
     for (unsigned i = 0; i < n; i++) {
         int64_t attempts;
         if (!db_res_int(res, i, 0, &rows[i].id) || !db_res_int(res, i, 1, &rows[i].chat_id) ||
             !db_res_int(res, i, 4, &attempts) || db_res_null(res, i, 2) || db_res_null(res, i, 3))
+            return false;
+        rows[i].prev_id = 0;
+        if (!db_res_null(res, i, 5) && !db_res_int(res, i, 5, &rows[i].prev_id))
             return false;
         rows[i].method = db_res_value(res, i, 2, &rows[i].method_len);
         rows[i].body = db_res_value(res, i, 3, &rows[i].body_len);
@@ -251,7 +255,8 @@ void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt)
         clock_gettime(CLOCK_REALTIME, &ts);
         seed = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
     }
-    ob->token_base = seed;
+    /* Below 2^62: the tokens of a run of claims never wrap, so they form one range. */
+    ob->token_base = seed >> 2;
 }
 
 int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
@@ -260,10 +265,11 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     assert(cb != NULL && max > 0);
     if (db_draining(db_client_db(ob->cl)))
         return -EAGAIN;
-    db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 3, .binary = true};
+    db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 4, .binary = true};
     q.params[0] = db_param_int8(max < TG_OUTBOX_CLAIM_MAX ? max : TG_OUTBOX_CLAIM_MAX);
     q.params[1] = db_param_int8(lease_ms);
     q.params[2] = db_param_int8((int64_t)(ob->token_base + ob->next_token));
+    q.params[3] = db_param_int8((int64_t)ob->token_base);
     tg_ob_op_t *op = tg_ob_new(TG_OB_CLAIM, 0, arg);
     op->cb.claim = cb;
     int r = tg_ob_submit(ob, op, &q);

@@ -130,6 +130,10 @@ struct tg_sender {
     int64_t *mark_chat;
     uint32_t *mark_pass;
     uint32_t mark_mask;
+    /* Rows sent or failed for good while a claim is out: a claimed row whose chat's
+     * previous row is one of them may stay (see on_claimed). */
+    int64_t *done_ids;
+    unsigned ndone, done_cap;
     /* Rows sent in this turn: marked together at its end, one commit for all. */
     int64_t *sent_ids; /* [TG_OUTBOX_SENT_MAX] */
     unsigned nsent;
@@ -225,6 +229,13 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
                    int64_t new_chat)
 {
     int r;
+    if (s->claiming && (what == REC_SENT || what == REC_FAIL)) {
+        if (s->ndone == s->done_cap) {
+            s->done_cap = s->done_cap ? 2 * s->done_cap : 64;
+            s->done_ids = xrealloc(s->done_ids, s->done_cap * sizeof(*s->done_ids));
+        }
+        s->done_ids[s->ndone++] = m->id;
+    }
     switch (what) {
     case REC_SENT:
         /* The batch counts as one write while it waits and while it is out. */
@@ -416,6 +427,15 @@ static bool held_id(const tg_sender_t *s, int64_t id)
     return false;
 }
 
+/* True when row id was sent or failed for good while the current claim was out. */
+static bool done_id(const tg_sender_t *s, int64_t id)
+{
+    for (unsigned i = 0; i < s->ndone; i++)
+        if (s->done_ids[i] == id)
+            return true;
+    return false;
+}
+
 static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
 {
     pump(container_of(t, tg_sender_t, poll_timer));
@@ -455,10 +475,20 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 s->head = m;
             s->held++;
             met_self()->outbox_claimed++;
-            if (!active(s))
+            if (!active(s)) {
                 record(s, m, REC_RELEASE, 0, NULL, 0);
+            } else if (rows[i].prev_id != 0 && !held_id(s, rows[i].prev_id) &&
+                       !done_id(s, rows[i].prev_id)) {
+                /*
+                 * The chat's previous row is neither held nor done: it was
+                 * put back while the claim was on its way (or another
+                 * process held it). This one must not leave before it.
+                 */
+                put_back(s, m, REC_RELEASE, 0, NULL, 0);
+            }
         }
     }
+    s->ndone = 0;
     if (!active(s)) {
         check_idle(s);
         return;
@@ -702,5 +732,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->mark_chat);
     free(s->mark_pass);
     free(s->sent_ids);
+    free(s->done_ids);
     free(s);
 }

@@ -44,6 +44,7 @@ typedef struct claim {
     int64_t ids[64];
     int attempts[64];
     int64_t chat[64];
+    int64_t prev[64];
     char method[32];      /* of the first row */
     char body[256];       /* of the first row */
     bool lengths_ok;      /* method_len and body_len match the NUL-terminated text */
@@ -79,6 +80,7 @@ static void on_claim(void *arg, int err, const tg_outbox_row_t *rows, unsigned n
             c->ids[i] = rows[i].id;
             c->attempts[i] = rows[i].attempts;
             c->chat[i] = rows[i].chat_id;
+            c->prev[i] = rows[i].prev_id;
         }
         c->lengths_ok = c->lengths_ok && strlen(rows[i].method) == rows[i].method_len &&
                         strlen(rows[i].body) == rows[i].body_len;
@@ -418,7 +420,7 @@ static void test_claim_order(db_t *db)
 }
 
 /* Only a chat's oldest open row is claimable: its rows go strictly in id order. */
-static void test_heads(db_t *db)
+static void test_runs(db_t *db)
 {
     claim_t c;
     done_t d;
@@ -426,22 +428,39 @@ static void test_heads(db_t *db)
     clear_outbox();
     int64_t a = add_chat_rows(3, 1600);
     int64_t other = add_rows(1, 1601, -1);
-    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 2 &&
-               c.ids[0] == a && c.ids[1] == other,
-           "heads: of a chat's three rows only the oldest is claimed, beside another chat's");
-    tap_ok(retry(db, &d, a, 60000, "later") == 0 && settle(3000) && d.err == 0,
-           "heads: the head is put back with a delay");
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 4 &&
+               c.ids[0] == a && c.ids[1] == a + 1 && c.ids[2] == a + 2 && c.ids[3] == other,
+           "runs: a chat's three rows come as one run, beside another chat's row");
+    tap_ok(c.prev[0] == 0 && c.prev[1] == a && c.prev[2] == a + 1 && c.prev[3] == 0,
+           "runs: each row names its chat's next older open row (0 for none)");
+    done_t back[3];
+    tap_ok(release(db, &back[0], a + 2) == 0 && release(db, &back[1], a + 1) == 0 &&
+               retry(db, &back[2], a, 60000, "later") == 0 && settle(3000) &&
+               back[0].err == 0 && back[1].err == 0 && back[2].err == 0,
+           "runs: the run is put back, its first row with a delay");
     tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.err == 0 && c.n == 0,
-           "heads: while it is not due, its chat's later rows are not claimable either");
+           "runs: while its first row is not due, the chat's later rows are not claimable (%u)",
+           c.n);
     q("UPDATE outbox SET not_before = now() WHERE id = %lld", (long long)a);
-    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == a,
-           "heads: due again, the put-back row is claimed before its chat's later ones");
-    tap_ok(sent(db, &d, a) == 0 && settle(3000) && claim(db, &c, 10, 60000) == 0 &&
-               settle(3000) && c.n == 1 && c.ids[0] == a + 1,
-           "heads: once it is sent, the chat's next row is claimable");
-    tap_ok(fail(db, &d, a + 1, "final") == 0 && settle(3000) && claim(db, &c, 10, 60000) == 0 &&
-               settle(3000) && c.n == 1 && c.ids[0] == a + 2,
-           "heads: a row failed for good does not block its chat");
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 3 && c.ids[0] == a &&
+               c.ids[2] == a + 2,
+           "runs: due again, the put-back row comes first, the rest of the run behind it");
+    int64_t late = add_chat_rows(1, 1600);
+    tap_ok(claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == late &&
+               c.prev[0] == a + 2,
+           "runs: a new row joins while the rows before it are leased by this outbox");
+    db_t *b = ready(new_db(NULL, 0, 0));
+    int64_t after = add_chat_rows(1, 1600);
+    claim_t cb = {0};
+    tap_ok(accepted(tg_outbox_claim(ob_of(b), 10, 60000, on_claim, &cb)) == 0 && settle(3000) &&
+               cb.err == 0 && cb.n == 0,
+           "runs: rows leased by another process's outbox hold the chat's later rows back");
+    free_db(b);
+    done_t fin;
+    tap_ok(sent(db, &d, a) == 0 && fail(db, &fin, a + 1, "final") == 0 && settle(3000) &&
+               claim(db, &c, 10, 60000) == 0 && settle(3000) && c.n == 1 && c.ids[0] == after &&
+               c.prev[0] == late,
+           "runs: sent and failed rows hold nothing back; leased ones of this outbox do not either");
 }
 
 static void test_claims_in_flight(db_t *db)
@@ -712,10 +731,10 @@ static void test_sent_many(db_t *db)
     done_t d;
 
     clear_outbox();
-    int64_t a = add_chat_rows(4, 950); /* one chat: a is its head */
+    int64_t a = add_chat_rows(4, 950);
     int64_t b = add_chat_rows(1, 951);
     claim(db, &c, 10, 60000);
-    tap_ok(settle(3000) && c.n == 2, "sent_many: the two heads claimed");
+    tap_ok(settle(3000) && c.n == 5, "sent_many: the five rows claimed");
     int64_t ids[] = {a, b};
     tap_ok(accepted(tg_outbox_sent_many(ob_of(db), ids, 2, on_done, reset(&d))) == 0 &&
                d.calls == 0,
@@ -729,9 +748,6 @@ static void test_sent_many(db_t *db)
     long long first = q("SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM outbox "
                         "WHERE id = %lld",
                         (long long)a);
-    claim(db, &c, 10, 60000);
-    tap_ok(settle(3000) && c.n == 1 && c.ids[0] == a + 1,
-           "sent_many: the chat's next row is its head now");
     int64_t again[] = {a, a + 1};
     accepted(tg_outbox_sent_many(ob_of(db), again, 2, on_done, reset(&d)));
     tap_ok(settle(3000) && d.err == 0 &&
@@ -1024,7 +1040,7 @@ int main(void)
      */
     db_t *db = ready(new_db_n(NULL, 0, 10000, 1));
     test_claim_order(db);
-    test_heads(db);
+    test_runs(db);
     test_claims_in_flight(db);
     test_shared_outbox(db);
     test_lease_expiry(db);

@@ -76,6 +76,8 @@ static struct {
     unsigned nops;
     unsigned claims;         /* claims made */
     unsigned sent_batches;   /* tg_outbox_sent_many() calls */
+    bool stale_snapshot;     /* claims ignore what holds rows back, as a snapshot taken
+                                before a row was put back would; for one claim */
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
     rx_defer_t defer;
@@ -103,24 +105,41 @@ static fake_row_t *find_row(int64_t id)
     return NULL;
 }
 
-/* True when a row older than rows[i] of its chat is neither sent nor failed. */
+/*
+ * True when an older open row of rows[i]'s chat holds it back: one that is
+ * neither claimed (held by the sender) nor due now, so not taken ahead of it.
+ */
 static bool behind_older(unsigned i)
 {
-    for (unsigned j = 0; j < i; j++)
-        if (ob.rows[j].chat_id == ob.rows[i].chat_id && ob.rows[j].state != ROW_DONE)
+    for (unsigned j = 0; j < i; j++) {
+        const fake_row_t *r = &ob.rows[j];
+        if (r->chat_id == ob.rows[i].chat_id && r->state != ROW_DONE && r->state != ROW_CLAIMED &&
+            !(r->state == ROW_DUE && r->not_before <= loop.now))
             return true;
+    }
     return false;
 }
 
-/* Claims rows as the real statement does: due chat heads, oldest id first, at most max. */
+/* The next older open row of rows[i]'s chat, 0 when none. */
+static int64_t prev_open(unsigned i)
+{
+    for (unsigned j = i; j-- > 0;)
+        if (ob.rows[j].chat_id == ob.rows[i].chat_id && ob.rows[j].state != ROW_DONE)
+            return ob.rows[j].id;
+    return 0;
+}
+
+/* Claims rows as the real statement does: due rows that nothing holds back, oldest first. */
 static void answer_claim(const fake_op_t *op)
 {
     tg_outbox_row_t out[ROWS_MAX];
     unsigned n = 0;
     for (unsigned i = 0; i < ob.nrows && n < op->max; i++) {
         fake_row_t *r = &ob.rows[i];
-        if (r->state != ROW_DUE || r->not_before > loop.now || behind_older(i))
+        if (r->state != ROW_DUE || r->not_before > loop.now ||
+            (!ob.stale_snapshot && behind_older(i)))
             continue;
+        int64_t prev = prev_open(i);
         r->state = ROW_CLAIMED;
         r->claimed_at = loop.now;
         out[n++] = (tg_outbox_row_t){
@@ -131,8 +150,10 @@ static void answer_claim(const fake_op_t *op)
             .body = r->body,
             .body_len = strlen(r->body),
             .attempts = r->attempts,
+            .prev_id = prev,
         };
     }
+    ob.stale_snapshot = false; /* one claim only */
     op->claim_cb(op->arg, 0, out, n);
 }
 
@@ -836,6 +857,38 @@ static void test_sent_batch(void)
     finish();
 }
 
+static void test_run_put_back(void)
+{
+    tg_sender_options_t o = options();
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    add_row(3, 200, 0);
+    find_row(1)->not_before = loop.now + 60000; /* put back with a delay, after the snapshot */
+    ob.stale_snapshot = true;
+    begin(&o);
+    tap_ok(call_of(2, 0) < 0 && count_marks(REC_RELEASE, 2) == 1,
+           "run: a row whose chat's previous row is neither held nor done is given back, unsent");
+    tap_ok(call_of(3, 0) >= 0, "run: other chats' rows go");
+    finish();
+}
+
+static void test_run(void)
+{
+    tg_sender_options_t o = options();
+    for (int i = 0; i < 3; i++)
+        add_row(i + 1, 100, 0);
+    begin(&o);
+    tap_ok(find_row(2)->state == ROW_CLAIMED && find_row(3)->state == ROW_CLAIMED &&
+               api.n == 1 && api.c[0].id == 1,
+           "run: the first claim takes the chat's three rows; the first goes alone");
+    answer_ok(0);
+    tap_ok(api.n == 2 && api.c[1].id == 2, "run: the second goes when the first is answered");
+    answer_ok(1);
+    answer_ok(2);
+    tap_eq_int(count_marks(REC_SENT, 0), 3, "run: all three marked sent");
+    finish();
+}
+
 static void test_order(void)
 {
     tg_sender_options_t o = options();
@@ -1002,6 +1055,8 @@ int main(void)
     test_migrate();
     test_migrate_merge();
     test_sent_batch();
+    test_run();
+    test_run_put_back();
     test_order();
     test_rate();
     test_stop();
