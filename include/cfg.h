@@ -66,6 +66,8 @@ typedef struct cfg {
     unsigned body_timeout_ms;     /* TGRING_BODY_TIMEOUT_MS, default 30000, 1..600000 */
     unsigned idle_timeout_ms;     /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
                                      idle */
+    unsigned response_timeout_ms; /* TGRING_RESPONSE_TIMEOUT_MS, default 10000, 1..600000: to
+                                     send one response; the connection is closed past it */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
     unsigned db_connections;      /* TGRING_DB_CONNECTIONS, default 2, 1..16: PostgreSQL connections
                                      per worker */

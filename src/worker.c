@@ -272,6 +272,7 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
         .header_timeout_ms = cfg->header_timeout_ms,
         .body_timeout_ms = cfg->body_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .send_timeout_ms = cfg->response_timeout_ms,
         .on_request = tg_webhook_on_request,
         .data = &w->hook,
     };

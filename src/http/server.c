@@ -31,7 +31,8 @@
 #define RECV_BUFSZ 4096
 #define LINGER_MS 2000 /* after a closing response, how long to read and discard */
 #define INBUF_MIN 2048
-#define TXN_FREE_MAX 256 /* request contexts kept for reuse */
+#define TXN_FREE_MAX 256      /* request contexts kept for reuse */
+#define SEND_TIMEOUT_MS 10000 /* send_timeout_ms when the options leave it 0 */
 
 /* What a connection holds while a request is in progress. */
 typedef struct http_txn {
@@ -70,6 +71,7 @@ struct http_conn {
     bool paused;      /* recv cancelled because enough input is buffered */
     bool head_timer;  /* the header deadline of the current request is set */
     bool overflow;    /* pipelined bytes were dropped: close after the response */
+    bool aborted;     /* closed with a response unsent: what is left of it is dropped */
     bool fd_closed;
 };
 
@@ -158,6 +160,15 @@ static void conn_close(http_conn_t *c)
     conn_maybe_free(c);
 }
 
+/* Closes at once, also with a response half sent: its send is cancelled. */
+static void conn_abort(http_conn_t *c)
+{
+    c->aborted = true;
+    if (c->send_op.armed)
+        rx_cancel(c->srv->loop, &c->send_op);
+    conn_close(c);
+}
+
 static void on_close(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_conn_t *c = container_of(op, http_conn_t, close_op);
@@ -210,6 +221,20 @@ static void conn_maybe_free(http_conn_t *c)
 static void on_timer(rx_loop_t *loop, rx_timer_t *t)
 {
     http_conn_t *c = container_of(t, http_conn_t, timer);
+    if (c->out != NULL) {
+        /*
+         * The response is not out by its deadline: the client stopped reading
+         * (or reads too slowly to be a client of this server). Waiting longer
+         * would hold its descriptor and buffers for as long as it likes.
+         */
+        met_self()->http_send_timeouts++;
+        log_info("http_send_timeout",
+                 "conn=%llu response not sent within %u ms (%zu of %zu "
+                 "bytes sent); closing",
+                 (unsigned long long)c->id, c->srv->opt.send_timeout_ms, c->out_off, c->out_len);
+        conn_abort(c);
+        return;
+    }
     if (c->lingering || (c->head_len == 0 && c->in_len == 0)) {
         conn_close(c); /* idle keep-alive or linger over: close silently */
         return;
@@ -248,8 +273,8 @@ static void conn_start_linger(http_conn_t *c)
 static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_conn_t *c = container_of(op, http_conn_t, send_op);
-    if (res <= 0) {
-        /* The peer went away; nothing more can be said to it. */
+    if (res <= 0 || c->aborted) {
+        /* The peer went away, or the deadline passed; nothing more can be said to it. */
         c->peer_eof = true;
         free(c->out);
         c->out = NULL;
@@ -310,7 +335,6 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
         conn_maybe_free(c);
         return;
     }
-    rx_timer_stop(s->loop, &c->timer);
 
     char head[512];
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
@@ -328,6 +352,8 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
     c->close_after = close;
     if (c->paused && !close)
         c->paused = false; /* re-armed after the send, in conn_process */
+    /* The response's deadline; what comes after the send sets the next timer. */
+    rx_timer_start(s->loop, &c->timer, s->opt.send_timeout_ms, on_timer);
     conn_send(c);
 }
 
@@ -577,6 +603,8 @@ http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_option
     s->loop = loop;
     s->opt = *opt;
     s->lfd = fd;
+    if (s->opt.send_timeout_ms == 0)
+        s->opt.send_timeout_ms = SEND_TIMEOUT_MS;
     s->accept_op.cb = on_accept;
     int r = rx_bufring_init(loop, &s->bufs, RECV_BGID, RECV_NBUFS, RECV_BUFSZ);
     if (r < 0) {
@@ -631,7 +659,7 @@ void http_server_close_all(http_server_t *s)
 {
     for (http_conn_t *c = s->conns, *next; c != NULL; c = next) {
         next = c->next;
-        conn_close(c);
+        conn_abort(c);
     }
 }
 
