@@ -57,7 +57,8 @@ typedef struct cfg {
     log_format_t log_format; /* LOG_FORMAT, default json */
     /* Tunables, each with its own TGRING_ variable. */
     uint64_t max_body;            /* TGRING_MAX_BODY bytes, default 1048576, 1 KiB..64 MiB */
-    unsigned max_connections;     /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000 */
+    unsigned max_connections;     /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000; a worker
+                                     lowers it to fit RLIMIT_NOFILE */
     unsigned queue_max;           /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
                                      1..1000000 */
     unsigned ack_timeout_ms;      /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */

@@ -97,7 +97,7 @@ static const cfg_help_t cfg_help[] = {
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"LOG_FORMAT", "json", "json or text"},
     {"TGRING_MAX_BODY", "1048576", "largest update, bytes, 1024..64 Mi"},
-    {"TGRING_MAX_CONNECTIONS", "16384", "open connections per worker"},
+    {"TGRING_MAX_CONNECTIONS", "16384", "per worker, lowered to fit ulimit -n"},
     {"TGRING_QUEUE_MAX", "4096", "updates waiting for a commit"},
     {"TGRING_ACK_TIMEOUT_MS", "5000", "wait for a commit, then 503; ms"},
     {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive a request head"},

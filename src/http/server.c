@@ -33,6 +33,15 @@
 #define INBUF_MIN 2048
 #define TXN_FREE_MAX 256      /* request contexts kept for reuse */
 #define SEND_TIMEOUT_MS 10000 /* send_timeout_ms when the options leave it 0 */
+/*
+ * After a failed accept (EMFILE, ENFILE, ENOMEM...) the connection stays in
+ * the backlog and the next accept fails at once: re-arming at once would spin.
+ * So accepting resumes after a delay, doubling from the first to the cap, and
+ * at most one line per ACCEPT_WARN_MS says so, with the failures it stands for.
+ */
+#define ACCEPT_DELAY_MIN_MS 10
+#define ACCEPT_DELAY_MAX_MS 1000
+#define ACCEPT_WARN_MS 1000
 
 /* What a connection holds while a request is in progress. */
 typedef struct http_txn {
@@ -80,6 +89,10 @@ struct http_server {
     http_server_options_t opt;
     int lfd;
     rx_op_t accept_op;
+    rx_timer_t accept_timer;    /* re-arms accept after a failure */
+    unsigned accept_delay_ms;   /* back-off before the next accept; 0 after a success */
+    uint64_t accept_warned_at;  /* rx_now() of the last accept_failed line, ms; 0: none yet */
+    unsigned accept_suppressed; /* failures not logged since that line */
     rx_bufring_t bufs;
     http_conn_t *conns; /* list of open connections */
     unsigned nconns;
@@ -560,10 +573,40 @@ static void arm_accept(http_server_t *s)
     io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
 }
 
+static void on_accept_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    http_server_t *s = container_of(t, http_server_t, accept_timer);
+    if (!s->draining && !s->accept_op.armed)
+        arm_accept(s);
+}
+
+/* Backs off after a failed accept and logs it, throttled. */
+static void accept_failed(http_server_t *s, int err)
+{
+    met_self()->http_accept_errors++;
+    if (s->accept_delay_ms == 0)
+        s->accept_delay_ms = ACCEPT_DELAY_MIN_MS;
+    else if (s->accept_delay_ms < ACCEPT_DELAY_MAX_MS / 2)
+        s->accept_delay_ms *= 2;
+    else
+        s->accept_delay_ms = ACCEPT_DELAY_MAX_MS;
+    uint64_t now = rx_now(s->loop);
+    if (s->accept_warned_at != 0 && now - s->accept_warned_at < ACCEPT_WARN_MS) {
+        s->accept_suppressed++;
+        return;
+    }
+    log_warn("accept_failed",
+             "accept: %s (%u more failures since the last line); retrying in %u ms", strerror(-err),
+             s->accept_suppressed, s->accept_delay_ms);
+    s->accept_warned_at = now;
+    s->accept_suppressed = 0;
+}
+
 static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_server_t *s = container_of(op, http_server_t, accept_op);
     if (res >= 0) {
+        s->accept_delay_ms = 0;
         if (s->draining || s->nconns >= s->opt.max_connections) {
             close(res);
         } else {
@@ -586,14 +629,21 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
             conn_arm_recv(c);
             rx_timer_start(loop, &c->timer, s->opt.idle_timeout_ms, on_timer);
         }
-    } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
-        log_warn("accept_failed", "accept: %s", strerror(-res));
+    } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN && res != -ECONNABORTED) {
+        accept_failed(s, res);
+        /* Should the kernel keep the multishot armed, stop it: the timer re-arms. */
+        if (flags & IORING_CQE_F_MORE)
+            rx_cancel(loop, op);
     }
     if (!(flags & IORING_CQE_F_MORE)) {
-        if (!s->draining)
+        if (s->draining) {
+            if (s->nconns == 0)
+                rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+        } else if (s->accept_delay_ms > 0) {
+            rx_timer_start(loop, &s->accept_timer, s->accept_delay_ms, on_accept_timer);
+        } else {
             arm_accept(s);
-        else if (s->nconns == 0)
-            rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+        }
     }
 }
 
@@ -642,6 +692,7 @@ void http_server_drain(http_server_t *s, void (*on_drained)(void *arg), void *ar
     s->on_drained = on_drained;
     s->drained_arg = arg;
     rx_cancel(s->loop, &s->accept_op);
+    rx_timer_stop(s->loop, &s->accept_timer);
     if (s->lfd >= 0) {
         close(s->lfd);
         s->lfd = -1;
@@ -665,6 +716,7 @@ void http_server_close_all(http_server_t *s)
 
 void http_server_free(http_server_t *s)
 {
+    rx_timer_stop(s->loop, &s->accept_timer);
     while (s->txn_free != NULL) {
         http_txn_t *t = s->txn_free;
         s->txn_free = t->next_free;
