@@ -57,7 +57,8 @@ typedef struct cfg {
     log_format_t log_format; /* LOG_FORMAT, default json */
     /* Tunables, each with its own TGRING_ variable. */
     uint64_t max_body;            /* TGRING_MAX_BODY bytes, default 1048576, 1 KiB..64 MiB */
-    unsigned max_connections;     /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000 */
+    unsigned max_connections;     /* TGRING_MAX_CONNECTIONS, default 16384, 1..1000000; a worker
+                                     lowers it to fit RLIMIT_NOFILE */
     unsigned queue_max;           /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
                                      1..1000000 */
     unsigned ack_timeout_ms;      /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */
@@ -66,6 +67,8 @@ typedef struct cfg {
     unsigned body_timeout_ms;     /* TGRING_BODY_TIMEOUT_MS, default 30000, 1..600000 */
     unsigned idle_timeout_ms;     /* TGRING_IDLE_TIMEOUT_MS, default 75000, 1..3600000: keep-alive
                                      idle */
+    unsigned response_timeout_ms; /* TGRING_RESPONSE_TIMEOUT_MS, default 10000, 1..600000: to
+                                     send one response; the connection is closed past it */
     unsigned shutdown_timeout_ms; /* TGRING_SHUTDOWN_TIMEOUT_MS, default 10000, 0..600000 grace */
     unsigned db_connections;      /* TGRING_DB_CONNECTIONS, default 2, 1..16: PostgreSQL connections
                                      per worker */

@@ -38,6 +38,9 @@ typedef struct http_server_options {
     unsigned header_timeout_ms; /* from a request's first byte to the end of its head (408) */
     unsigned body_timeout_ms;   /* from the end of the head to the end of the body (408) */
     unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
+    unsigned send_timeout_ms;   /* from a response's first byte queued to its last sent: past it
+                                   the connection is closed (a client that stopped reading);
+                                   0: 10 s */
     http_request_cb on_request;
     void *data; /* for the application: http_server_data() */
 } http_server_options_t;
@@ -60,7 +63,8 @@ void *http_server_data(const http_server_t *s);
  */
 void http_server_drain(http_server_t *s, void (*on_drained)(void *arg), void *arg);
 
-/* Closes everything at once (the grace period ran out). */
+/* Closes everything at once (the grace period ran out), also dropping responses
+ * still being sent. */
 void http_server_close_all(http_server_t *s);
 
 /* Frees the server. Only once the loop no longer runs, after rx_run returned. */

@@ -29,12 +29,21 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 1024
 #define DB_MAX_BATCH 512
+/*
+ * Descriptors a worker needs besides its client connections: stdio, the
+ * ring, the signalfd, the listening socket, files opened for a moment (the
+ * CA bundle, /proc/self/statm), the sanitizers' own, and the advisory-lock
+ * connections. The database connections (twice: a reconnect may overlap the
+ * old socket) and the Bot API pool are added to it.
+ */
+#define NOFILE_RESERVE 32
 
 /* One reactor's state. There is one per process. */
 typedef struct worker {
@@ -233,11 +242,56 @@ static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
         w->jobs = bot_jobs_start(app, &w->loop, w->db);
 }
 
+/*
+ * Fits TGRING_MAX_CONNECTIONS to the descriptor limit: raises the soft
+ * RLIMIT_NOFILE to the hard one, and when the connections and the worker's
+ * other descriptors still do not fit, lowers the cap with a warning (from
+ * worker 0, since every worker has the same limit). Past the cap connections
+ * are closed at accept, which is cheap; past the limit accept itself fails.
+ * Returns the cap, or 0 (logged) when not a single connection fits.
+ */
+static unsigned fit_connections(const cfg_t *cfg, unsigned index)
+{
+    rlim_t reserve = NOFILE_RESERVE + 2 * (rlim_t)cfg->db_connections + cfg->api_connections;
+    rlim_t want = (rlim_t)cfg->max_connections + reserve;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return cfg->max_connections;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rl.rlim_max) {
+        /* An unlimited hard limit still has the kernel's nr_open above it: ask only for enough. */
+        struct rlimit up = {rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : want, rl.rlim_max};
+        if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return cfg->max_connections;
+    if (rl.rlim_cur <= reserve) {
+        log_error(
+            "nofile_too_low",
+            "the descriptor limit (RLIMIT_NOFILE) is %llu, not even one connection fits "
+            "beside the %llu a worker needs for itself; raise it (ulimit -n, --ulimit nofile)",
+            (unsigned long long)rl.rlim_cur, (unsigned long long)reserve);
+        return 0;
+    }
+    unsigned fit = (unsigned)(rl.rlim_cur - reserve);
+    if (index == 0)
+        log_warn("max_connections_lowered",
+                 "TGRING_MAX_CONNECTIONS=%u does not fit the descriptor limit (RLIMIT_NOFILE) of "
+                 "%llu with the %llu a worker needs for itself: serving at most %u connections per "
+                 "worker; raise the limit (ulimit -n, --ulimit nofile) or lower the setting",
+                 cfg->max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)reserve,
+                 fit);
+    return fit;
+}
+
 /* Sets up everything but the run. Returns 0, or -1 with the reason logged. */
 static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned index,
                  const sigset_t *sigs)
 {
     const cfg_t *cfg = w->cfg;
+    unsigned max_connections = fit_connections(cfg, index);
+    if (max_connections == 0)
+        return -1;
     int r = rx_loop_init(&w->loop, RING_ENTRIES);
     if (r < 0) {
         fprintf(stderr, "tgring: %s\n", rx_strerror_setup(r));
@@ -267,11 +321,12 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
     start_processing(w, app, index);
     http_server_options_t ho = {
         .limits = HTTP_LIMITS_DEFAULT,
-        .max_connections = cfg->max_connections,
+        .max_connections = max_connections,
         .buffer_budget = 64 * cfg->max_body + (64u << 20),
         .header_timeout_ms = cfg->header_timeout_ms,
         .body_timeout_ms = cfg->body_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .send_timeout_ms = cfg->response_timeout_ms,
         .on_request = tg_webhook_on_request,
         .data = &w->hook,
     };

@@ -31,7 +31,17 @@
 #define RECV_BUFSZ 4096
 #define LINGER_MS 2000 /* after a closing response, how long to read and discard */
 #define INBUF_MIN 2048
-#define TXN_FREE_MAX 256 /* request contexts kept for reuse */
+#define TXN_FREE_MAX 256      /* request contexts kept for reuse */
+#define SEND_TIMEOUT_MS 10000 /* send_timeout_ms when the options leave it 0 */
+/*
+ * After a failed accept (EMFILE, ENFILE, ENOMEM...) the connection stays in
+ * the backlog and the next accept fails at once: re-arming at once would spin.
+ * So accepting resumes after a delay, doubling from the first to the cap, and
+ * at most one line per ACCEPT_WARN_MS says so, with the failures it stands for.
+ */
+#define ACCEPT_DELAY_MIN_MS 10
+#define ACCEPT_DELAY_MAX_MS 1000
+#define ACCEPT_WARN_MS 1000
 
 /* What a connection holds while a request is in progress. */
 typedef struct http_txn {
@@ -70,6 +80,7 @@ struct http_conn {
     bool paused;      /* recv cancelled because enough input is buffered */
     bool head_timer;  /* the header deadline of the current request is set */
     bool overflow;    /* pipelined bytes were dropped: close after the response */
+    bool aborted;     /* closed with a response unsent: what is left of it is dropped */
     bool fd_closed;
 };
 
@@ -78,6 +89,10 @@ struct http_server {
     http_server_options_t opt;
     int lfd;
     rx_op_t accept_op;
+    rx_timer_t accept_timer;    /* re-arms accept after a failure */
+    unsigned accept_delay_ms;   /* back-off before the next accept; 0 after a success */
+    uint64_t accept_warned_at;  /* rx_now() of the last accept_failed line, ms; 0: none yet */
+    unsigned accept_suppressed; /* failures not logged since that line */
     rx_bufring_t bufs;
     http_conn_t *conns; /* list of open connections */
     unsigned nconns;
@@ -158,6 +173,15 @@ static void conn_close(http_conn_t *c)
     conn_maybe_free(c);
 }
 
+/* Closes at once, also with a response half sent: its send is cancelled. */
+static void conn_abort(http_conn_t *c)
+{
+    c->aborted = true;
+    if (c->send_op.armed)
+        rx_cancel(c->srv->loop, &c->send_op);
+    conn_close(c);
+}
+
 static void on_close(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_conn_t *c = container_of(op, http_conn_t, close_op);
@@ -210,6 +234,20 @@ static void conn_maybe_free(http_conn_t *c)
 static void on_timer(rx_loop_t *loop, rx_timer_t *t)
 {
     http_conn_t *c = container_of(t, http_conn_t, timer);
+    if (c->out != NULL) {
+        /*
+         * The response is not out by its deadline: the client stopped reading
+         * (or reads too slowly to be a client of this server). Waiting longer
+         * would hold its descriptor and buffers for as long as it likes.
+         */
+        met_self()->http_send_timeouts++;
+        log_info("http_send_timeout",
+                 "conn=%llu response not sent within %u ms (%zu of %zu "
+                 "bytes sent); closing",
+                 (unsigned long long)c->id, c->srv->opt.send_timeout_ms, c->out_off, c->out_len);
+        conn_abort(c);
+        return;
+    }
     if (c->lingering || (c->head_len == 0 && c->in_len == 0)) {
         conn_close(c); /* idle keep-alive or linger over: close silently */
         return;
@@ -248,8 +286,8 @@ static void conn_start_linger(http_conn_t *c)
 static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_conn_t *c = container_of(op, http_conn_t, send_op);
-    if (res <= 0) {
-        /* The peer went away; nothing more can be said to it. */
+    if (res <= 0 || c->aborted) {
+        /* The peer went away, or the deadline passed; nothing more can be said to it. */
         c->peer_eof = true;
         free(c->out);
         c->out = NULL;
@@ -310,7 +348,6 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
         conn_maybe_free(c);
         return;
     }
-    rx_timer_stop(s->loop, &c->timer);
 
     char head[512];
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%s%s\r\n",
@@ -328,6 +365,8 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
     c->close_after = close;
     if (c->paused && !close)
         c->paused = false; /* re-armed after the send, in conn_process */
+    /* The response's deadline; what comes after the send sets the next timer. */
+    rx_timer_start(s->loop, &c->timer, s->opt.send_timeout_ms, on_timer);
     conn_send(c);
 }
 
@@ -534,10 +573,40 @@ static void arm_accept(http_server_t *s)
     io_uring_prep_multishot_accept(sqe, s->lfd, NULL, NULL, SOCK_CLOEXEC);
 }
 
+static void on_accept_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    http_server_t *s = container_of(t, http_server_t, accept_timer);
+    if (!s->draining && !s->accept_op.armed)
+        arm_accept(s);
+}
+
+/* Backs off after a failed accept and logs it, throttled. */
+static void accept_failed(http_server_t *s, int err)
+{
+    met_self()->http_accept_errors++;
+    if (s->accept_delay_ms == 0)
+        s->accept_delay_ms = ACCEPT_DELAY_MIN_MS;
+    else if (s->accept_delay_ms < ACCEPT_DELAY_MAX_MS / 2)
+        s->accept_delay_ms *= 2;
+    else
+        s->accept_delay_ms = ACCEPT_DELAY_MAX_MS;
+    uint64_t now = rx_now(s->loop);
+    if (s->accept_warned_at != 0 && now - s->accept_warned_at < ACCEPT_WARN_MS) {
+        s->accept_suppressed++;
+        return;
+    }
+    log_warn("accept_failed",
+             "accept: %s (%u more failures since the last line); retrying in %u ms", strerror(-err),
+             s->accept_suppressed, s->accept_delay_ms);
+    s->accept_warned_at = now;
+    s->accept_suppressed = 0;
+}
+
 static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     http_server_t *s = container_of(op, http_server_t, accept_op);
     if (res >= 0) {
+        s->accept_delay_ms = 0;
         if (s->draining || s->nconns >= s->opt.max_connections) {
             close(res);
         } else {
@@ -560,14 +629,21 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
             conn_arm_recv(c);
             rx_timer_start(loop, &c->timer, s->opt.idle_timeout_ms, on_timer);
         }
-    } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
-        log_warn("accept_failed", "accept: %s", strerror(-res));
+    } else if (res != -ECANCELED && res != -EINTR && res != -EAGAIN && res != -ECONNABORTED) {
+        accept_failed(s, res);
+        /* Should the kernel keep the multishot armed, stop it: the timer re-arms. */
+        if (flags & IORING_CQE_F_MORE)
+            rx_cancel(loop, op);
     }
     if (!(flags & IORING_CQE_F_MORE)) {
-        if (!s->draining)
+        if (s->draining) {
+            if (s->nconns == 0)
+                rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+        } else if (s->accept_delay_ms > 0) {
+            rx_timer_start(loop, &s->accept_timer, s->accept_delay_ms, on_accept_timer);
+        } else {
             arm_accept(s);
-        else if (s->nconns == 0)
-            rx_defer(s->loop, &s->drained_defer, on_drained_defer);
+        }
     }
 }
 
@@ -577,6 +653,8 @@ http_server_t *http_server_new(rx_loop_t *loop, int fd, const http_server_option
     s->loop = loop;
     s->opt = *opt;
     s->lfd = fd;
+    if (s->opt.send_timeout_ms == 0)
+        s->opt.send_timeout_ms = SEND_TIMEOUT_MS;
     s->accept_op.cb = on_accept;
     int r = rx_bufring_init(loop, &s->bufs, RECV_BGID, RECV_NBUFS, RECV_BUFSZ);
     if (r < 0) {
@@ -614,6 +692,7 @@ void http_server_drain(http_server_t *s, void (*on_drained)(void *arg), void *ar
     s->on_drained = on_drained;
     s->drained_arg = arg;
     rx_cancel(s->loop, &s->accept_op);
+    rx_timer_stop(s->loop, &s->accept_timer);
     if (s->lfd >= 0) {
         close(s->lfd);
         s->lfd = -1;
@@ -631,12 +710,13 @@ void http_server_close_all(http_server_t *s)
 {
     for (http_conn_t *c = s->conns, *next; c != NULL; c = next) {
         next = c->next;
-        conn_close(c);
+        conn_abort(c);
     }
 }
 
 void http_server_free(http_server_t *s)
 {
+    rx_timer_stop(s->loop, &s->accept_timer);
     while (s->txn_free != NULL) {
         http_txn_t *t = s->txn_free;
         s->txn_free = t->next_free;

@@ -51,16 +51,31 @@ static void respond(tg_webhook_verdict_t *v, int status, const char *text, const
     v->extra = extra;
 }
 
+/*
+ * Exact, case-sensitive comparison of a view with s[0..len). Paths and methods
+ * are both case-sensitive (RFC 9110 4.2.3, 9.1): "post" is another, unknown
+ * method, answered 405 like any other.
+ */
+static bool view_is(const char *v, size_t v_len, const char *s, size_t len)
+{
+    return v_len == len && memcmp(v, s, len) == 0;
+}
+
 static bool path_is(const http_request_t *req, const char *path, size_t len)
 {
-    return req->path_len == len && memcmp(req->path, path, len) == 0;
+    return view_is(req->path, req->path_len, path, len);
+}
+
+static bool method_is(const http_request_t *req, const char *method)
+{
+    return view_is(req->method, req->method_len, method, strlen(method));
 }
 
 static void decide_update(const tg_bot_t *bot, const tg_webhook_state_t *st,
                           const http_request_t *req, const char *body, size_t len,
                           tg_json_scratch_t *scratch, tg_webhook_verdict_t *v)
 {
-    if (!http_token_eq(req->method, req->method_len, "POST")) {
+    if (!method_is(req, "POST")) {
         respond(v, 405, "use POST\n", "Allow: POST\r\n");
         return;
     }
@@ -102,7 +117,7 @@ void tg_webhook_decide(const tg_bot_t *bot, const tg_webhook_state_t *st, const 
     for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
         if (!path_is(req, known[i], strlen(known[i])))
             continue;
-        if (!http_token_eq(req->method, req->method_len, "GET"))
+        if (!method_is(req, "GET"))
             respond(v, 405, "use GET\n", "Allow: GET\r\n");
         else if (i == 0)
             respond(v, 200, "ok\n", NULL);

@@ -22,6 +22,7 @@ import os
 import pwd
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -375,12 +376,14 @@ class StartError(Exception):
 class Tgring:
     """One tgring process with its stderr in a file."""
 
-    def __init__(self, harness, env, args=("serve",), name="tgring", extra_asan=None):
+    def __init__(self, harness, env, args=("serve",), name="tgring", extra_asan=None,
+                 nofile=None):
         self.h = harness
         self.args = list(args)
         self.name = name
         self.env = env
         self.extra_asan = extra_asan
+        self.nofile = nofile  # (soft, hard) RLIMIT_NOFILE to start with, or None
         self.proc = None
         self.port = None
         self.logfile = None
@@ -407,7 +410,7 @@ class Tgring:
             with open(self.logfile, "wb") as err:
                 self.proc = subprocess.Popen([BIN] + self.args, env=self._env(),
                                              stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                             cwd=self.h.workdir, preexec_fn=_die_with_parent)
+                                             cwd=self.h.workdir, preexec_fn=self._preexec)
             self.h.procs.append(self)
             if not wait:
                 return self
@@ -420,6 +423,11 @@ class Tgring:
                     continue
                 raise
         return self
+
+    def _preexec(self):
+        _die_with_parent()
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     @property
     def pid(self):
@@ -830,9 +838,9 @@ class Harness:
             pg.createdb(db)
         return pg
 
-    def tgring(self, env, args=("serve",), name=None, wait=True, extra_asan=None):
+    def tgring(self, env, args=("serve",), name=None, wait=True, extra_asan=None, nofile=None):
         name = name or f"tgring-{'-'.join(args)}{len(self.procs)}"
-        return Tgring(self, env, args, name, extra_asan).start(wait=wait)
+        return Tgring(self, env, args, name, extra_asan, nofile).start(wait=wait)
 
     def run(self, args, env, timeout=60, name=None):
         """Runs `tgring args...` to completion: (exit code, stdout, stderr);

@@ -126,6 +126,15 @@ async def main(h):
     r, c = await one("POST", "/health/live", b"{}", hdr)
     c.close()
     t.eq(status(r), 405, "POST on /health/live: 405")
+    # Methods are case-sensitive (RFC 9110 9.1): "post" is an unknown method, not POST.
+    for m in ("post", "Post"):
+        r, c = await one(m, PATH, upd(21), hdr)
+        c.close()
+        t.eq(status(r), 405, f"{m!r} on the webhook path with a valid update: 405")
+    r, c = await one("get", "/health/live")
+    c.close()
+    t.eq(status(r), 405, "'get' on /health/live: 405")
+    t.eq(count("update_id = 21"), 0, "nothing stored for a lower-case method")
 
     body = upd(14)
     raw = (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\n"

@@ -39,6 +39,7 @@ static const char *const all_vars[] = {
     "TGRING_HEADER_TIMEOUT_MS",
     "TGRING_BODY_TIMEOUT_MS",
     "TGRING_IDLE_TIMEOUT_MS",
+    "TGRING_RESPONSE_TIMEOUT_MS",
     "TGRING_SHUTDOWN_TIMEOUT_MS",
     "TGRING_DB_CONNECTIONS",
     "TELEGRAM_RATE_GLOBAL",
@@ -119,6 +120,7 @@ static void test_defaults(void) {
     tap_ok(c.max_body == 1048576 && c.max_connections == 16384 && c.queue_max == 4096 &&
                c.ack_timeout_ms == 5000 && c.header_timeout_ms == 10000 &&
                c.body_timeout_ms == 30000 && c.idle_timeout_ms == 75000 &&
+               c.response_timeout_ms == 10000 &&
                c.shutdown_timeout_ms == 10000 && c.db_connections == 2,
            "tunable defaults");
     tap_ok(c.rate_global.n == 30 && c.rate_global.period_ms == 1000 && c.rate_global.burst == 1 &&
@@ -165,6 +167,7 @@ static void test_all_valid(void) {
     setenv("TGRING_HEADER_TIMEOUT_MS", "007", 1);
     setenv("TGRING_BODY_TIMEOUT_MS", "600000", 1);
     setenv("TGRING_IDLE_TIMEOUT_MS", "3600000", 1);
+    setenv("TGRING_RESPONSE_TIMEOUT_MS", "600000", 1);
     setenv("TGRING_SHUTDOWN_TIMEOUT_MS", "0", 1);
     setenv("TGRING_DB_CONNECTIONS", "16", 1);
     unsigned all = CFG_NEED_DB | CFG_NEED_SECRET | CFG_NEED_TOKEN | CFG_NEED_WEBHOOK_URL;
@@ -187,6 +190,7 @@ static void test_all_valid(void) {
                c.max_body == 67108864 && c.max_connections == 1000000 && c.queue_max == 1 &&
                c.ack_timeout_ms == 60000 && c.header_timeout_ms == 7 &&
                c.body_timeout_ms == 600000 && c.idle_timeout_ms == 3600000 &&
+               c.response_timeout_ms == 600000 &&
                c.shutdown_timeout_ms == 0 && c.db_connections == 16,
            "numbers are read at their bounds");
     cfg_dispose(&c);
@@ -253,6 +257,8 @@ static void test_bad_values(void) {
         {"TGRING_HEADER_TIMEOUT_MS", "1.5"},
         {"TGRING_BODY_TIMEOUT_MS", "600001"},
         {"TGRING_IDLE_TIMEOUT_MS", "x"},
+        {"TGRING_RESPONSE_TIMEOUT_MS", "0"},
+        {"TGRING_RESPONSE_TIMEOUT_MS", "600001"},
         {"TGRING_SHUTDOWN_TIMEOUT_MS", "-0"},
         {"TGRING_DB_CONNECTIONS", "0"},
         {"TGRING_DB_CONNECTIONS", "17"},

@@ -160,6 +160,8 @@ static void test_render(void) {
     m->http_requests[503] = 2;
     m->http_connections_open = 4;
     m->http_connections_total = 9;
+    m->http_send_timeouts = 36;
+    m->http_accept_errors = 37;
     m->updates_unavailable = 1;
     m->db_connected = 1;
     m->db_queue_depth = 17;
@@ -208,6 +210,10 @@ static void test_render(void) {
         "tgring_http_connections_open 4",
         "# TYPE tgring_http_connections_total counter",
         "tgring_http_connections_total 9",
+        "# TYPE tgring_http_send_timeouts_total counter",
+        "tgring_http_send_timeouts_total 36",
+        "# TYPE tgring_http_accept_errors_total counter",
+        "tgring_http_accept_errors_total 37",
         "# TYPE tgring_updates_stored_total counter",
         "tgring_updates_stored_total 3",
         "# TYPE tgring_updates_duplicate_total counter",
@@ -285,15 +291,18 @@ static void test_render(void) {
            "status codes never seen are not emitted");
     double sum = sample(out, "tgring_ack_latency_seconds_sum ");
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
-    /* The processor's 6 families, the sender's 2 and the quit bot's 3 came after the fixed set. */
-    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3,
+    /*
+     * The http server's 2 families (send timeouts, accept errors), the
+     * processor's 6, the sender's 2 and the quit bot's 3 came after the fixed set.
+     */
+    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3 + 2,
            "%d samples: the fixed set plus two codes", nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
     tap_ok(met_render(out, (size_t)n) == -ENOSPC, "no room for the NUL gives -ENOSPC");
     tap_ok(met_render(out, (size_t)n + 1) == n, "exactly enough room works");
     tap_ok(met_render(out, 0) == -ENOSPC, "cap 0 gives -ENOSPC");
-    tap_ok(met_render(out, 8192) > 0, "8 KiB is enough for the fixed set");
+    tap_ok(met_render(out, 12288) > 0, "12 KiB is enough for the fixed set");
 
     for (unsigned c = 0; c < 600; c++)
         m->http_requests[c] = UINT64_MAX / 4;
@@ -301,7 +310,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3,
+               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3 + 2,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;

@@ -152,6 +152,9 @@ static const struct good goods[] = {
      "POST", "/", 1, 1048576, false, true},
     {"extension method", "M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n", "M-SEARCH", "/x", 1, -1, false,
      true},
+    /* A method is case-sensitive and kept as sent: routing must not match "post" to POST. */
+    {"lower-case method kept as sent", "post /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+     "post", "/x", 1, 0, false, true},
     {"tchar punctuation in method and name",
      "!#$%&'*+-.^_`|~0aZ /x HTTP/1.1\r\nHost: a\r\n!#$%&'*+-.^_`|~0aZ: v\r\n\r\n",
      "!#$%&'*+-.^_`|~0aZ", "/x", 1, -1, false, true},

@@ -14,7 +14,9 @@
  * one server (its buffer ring's group id is fixed), so the tiny header
  * timeout gets a second run with a server of its own. Then the main thread
  * checks what the servers saw: which requests, in which order, and the
- * status counts they kept.
+ * status counts they kept. A last server runs out of descriptors at accept
+ * (RLIMIT_NOFILE lowered under it): it must back off instead of spinning, log
+ * the failures at most once a second, and accept again when descriptors free.
  */
 #include "core.h"
 #include "http.h"
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -402,6 +405,107 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+/* ---- out of descriptors at accept ---------------------------------------------------- */
+
+#define EMFILE_CLIENTS 6 /* connections waiting in the backlog */
+#define EMFILE_SPARE 2   /* descriptors left for accept */
+
+static rx_timer_t stop_timer;
+
+static void on_stop(rx_loop_t *l, rx_timer_t *t)
+{
+    (void)t;
+    rx_stop(l);
+}
+
+/* Runs the loop for `ms`; returns the CPU time the process used meanwhile, in ms. */
+static long run_for(unsigned ms)
+{
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    rx_timer_start(&loop, &stop_timer, ms, on_stop);
+    rx_run(&loop);
+    getrusage(RUSAGE_SELF, &r1);
+    long us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) *
+                  1000000L +
+              (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+              (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+    return us / 1000;
+}
+
+/* Lines of `path` that hold `what`. */
+static int count_lines(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, what) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+static void test_accept_emfile(void)
+{
+    /* The server's log lines go to a file for the count, the descriptor taken before the limit. */
+    char logpath[] = "/tmp/test_http_server_log_XXXXXX";
+    int logfd = mkstemp(logpath);
+    int saved_err = dup(STDERR_FILENO);
+    if (logfd < 0 || saved_err < 0 || dup2(logfd, STDERR_FILENO) < 0)
+        tap_bail("cannot redirect stderr");
+    srv = server_new(&port, 10000);
+    client_t cl[EMFILE_CLIENTS];
+    for (int i = 0; i < EMFILE_CLIENTS; i++)
+        client_open(&cl[i], port); /* completed by the kernel, waiting in the backlog */
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    int lowest = dup(0); /* the lowest free descriptor number */
+    close(lowest);
+    low.rlim_cur = (rlim_t)lowest + EMFILE_SPARE;
+    low.rlim_max = old.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+        tap_bail("cannot lower RLIMIT_NOFILE");
+    met_slot_t *m = met_self();
+    uint64_t total0 = m->http_connections_total, errors0 = m->http_accept_errors;
+
+    long cpu = run_for(1500);
+    uint64_t errors = m->http_accept_errors - errors0;
+    tap_eq_int((long long)(m->http_connections_total - total0), EMFILE_SPARE,
+               "out of descriptors: the connections that fit are accepted");
+    tap_ok(errors >= 3 && errors <= 20,
+           "accept is retried with a growing delay, not at once (%llu failures in 1.5 s)",
+           (unsigned long long)errors);
+    tap_ok(cpu < 300, "the server does not spin (%ld ms of CPU in 1.5 s)", cpu);
+    /* Two connections end: their descriptors serve those waiting. */
+    client_close(&cl[0]);
+    client_close(&cl[1]);
+    run_for(1500);
+    uint64_t total = m->http_connections_total - total0;
+    tap_ok(total >= 2 * EMFILE_SPARE, "descriptors freed: accepting resumes (%llu accepted)",
+           (unsigned long long)total);
+
+    /* Reading the log takes a descriptor. */
+    setrlimit(RLIMIT_NOFILE, &old);
+    int lines = count_lines(logpath, "accept_failed");
+    tap_ok(lines >= 1 && lines <= 3, "the failures are logged at most once a second (%d lines)",
+           lines);
+    tap_ok(count_lines(logpath, "accept: Too many open files (0 more") == 1 &&
+               count_lines(logpath, "more failures since the last line") == lines && lines >= 2,
+           "the first line says the error, the next counts the failures it stands for");
+
+    for (int i = 2; i < EMFILE_CLIENTS; i++)
+        client_close(&cl[i]);
+    http_server_drain(srv, on_drained, NULL);
+    tap_eq_int(rx_run(&loop), 0, "the loop ran until the server was drained");
+    tap_eq_int(http_server_connections(srv), 0, "the server holds no connection");
+    http_server_free(srv);
+    dup2(saved_err, STDERR_FILENO);
+    close(saved_err);
+    close(logfd);
+    unlink(logpath);
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 /* The requests the servers must have handed out, in order. */
@@ -453,6 +557,8 @@ int main(void)
            "and one 400, two 413s, one 408");
     tap_eq_int((long long)m->http_connections_total, 9, "nine connections accepted");
     tap_eq_int((long long)m->http_connections_open, 0, "none left open");
+
+    test_accept_emfile();
 
     close(done_pipe[0]);
     close(done_pipe[1]);

@@ -108,6 +108,11 @@ static void test_webhook_post(void)
            "GET on the webhook path: 405 with Allow: POST");
     v = decide("PUT", "/webhook/telegram", NULL, UPDATE, &up);
     tap_ok(v.status == 405, "the method is checked before the secret");
+    v = decide("post", "/webhook/telegram", SECRET, UPDATE, &up);
+    tap_ok(answers(v, 405, "use POST\n") && strcmp(v.extra, "Allow: POST\r\n") == 0,
+           "methods are case-sensitive: \"post\" with a valid update is 405, not stored");
+    v = decide("Post", "/webhook/telegram", SECRET, UPDATE, &up);
+    tap_ok(v.status == 405 && v.what != TG_WEBHOOK_STORE, "\"Post\": 405");
     v = decide("POST", "/webhook/telegram?x=1", SECRET, UPDATE, &up);
     tap_ok(v.what == TG_WEBHOOK_STORE, "a query string does not change the route");
     v = decide("POST", "/webhook/telegra", SECRET, UPDATE, &up);
@@ -142,6 +147,8 @@ static void test_other_routes(void)
            "POST /metrics: 405 with Allow: GET");
     v = decide("HEAD", "/health/live", NULL, NULL, &up);
     tap_ok(v.status == 405, "HEAD /health/live: 405");
+    v = decide("get", "/metrics", NULL, NULL, &up);
+    tap_ok(answers(v, 405, "use GET\n"), "get /metrics (lower case): 405");
     v = decide("GET", "/", NULL, NULL, &up);
     tap_ok(answers(v, 404, "not found\n"), "GET /: 404");
     v = decide("GET", "/health", NULL, NULL, &up);
