@@ -317,6 +317,15 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     put_back(s, m, REC_RETRY, d, why, 0);
 }
 
+/* A row that can never be sent as it is: failed for good, so that its chat's next rows can go. */
+static void refuse(tg_sender_t *s, tg_msg_t *m, const char *why)
+{
+    log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)", (long long)m->id,
+             (long long)m->chat_id, why);
+    met_self()->outbox_failed++;
+    record(s, m, REC_FAIL, 0, why, 0);
+}
+
 static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
 {
     tg_msg_t *m = container_of(call, tg_msg_t, call);
@@ -380,10 +389,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         put_back(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
-        log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
-                 (long long)m->id, (long long)m->chat_id, why);
-        met_self()->outbox_failed++;
-        record(s, m, REC_FAIL, 0, why, 0);
+        refuse(s, m, why);
         return;
     case TG_API_RETRY:
     default:
@@ -392,17 +398,38 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     }
 }
 
+/*
+ * True when method[0..len) is a Bot API method name: 1 to METHOD_MAX - 1
+ * ASCII letters and digits. The name goes into the request path, so nothing
+ * else may pass: not a space or a control character (the HTTP client refuses
+ * those), nor '/', '?', '#' or ".." (they would reach another path).
+ */
+static bool method_ok(const char *method, size_t len)
+{
+    if (len == 0 || len >= METHOD_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = method[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return true;
+}
+
 static void send_msg(tg_sender_t *s, tg_msg_t *m)
 {
     int r = tg_call_start(&m->call, s->opt.http, s->token, m->method, m->body, m->body_len,
                           s->opt.timeout_ms, on_answer);
-    if (r == -ENAMETOOLONG) {
-        met_self()->outbox_failed++;
-        record(s, m, REC_FAIL, 0, "method name too long", 0);
+    /* The pool's queue is full, or the pool is going away: the next pass tries again. */
+    if (r == -EAGAIN || r == -ECANCELED)
+        return;
+    if (r < 0) {
+        /* Refused for what the row holds (path too long, a request the client finds malformed). */
+        char why[96];
+        snprintf(why, sizeof(why), "the HTTP client refused the request: %s", strerror(-r));
+        refuse(s, m, why);
         return;
     }
-    if (r < 0)
-        return; /* the pool's queue is full: the next pass tries again */
     m->in_flight = true;
     s->in_flight++;
 }
@@ -457,6 +484,10 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             met_self()->outbox_claimed++;
             if (!active(s))
                 record(s, m, REC_RELEASE, 0, NULL, 0);
+            else if (!method_ok(rows[i].method, rows[i].method_len))
+                refuse(s, m,
+                       "the method is not a Bot API method name (letters and digits, at "
+                       "most 63)");
         }
     }
     if (!active(s)) {

@@ -46,6 +46,7 @@ typedef struct fake_row {
     int state;           /* ROW_* */
     uint64_t not_before; /* loop ms: not claimed before */
     uint64_t claimed_at; /* loop ms of the latest claim */
+    const char *method;  /* "sendMessage" unless a case says otherwise */
     char body[96];
 } fake_row_t;
 
@@ -90,6 +91,7 @@ static void add_row(int64_t id, int64_t chat_id, int attempts)
     r->id = id;
     r->chat_id = chat_id;
     r->attempts = attempts;
+    r->method = "sendMessage";
     snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
              (long long)id);
 }
@@ -126,8 +128,8 @@ static void answer_claim(const fake_op_t *op)
         out[n++] = (tg_outbox_row_t){
             .id = r->id,
             .chat_id = r->chat_id,
-            .method = "sendMessage",
-            .method_len = strlen("sendMessage"),
+            .method = r->method,
+            .method_len = strlen(r->method),
             .body = r->body,
             .body_len = strlen(r->body),
             .attempts = r->attempts,
@@ -305,11 +307,26 @@ static struct {
     fake_call_t c[CALLS_MAX];
     unsigned n;
     unsigned overlaps; /* calls made while another to the same chat was unanswered */
+    int refuse;        /* what httpc_request() returns for row refuse_row's calls (0: none) */
+    int64_t refuse_row;
+    unsigned refused; /* calls refused so */
 } api;
 
 int httpc_request(httpc_pool_t *p, httpc_req_t *req)
 {
     assert(p == (httpc_pool_t *)&api);
+    int64_t row = 0;
+    tg_api_get_int(req->body, req->body_len, "row", &row);
+    /* As the real pool, a path with a space or a control character is malformed. */
+    for (const char *c = req->path; *c != '\0'; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            api.refused++;
+            return -EINVAL;
+        }
+    if (api.refuse != 0 && row == api.refuse_row) {
+        api.refused++;
+        return api.refuse;
+    }
     assert(api.n < CALLS_MAX);
     fake_call_t *c = &api.c[api.n++];
     c->req = req;
@@ -557,6 +574,74 @@ static void test_final(void)
     tap_ok(met_self()->outbox_failed - met0.outbox_failed == 1 &&
                met_self()->outbox_retried == met0.outbox_retried,
            "final 4xx: counted failed, not retried");
+    finish();
+}
+
+/*
+ * A method that is no Bot API method name is failed when it is claimed,
+ * before it can take a rate token, and its chat's next row goes.
+ */
+static void test_bad_method(void)
+{
+    tg_sender_options_t o = options();
+    o.rate.global = (tg_rate_spec_t){1, 10000, 1}; /* one call in 10 s */
+    add_row(1, 100, 0);
+    ob.rows[0].method = "send Message";
+    add_row(2, 100, 0);
+    add_row(3, 200, 0);
+    /* 64 letters: one more than a method may have. */
+    ob.rows[2].method = "sendMessageWithANameLongerThanAnyMethodOfTheBotApiEverHadXXXXXXX";
+    begin(&o);
+    uint64_t t0 = loop.now;
+    advance(1000);
+    const fake_mark_t *m1 = last_mark(1), *m3 = last_mark(3);
+    tap_ok(m1 != NULL && m1->what == REC_FAIL && strstr(m1->error, "method") != NULL,
+           "bad method: a method with a space is failed with the reason (%s)",
+           m1 != NULL ? m1->error : "");
+    tap_ok(m3 != NULL && m3->what == REC_FAIL,
+           "bad method: a method longer than 63 bytes is failed, not cut and sent");
+    int c2 = call_of(2, 0);
+    tap_ok(api.n == 1 && c2 == 0 && api.c[c2].at < t0 + 1000 && api.refused == 0,
+           "bad method: the chat's next row goes at once, on the one rate token the failed rows "
+           "did not take (%u calls, %u refused)",
+           api.n, api.refused);
+    tap_eq_int((long long)(met_self()->outbox_failed - met0.outbox_failed), 2,
+               "bad method: both counted in outbox_failed");
+    finish();
+}
+
+/*
+ * A request the HTTP client refuses (not for a full queue) is failed for good;
+ * a full queue only delays the row.
+ */
+static void test_refused(void)
+{
+    tg_sender_options_t o = options();
+    api.refuse = -EINVAL;
+    api.refuse_row = 1;
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    begin(&o);
+    advance(1000);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_FAIL && strstr(m->error, "refused") != NULL &&
+               api.refused == 1,
+           "refused: the row is failed at its first refusal (%s)", m != NULL ? m->error : "");
+    int c2 = call_of(2, 0);
+    tap_ok(c2 >= 0, "refused: its chat's next row goes");
+    if (c2 >= 0)
+        answer_ok((unsigned)c2);
+    finish();
+
+    api.refuse = -EAGAIN;
+    api.refuse_row = 1;
+    add_row(1, 100, 0);
+    begin(&o);
+    tap_ok(api.refused >= 1 && ob.nmarks == 0, "queue full: the row is kept, no mark");
+    api.refuse = 0;
+    advance(1000);
+    tap_ok(call_of(1, 0) >= 0, "queue full: it goes once the queue has room");
+    answer_all_ok();
     finish();
 }
 
@@ -993,6 +1078,8 @@ int main(void)
     loop.now = 1000000; /* the same clock on every run */
     test_sent();
     test_final();
+    test_bad_method();
+    test_refused();
     test_backoff();
     test_transport();
     test_limited_short();
