@@ -46,6 +46,13 @@
  * keeps its lease); a longer one puts the row back with a delay.
  */
 #define PAUSE_IN_MEMORY_MS 10000
+/*
+ * Longest pause a 429 imposes, ms. Telegram's retry_after is seconds to
+ * minutes; a far larger one (a proxy's mistake, a bogus answer) would stop the
+ * chat, or every chat, until a restart. After an hour the row is simply sent
+ * again, and a real limit answers with another 429.
+ */
+#define PAUSE_MAX_MS (3600u * 1000)
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
 #define METHOD_MAX 64
@@ -358,6 +365,12 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         uint64_t now = rx_now(s->loop);
         uint64_t wait = (uint64_t)(res->retry_after >= 0 ? res->retry_after : 1) * 1000;
         met_self()->outbox_limited++;
+        if (wait > PAUSE_MAX_MS) {
+            log_warn("outbox_pause_clamped",
+                     "row %lld: retry_after %lld s from the Bot API; pausing %u s instead",
+                     (long long)m->id, (long long)res->retry_after, PAUSE_MAX_MS / 1000);
+            wait = PAUSE_MAX_MS;
+        }
         /*
          * Telegram does not say whether a 429 is about the chat or the bot
          * as a whole. One chat limited is taken as that chat's limit; a

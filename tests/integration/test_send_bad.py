@@ -4,13 +4,20 @@ them may hold its chat, or the sender, back:
 - a method with a space (the HTTP client would refuse the request) and one
   longer than a Bot API method name: failed at once with the reason in
   last_error, never sent (not cut short either), and the chat's next row is
-  delivered."""
+  delivered;
+- a 429 with retry_after 10^9 s, for one chat and then for two chats within a
+  second (the bot's limit): each pause is cut to an hour, the rows are due
+  again within the hour, and a warning says so. (That sending goes on after
+  the hour is the unit test's to show, on a clock it moves.)"""
 
 import botapi_helpers as bh
 import harness
 
 SPACE, LONG = 1101, 1102
 LONG_METHOD = "sendMessage" + "X" * 60
+HUGE = 10**9
+HOUR = 3600
+PAUSED, OTHER, G1, G2 = 1201, 1202, 1203, 1204
 
 
 async def bad_methods(h, pg, api, srv):
@@ -37,10 +44,56 @@ async def bad_methods(h, pg, api, srv):
     pg.psql("DELETE FROM outbox")
 
 
+def due_in(pg, rid):
+    """Seconds until row rid is due again, or None while it is not put back."""
+    v = pg.scalar("SELECT extract(epoch FROM not_before - now()) FROM outbox "
+                  f"WHERE id = {rid} AND claimed_until IS NULL AND attempts > 0")
+    return float(v) if v else None
+
+
+async def put_back(h, pg, rids, what):
+    """Waits for rows rids to be put back after their 429; checks they are due within the hour."""
+    t = h.t
+    back = await bh.wait_for(lambda: all(due_in(pg, r) is not None for r in rids), 15, 0.1)
+    t.ok(back, f"{what}: the limited rows are put back in the table")
+    for rid in rids:
+        due = due_in(pg, rid)
+        t.ok(due is not None and HOUR - 60 < due <= HOUR,
+             f"{what}: row {rid} is due again in an hour, not 10^9 s ({due} s)")
+
+
+async def huge_retry_after(h, pg, api, srv):
+    t = h.t
+    api.reset()
+    # Past the 1 s window in which an earlier 429 would count.
+    await bh.wait_for(lambda: False, 1.2)
+    api.behave({"mode": "429", "chat_id": PAUSED, "retry_after": HUGE})
+    ids = bh.insert_rows(pg, [(PAUSED, "sendMessage", bh.message(PAUSED, "paused")),
+                              (OTHER, "sendMessage", bh.message(OTHER, "other"))])
+    await put_back(h, pg, ids[:1], "retry_after 10^9, one chat")
+    other = await bh.wait_for(lambda: bh.rows(pg, f"id = {ids[1]}")[0]["sent"], 10, 0.1)
+    t.ok(other, "retry_after 10^9, one chat: another chat's row is sent meanwhile")
+
+    await bh.wait_for(lambda: False, 1.2)
+    api.behave({"mode": "429_global", "retry_after": HUGE, "count": 2})
+    gids = bh.insert_rows(pg, [(G1, "sendMessage", bh.message(G1, "g1")),
+                               (G2, "sendMessage", bh.message(G2, "g2"))])
+    await put_back(h, pg, gids, "retry_after 10^9, two chats")
+    events = bh.log_events(srv.log())
+    clamped = [e for e in events if e.get("event") == "outbox_pause_clamped"]
+    t.eq(len(clamped), 3, "a warning for each of the three 429s cut to an hour",
+         repr(clamped))
+    t.ok(any(e.get("event") == "outbox_limited" and "all chats" in e.get("msg", "") and
+             "3600000 ms" in e.get("msg", "") for e in events),
+         "the second chat limited pauses all chats, for 3600000 ms")
+
+
 async def main(h):
     t = h.t
     token, secret, pg, api, srv = await bh.start_sending(h)
     await bad_methods(h, pg, api, srv)
+    # Last: it pauses every chat for an hour.
+    await huge_retry_after(h, pg, api, srv)
     t.eq(srv.stop(), 0, "tgring stops cleanly (exit 0)")
     bh.scan_secrets(h, [token, secret])
 

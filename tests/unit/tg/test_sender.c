@@ -774,6 +774,63 @@ out:
     finish();
 }
 
+/*
+ * A retry_after of 10^9 s, for one chat and then for the bot: each pause is
+ * cut to an hour, and every chat goes again after it.
+ */
+static void test_limited_huge(void)
+{
+    const int huge = 1000000000;
+    const uint64_t hour = 3600 * 1000;
+    tg_sender_options_t o = options();
+    o.poll_ms = 1000;
+    int c1, c2;
+    if (!begin_two_chats(&o, "429 huge", &c1, &c2))
+        goto out;
+    uint64_t t0 = loop.now;
+    answer_429((unsigned)c1, huge);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_RETRY && m->delay_ms == hour,
+           "429 huge, one chat: the row is put back for an hour, not 10^9 s (%llu ms)",
+           m != NULL ? (unsigned long long)m->delay_ms : 0ull);
+    answer_ok((unsigned)c2);
+    advance(hour - 1);
+    tap_eq_int(calls_to(100, t0 + 1, UINT64_MAX), 0, "429 huge, one chat: no call within the hour");
+    advance(1 + o.poll_ms);
+    int again = call_of(1, (unsigned)c1 + 1);
+    tap_ok(again >= 0 && api.c[again].at <= t0 + hour + o.poll_ms,
+           "429 huge, one chat: the row goes again when the hour is over");
+    answer_all_ok();
+
+    /* Past the window in which the first 429 would count. */
+    advance(2 * GLOBAL_429_WINDOW_MS);
+    add_row(3, 300, 0);
+    add_row(4, 400, 0);
+    add_row(5, 500, 0);
+    advance(o.poll_ms);
+    int c3 = call_of(3, 0), c4 = call_of(4, 0), c5 = call_of(5, 0);
+    if (!tap_ok(c3 >= 0 && c4 >= 0 && c5 >= 0, "429 huge, global: three chats are called"))
+        goto out;
+    answer_429((unsigned)c3, huge);
+    advance(300);
+    uint64_t t1 = loop.now;
+    answer_429((unsigned)c4, huge);
+    answer_ok((unsigned)c5);
+    add_row(6, 500, 0);
+    unsigned before = api.n;
+    advance(hour - 1);
+    tap_eq_int(api.n, before, "429 huge, global: no call to any chat within the hour");
+    advance(1 + o.poll_ms);
+    answer_all_ok();
+    advance(o.poll_ms);
+    tap_ok(calls_to(300, t1 + hour, UINT64_MAX) >= 1 && calls_to(400, t1 + hour, UINT64_MAX) >= 1 &&
+               calls_to(500, t1 + hour, UINT64_MAX) >= 1,
+           "429 huge, global: every chat goes again when the hour is over");
+    answer_all_ok();
+out:
+    finish();
+}
+
 /* A row its chat's rate holds back goes back to the store at half its lease, and comes again. */
 static void test_hold_release(void)
 {
@@ -1084,6 +1141,7 @@ int main(void)
     test_transport();
     test_limited_short();
     test_limited_long();
+    test_limited_huge();
     test_hold_release();
     test_limited_global();
     test_migrate();
