@@ -228,6 +228,51 @@ static void on_sent_defer(rx_loop_t *loop, rx_defer_t *d)
     flush_sent(container_of(d, tg_sender_t, sent_defer));
 }
 
+/* A retarget being written: what to fail if the database refuses it. */
+typedef struct tg_retarget {
+    tg_sender_t *s;
+    int64_t id;
+    int64_t chat_id; /* the new chat */
+} tg_retarget_t;
+
+static void on_retargeted(void *arg, int err)
+{
+    tg_retarget_t *rt = arg;
+    tg_sender_t *s = rt->s;
+    int64_t id = rt->id, to = rt->chat_id;
+    free(rt);
+    if (err == -EBADMSG) {
+        /*
+         * Refused for the row's body (not a JSON object): left as it is, the
+         * row would be sent, migrated and refused again at every lease.
+         */
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "migrate_to_chat_id %lld: the database refused to re-target the row (its body "
+                 "is not a JSON object)",
+                 (long long)to);
+        log_warn("outbox_rejected", "row %lld: %s (final, not retried)", (long long)id, why);
+        met_self()->outbox_failed++;
+        /* The row is unchanged, still claimed; the fail mark takes this write's place. */
+        if (tg_outbox_fail(&s->outbox, id, why, on_recorded, s) == 0)
+            return;
+        err = -EAGAIN;
+    }
+    on_recorded(s, err);
+}
+
+static int retarget(tg_sender_t *s, int64_t id, int64_t chat_id)
+{
+    tg_retarget_t *rt = xcalloc(1, sizeof(*rt));
+    rt->s = s;
+    rt->id = id;
+    rt->chat_id = chat_id;
+    int r = tg_outbox_retarget(&s->outbox, id, chat_id, on_retargeted, rt);
+    if (r != 0)
+        free(rt);
+    return r;
+}
+
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
                    int64_t new_chat)
 {
@@ -251,7 +296,7 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
         r = tg_outbox_fail(&s->outbox, m->id, error, on_recorded, s);
         break;
     case REC_RETARGET:
-        r = tg_outbox_retarget(&s->outbox, m->id, new_chat, on_recorded, s);
+        r = retarget(s, m->id, new_chat);
         break;
     default:
         r = tg_outbox_release(&s->outbox, m->id, on_recorded, s);
@@ -333,6 +378,34 @@ static void refuse(tg_sender_t *s, tg_msg_t *m, const char *why)
     record(s, m, REC_FAIL, 0, why, 0);
 }
 
+/*
+ * Follows a migrate_to_chat_id answer, unless that would never end: a
+ * migration to the row's own chat is refused at once. A retarget counts as an
+ * attempt (tg_outbox_retarget()), so a chain that comes back to a chat it
+ * left (A to B to A) fails the row once its attempts are used up, as any
+ * other repeated failure does; this bound is the guard against such cycles.
+ */
+static void migrate(tg_sender_t *s, tg_msg_t *m, int64_t to)
+{
+    char why[128];
+    if (to == m->chat_id) {
+        snprintf(why, sizeof(why), "migrate_to_chat_id %lld is the row's own chat", (long long)to);
+        refuse(s, m, why);
+        return;
+    }
+    if (m->attempts + 1 >= (int)s->opt.max_attempts) {
+        snprintf(why, sizeof(why),
+                 "migrate_to_chat_id %lld: giving up after %d attempts (a migration cycle?)",
+                 (long long)to, m->attempts + 1);
+        refuse(s, m, why);
+        return;
+    }
+    log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted", (long long)m->id,
+             (long long)m->chat_id, (long long)to);
+    met_self()->outbox_migrated++;
+    put_back(s, m, REC_RETARGET, 0, NULL, to);
+}
+
 static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
 {
     tg_msg_t *m = container_of(call, tg_msg_t, call);
@@ -396,10 +469,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         return; /* otherwise it stays and goes again when the pause ends */
     }
     case TG_API_MIGRATE:
-        log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
-                 (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
-        met_self()->outbox_migrated++;
-        put_back(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
+        migrate(s, m, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
         refuse(s, m, why);

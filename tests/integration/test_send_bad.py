@@ -5,6 +5,11 @@ them may hold its chat, or the sender, back:
   longer than a Bot API method name: failed at once with the reason in
   last_error, never sent (not cut short either), and the chat's next row is
   delivered;
+- migrate_to_chat_id that cannot end: to the row's own chat (failed at
+  once), A to B and back (each retarget counts as an attempt: failed after
+  TGRING_SEND_ATTEMPTS sends), and a retarget the database refuses (a body
+  that is not JSON): each row fails with the reason in last_error and its
+  chat's next row goes;
 - a 429 with retry_after 10^9 s, for one chat and then for two chats within a
   second (the bot's limit): each pause is cut to an hour, the rows are due
   again within the hour, and a warning says so. (That sending goes on after
@@ -18,6 +23,8 @@ LONG_METHOD = "sendMessage" + "X" * 60
 HUGE = 10**9
 HOUR = 3600
 PAUSED, OTHER, G1, G2 = 1201, 1202, 1203, 1204
+SELF, CYC_A, CYC_B, NOT_JSON, MOVED = 1301, -1302, -1303, 1304, -1305
+ATTEMPTS = 4
 
 
 async def bad_methods(h, pg, api, srv):
@@ -41,6 +48,43 @@ async def bad_methods(h, pg, api, srv):
          "no call went out with a bad method, cut short or otherwise")
     t.ok(any(e.get("event") == "outbox_rejected" for e in bh.log_events(srv.log())),
          "the log says the rows were rejected")
+    pg.psql("DELETE FROM outbox")
+
+
+async def migrate_loops(h, pg, api, srv):
+    t = h.t
+    api.reset()
+    api.behave({"mode": "migrate", "chat_id": SELF, "to": SELF, "count": 1},
+               {"mode": "migrate", "chat_id": CYC_A, "to": CYC_B},
+               {"mode": "migrate", "chat_id": CYC_B, "to": CYC_A},
+               {"mode": "migrate", "method": "sendDice", "to": MOVED})
+    ids = bh.insert_rows(pg, [(SELF, "sendMessage", bh.message(SELF, "self")),
+                              (SELF, "sendChatAction", {"chat_id": SELF, "action": "typing"}),
+                              (CYC_A, "sendMessage", bh.message(CYC_A, "cycle")),
+                              (NOT_JSON, "sendDice", "not json"),
+                              (NOT_JSON, "sendMessage", bh.message(NOT_JSON, "after-not-json"))])
+    done = await bh.wait_for(lambda: bh.pending(pg) == 0, 20, 0.1)
+    t.ok(done, "migrate loops: every row is sent or failed within 20 s",
+         lambda: repr([r for r in bh.rows(pg) if not r["sent"] and not r["failed"]]))
+    rows = {r["id"]: r for r in bh.rows(pg)}
+    calls = api.calls()
+    r = rows[ids[0]]
+    t.ok(r["failed"] and r["attempts"] == 1 and "own chat" in r["last_error"],
+         f"migrate to its own chat: failed after one send ({r['last_error']!r})", repr(r))
+    t.ok(rows[ids[1]]["sent"], "and that chat's next row is sent")
+    r = rows[ids[2]]
+    cycle = bh.calls_by_marker(calls, ["cycle"])["cycle"]
+    t.ok(r["failed"] and r["attempts"] == ATTEMPTS and "giving up" in r["last_error"],
+         f"migrate A to B to A: failed after {ATTEMPTS} attempts ({r['last_error']!r})", repr(r))
+    t.eq([c["body"]["chat_id"] for c in cycle], [CYC_A, CYC_B] * (ATTEMPTS // 2),
+         f"migrate A to B to A: {ATTEMPTS} calls, to each chat in turn")
+    r = rows[ids[3]]
+    t.ok(r["failed"] and r["chat_id"] == NOT_JSON and "refused" in r["last_error"],
+         f"a retarget the database refuses: failed, chat unchanged ({r['last_error']!r})",
+         repr(r))
+    t.eq(len([c for c in calls if c["method"] == "sendDice"]), 1,
+         "a retarget the database refuses: one call, not sent again")
+    t.ok(rows[ids[4]]["sent"], "and that chat's next row is sent")
     pg.psql("DELETE FROM outbox")
 
 
@@ -90,8 +134,9 @@ async def huge_retry_after(h, pg, api, srv):
 
 async def main(h):
     t = h.t
-    token, secret, pg, api, srv = await bh.start_sending(h)
+    token, secret, pg, api, srv = await bh.start_sending(h, TGRING_SEND_ATTEMPTS=ATTEMPTS)
     await bad_methods(h, pg, api, srv)
+    await migrate_loops(h, pg, api, srv)
     # Last: it pauses every chat for an hour.
     await huge_retry_after(h, pg, api, srv)
     t.eq(srv.stop(), 0, "tgring stops cleanly (exit 0)")

@@ -64,6 +64,7 @@ typedef struct fake_mark {
 typedef struct fake_op {
     tg_outbox_claim_cb claim_cb; /* a claim, or else */
     tg_outbox_done_cb done_cb;   /* a mark (may be NULL) */
+    int err;                     /* the mark's result */
     void *arg;
     unsigned max; /* rows, of a claim */
 } fake_op_t;
@@ -79,6 +80,7 @@ static struct {
     unsigned sent_batches;   /* tg_outbox_sent_many() calls */
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
+    bool refuse_retarget;    /* retargets fail -EBADMSG, the row unchanged (a body not JSON) */
     rx_defer_t defer;
 } ob;
 
@@ -149,7 +151,7 @@ static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
         if (ops[i].claim_cb != NULL)
             answer_claim(&ops[i]);
         else if (ops[i].done_cb != NULL)
-            ops[i].done_cb(ops[i].arg, 0);
+            ops[i].done_cb(ops[i].arg, ops[i].err);
     }
 }
 
@@ -160,8 +162,8 @@ static void push_op(fake_op_t op)
     rx_defer(&loop, &ob.defer, on_ob_defer);
 }
 
-static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
-                     tg_outbox_done_cb cb, void *arg)
+static int push_mark_err(int what, int64_t id, uint64_t delay_ms, const char *error,
+                         int64_t chat_id, int err, tg_outbox_done_cb cb, void *arg)
 {
     assert(ob.nmarks < MARKS_MAX);
     fake_mark_t *m = &ob.marks[ob.nmarks++];
@@ -174,8 +176,14 @@ static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error,
     m->chat_id = chat_id;
     m->at = loop.now;
     m->held = loop.now - find_row(id)->claimed_at;
-    push_op((fake_op_t){.done_cb = cb, .arg = arg});
+    push_op((fake_op_t){.done_cb = cb, .err = err, .arg = arg});
     return 0;
+}
+
+static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
+                     tg_outbox_done_cb cb, void *arg)
+{
+    return push_mark_err(what, id, delay_ms, error, chat_id, 0, cb, arg);
 }
 
 void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
@@ -227,8 +235,11 @@ int tg_outbox_fail(tg_outbox_t *o, int64_t id, const char *error, tg_outbox_done
 int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t chat_id, tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
+    if (ob.refuse_retarget)
+        return push_mark_err(REC_RETARGET, id, 0, NULL, chat_id, -EBADMSG, cb, arg);
     r->state = ROW_DUE;
     r->not_before = loop.now;
+    r->attempts++;
     r->chat_id = chat_id;
     snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
              (long long)id);
@@ -919,6 +930,66 @@ static void test_migrate(void)
     finish();
 }
 
+/* Answers call i 400 with parameters.migrate_to_chat_id = to. */
+static void answer_migrate(unsigned i, int64_t to)
+{
+    char body[200];
+    snprintf(body, sizeof(body),
+             "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: group chat was "
+             "upgraded to a supergroup chat\",\"parameters\":{\"migrate_to_chat_id\":%lld}}",
+             (long long)to);
+    answer(i, 400, body, -1);
+}
+
+/* Migrations that would never end: to the row's own chat, A to B to A, a refused retarget. */
+static void test_migrate_loops(void)
+{
+    tg_sender_options_t o = options(); /* 5 attempts */
+    add_row(1, -100, 0);
+    begin(&o);
+    answer_migrate(0, -100);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(ob.nmarks == 1 && m != NULL && m->what == REC_FAIL && strstr(m->error, "own chat"),
+           "migrate to itself: failed at once, no retarget (%s)", m != NULL ? m->error : "");
+    advance(10000);
+    tap_eq_int(api.n, 1, "migrate to itself: not sent again");
+    finish();
+
+    add_row(1, -100, 0);
+    begin(&o);
+    unsigned n = 0;
+    for (int i; n < 4 * o.max_attempts && (i = call_of(1, n)) >= 0; n++) {
+        answer_migrate((unsigned)i, api.c[i].chat_id == -100 ? -200 : -100);
+        advance(o.poll_ms);
+    }
+    m = last_mark(1);
+    tap_ok(n == o.max_attempts && count_marks(REC_RETARGET, 1) == o.max_attempts - 1 && m != NULL &&
+               m->what == REC_FAIL && strstr(m->error, "giving up") != NULL,
+           "migrate A to B to A: each retarget counts, the row fails after %u sends (%u sends, "
+           "%s)",
+           o.max_attempts, n, m != NULL ? m->error : "");
+    tap_eq_int(find_row(1)->attempts, o.max_attempts,
+               "migrate A to B to A: attempts is the maximum");
+    finish();
+
+    ob.refuse_retarget = true;
+    add_row(1, -100, 0);
+    add_row(2, -100, 0);
+    begin(&o);
+    answer_migrate(0, -200);
+    advance(o.poll_ms);
+    m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_FAIL && strstr(m->error, "refused") != NULL &&
+               count_marks(REC_RETARGET, 1) == 1,
+           "retarget refused: the row is failed with the reason (%s)", m != NULL ? m->error : "");
+    int c2 = call_of(2, 0);
+    tap_ok(c2 >= 0 && api.c[c2].chat_id == -100, "retarget refused: the chat's next row goes");
+    answer_all_ok();
+    advance(o.lease_ms);
+    tap_eq_int(call_of(1, 1), -1, "retarget refused: the row is not sent again");
+    finish();
+}
+
 /* A row re-targeted into a chat whose later row is held goes first: held rows stay in id order. */
 static void test_migrate_merge(void)
 {
@@ -1146,6 +1217,7 @@ int main(void)
     test_limited_global();
     test_migrate();
     test_migrate_merge();
+    test_migrate_loops();
     test_sent_batch();
     test_order();
     test_rate();
