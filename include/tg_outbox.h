@@ -168,7 +168,9 @@ int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_don
  * Re-targets the row to `chat_id` (migrate_to_chat_id): chat_id = new, the
  * body's "chat_id" member replaced (jsonb_set(body::jsonb, '{chat_id}',
  * to_jsonb(new))::text, which also normalises the body's JSON layout),
- * claimed_until = null, not_before = now(): the row is due again at once,
+ * attempts = attempts + 1 (the send that was answered so counts, which
+ * bounds a chain of migrations that loops), claimed_until = null,
+ * not_before = now(): the row is due again at once,
  * to be claimed and sent anew (do not mark it sent or retry it afterwards).
  * Only while neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
  */

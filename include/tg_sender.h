@@ -100,7 +100,9 @@ typedef struct tg_sender_options {
     httpc_pool_t *http;      /* the Bot API pool (not owned) */
     db_t *db;                /* the outbox's database (not owned) */
     tg_rate_config_t rate;   /* buckets: global, per chat, per group */
-    unsigned max_attempts;   /* sends of one row before it is marked failed; default 8 */
+    unsigned max_attempts;   /* sends of one row before it is marked failed; default 8. A send
+                                answered with migrate_to_chat_id counts: this bounds a chain
+                                of migrations that loops (A to B to A) */
     unsigned lease_ms;       /* how long a claim holds a row; default 30000. A row not sent
                                 within half of it is released for the next claim */
     unsigned capacity;       /* rows held in memory at once; default 256 */

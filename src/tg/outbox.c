@@ -106,7 +106,7 @@ static const db_stmt_t tg_ob_stmts[] = {
      "claimed_until = NULL WHERE " TG_OB_CLAIMED,
      2, tg_ob_i8_text},
     {TG_STMT_RETARGET,
-     "UPDATE outbox SET chat_id = $2, "
+     "UPDATE outbox SET attempts = attempts + 1, chat_id = $2, "
      "body = jsonb_set(body::jsonb, '{chat_id}', to_jsonb($2))::text, "
      "claimed_until = NULL, not_before = now() WHERE id = $1 AND " TG_OB_OPEN,
      2, tg_ob_i8x3},

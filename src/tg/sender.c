@@ -46,6 +46,13 @@
  * keeps its lease); a longer one puts the row back with a delay.
  */
 #define PAUSE_IN_MEMORY_MS 10000
+/*
+ * Longest pause a 429 imposes, ms. Telegram's retry_after is seconds to
+ * minutes; a far larger one (a proxy's mistake, a bogus answer) would stop the
+ * chat, or every chat, until a restart. After an hour the row is simply sent
+ * again, and a real limit answers with another 429.
+ */
+#define PAUSE_MAX_MS (3600u * 1000)
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
 #define METHOD_MAX 64
@@ -225,6 +232,51 @@ static void on_sent_defer(rx_loop_t *loop, rx_defer_t *d)
     flush_sent(container_of(d, tg_sender_t, sent_defer));
 }
 
+/* A retarget being written: what to fail if the database refuses it. */
+typedef struct tg_retarget {
+    tg_sender_t *s;
+    int64_t id;
+    int64_t chat_id; /* the new chat */
+} tg_retarget_t;
+
+static void on_retargeted(void *arg, int err)
+{
+    tg_retarget_t *rt = arg;
+    tg_sender_t *s = rt->s;
+    int64_t id = rt->id, to = rt->chat_id;
+    free(rt);
+    if (err == -EBADMSG) {
+        /*
+         * Refused for the row's body (not a JSON object): left as it is, the
+         * row would be sent, migrated and refused again at every lease.
+         */
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "migrate_to_chat_id %lld: the database refused to re-target the row (its body "
+                 "is not a JSON object)",
+                 (long long)to);
+        log_warn("outbox_rejected", "row %lld: %s (final, not retried)", (long long)id, why);
+        met_self()->outbox_failed++;
+        /* The row is unchanged, still claimed; the fail mark takes this write's place. */
+        if (tg_outbox_fail(&s->outbox, id, why, on_recorded, s) == 0)
+            return;
+        err = -EAGAIN;
+    }
+    on_recorded(s, err);
+}
+
+static int retarget(tg_sender_t *s, int64_t id, int64_t chat_id)
+{
+    tg_retarget_t *rt = xcalloc(1, sizeof(*rt));
+    rt->s = s;
+    rt->id = id;
+    rt->chat_id = chat_id;
+    int r = tg_outbox_retarget(&s->outbox, id, chat_id, on_retargeted, rt);
+    if (r != 0)
+        free(rt);
+    return r;
+}
+
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
                    int64_t new_chat)
 {
@@ -255,7 +307,7 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
         r = tg_outbox_fail(&s->outbox, m->id, error, on_recorded, s);
         break;
     case REC_RETARGET:
-        r = tg_outbox_retarget(&s->outbox, m->id, new_chat, on_recorded, s);
+        r = retarget(s, m->id, new_chat);
         break;
     default:
         r = tg_outbox_release(&s->outbox, m->id, on_recorded, s);
@@ -328,6 +380,43 @@ static void retry_or_fail(tg_sender_t *s, tg_msg_t *m, const char *why)
     put_back(s, m, REC_RETRY, d, why, 0);
 }
 
+/* A row that can never be sent as it is: failed for good, so that its chat's next rows can go. */
+static void refuse(tg_sender_t *s, tg_msg_t *m, const char *why)
+{
+    log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)", (long long)m->id,
+             (long long)m->chat_id, why);
+    met_self()->outbox_failed++;
+    record(s, m, REC_FAIL, 0, why, 0);
+}
+
+/*
+ * Follows a migrate_to_chat_id answer, unless that would never end: a
+ * migration to the row's own chat is refused at once. A retarget counts as an
+ * attempt (tg_outbox_retarget()), so a chain that comes back to a chat it
+ * left (A to B to A) fails the row once its attempts are used up, as any
+ * other repeated failure does; this bound is the guard against such cycles.
+ */
+static void migrate(tg_sender_t *s, tg_msg_t *m, int64_t to)
+{
+    char why[128];
+    if (to == m->chat_id) {
+        snprintf(why, sizeof(why), "migrate_to_chat_id %lld is the row's own chat", (long long)to);
+        refuse(s, m, why);
+        return;
+    }
+    if (m->attempts + 1 >= (int)s->opt.max_attempts) {
+        snprintf(why, sizeof(why),
+                 "migrate_to_chat_id %lld: giving up after %d attempts (a migration cycle?)",
+                 (long long)to, m->attempts + 1);
+        refuse(s, m, why);
+        return;
+    }
+    log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted", (long long)m->id,
+             (long long)m->chat_id, (long long)to);
+    met_self()->outbox_migrated++;
+    put_back(s, m, REC_RETARGET, 0, NULL, to);
+}
+
 static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
 {
     tg_msg_t *m = container_of(call, tg_msg_t, call);
@@ -360,6 +449,12 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         uint64_t now = rx_now(s->loop);
         uint64_t wait = (uint64_t)(res->retry_after >= 0 ? res->retry_after : 1) * 1000;
         met_self()->outbox_limited++;
+        if (wait > PAUSE_MAX_MS) {
+            log_warn("outbox_pause_clamped",
+                     "row %lld: retry_after %lld s from the Bot API; pausing %u s instead",
+                     (long long)m->id, (long long)res->retry_after, PAUSE_MAX_MS / 1000);
+            wait = PAUSE_MAX_MS;
+        }
         /*
          * Telegram does not say whether a 429 is about the chat or the bot
          * as a whole. One chat limited is taken as that chat's limit; a
@@ -385,16 +480,10 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
         return; /* otherwise it stays and goes again when the pause ends */
     }
     case TG_API_MIGRATE:
-        log_info("outbox_migrated", "row %lld: chat %lld is now %lld; re-targeted",
-                 (long long)m->id, (long long)m->chat_id, (long long)res->migrate_to_chat_id);
-        met_self()->outbox_migrated++;
-        put_back(s, m, REC_RETARGET, 0, NULL, res->migrate_to_chat_id);
+        migrate(s, m, res->migrate_to_chat_id);
         return;
     case TG_API_FINAL:
-        log_warn("outbox_rejected", "row %lld to chat %lld: %s (final, not retried)",
-                 (long long)m->id, (long long)m->chat_id, why);
-        met_self()->outbox_failed++;
-        record(s, m, REC_FAIL, 0, why, 0);
+        refuse(s, m, why);
         return;
     case TG_API_RETRY:
     default:
@@ -403,17 +492,38 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
     }
 }
 
+/*
+ * True when method[0..len) is a Bot API method name: 1 to METHOD_MAX - 1
+ * ASCII letters and digits. The name goes into the request path, so nothing
+ * else may pass: not a space or a control character (the HTTP client refuses
+ * those), nor '/', '?', '#' or ".." (they would reach another path).
+ */
+static bool method_ok(const char *method, size_t len)
+{
+    if (len == 0 || len >= METHOD_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = method[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            return false;
+    }
+    return true;
+}
+
 static void send_msg(tg_sender_t *s, tg_msg_t *m)
 {
     int r = tg_call_start(&m->call, s->opt.http, s->token, m->method, m->body, m->body_len,
                           s->opt.timeout_ms, on_answer);
-    if (r == -ENAMETOOLONG) {
-        met_self()->outbox_failed++;
-        record(s, m, REC_FAIL, 0, "method name too long", 0);
+    /* The pool's queue is full, or the pool is going away: the next pass tries again. */
+    if (r == -EAGAIN || r == -ECANCELED)
+        return;
+    if (r < 0) {
+        /* Refused for what the row holds (path too long, a request the client finds malformed). */
+        char why[96];
+        snprintf(why, sizeof(why), "the HTTP client refused the request: %s", strerror(-r));
+        refuse(s, m, why);
         return;
     }
-    if (r < 0)
-        return; /* the pool's queue is full: the next pass tries again */
     m->in_flight = true;
     s->in_flight++;
 }
@@ -444,7 +554,6 @@ static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
 static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned n)
 {
     tg_sender_t *s = arg;
-    s->claiming = false;
     if (err == 0) {
         for (unsigned i = 0; i < n; i++) {
             if (held_id(s, rows[i].id))
@@ -485,9 +594,15 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                  * process held it). This one must not leave before it.
                  */
                 put_back(s, m, REC_RELEASE, 0, NULL, 0);
+            } else if (!method_ok(rows[i].method, rows[i].method_len)) {
+                refuse(s, m,
+                       "the method is not a Bot API method name (letters and digits, at "
+                       "most 63)");
             }
         }
     }
+    /* Until here a row refused above counts as done for the rows after it. */
+    s->claiming = false;
     s->ndone = 0;
     if (!active(s)) {
         check_idle(s);

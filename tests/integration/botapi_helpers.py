@@ -180,6 +180,17 @@ def send_env(h, pg, api, token, **extra):
     return env
 
 
+async def start_sending(h, what="", **extra):
+    """setup(), then a tgring that sends to the stand-in (send_env() with
+    `extra`), checked ready and waited for until it has called getMe.
+    Returns (token, secret, pg, api, srv)."""
+    token, secret, pg, api = setup(h)
+    srv = h.tgring(send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret, **extra))
+    h.t.ok(srv.wait_ready(30), f"tgring is ready{what}")
+    await wait_for(lambda: api.calls("getMe"), 15)
+    return token, secret, pg, api, srv
+
+
 # ---- outbox rows ---------------------------------------------------------------
 
 

@@ -165,11 +165,7 @@ async def long_pause(h, pg, api, srv):
 
 async def main(h):
     t = h.t
-    token, secret, pg, api = bh.setup(h)
-    srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
-                               TELEGRAM_RATE_GLOBAL="5/s,burst=1"))
-    t.ok(srv.wait_ready(30), "tgring is ready")
-    await bh.wait_for(lambda: api.calls("getMe"), 15)
+    token, secret, pg, api, srv = await bh.start_sending(h, TELEGRAM_RATE_GLOBAL="5/s,burst=1")
     await one_chat(h, pg, api, srv)
     await all_chats(h, pg, api, srv)
     await no_chat(h, pg, api, srv)

@@ -47,10 +47,7 @@ def max_in_window(times, width):
 
 async def main(h):
     t = h.t
-    token, secret, pg, api = bh.setup(h)
-    srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret))
-    t.ok(srv.wait_ready(30), "tgring is ready (default rates)")
-    await bh.wait_for(lambda: api.calls("getMe"), 15)
+    token, secret, pg, api, srv = await bh.start_sending(h, " (default rates)")
 
     chats = [(-(10**12 + c) if c % 3 == 0 else 10**7 + c) for c in range(CHATS)]
     rows = [(c, "sendMessage", bh.message(c, f"{c}-{i}")) for i in range(PER_CHAT) for c in chats]

@@ -46,6 +46,7 @@ typedef struct fake_row {
     int state;           /* ROW_* */
     uint64_t not_before; /* loop ms: not claimed before */
     uint64_t claimed_at; /* loop ms of the latest claim */
+    const char *method;  /* "sendMessage" unless a case says otherwise */
     char body[96];
 } fake_row_t;
 
@@ -63,6 +64,7 @@ typedef struct fake_mark {
 typedef struct fake_op {
     tg_outbox_claim_cb claim_cb; /* a claim, or else */
     tg_outbox_done_cb done_cb;   /* a mark (may be NULL) */
+    int err;                     /* the mark's result */
     void *arg;
     unsigned max; /* rows, of a claim */
 } fake_op_t;
@@ -80,6 +82,7 @@ static struct {
                                 before a row was put back would; for one claim */
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
+    bool refuse_retarget;    /* retargets fail -EBADMSG, the row unchanged (a body not JSON) */
     rx_defer_t defer;
 } ob;
 
@@ -92,6 +95,7 @@ static void add_row(int64_t id, int64_t chat_id, int attempts)
     r->id = id;
     r->chat_id = chat_id;
     r->attempts = attempts;
+    r->method = "sendMessage";
     snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
              (long long)id);
 }
@@ -145,8 +149,8 @@ static void answer_claim(const fake_op_t *op)
         out[n++] = (tg_outbox_row_t){
             .id = r->id,
             .chat_id = r->chat_id,
-            .method = "sendMessage",
-            .method_len = strlen("sendMessage"),
+            .method = r->method,
+            .method_len = strlen(r->method),
             .body = r->body,
             .body_len = strlen(r->body),
             .attempts = r->attempts,
@@ -168,7 +172,7 @@ static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
         if (ops[i].claim_cb != NULL)
             answer_claim(&ops[i]);
         else if (ops[i].done_cb != NULL)
-            ops[i].done_cb(ops[i].arg, 0);
+            ops[i].done_cb(ops[i].arg, ops[i].err);
     }
 }
 
@@ -179,8 +183,8 @@ static void push_op(fake_op_t op)
     rx_defer(&loop, &ob.defer, on_ob_defer);
 }
 
-static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
-                     tg_outbox_done_cb cb, void *arg)
+static int push_mark_err(int what, int64_t id, uint64_t delay_ms, const char *error,
+                         int64_t chat_id, int err, tg_outbox_done_cb cb, void *arg)
 {
     assert(ob.nmarks < MARKS_MAX);
     fake_mark_t *m = &ob.marks[ob.nmarks++];
@@ -193,8 +197,14 @@ static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error,
     m->chat_id = chat_id;
     m->at = loop.now;
     m->held = loop.now - find_row(id)->claimed_at;
-    push_op((fake_op_t){.done_cb = cb, .arg = arg});
+    push_op((fake_op_t){.done_cb = cb, .err = err, .arg = arg});
     return 0;
+}
+
+static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
+                     tg_outbox_done_cb cb, void *arg)
+{
+    return push_mark_err(what, id, delay_ms, error, chat_id, 0, cb, arg);
 }
 
 void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
@@ -246,8 +256,11 @@ int tg_outbox_fail(tg_outbox_t *o, int64_t id, const char *error, tg_outbox_done
 int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t chat_id, tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
+    if (ob.refuse_retarget)
+        return push_mark_err(REC_RETARGET, id, 0, NULL, chat_id, -EBADMSG, cb, arg);
     r->state = ROW_DUE;
     r->not_before = loop.now;
+    r->attempts++;
     r->chat_id = chat_id;
     snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
              (long long)id);
@@ -326,11 +339,26 @@ static struct {
     fake_call_t c[CALLS_MAX];
     unsigned n;
     unsigned overlaps; /* calls made while another to the same chat was unanswered */
+    int refuse;        /* what httpc_request() returns for row refuse_row's calls (0: none) */
+    int64_t refuse_row;
+    unsigned refused; /* calls refused so */
 } api;
 
 int httpc_request(httpc_pool_t *p, httpc_req_t *req)
 {
     assert(p == (httpc_pool_t *)&api);
+    int64_t row = 0;
+    tg_api_get_int(req->body, req->body_len, "row", &row);
+    /* As the real pool, a path with a space or a control character is malformed. */
+    for (const char *c = req->path; *c != '\0'; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            api.refused++;
+            return -EINVAL;
+        }
+    if (api.refuse != 0 && row == api.refuse_row) {
+        api.refused++;
+        return api.refuse;
+    }
     assert(api.n < CALLS_MAX);
     fake_call_t *c = &api.c[api.n++];
     c->req = req;
@@ -581,6 +609,74 @@ static void test_final(void)
     finish();
 }
 
+/*
+ * A method that is no Bot API method name is failed when it is claimed,
+ * before it can take a rate token, and its chat's next row goes.
+ */
+static void test_bad_method(void)
+{
+    tg_sender_options_t o = options();
+    o.rate.global = (tg_rate_spec_t){1, 10000, 1}; /* one call in 10 s */
+    add_row(1, 100, 0);
+    ob.rows[0].method = "send Message";
+    add_row(2, 100, 0);
+    add_row(3, 200, 0);
+    /* 64 letters: one more than a method may have. */
+    ob.rows[2].method = "sendMessageWithANameLongerThanAnyMethodOfTheBotApiEverHadXXXXXXX";
+    begin(&o);
+    uint64_t t0 = loop.now;
+    advance(1000);
+    const fake_mark_t *m1 = last_mark(1), *m3 = last_mark(3);
+    tap_ok(m1 != NULL && m1->what == REC_FAIL && strstr(m1->error, "method") != NULL,
+           "bad method: a method with a space is failed with the reason (%s)",
+           m1 != NULL ? m1->error : "");
+    tap_ok(m3 != NULL && m3->what == REC_FAIL,
+           "bad method: a method longer than 63 bytes is failed, not cut and sent");
+    int c2 = call_of(2, 0);
+    tap_ok(api.n == 1 && c2 == 0 && api.c[c2].at < t0 + 1000 && api.refused == 0,
+           "bad method: the chat's next row goes at once, on the one rate token the failed rows "
+           "did not take (%u calls, %u refused)",
+           api.n, api.refused);
+    tap_eq_int((long long)(met_self()->outbox_failed - met0.outbox_failed), 2,
+               "bad method: both counted in outbox_failed");
+    finish();
+}
+
+/*
+ * A request the HTTP client refuses (not for a full queue) is failed for good;
+ * a full queue only delays the row.
+ */
+static void test_refused(void)
+{
+    tg_sender_options_t o = options();
+    api.refuse = -EINVAL;
+    api.refuse_row = 1;
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    begin(&o);
+    advance(1000);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_FAIL && strstr(m->error, "refused") != NULL &&
+               api.refused == 1,
+           "refused: the row is failed at its first refusal (%s)", m != NULL ? m->error : "");
+    int c2 = call_of(2, 0);
+    tap_ok(c2 >= 0, "refused: its chat's next row goes");
+    if (c2 >= 0)
+        answer_ok((unsigned)c2);
+    finish();
+
+    api.refuse = -EAGAIN;
+    api.refuse_row = 1;
+    add_row(1, 100, 0);
+    begin(&o);
+    tap_ok(api.refused >= 1 && ob.nmarks == 0, "queue full: the row is kept, no mark");
+    api.refuse = 0;
+    advance(1000);
+    tap_ok(call_of(1, 0) >= 0, "queue full: it goes once the queue has room");
+    answer_all_ok();
+    finish();
+}
+
 static void test_backoff(void)
 {
     tg_sender_options_t o = options(); /* backoff 1000 ms doubling to 4000 ms, 5 attempts */
@@ -710,6 +806,63 @@ out:
     finish();
 }
 
+/*
+ * A retry_after of 10^9 s, for one chat and then for the bot: each pause is
+ * cut to an hour, and every chat goes again after it.
+ */
+static void test_limited_huge(void)
+{
+    const int huge = 1000000000;
+    const uint64_t hour = 3600 * 1000;
+    tg_sender_options_t o = options();
+    o.poll_ms = 1000;
+    int c1, c2;
+    if (!begin_two_chats(&o, "429 huge", &c1, &c2))
+        goto out;
+    uint64_t t0 = loop.now;
+    answer_429((unsigned)c1, huge);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_RETRY && m->delay_ms == hour,
+           "429 huge, one chat: the row is put back for an hour, not 10^9 s (%llu ms)",
+           m != NULL ? (unsigned long long)m->delay_ms : 0ull);
+    answer_ok((unsigned)c2);
+    advance(hour - 1);
+    tap_eq_int(calls_to(100, t0 + 1, UINT64_MAX), 0, "429 huge, one chat: no call within the hour");
+    advance(1 + o.poll_ms);
+    int again = call_of(1, (unsigned)c1 + 1);
+    tap_ok(again >= 0 && api.c[again].at <= t0 + hour + o.poll_ms,
+           "429 huge, one chat: the row goes again when the hour is over");
+    answer_all_ok();
+
+    /* Past the window in which the first 429 would count. */
+    advance(2 * GLOBAL_429_WINDOW_MS);
+    add_row(3, 300, 0);
+    add_row(4, 400, 0);
+    add_row(5, 500, 0);
+    advance(o.poll_ms);
+    int c3 = call_of(3, 0), c4 = call_of(4, 0), c5 = call_of(5, 0);
+    if (!tap_ok(c3 >= 0 && c4 >= 0 && c5 >= 0, "429 huge, global: three chats are called"))
+        goto out;
+    answer_429((unsigned)c3, huge);
+    advance(300);
+    uint64_t t1 = loop.now;
+    answer_429((unsigned)c4, huge);
+    answer_ok((unsigned)c5);
+    add_row(6, 500, 0);
+    unsigned before = api.n;
+    advance(hour - 1);
+    tap_eq_int(api.n, before, "429 huge, global: no call to any chat within the hour");
+    advance(1 + o.poll_ms);
+    answer_all_ok();
+    advance(o.poll_ms);
+    tap_ok(calls_to(300, t1 + hour, UINT64_MAX) >= 1 && calls_to(400, t1 + hour, UINT64_MAX) >= 1 &&
+               calls_to(500, t1 + hour, UINT64_MAX) >= 1,
+           "429 huge, global: every chat goes again when the hour is over");
+    answer_all_ok();
+out:
+    finish();
+}
+
 /* A row its chat's rate holds back goes back to the store at half its lease, and comes again. */
 static void test_hold_release(void)
 {
@@ -795,6 +948,66 @@ static void test_migrate(void)
     answer_ok(1);
     tap_ok(last_mark(1) != NULL && last_mark(1)->what == REC_SENT,
            "migrate: and is marked sent then");
+    finish();
+}
+
+/* Answers call i 400 with parameters.migrate_to_chat_id = to. */
+static void answer_migrate(unsigned i, int64_t to)
+{
+    char body[200];
+    snprintf(body, sizeof(body),
+             "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: group chat was "
+             "upgraded to a supergroup chat\",\"parameters\":{\"migrate_to_chat_id\":%lld}}",
+             (long long)to);
+    answer(i, 400, body, -1);
+}
+
+/* Migrations that would never end: to the row's own chat, A to B to A, a refused retarget. */
+static void test_migrate_loops(void)
+{
+    tg_sender_options_t o = options(); /* 5 attempts */
+    add_row(1, -100, 0);
+    begin(&o);
+    answer_migrate(0, -100);
+    const fake_mark_t *m = last_mark(1);
+    tap_ok(ob.nmarks == 1 && m != NULL && m->what == REC_FAIL && strstr(m->error, "own chat"),
+           "migrate to itself: failed at once, no retarget (%s)", m != NULL ? m->error : "");
+    advance(10000);
+    tap_eq_int(api.n, 1, "migrate to itself: not sent again");
+    finish();
+
+    add_row(1, -100, 0);
+    begin(&o);
+    unsigned n = 0;
+    for (int i; n < 4 * o.max_attempts && (i = call_of(1, n)) >= 0; n++) {
+        answer_migrate((unsigned)i, api.c[i].chat_id == -100 ? -200 : -100);
+        advance(o.poll_ms);
+    }
+    m = last_mark(1);
+    tap_ok(n == o.max_attempts && count_marks(REC_RETARGET, 1) == o.max_attempts - 1 && m != NULL &&
+               m->what == REC_FAIL && strstr(m->error, "giving up") != NULL,
+           "migrate A to B to A: each retarget counts, the row fails after %u sends (%u sends, "
+           "%s)",
+           o.max_attempts, n, m != NULL ? m->error : "");
+    tap_eq_int(find_row(1)->attempts, o.max_attempts,
+               "migrate A to B to A: attempts is the maximum");
+    finish();
+
+    ob.refuse_retarget = true;
+    add_row(1, -100, 0);
+    add_row(2, -100, 0);
+    begin(&o);
+    answer_migrate(0, -200);
+    advance(o.poll_ms);
+    m = last_mark(1);
+    tap_ok(m != NULL && m->what == REC_FAIL && strstr(m->error, "refused") != NULL &&
+               count_marks(REC_RETARGET, 1) == 1,
+           "retarget refused: the row is failed with the reason (%s)", m != NULL ? m->error : "");
+    int c2 = call_of(2, 0);
+    tap_ok(c2 >= 0 && api.c[c2].chat_id == -100, "retarget refused: the chat's next row goes");
+    answer_all_ok();
+    advance(o.lease_ms);
+    tap_eq_int(call_of(1, 1), -1, "retarget refused: the row is not sent again");
     finish();
 }
 
@@ -1046,14 +1259,18 @@ int main(void)
     loop.now = 1000000; /* the same clock on every run */
     test_sent();
     test_final();
+    test_bad_method();
+    test_refused();
     test_backoff();
     test_transport();
     test_limited_short();
     test_limited_long();
+    test_limited_huge();
     test_hold_release();
     test_limited_global();
     test_migrate();
     test_migrate_merge();
+    test_migrate_loops();
     test_sent_batch();
     test_run();
     test_run_put_back();
