@@ -96,6 +96,7 @@ struct tg_msg {
     char *body;
     size_t body_len;
     int attempts;        /* sends before this claim */
+    int64_t token;       /* the claim's token: the row's marks name it */
     uint64_t claimed_ms; /* loop time of the claim */
     bool in_flight;      /* a call is out */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
@@ -131,7 +132,8 @@ struct tg_sender {
     uint32_t *mark_pass;
     uint32_t mark_mask;
     /* Rows sent in this turn: marked together at its end, one commit for all. */
-    int64_t *sent_ids; /* [TG_OUTBOX_SENT_MAX] */
+    int64_t *sent_ids;    /* [TG_OUTBOX_SENT_MAX] */
+    int64_t *sent_tokens; /* [TG_OUTBOX_SENT_MAX], their claims' tokens */
     unsigned nsent;
     rx_defer_t sent_defer;
 };
@@ -208,7 +210,7 @@ static void flush_sent(tg_sender_t *s)
         return;
     unsigned n = s->nsent;
     s->nsent = 0;
-    if (tg_outbox_sent_many(&s->outbox, s->sent_ids, n, on_recorded, s) != 0) {
+    if (tg_outbox_sent_many(&s->outbox, s->sent_ids, s->sent_tokens, n, on_recorded, s) != 0) {
         log_warn("outbox_record_failed", "%u sent rows: database not ready; their leases will expire",
                  n);
         s->recording--;
@@ -232,22 +234,23 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
             s->recording++;
             rx_defer(s->loop, &s->sent_defer, on_sent_defer);
         }
-        s->sent_ids[s->nsent++] = m->id;
+        s->sent_ids[s->nsent] = m->id;
+        s->sent_tokens[s->nsent++] = m->token;
         msg_unlink(s, m);
         if (s->nsent == TG_OUTBOX_SENT_MAX)
             flush_sent(s);
         return;
     case REC_RETRY:
-        r = tg_outbox_retry(&s->outbox, m->id, delay_ms, error, on_recorded, s);
+        r = tg_outbox_retry(&s->outbox, m->id, m->token, delay_ms, error, on_recorded, s);
         break;
     case REC_FAIL:
-        r = tg_outbox_fail(&s->outbox, m->id, error, on_recorded, s);
+        r = tg_outbox_fail(&s->outbox, m->id, m->token, error, on_recorded, s);
         break;
     case REC_RETARGET:
-        r = tg_outbox_retarget(&s->outbox, m->id, new_chat, on_recorded, s);
+        r = tg_outbox_retarget(&s->outbox, m->id, m->token, new_chat, on_recorded, s);
         break;
     default:
-        r = tg_outbox_release(&s->outbox, m->id, on_recorded, s);
+        r = tg_outbox_release(&s->outbox, m->id, m->token, on_recorded, s);
         break;
     }
     if (r == 0)
@@ -407,13 +410,13 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     s->in_flight++;
 }
 
-/* True when row `id` is already held. */
-static bool held_id(const tg_sender_t *s, int64_t id)
+/* The held row `id`, or NULL. */
+static tg_msg_t *held_id(const tg_sender_t *s, int64_t id)
 {
-    for (const tg_msg_t *m = s->head; m != NULL; m = m->next)
+    for (tg_msg_t *m = s->head; m != NULL; m = m->next)
         if (m->id == id)
-            return true;
-    return false;
+            return m;
+    return NULL;
 }
 
 static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
@@ -427,13 +430,22 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
     s->claiming = false;
     if (err == 0) {
         for (unsigned i = 0; i < n; i++) {
-            if (held_id(s, rows[i].id))
-                continue; /* still ours: never hold (and send) a row twice */
-            tg_msg_t *m = xcalloc(1, sizeof(*m));
+            tg_msg_t *m = held_id(s, rows[i].id);
+            if (m != NULL) {
+                /*
+                 * Still held, its lease ran out and this claim took it: never
+                 * hold (and send) a row twice; its marks go under the new claim.
+                 */
+                m->token = rows[i].token;
+                m->claimed_ms = rx_now(s->loop);
+                continue;
+            }
+            m = xcalloc(1, sizeof(*m));
             m->s = s;
             m->id = rows[i].id;
             m->chat_id = rows[i].chat_id;
             m->attempts = rows[i].attempts;
+            m->token = rows[i].token;
             m->claimed_ms = rx_now(s->loop);
             size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
@@ -640,6 +652,7 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
     s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
     s->sent_ids = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_ids));
+    s->sent_tokens = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_tokens));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
     if (opt->lock_conninfo == NULL) {
         lead(s, 0);
@@ -702,5 +715,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->mark_chat);
     free(s->mark_pass);
     free(s->sent_ids);
+    free(s->sent_tokens);
     free(s);
 }

@@ -46,6 +46,7 @@ typedef struct fake_row {
     int state;           /* ROW_* */
     uint64_t not_before; /* loop ms: not claimed before */
     uint64_t claimed_at; /* loop ms of the latest claim */
+    int64_t token;       /* the latest claim's token */
     char body[96];
 } fake_row_t;
 
@@ -57,6 +58,7 @@ typedef struct fake_mark {
     int64_t chat_id; /* the new chat of a retarget */
     uint64_t at;     /* loop ms */
     uint64_t held;   /* ms since the row's latest claim */
+    bool stale;      /* made under another claim's token than the row's: changed nothing */
 } fake_mark_t;
 
 /* An operation whose callback is owed; answered from the loop, in the order made. */
@@ -78,6 +80,7 @@ static struct {
     unsigned sent_batches;   /* tg_outbox_sent_many() calls */
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
+    int64_t next_token;      /* of the next claim */
     rx_defer_t defer;
 } ob;
 
@@ -117,12 +120,14 @@ static void answer_claim(const fake_op_t *op)
 {
     tg_outbox_row_t out[ROWS_MAX];
     unsigned n = 0;
+    int64_t token = ++ob.next_token;
     for (unsigned i = 0; i < ob.nrows && n < op->max; i++) {
         fake_row_t *r = &ob.rows[i];
         if (r->state != ROW_DUE || r->not_before > loop.now || behind_older(i))
             continue;
         r->state = ROW_CLAIMED;
         r->claimed_at = loop.now;
+        r->token = token;
         out[n++] = (tg_outbox_row_t){
             .id = r->id,
             .chat_id = r->chat_id,
@@ -131,6 +136,7 @@ static void answer_claim(const fake_op_t *op)
             .body = r->body,
             .body_len = strlen(r->body),
             .attempts = r->attempts,
+            .token = token,
         };
     }
     op->claim_cb(op->arg, 0, out, n);
@@ -158,8 +164,12 @@ static void push_op(fake_op_t op)
     rx_defer(&loop, &ob.defer, on_ob_defer);
 }
 
-static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
-                     tg_outbox_done_cb cb, void *arg)
+/*
+ * Records a mark of row id under `token`; true when it applies, false when
+ * the row is under another claim's token (a stale mark changes nothing).
+ */
+static bool push_mark(int what, int64_t id, int64_t token, uint64_t delay_ms, const char *error,
+                      int64_t chat_id, tg_outbox_done_cb cb, void *arg)
 {
     assert(ob.nmarks < MARKS_MAX);
     fake_mark_t *m = &ob.marks[ob.nmarks++];
@@ -172,8 +182,9 @@ static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error,
     m->chat_id = chat_id;
     m->at = loop.now;
     m->held = loop.now - find_row(id)->claimed_at;
+    m->stale = find_row(id)->token != token;
     push_op((fake_op_t){.done_cb = cb, .arg = arg});
-    return 0;
+    return !m->stale;
 }
 
 void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
@@ -192,51 +203,59 @@ int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_c
     return 0;
 }
 
-int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
-                        void *arg)
+int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, const int64_t *tokens, unsigned n,
+                        tg_outbox_done_cb cb, void *arg)
 {
     assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
     ob.sent_batches++;
-    for (unsigned i = 0; i < n; i++) {
-        find_row(ids[i])->state = ROW_DONE;
-        push_mark(REC_SENT, ids[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg);
+    for (unsigned i = 0; i < n; i++)
+        if (push_mark(REC_SENT, ids[i], tokens[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg))
+            find_row(ids[i])->state = ROW_DONE;
+    return 0;
+}
+
+int tg_outbox_retry(tg_outbox_t *o, int64_t id, int64_t token, uint64_t delay_ms, const char *error,
+                    tg_outbox_done_cb cb, void *arg)
+{
+    fake_row_t *r = find_row(id);
+    if (push_mark(REC_RETRY, id, token, delay_ms, error, 0, cb, arg)) {
+        r->state = ROW_DUE;
+        r->not_before = loop.now + delay_ms;
+        r->attempts++;
     }
     return 0;
 }
 
-int tg_outbox_retry(tg_outbox_t *o, int64_t id, uint64_t delay_ms, const char *error,
-                    tg_outbox_done_cb cb, void *arg)
+int tg_outbox_fail(tg_outbox_t *o, int64_t id, int64_t token, const char *error,
+                   tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
-    r->state = ROW_DUE;
-    r->not_before = loop.now + delay_ms;
-    r->attempts++;
-    return push_mark(REC_RETRY, id, delay_ms, error, 0, cb, arg);
+    if (push_mark(REC_FAIL, id, token, 0, error, 0, cb, arg)) {
+        r->state = ROW_DONE;
+        r->attempts++;
+    }
+    return 0;
 }
 
-int tg_outbox_fail(tg_outbox_t *o, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t token, int64_t chat_id,
+                       tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
-    r->state = ROW_DONE;
-    r->attempts++;
-    return push_mark(REC_FAIL, id, 0, error, 0, cb, arg);
+    if (push_mark(REC_RETARGET, id, token, 0, NULL, chat_id, cb, arg)) {
+        r->state = ROW_DUE;
+        r->not_before = loop.now;
+        r->chat_id = chat_id;
+        snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
+                 (long long)id);
+    }
+    return 0;
 }
 
-int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t chat_id, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_release(tg_outbox_t *o, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)
 {
-    fake_row_t *r = find_row(id);
-    r->state = ROW_DUE;
-    r->not_before = loop.now;
-    r->chat_id = chat_id;
-    snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
-             (long long)id);
-    return push_mark(REC_RETARGET, id, 0, NULL, chat_id, cb, arg);
-}
-
-int tg_outbox_release(tg_outbox_t *o, int64_t id, tg_outbox_done_cb cb, void *arg)
-{
-    find_row(id)->state = ROW_DUE;
-    return push_mark(REC_RELEASE, id, 0, NULL, 0, cb, arg);
+    if (push_mark(REC_RELEASE, id, token, 0, NULL, 0, cb, arg))
+        find_row(id)->state = ROW_DUE;
+    return 0;
 }
 
 /* Marks of kind `what` for row id (any row when id is 0). */
