@@ -102,12 +102,14 @@ typedef struct tg_sender_options {
     tg_rate_config_t rate;   /* buckets: global, per chat, per group */
     unsigned max_attempts;   /* sends of one row before it is marked failed; default 8 */
     unsigned lease_ms;       /* how long a claim holds a row; default 30000. A row not sent
-                                within half of it is released for the next claim */
+                                within lease - timeout - lease / 10 of the claim's
+                                submission is released for the next claim */
     unsigned capacity;       /* rows held in memory at once; default 256 */
     unsigned poll_ms;        /* look for due rows this often when idle; default 200 */
     unsigned backoff_ms;     /* first retry delay after 5xx or transport errors; default 1000 */
     unsigned backoff_max_ms; /* cap on that delay; default 300000 */
-    uint32_t timeout_ms;     /* per call; default 30000, at most lease_ms / 2 */
+    uint32_t timeout_ms;     /* per call; default (lease_ms - lease_ms / 10) / 2, at most
+                                30000; at most lease_ms - 2 * (lease_ms / 10) */
     const char *lock_conninfo; /* database of the leader lock (copied), normally the outbox's;
                                   NULL: no lock, this sender leads at once (one process only) */
     unsigned lock_retry_ms;    /* a standby tries the lock this often; default 1000 */
@@ -118,7 +120,8 @@ typedef struct tg_sender_options {
  * Starts the sender: it tries the leader lock, and while it holds it drains
  * the outbox: claims due rows, sends them oldest first (one at a time per
  * chat, in id order), marks each sent, retried or failed.
- * Returns NULL with *err = -EINVAL for a bad rate configuration.
+ * Returns NULL with *err = -EINVAL for a bad rate configuration, or a
+ * timeout_ms that does not fit lease_ms (logged).
  */
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err);
 

@@ -13,10 +13,14 @@
  * (at-least-once).
  *
  * A row must never outlive its lease in memory, or another claim (this
- * process's or another's) would take it too and it would go out twice. So a
- * row that has waited half the lease without being sent (its chat is slow or
- * paused) is released, and a call's deadline is at most half the lease: a row
- * is sent, recorded or released before its lease ends.
+ * process's or another's) would take it too and it would go out twice. The
+ * lease starts no earlier than the claim is submitted, so a row's time is
+ * counted from then: it may wait unsent (its chat is slow or paused) for
+ * hold_ms = lease - timeout - margin, then is released; a call started
+ * within that ends (answer or deadline) by lease - margin; the margin, a
+ * tenth of the lease, is left for the mark to commit and for the loop's
+ * clock being a turn late. A timeout that leaves less than a margin of hold
+ * is refused at start.
  *
  * Per-chat order rests on the store: a claim returns only a chat's oldest
  * unsent row, so a row put back (retry, release) comes again before any
@@ -97,7 +101,7 @@ struct tg_msg {
     size_t body_len;
     int attempts;        /* sends before this claim */
     int64_t token;       /* the claim's token: the row's marks name it */
-    uint64_t claimed_ms; /* loop time of the claim */
+    uint64_t claimed_ms; /* loop time its claim was submitted: the lease started no earlier */
     bool in_flight;      /* a call is out */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
 };
@@ -113,6 +117,8 @@ struct tg_sender {
     unsigned in_flight;    /* calls out */
     unsigned recording;    /* db writes whose callbacks are pending */
     bool claiming;         /* a claim is out */
+    uint64_t claim_ms;     /* loop time the claim out was submitted */
+    uint64_t hold_ms;      /* longest a row waits unsent after its claim, ms */
     bool stopping;
     uint32_t pass;
     int64_t last_429_chat;
@@ -437,7 +443,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                  * hold (and send) a row twice; its marks go under the new claim.
                  */
                 m->token = rows[i].token;
-                m->claimed_ms = rx_now(s->loop);
+                m->claimed_ms = s->claim_ms;
                 continue;
             }
             m = xcalloc(1, sizeof(*m));
@@ -446,7 +452,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             m->chat_id = rows[i].chat_id;
             m->attempts = rows[i].attempts;
             m->token = rows[i].token;
-            m->claimed_ms = rx_now(s->loop);
+            m->claimed_ms = s->claim_ms;
             size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
             m->body = xstrndup(rows[i].body, rows[i].body_len);
@@ -511,11 +517,11 @@ static void pump(tg_sender_t *s)
 
     if (++s->pass == 0)
         s->pass = 1; /* 0 marks an empty slot */
-    uint64_t hold_max = s->opt.lease_ms / 2;
+    uint64_t hold_max = s->hold_ms;
     for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
         next = m->next;
         if (!m->in_flight && now - m->claimed_ms >= hold_max && active(s)) {
-            /* Waited half its lease: give it back before anyone else can take it. */
+            /* Held as long as it may: give it back before anyone else can take it. */
             mark(s, m->chat_id); /* its chat's later rows keep waiting behind it */
             /* put_back() releases the chat's later rows: step over those that follow at once. */
             while (next != NULL && next->chat_id == m->chat_id && !next->in_flight)
@@ -552,6 +558,7 @@ static void pump(tg_sender_t *s)
             tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
+            s->claim_ms = now;
         } else {
             /* The database is not ready: look again a poll period later. */
             s->next_claim_ms = now + s->opt.poll_ms;
@@ -630,15 +637,24 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         s->opt.backoff_ms = 1000;
     if (s->opt.backoff_max_ms == 0)
         s->opt.backoff_max_ms = 300000;
-    if (s->opt.timeout_ms == 0)
-        s->opt.timeout_ms = 30000;
     if (s->opt.lock_retry_ms == 0)
         s->opt.lock_retry_ms = 1000;
     if (s->opt.takeover_ms == 0)
         s->opt.takeover_ms = 1000;
-    /* A call must end (answer or deadline) before its row's lease does. */
-    if (s->opt.timeout_ms > s->opt.lease_ms / 2)
-        s->opt.timeout_ms = s->opt.lease_ms / 2;
+    /* Held, then sent: hold + call end a margin before the lease does. */
+    unsigned margin = s->opt.lease_ms / 10, room = s->opt.lease_ms - margin;
+    if (s->opt.timeout_ms == 0)
+        s->opt.timeout_ms = room / 2 < 30000 ? room / 2 : 30000;
+    if (s->opt.timeout_ms == 0 || s->opt.timeout_ms > room - margin) {
+        log_error("sender_options",
+                  "a call timeout of %u ms does not fit a lease of %u ms: at most %u ms, so that "
+                  "a row can wait %u ms and its call still ends %u ms before the lease does",
+                  s->opt.timeout_ms, s->opt.lease_ms, room - margin, margin, margin);
+        *err = -EINVAL;
+        free(s);
+        return NULL;
+    }
+    s->hold_ms = room - s->opt.timeout_ms;
     s->rate = tg_rate_new(&s->opt.rate, err);
     if (s->rate == NULL) {
         free(s);

@@ -67,6 +67,7 @@ typedef struct fake_op {
     tg_outbox_done_cb done_cb;   /* a mark (may be NULL) */
     void *arg;
     unsigned max; /* rows, of a claim */
+    uint64_t at;  /* loop ms it was made: a claim's lease starts then */
 } fake_op_t;
 
 static struct {
@@ -81,6 +82,7 @@ static struct {
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
     int64_t next_token;      /* of the next claim */
+    bool hold_claims;        /* claims wait unanswered until answer_claims() */
     rx_defer_t defer;
 } ob;
 
@@ -126,7 +128,7 @@ static void answer_claim(const fake_op_t *op)
         if (r->state != ROW_DUE || r->not_before > loop.now || behind_older(i))
             continue;
         r->state = ROW_CLAIMED;
-        r->claimed_at = loop.now;
+        r->claimed_at = op->at;
         r->token = token;
         out[n++] = (tg_outbox_row_t){
             .id = r->id,
@@ -150,7 +152,9 @@ static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
     memcpy(ops, ob.ops, n * sizeof(ops[0]));
     ob.nops = 0;
     for (unsigned i = 0; i < n; i++) {
-        if (ops[i].claim_cb != NULL)
+        if (ops[i].claim_cb != NULL && ob.hold_claims)
+            ob.ops[ob.nops++] = ops[i]; /* still waiting, in order, before those made since */
+        else if (ops[i].claim_cb != NULL)
             answer_claim(&ops[i]);
         else if (ops[i].done_cb != NULL)
             ops[i].done_cb(ops[i].arg, 0);
@@ -199,7 +203,7 @@ int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_c
         ob.claim_max = max;
         ob.claim_lease_ms = lease_ms;
     }
-    push_op((fake_op_t){.claim_cb = cb, .arg = arg, .max = max});
+    push_op((fake_op_t){.claim_cb = cb, .arg = arg, .max = max, .at = loop.now});
     return 0;
 }
 
@@ -315,9 +319,11 @@ void db_lock_free(db_lock_t *l)
 typedef struct fake_call {
     httpc_req_t *req; /* NULL once answered */
     char path[TG_PATH_MAX];
-    int64_t id;      /* the row, from the body */
-    int64_t chat_id; /* from the body */
-    uint64_t at;     /* loop ms */
+    int64_t id;          /* the row, from the body */
+    int64_t chat_id;     /* from the body */
+    uint64_t at;         /* loop ms */
+    uint64_t lease_at;   /* loop ms its row's lease began: its claim's submission */
+    uint32_t timeout_ms; /* the call's deadline, from `at` */
 } fake_call_t;
 
 static struct {
@@ -337,6 +343,8 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
     tg_api_get_int(req->body, req->body_len, "row", &c->id);
     tg_api_get_int(req->body, req->body_len, "chat_id", &c->chat_id);
     c->at = loop.now;
+    c->lease_at = find_row(c->id)->claimed_at;
+    c->timeout_ms = req->timeout_ms;
     for (unsigned i = 0; i + 1 < api.n; i++)
         api.overlaps += api.c[i].req != NULL && api.c[i].chat_id == c->chat_id;
     return 0;
@@ -479,7 +487,7 @@ static tg_sender_options_t options(void)
         .poll_ms = 100,
         .backoff_ms = 1000,
         .backoff_max_ms = 4000,
-        .timeout_ms = 10000,
+        /* timeout_ms 0: derived from the lease */
     };
     /* Rates loose enough not to matter, unless a case tightens them. */
     tg_rate_config_default(&o.rate);
@@ -708,7 +716,7 @@ out:
     finish();
 }
 
-/* A row its chat's rate holds back goes back to the store at half its lease, and comes again. */
+/* A row its chat's rate holds back goes back to the store before its lease ends; it comes again. */
 static void test_hold_release(void)
 {
     tg_sender_options_t o = options();
@@ -730,14 +738,89 @@ static void test_hold_release(void)
             if (rel == NULL || ob.marks[i].held < rel->held)
                 rel = &ob.marks[i];
         }
-    tap_ok(rel != NULL && rel->held >= o.lease_ms / 2 && rel->held < o.lease_ms,
-           "hold: a row held for half its lease is released before the lease ends (%u times, "
-           "after %llu ms at least)",
+    /* The longest a row may wait: a call started then still ends a tenth of the lease early. */
+    uint64_t hold = o.lease_ms - o.lease_ms / 10 - api.c[0].timeout_ms;
+    tap_ok(rel != NULL && rel->held == hold,
+           "hold: a row held for lease - timeout - lease/10 is released then (%u times, after "
+           "%llu ms at least)",
            releases, rel != NULL ? (unsigned long long)rel->held : 0ull);
     int c2 = call_of(2, 0);
     tap_ok(c2 >= 0 && api.c[c2].at >= t0 + 10000 && count_marks(REC_SENT, 2) == 1,
            "hold: claimed again, it goes once the chat's rate allows, and once");
 out:
+    finish();
+}
+
+/* Answers the claims the fake store holds back (ob.hold_claims), then holds the next or not. */
+static void answer_claims(bool hold_next)
+{
+    ob.hold_claims = false;
+    rx_defer(&loop, &ob.defer, on_ob_defer);
+    settle();
+    ob.hold_claims = hold_next;
+}
+
+/*
+ * A row's time counts from its claim's submission, which the lease started
+ * no earlier than, and hold + call timeout end a tenth of the lease before
+ * the lease does. Claims answered 500 ms late; chat 100's second row waits
+ * 2 s for the chat's rate after the first went.
+ */
+/* True when tg_sender_new() refuses o with -EINVAL; a sender it makes anyway is freed unused. */
+static bool refused(const tg_sender_options_t *o)
+{
+    int err = 0;
+    tg_sender_t *x = tg_sender_new(&loop, o, &err);
+    if (x == NULL)
+        return err == -EINVAL;
+    tg_sender_stop(x, NULL, NULL);
+    settle();
+    tg_sender_free(x);
+    return false;
+}
+
+static void test_hold_margin(void)
+{
+    tg_sender_options_t o = options();
+    o.lease_ms = 4000;
+    o.timeout_ms = 3700;
+    tap_ok(refused(&o),
+           "margin: a timeout that leaves no time to hold a row within the lease is refused");
+    o.timeout_ms = 3201;
+    tap_ok(refused(&o), "margin: so is one that leaves less than a tenth of the lease to hold");
+    o.timeout_ms = 0;
+    o.rate.chat = (tg_rate_spec_t){1, 2000, 1}; /* one call per chat every 2 s */
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    ob.hold_claims = true;
+    begin(&o);
+    advance(500);
+    answer_claims(true);
+    if (!tap_ok(api.n == 1 && api.c[0].id == 1, "margin: the late claim's row goes"))
+        goto out;
+    answer_ok(0);
+    advance(500);
+    answer_claims(false);
+    run_answering(8000, 100);
+    uint64_t end = o.lease_ms - o.lease_ms / 10, worst = 0;
+    for (unsigned i = 0; i < api.n; i++)
+        if (api.c[i].at + api.c[i].timeout_ms - api.c[i].lease_at > worst)
+            worst = api.c[i].at + api.c[i].timeout_ms - api.c[i].lease_at;
+    tap_ok(worst <= end,
+           "margin: every call's deadline is at most lease - lease/10 after its claim was made "
+           "(%llu ms, at most %llu)",
+           (unsigned long long)worst, (unsigned long long)end);
+    const fake_mark_t *rel = NULL;
+    for (unsigned i = 0; i < ob.nmarks && rel == NULL; i++)
+        if (ob.marks[i].what == REC_RELEASE && ob.marks[i].id == 2)
+            rel = &ob.marks[i];
+    tap_ok(rel != NULL && rel->held + api.c[0].timeout_ms <= end,
+           "margin: the row the rate held back was released in time for a call to end within it "
+           "(after %llu ms, call timeout %u ms)",
+           rel != NULL ? (unsigned long long)rel->held : 0ull, api.c[0].timeout_ms);
+    tap_eq_int(count_marks(REC_SENT, 2), 1, "margin: it was sent later, once");
+out:
+    answer_claims(false);
     finish();
 }
 
@@ -1017,6 +1100,7 @@ int main(void)
     test_limited_short();
     test_limited_long();
     test_hold_release();
+    test_hold_margin();
     test_limited_global();
     test_migrate();
     test_migrate_merge();
