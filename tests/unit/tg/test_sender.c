@@ -68,6 +68,7 @@ typedef struct fake_op {
     void *arg;
     unsigned max; /* rows, of a claim */
     uint64_t at;  /* loop ms it was made: a claim's lease starts then */
+    int err;      /* a mark's answer */
 } fake_op_t;
 
 static struct {
@@ -83,6 +84,9 @@ static struct {
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
     int64_t next_token;      /* of the next claim */
     bool hold_claims;        /* claims wait unanswered until answer_claims() */
+    bool down;               /* every claim and mark gets -EAGAIN, as with no connection ready */
+    unsigned reset_marks;    /* the next marks are answered -ECONNRESET, unwritten */
+    unsigned lost;           /* marks answered so */
     rx_defer_t defer;
 } ob;
 
@@ -157,7 +161,7 @@ static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
         else if (ops[i].claim_cb != NULL)
             answer_claim(&ops[i]);
         else if (ops[i].done_cb != NULL)
-            ops[i].done_cb(ops[i].arg, 0);
+            ops[i].done_cb(ops[i].arg, ops[i].err);
     }
 }
 
@@ -191,6 +195,24 @@ static bool push_mark(int what, int64_t id, int64_t token, uint64_t delay_ms, co
     return !m->stale;
 }
 
+/*
+ * A mark the store does not write: refused while it is down (*r = -EAGAIN),
+ * or taken and answered -ECONNRESET (*r = 0) while reset_marks lasts. True
+ * when the mark goes no further.
+ */
+static bool unwritten(int *r, tg_outbox_done_cb cb, void *arg)
+{
+    *r = ob.down ? -EAGAIN : 0;
+    if (ob.down)
+        return true;
+    if (ob.reset_marks == 0)
+        return false;
+    ob.reset_marks--;
+    ob.lost++;
+    push_op((fake_op_t){.done_cb = cb, .arg = arg, .err = -ECONNRESET});
+    return true;
+}
+
 void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
 {
     memset(o, 0, sizeof(*o));
@@ -199,6 +221,10 @@ void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
 int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
                     void *arg)
 {
+    if (ob.down) {
+        ob.claims++; /* tried */
+        return -EAGAIN;
+    }
     if (ob.claims++ == 0) {
         ob.claim_max = max;
         ob.claim_lease_ms = lease_ms;
@@ -211,6 +237,9 @@ int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, const int64_t *token
                         tg_outbox_done_cb cb, void *arg)
 {
     assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
+    int r;
+    if (unwritten(&r, cb, arg))
+        return r;
     ob.sent_batches++;
     for (unsigned i = 0; i < n; i++)
         if (push_mark(REC_SENT, ids[i], tokens[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg))
@@ -222,6 +251,9 @@ int tg_outbox_retry(tg_outbox_t *o, int64_t id, int64_t token, uint64_t delay_ms
                     tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
     if (push_mark(REC_RETRY, id, token, delay_ms, error, 0, cb, arg)) {
         r->state = ROW_DUE;
         r->not_before = loop.now + delay_ms;
@@ -234,6 +266,9 @@ int tg_outbox_fail(tg_outbox_t *o, int64_t id, int64_t token, const char *error,
                    tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
     if (push_mark(REC_FAIL, id, token, 0, error, 0, cb, arg)) {
         r->state = ROW_DONE;
         r->attempts++;
@@ -245,6 +280,9 @@ int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t token, int64_t chat_i
                        tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
     if (push_mark(REC_RETARGET, id, token, 0, NULL, chat_id, cb, arg)) {
         r->state = ROW_DUE;
         r->not_before = loop.now;
@@ -257,6 +295,9 @@ int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t token, int64_t chat_i
 
 int tg_outbox_release(tg_outbox_t *o, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)
 {
+    int r;
+    if (unwritten(&r, cb, arg))
+        return r;
     if (push_mark(REC_RELEASE, id, token, 0, NULL, 0, cb, arg))
         find_row(id)->state = ROW_DUE;
     return 0;
@@ -1029,6 +1070,41 @@ out:
     finish();
 }
 
+/*
+ * Marks the store cannot take (down: -EAGAIN; its tries used up:
+ * -ECONNRESET) are made again until they are written; nothing is claimed
+ * meanwhile, and a stopping sender is idle only once they are written.
+ */
+static void test_marks_retried(void)
+{
+    tg_sender_options_t o = options();
+    int c1, c2;
+    if (!begin_two_chats(&o, "marks retried", &c1, &c2))
+        goto out;
+    ob.down = true;
+    answer_ok((unsigned)c1);
+    answer((unsigned)c2, 502, BAD_GATEWAY, -1);
+    add_row(3, 300, 0);
+    unsigned claims = ob.claims;
+    advance(5000);
+    tap_ok(ob.nmarks == 0 && ob.claims == claims && api.n == 2,
+           "marks retried: none written while the store is down; no claim tried meanwhile");
+    tg_sender_stop(s, on_idle, NULL);
+    advance(5000);
+    tap_eq_int(idle_runs, 0, "marks retried: a stopping sender is not idle while its marks wait");
+    ob.down = false;
+    ob.reset_marks = 1;
+    advance(6000);
+    tap_ok(count_marks(REC_SENT, 1) == 1 && count_marks(REC_RETRY, 2) == 1 && ob.lost == 1,
+           "marks retried: once it is back each is written, once (one lost on the way and made "
+           "again)");
+    tap_eq_int(idle_runs, 1, "marks retried: then the stopping sender is idle");
+    tap_eq_int(api.n, 2, "marks retried: and no row was sent again");
+out:
+    ob.down = false;
+    finish();
+}
+
 /* Only the lock's holder claims and sends; losing it stops both at once. */
 static void test_leader(void)
 {
@@ -1108,6 +1184,7 @@ int main(void)
     test_order();
     test_rate();
     test_stop();
+    test_marks_retried();
     test_leader();
     rx_loop_dispose(&loop);
     return tap_done();
