@@ -65,8 +65,9 @@ typedef struct tg_outbox_row {
     size_t method_len;
     const char *body; /* the JSON request body; NUL-terminated too */
     size_t body_len;
-    int attempts; /* sends tried before this claim */
+    int attempts;    /* sends tried before this claim */
     int64_t prev_id; /* the next older open row of its chat when claimed, 0: none */
+    int64_t token;   /* the claim's token, stored in the row: pass it to the row's mark */
 } tg_outbox_row_t;
 
 /*
@@ -122,8 +123,11 @@ void tg_outbox_init(tg_outbox_t *ob, db_t *db, const tg_outbox_options_t *opt);
  * (the process died, or its send took longer than the lease) it is claimed
  * again: delivery is at-least-once. So lease_ms must exceed the longest send
  * (e.g. 60000 with a 30 s HTTP timeout). Each claim carries a token stored
- * in the rows it leases (column claim_token): a claim sent again after a lost
- * connection also returns the rows its first attempt leased, if it committed.
+ * in the rows it leases (column claim_token, also in each row returned): a
+ * claim sent again after a lost connection also returns the rows its first
+ * attempt leased, if it committed; and every mark names the token of the
+ * claim it follows, so that a row re-claimed by another claim (its lease ran
+ * out) is left to that claim's marks.
  * `cb` (not NULL) runs once, see tg_outbox_claim_cb.
  * Returns 0, or -EAGAIN when not ready, after db_drain(), or at the cap.
  */
@@ -131,38 +135,48 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
                     void *arg);
 
 /*
- * Marks row `id` sent: sent_at = now(), claimed_until = null; only while
- * sent_at is null (the first time stays). cb may be NULL.
- * Returns 0 or -EAGAIN.
+ * The marks below change row `id` only while its claim_token is `token`, the
+ * token of the claim that returned it (tg_outbox_row_t.token): a mark made
+ * after the row's lease ran out and another claim took it does nothing (err
+ * 0), and that claim's own marks decide. A mark made after the lease ran out
+ * but before any other claim still applies: the row is not re-sent.
  */
-int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg);
 
 /*
- * Marks rows ids[0..n) sent (1 <= n <= TG_OUTBOX_SENT_MAX) as tg_outbox_sent
- * does, in one statement and one commit: the sender marks what it sent in a
- * turn at once, not one commit per reply. cb runs once for all of them.
+ * Marks row `id` sent: sent_at = now(), claimed_until = null; only while
+ * sent_at is null (the first time stays) and under `token`. cb may be NULL.
  * Returns 0 or -EAGAIN.
  */
-int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
-                        void *arg);
+int tg_outbox_sent(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg);
+
+/*
+ * Marks rows ids[0..n), each under its tokens[i] (1 <= n <=
+ * TG_OUTBOX_SENT_MAX), sent as tg_outbox_sent does, in one statement and one
+ * commit: the sender marks what it sent in a turn at once, not one commit
+ * per reply. cb runs once for all of them. Returns 0 or -EAGAIN.
+ */
+int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
+                        tg_outbox_done_cb cb, void *arg);
 
 /*
  * Sending failed for now: attempts = attempts + 1, last_error = error (NULL:
  * null; cut to TG_OUTBOX_ERROR_MAX bytes, each ill-formed UTF-8 sequence
  * becomes '?'), not_before = now() + delay_ms, claimed_until = null. Only
- * while the row is claimed (claimed_until not null) and neither sent nor
- * failed, which makes it count once. cb may be NULL. Returns 0 or -EAGAIN.
+ * while the row is claimed (claimed_until not null) under `token` and
+ * neither sent nor failed, which makes it count once. cb may be NULL.
+ * Returns 0 or -EAGAIN.
  */
-int tg_outbox_retry(tg_outbox_t *ob, int64_t id, uint64_t delay_ms, const char *error,
-                    tg_outbox_done_cb cb, void *arg);
+int tg_outbox_retry(tg_outbox_t *ob, int64_t id, int64_t token, uint64_t delay_ms,
+                    const char *error, tg_outbox_done_cb cb, void *arg);
 
 /*
  * Final failure: attempts = attempts + 1, last_error = error (as for retry),
  * failed_at = now(), claimed_until = null; the row is kept, not deleted.
- * Only while claimed and neither sent nor failed. cb may be NULL.
- * Returns 0 or -EAGAIN.
+ * Only while claimed under `token` and neither sent nor failed. cb may be
+ * NULL. Returns 0 or -EAGAIN.
  */
-int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg);
+int tg_outbox_fail(tg_outbox_t *ob, int64_t id, int64_t token, const char *error,
+                   tg_outbox_done_cb cb, void *arg);
 
 /*
  * Re-targets the row to `chat_id` (migrate_to_chat_id): chat_id = new, the
@@ -172,18 +186,20 @@ int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_don
  * bounds a chain of migrations that loops), claimed_until = null,
  * not_before = now(): the row is due again at once,
  * to be claimed and sent anew (do not mark it sent or retry it afterwards).
- * Only while neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ * Only while claimed under `token` and neither sent nor failed. cb may be
+ * NULL. Returns 0 or -EAGAIN.
  */
-int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t chat_id, tg_outbox_done_cb cb,
-                       void *arg);
+int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t token, int64_t chat_id,
+                       tg_outbox_done_cb cb, void *arg);
 
 /*
  * Gives a claimed row back unsent (the sender stops, or will not send it
  * now): claimed_until = null, attempts unchanged, so that it can be claimed
  * again at once, by this or another process. Only while the row is claimed
- * and neither sent nor failed. cb may be NULL. Returns 0 or -EAGAIN.
+ * under `token` and neither sent nor failed. cb may be NULL.
+ * Returns 0 or -EAGAIN.
  */
-int tg_outbox_release(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg);
+int tg_outbox_release(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg);
 
 /*
  * Counts rows that are due or will be due within `within_ms` (sent_at and

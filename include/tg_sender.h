@@ -104,12 +104,17 @@ typedef struct tg_sender_options {
                                 answered with migrate_to_chat_id counts: this bounds a chain
                                 of migrations that loops (A to B to A) */
     unsigned lease_ms;       /* how long a claim holds a row; default 30000. A row not sent
-                                within half of it is released for the next claim */
-    unsigned capacity;       /* rows held in memory at once; default 256 */
+                                within lease - timeout - lease / 10 of the claim's
+                                submission is released for the next claim */
+    unsigned capacity;       /* rows held in memory at once; default 256. Marks not written
+                                yet count too: with capacity of them waiting (the database
+                                is down), nothing more is claimed, so rows held and marks
+                                kept stay below 2 * capacity; no mark is dropped */
     unsigned poll_ms;        /* look for due rows this often when idle; default 200 */
     unsigned backoff_ms;     /* first retry delay after 5xx or transport errors; default 1000 */
     unsigned backoff_max_ms; /* cap on that delay; default 300000 */
-    uint32_t timeout_ms;     /* per call; default 30000, at most lease_ms / 2 */
+    uint32_t timeout_ms;     /* per call; default (lease_ms - lease_ms / 10) / 2, at most
+                                30000; at most lease_ms - 2 * (lease_ms / 10) */
     const char *lock_conninfo; /* database of the leader lock (copied), normally the outbox's;
                                   NULL: no lock, this sender leads at once (one process only) */
     unsigned lock_retry_ms;    /* a standby tries the lock this often; default 1000 */
@@ -119,8 +124,14 @@ typedef struct tg_sender_options {
 /*
  * Starts the sender: it tries the leader lock, and while it holds it drains
  * the outbox: claims due rows, sends them oldest first (one at a time per
- * chat, in id order), marks each sent, retried or failed.
- * Returns NULL with *err = -EINVAL for a bad rate configuration.
+ * chat, in id order), marks each sent, retried or failed. A mark that cannot
+ * be written (no connection ready, the database down or slow) is kept and
+ * made again, 100 ms later doubling up to 2 s, until it is: a row sent is
+ * not sent again because its mark was lost, as long as the mark lands before
+ * the row's lease ends or no other claim took the row meanwhile (this
+ * sender claims nothing while marks wait).
+ * Returns NULL with *err = -EINVAL for a bad rate configuration, or a
+ * timeout_ms that does not fit lease_ms (logged).
  */
 tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int *err);
 
@@ -136,9 +147,18 @@ void tg_sender_kick(tg_sender_t *s);
  * Stops claiming and gives the leader lock up at once (a standby elsewhere
  * takes over). Calls in flight finish and are recorded; rows claimed but not
  * sent are released for the next claim. `on_idle` runs (from the loop) once
- * nothing is in flight or being recorded.
+ * nothing is in flight or being recorded: while the database is down that
+ * waits for it (marks are made again until written), so bound the wait.
  */
 void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg);
+
+/*
+ * The database is about to be freed (db_free()): submits the marks that
+ * wait (db_free() then cancels them), drops those it cannot submit, with a
+ * warning (their rows are claimed again when their leases end), and writes
+ * nothing more. After tg_sender_stop() and once no call is in flight.
+ */
+void tg_sender_detach(tg_sender_t *s);
 
 /* Frees the sender; only after on_idle, or once the loop no longer runs. */
 void tg_sender_free(tg_sender_t *s);

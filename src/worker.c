@@ -349,8 +349,8 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
 /*
  * Frees whatever start() set up, after a run or a failed start. Order: the
  * sender releases the rows it holds and the pool fails what is still in
- * flight (the sender records those) while the database is still there to
- * take the writes; then the database answers whatever is left with
+ * flight (the sender records those, and submits its marks that wait) while
+ * the database is still there to take the writes; then the database answers whatever is left with
  * -ECANCELED (requests still waiting for a commit are answered 503: their
  * updates may or may not be stored; Telegram retries them and the inbox
  * dedupes). One more short run lets the cancelled database poll and the
@@ -363,6 +363,9 @@ static void teardown(worker_t *w)
         tg_sender_stop(w->sender, NULL, NULL);
     if (w->api != NULL)
         httpc_pool_free(w->api);
+    /* Its last marks go out before db_free() cancels them; it writes nothing after. */
+    if (w->sender != NULL)
+        tg_sender_detach(w->sender);
     /* Its cancelled transactions come back from db_free(): it submits nothing more. */
     if (w->proc != NULL)
         tg_proc_detach(w->proc);

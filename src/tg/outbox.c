@@ -11,7 +11,8 @@
  * which is safe because every statement is idempotent: a mark applies only
  * to a row still in the state it changes, and a claim carries a token, so
  * that a claim sent again (as the re-claim statement) gets back the rows its
- * first attempt may have leased, not leased twice.
+ * first attempt may have leased, not leased twice. Marks carry that token
+ * back: each applies only while the row's claim_token is still its claim's.
  */
 #include "tg_outbox.h"
 
@@ -46,7 +47,8 @@ static const char *const tg_ob_names[] = {
 /* One operation on its way: what to call back once its transaction is answered. */
 typedef struct tg_ob_op {
     tg_ob_kind_t kind;
-    int64_t id; /* the row (marks), for log lines */
+    int64_t id;    /* the row (marks), for log lines */
+    int64_t token; /* the claim's token (claims), given to its rows */
     union {
         tg_outbox_claim_cb claim;
         tg_outbox_done_cb done;
@@ -79,38 +81,49 @@ typedef struct tg_ob_op {
     "SELECT id, chat_id, method, body, attempts, prev_id "                                         \
     "FROM tgring_claim_outbox($1, $2, $3, " again ", $4) ORDER BY id"
 
-/* A mark applies to a row under a claim only: sent again after a lost connection, it is a no-op. */
-#define TG_OB_CLAIMED "id = $1 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
+/*
+ * $1 row, $2 claim token. A mark applies to a row still under the claim that
+ * leased it: one whose lease ran out and was taken by another claim (this
+ * process's or another's) is that claim's to mark. Sent again after a lost
+ * connection, it finds the lease gone and is a no-op.
+ */
+#define TG_OB_CLAIMED                                                                              \
+    "id = $1 AND claim_token = $2 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
 
 static const uint32_t tg_ob_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ob_i8x4[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
-static const uint32_t tg_ob_i8_i8_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
-static const uint32_t tg_ob_i8_text[2] = {DB_OID_INT8, DB_OID_TEXT};
-static const uint32_t tg_ob_text[1] = {DB_OID_TEXT};
+static const uint32_t tg_ob_i8x3_text[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
+static const uint32_t tg_ob_i8x2_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
+static const uint32_t tg_ob_text2[2] = {DB_OID_TEXT, DB_OID_TEXT};
 
 static const db_stmt_t tg_ob_stmts[] = {
     {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 4, tg_ob_i8x4},
     {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 4, tg_ob_i8x4},
-    /* $1: the ids as an array literal, '{1,2,3}'. */
+    /*
+     * $1 the ids, $2 their claims' tokens, as array literals '{1,2,3}'. Only
+     * while the token is the row's: a row sent after its lease was lost may be
+     * sent again by the claim that took it, which marks it then.
+     */
     {TG_STMT_SENT,
-     "UPDATE outbox SET sent_at = now(), claimed_until = NULL "
-     "WHERE id = ANY ($1::bigint[]) AND sent_at IS NULL",
-     1, tg_ob_text},
+     "UPDATE outbox o SET sent_at = now(), claimed_until = NULL "
+     "FROM unnest($1::bigint[], $2::bigint[]) AS m (id, token) "
+     "WHERE o.id = m.id AND o.claim_token = m.token AND o.sent_at IS NULL",
+     2, tg_ob_text2},
     {TG_STMT_RETRY,
-     "UPDATE outbox SET attempts = attempts + 1, last_error = $3, "
-     "not_before = now() + $2 * interval '1 millisecond', claimed_until = NULL "
+     "UPDATE outbox SET attempts = attempts + 1, last_error = $4, "
+     "not_before = now() + $3 * interval '1 millisecond', claimed_until = NULL "
      "WHERE " TG_OB_CLAIMED,
-     3, tg_ob_i8_i8_text},
+     4, tg_ob_i8x3_text},
     {TG_STMT_FAIL,
-     "UPDATE outbox SET attempts = attempts + 1, last_error = $2, failed_at = now(), "
+     "UPDATE outbox SET attempts = attempts + 1, last_error = $3, failed_at = now(), "
      "claimed_until = NULL WHERE " TG_OB_CLAIMED,
-     2, tg_ob_i8_text},
+     3, tg_ob_i8x2_text},
     {TG_STMT_RETARGET,
-     "UPDATE outbox SET attempts = attempts + 1, chat_id = $2, "
-     "body = jsonb_set(body::jsonb, '{chat_id}', to_jsonb($2))::text, "
-     "claimed_until = NULL, not_before = now() WHERE id = $1 AND " TG_OB_OPEN,
-     2, tg_ob_i8x3},
-    {TG_STMT_RELEASE, "UPDATE outbox SET claimed_until = NULL WHERE " TG_OB_CLAIMED, 1, tg_ob_i8x3},
+     "UPDATE outbox SET attempts = attempts + 1, chat_id = $3, "
+     "body = jsonb_set(body::jsonb, '{chat_id}', to_jsonb($3))::text, "
+     "claimed_until = NULL, not_before = now() WHERE " TG_OB_CLAIMED,
+     3, tg_ob_i8x3},
+    {TG_STMT_RELEASE, "UPDATE outbox SET claimed_until = NULL WHERE " TG_OB_CLAIMED, 2, tg_ob_i8x3},
     {TG_STMT_DUE,
      "SELECT count(*) FROM outbox WHERE " TG_OB_OPEN
      " AND not_before <= now() + $1 * interval '1 millisecond'",
@@ -120,7 +133,7 @@ static const db_stmt_t tg_ob_stmts[] = {
 /* ---- small helpers ---- */
 
 /* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
-static bool tg_ob_rows(const db_result_t *res, tg_outbox_row_t *rows, unsigned n)
+static bool tg_ob_rows(const db_result_t *res, int64_t token, tg_outbox_row_t *rows, unsigned n)
 {
     if (db_res_cols(res) != 6)
         return false;
@@ -135,6 +148,7 @@ static bool tg_ob_rows(const db_result_t *res, tg_outbox_row_t *rows, unsigned n
         rows[i].method = db_res_value(res, i, 2, &rows[i].method_len);
         rows[i].body = db_res_value(res, i, 3, &rows[i].body_len);
         rows[i].attempts = (int)attempts;
+        rows[i].token = token;
     }
     return true;
 }
@@ -148,7 +162,7 @@ static void tg_ob_call_claim(tg_ob_op_t *op, int err, const db_result_t *res)
     if (err == 0) {
         n = db_res_rows(res);
         rows = n > 0 ? xcalloc(n, sizeof(*rows)) : NULL;
-        if (!tg_ob_rows(res, rows, n)) {
+        if (!tg_ob_rows(res, op->token, rows, n)) {
             log_error("outbox_claim_bad_result",
                       "a claim returned rows of an unexpected shape; they are claimed again when "
                       "their lease ends");
@@ -213,15 +227,16 @@ static int tg_ob_submit(tg_outbox_t *ob, tg_ob_op_t *op, const db_query_t *q)
     return r;
 }
 
-/* A mark of row `id` by `stmt`, with up to two more parameters. */
+/* A mark of row `id` under claim `token` by `stmt`, with up to two more parameters. */
 static int tg_ob_mark(tg_outbox_t *ob, tg_ob_kind_t kind, const char *stmt, int64_t id,
-                      unsigned nparams, db_param_t p2, db_param_t p3, tg_outbox_done_cb cb,
-                      void *arg)
+                      int64_t token, unsigned nparams, db_param_t p3, db_param_t p4,
+                      tg_outbox_done_cb cb, void *arg)
 {
     db_query_t q = {.stmt = stmt, .nparams = nparams, .binary = true};
     q.params[0] = db_param_int8(id);
-    q.params[1] = p2;
+    q.params[1] = db_param_int8(token);
     q.params[2] = p3;
+    q.params[3] = p4;
     tg_ob_op_t *op = tg_ob_new(kind, id, arg);
     op->cb.done = cb;
     return tg_ob_submit(ob, op, &q);
@@ -268,9 +283,10 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 4, .binary = true};
     q.params[0] = db_param_int8(max < TG_OUTBOX_CLAIM_MAX ? max : TG_OUTBOX_CLAIM_MAX);
     q.params[1] = db_param_int8(lease_ms);
-    q.params[2] = db_param_int8((int64_t)(ob->token_base + ob->next_token));
     q.params[3] = db_param_int8((int64_t)ob->token_base);
     tg_ob_op_t *op = tg_ob_new(TG_OB_CLAIM, 0, arg);
+    op->token = (int64_t)(ob->token_base + ob->next_token);
+    q.params[2] = db_param_int8(op->token);
     op->cb.claim = cb;
     int r = tg_ob_submit(ob, op, &q);
     if (r == 0)
@@ -278,19 +294,26 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     return r;
 }
 
-int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
-                        void *arg)
+/* v[0..n) as a bigint array literal '{1,-2,3}' in lit: up to 22 bytes each. */
+static size_t tg_ob_array(char *lit, const int64_t *v, unsigned n)
 {
-    assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
-    /* An array literal: up to 20 digits, a sign and a comma per id, and the braces. */
-    char *lit = xmalloc((size_t)n * 22 + 3);
     size_t len = 0;
     lit[len++] = '{';
     for (unsigned i = 0; i < n; i++)
-        len += (size_t)sprintf(lit + len, i > 0 ? ",%lld" : "%lld", (long long)ids[i]);
+        len += (size_t)sprintf(lit + len, i > 0 ? ",%lld" : "%lld", (long long)v[i]);
     lit[len++] = '}';
-    db_query_t q = {.stmt = TG_STMT_SENT, .nparams = 1, .binary = true};
-    q.params[0] = db_param_text(lit, len);
+    return len;
+}
+
+int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
+                        tg_outbox_done_cb cb, void *arg)
+{
+    assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
+    size_t cap = (size_t)n * 22 + 3;
+    char *lit = xmalloc(2 * cap);
+    db_query_t q = {.stmt = TG_STMT_SENT, .nparams = 2, .binary = true};
+    q.params[0] = db_param_text(lit, tg_ob_array(lit, ids, n));
+    q.params[1] = db_param_text(lit + cap, tg_ob_array(lit + cap, tokens, n));
     tg_ob_op_t *op = tg_ob_new(TG_OB_SENT, ids[0], arg);
     op->cb.done = cb;
     int r = tg_ob_submit(ob, op, &q);
@@ -298,9 +321,9 @@ int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, unsigned n, tg_outb
     return r;
 }
 
-int tg_outbox_sent(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_sent(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)
 {
-    return tg_outbox_sent_many(ob, &id, 1, cb, arg);
+    return tg_outbox_sent_many(ob, &id, &token, 1, cb, arg);
 }
 
 /* The error text as a parameter: copied (cut, made valid) into buf, or SQL NULL. */
@@ -311,35 +334,37 @@ static db_param_t tg_ob_error(const char *error, char buf[TG_OUTBOX_ERROR_MAX])
     return db_param_text(buf, core_utf8_copy(buf, TG_OUTBOX_ERROR_MAX, error));
 }
 
-int tg_outbox_retry(tg_outbox_t *ob, int64_t id, uint64_t delay_ms, const char *error,
-                    tg_outbox_done_cb cb, void *arg)
+int tg_outbox_retry(tg_outbox_t *ob, int64_t id, int64_t token, uint64_t delay_ms,
+                    const char *error, tg_outbox_done_cb cb, void *arg)
 {
     char buf[TG_OUTBOX_ERROR_MAX];
     if (delay_ms > TG_OUTBOX_DELAY_MAX_MS)
         delay_ms = TG_OUTBOX_DELAY_MAX_MS;
-    return tg_ob_mark(ob, TG_OB_RETRY, TG_STMT_RETRY, id, 3, db_param_int8((int64_t)delay_ms),
-                      tg_ob_error(error, buf), cb, arg);
+    return tg_ob_mark(ob, TG_OB_RETRY, TG_STMT_RETRY, id, token, 4,
+                      db_param_int8((int64_t)delay_ms), tg_ob_error(error, buf), cb, arg);
 }
 
-int tg_outbox_fail(tg_outbox_t *ob, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_fail(tg_outbox_t *ob, int64_t id, int64_t token, const char *error,
+                   tg_outbox_done_cb cb, void *arg)
 {
     char buf[TG_OUTBOX_ERROR_MAX];
     db_param_t none = {0};
-    return tg_ob_mark(ob, TG_OB_FAIL, TG_STMT_FAIL, id, 2, tg_ob_error(error, buf), none, cb, arg);
-}
-
-int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t chat_id, tg_outbox_done_cb cb,
-                       void *arg)
-{
-    db_param_t none = {0};
-    return tg_ob_mark(ob, TG_OB_RETARGET, TG_STMT_RETARGET, id, 2, db_param_int8(chat_id), none, cb,
+    return tg_ob_mark(ob, TG_OB_FAIL, TG_STMT_FAIL, id, token, 3, tg_ob_error(error, buf), none, cb,
                       arg);
 }
 
-int tg_outbox_release(tg_outbox_t *ob, int64_t id, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t token, int64_t chat_id,
+                       tg_outbox_done_cb cb, void *arg)
 {
     db_param_t none = {0};
-    return tg_ob_mark(ob, TG_OB_RELEASE, TG_STMT_RELEASE, id, 1, none, none, cb, arg);
+    return tg_ob_mark(ob, TG_OB_RETARGET, TG_STMT_RETARGET, id, token, 3, db_param_int8(chat_id),
+                      none, cb, arg);
+}
+
+int tg_outbox_release(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)
+{
+    db_param_t none = {0};
+    return tg_ob_mark(ob, TG_OB_RELEASE, TG_STMT_RELEASE, id, token, 2, none, none, cb, arg);
 }
 
 int tg_outbox_due(tg_outbox_t *ob, uint64_t within_ms, tg_outbox_count_cb cb, void *arg)

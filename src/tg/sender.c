@@ -8,15 +8,20 @@
  * each chat that has none in flight when the rate limiter lets it pass; the
  * answer decides: sent, paused (429), re-targeted (migrate_to_chat_id),
  * retried later with backoff (5xx, transport errors) or failed (other 4xx,
- * attempts used up). Every decision is written back to the row, so a crash
- * loses nothing: an unrecorded row's lease expires and it is sent again
- * (at-least-once).
+ * attempts used up). Every decision is written back to the row by a mark,
+ * made again until it is written when the database cannot take it now (see
+ * tg_mark_t), so a crash loses nothing: an unrecorded row's lease expires
+ * and it is sent again (at-least-once).
  *
  * A row must never outlive its lease in memory, or another claim (this
- * process's or another's) would take it too and it would go out twice. So a
- * row that has waited half the lease without being sent (its chat is slow or
- * paused) is released, and a call's deadline is at most half the lease: a row
- * is sent, recorded or released before its lease ends.
+ * process's or another's) would take it too and it would go out twice. The
+ * lease starts no earlier than the claim is submitted, so a row's time is
+ * counted from then: it may wait unsent (its chat is slow or paused) for
+ * hold_ms = lease - timeout - margin, then is released; a call started
+ * within that ends (answer or deadline) by lease - margin; the margin, a
+ * tenth of the lease, is left for the mark to commit and for the loop's
+ * clock being a turn late. A timeout that leaves less than a margin of hold
+ * is refused at start.
  *
  * Per-chat order rests on the store: a claim returns only a chat's oldest
  * unsent row, so a row put back (retry, release) comes again before any
@@ -56,6 +61,13 @@
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
 #define METHOD_MAX 64
+/*
+ * A mark not written for a passing reason (no connection ready, the
+ * outbox's queue full, its tries used up, no answer in time) is made again
+ * after this wait, doubled with every failure in a row up to the cap.
+ */
+#define MARK_RETRY_MS 100
+#define MARK_RETRY_MAX_MS 2000
 
 /* ---- one call ---- */
 
@@ -92,6 +104,31 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
 /* ---- the sender ---- */
 
 typedef struct tg_msg tg_msg_t;
+typedef struct tg_mark tg_mark_t;
+
+/* Decisions for a row, each written to it by a mark. */
+enum { REC_SENT, REC_RETRY, REC_FAIL, REC_RETARGET, REC_RELEASE };
+
+/*
+ * A decision waiting to be written to its row, or being written. Marks are
+ * idempotent and name the claim they follow (tg_outbox.h), so one that may
+ * not have been written is made again until it is: a row sent is not sent
+ * again because a database outage swallowed its mark.
+ */
+struct tg_mark {
+    tg_mark_t *next; /* in its queue, or among the marks written with it */
+    tg_sender_t *s;
+    int what;          /* REC_* */
+    int64_t id;        /* the row */
+    int64_t token;     /* of the claim that leased it */
+    uint64_t delay_ms; /* retry */
+    int64_t new_chat;  /* retarget */
+    char *error;       /* retry, fail: a copy, or NULL */
+};
+
+typedef struct mark_queue {
+    tg_mark_t *head, *tail;
+} mark_queue_t;
 
 struct tg_msg {
     tg_call_t call;
@@ -103,7 +140,8 @@ struct tg_msg {
     char *body;
     size_t body_len;
     int attempts;        /* sends before this claim */
-    uint64_t claimed_ms; /* loop time of the claim */
+    int64_t token;       /* the claim's token: the row's marks name it */
+    uint64_t claimed_ms; /* loop time its claim was submitted: the lease started no earlier */
     bool in_flight;      /* a call is out */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
 };
@@ -117,8 +155,10 @@ struct tg_sender {
     tg_msg_t *head, *tail; /* held rows, in id order */
     unsigned held;         /* rows in the list */
     unsigned in_flight;    /* calls out */
-    unsigned recording;    /* db writes whose callbacks are pending */
+    unsigned recording;    /* marks not written yet: queued, or out */
     bool claiming;         /* a claim is out */
+    uint64_t claim_ms;     /* loop time the claim out was submitted */
+    uint64_t hold_ms;      /* longest a row waits unsent after its claim, ms */
     bool stopping;
     uint32_t pass;
     int64_t last_429_chat;
@@ -141,10 +181,17 @@ struct tg_sender {
      * previous row is one of them may stay (see on_claimed). */
     int64_t *done_ids;
     unsigned ndone, done_cap;
-    /* Rows sent in this turn: marked together at its end, one commit for all. */
-    int64_t *sent_ids; /* [TG_OUTBOX_SENT_MAX] */
-    unsigned nsent;
-    rx_defer_t sent_defer;
+    /*
+     * Marks to write, at the end of the turn that made them: every sent one
+     * in one statement, one commit for all; the others one each.
+     */
+    mark_queue_t sent_q, other_q;
+    rx_defer_t mark_defer;
+    rx_timer_t mark_timer; /* the next try after a passing failure */
+    unsigned mark_fails;   /* passing failures in a row */
+    bool detached;         /* tg_sender_detach() was called: nothing more is written */
+    int64_t *sent_ids;     /* [TG_OUTBOX_SENT_MAX], for one tg_outbox_sent_many() */
+    int64_t *sent_tokens;  /* [TG_OUTBOX_SENT_MAX], their claims' tokens */
 };
 
 static void pump(tg_sender_t *s);
@@ -196,91 +243,198 @@ static void msg_unlink(tg_sender_t *s, tg_msg_t *m)
     free(m);
 }
 
-static void on_recorded(void *arg, int err)
+/* ---- marks ---- */
+
+static void mq_push(mark_queue_t *q, tg_mark_t *k)
 {
-    tg_sender_t *s = arg;
-    s->recording--;
-    /* A lost write leaves the row leased; it is claimed again when the lease ends. */
-    if (err != 0)
-        log_warn("outbox_record_failed", "could not record a send result: %s", strerror(-err));
-    check_idle(s);
+    k->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = k;
+    else
+        q->head = k;
+    q->tail = k;
 }
 
-/* Records a decision for row m, then forgets m. */
-enum { REC_SENT, REC_RETRY, REC_FAIL, REC_RETARGET, REC_RELEASE };
-
-/*
- * Writes the sent marks of the turn, ahead of anything submitted after (the
- * outbox's lane runs in order: a claim then sees those rows sent).
- */
-static void flush_sent(tg_sender_t *s)
+/* Puts the chain k (linked by next, NULL-ended) back at the front of q. */
+static void mq_unshift(mark_queue_t *q, tg_mark_t *k)
 {
-    if (s->nsent == 0)
-        return;
-    unsigned n = s->nsent;
-    s->nsent = 0;
-    if (tg_outbox_sent_many(&s->outbox, s->sent_ids, n, on_recorded, s) != 0) {
-        log_warn("outbox_record_failed", "%u sent rows: database not ready; their leases will expire",
-                 n);
-        s->recording--;
-        check_idle(s);
+    tg_mark_t *last = k;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = q->head;
+    q->head = k;
+    if (q->tail == NULL)
+        q->tail = last;
+}
+
+/* Takes up to max marks off the front of q (not empty) as a chain. OUT: *n, how many. */
+static tg_mark_t *mq_take(mark_queue_t *q, unsigned max, unsigned *n)
+{
+    tg_mark_t *k = q->head, *last = k;
+    *n = 1;
+    while (*n < max && last->next != NULL) {
+        last = last->next;
+        (*n)++;
     }
+    q->head = last->next;
+    if (q->head == NULL)
+        q->tail = NULL;
+    last->next = NULL;
+    return k;
 }
 
-static void on_sent_defer(rx_loop_t *loop, rx_defer_t *d)
+/* Frees the chain k. Returns how many marks it had. */
+static unsigned marks_free(tg_mark_t *k)
 {
-    flush_sent(container_of(d, tg_sender_t, sent_defer));
+    unsigned n = 0;
+    for (tg_mark_t *next; k != NULL; k = next, n++) {
+        next = k->next;
+        free(k->error);
+        free(k);
+    }
+    return n;
 }
 
-/* A retarget being written: what to fail if the database refuses it. */
-typedef struct tg_retarget {
-    tg_sender_t *s;
-    int64_t id;
-    int64_t chat_id; /* the new chat */
-} tg_retarget_t;
+static void flush_marks(tg_sender_t *s);
+static void on_mark_defer(rx_loop_t *loop, rx_defer_t *d);
 
-static void on_retargeted(void *arg, int err)
+static void on_mark_timer(rx_loop_t *loop, rx_timer_t *t)
 {
-    tg_retarget_t *rt = arg;
-    tg_sender_t *s = rt->s;
-    int64_t id = rt->id, to = rt->chat_id;
-    free(rt);
-    if (err == -EBADMSG) {
+    tg_sender_t *s = container_of(t, tg_sender_t, mark_timer);
+    flush_marks(s);
+    schedule(s); /* claims wait for the queued marks */
+}
+
+/* A passing failure: the queued marks are made again after a wait that grows while they fail. */
+static void mark_backoff(tg_sender_t *s, int err)
+{
+    uint64_t d = MARK_RETRY_MS;
+    for (unsigned i = 0; i < s->mark_fails && d < MARK_RETRY_MAX_MS; i++)
+        d *= 2;
+    if (d > MARK_RETRY_MAX_MS)
+        d = MARK_RETRY_MAX_MS;
+    if (s->mark_fails++ == 0)
+        log_warn("outbox_record_retry",
+                 "%u marks not written yet: %s; made again until they are, no claim meanwhile",
+                 s->recording, strerror(-err));
+    if (!rx_timer_active(&s->mark_timer))
+        rx_timer_start(s->loop, &s->mark_timer, d, on_mark_timer);
+}
+
+static void on_marked(void *arg, int err)
+{
+    tg_mark_t *k = arg;
+    tg_sender_t *s = k->s;
+
+    if (err == -EBADMSG && k->what == REC_RETARGET && !s->detached) {
         /*
          * Refused for the row's body (not a JSON object): left as it is, the
-         * row would be sent, migrated and refused again at every lease.
+         * row would be sent, migrated and refused again at every lease. It is
+         * unchanged and still claimed: a fail mark takes this one's place.
          */
         char why[160];
         snprintf(why, sizeof(why),
                  "migrate_to_chat_id %lld: the database refused to re-target the row (its body "
                  "is not a JSON object)",
-                 (long long)to);
-        log_warn("outbox_rejected", "row %lld: %s (final, not retried)", (long long)id, why);
+                 (long long)k->new_chat);
+        log_warn("outbox_rejected", "row %lld: %s (final, not retried)", (long long)k->id, why);
         met_self()->outbox_failed++;
-        /* The row is unchanged, still claimed; the fail mark takes this write's place. */
-        if (tg_outbox_fail(&s->outbox, id, why, on_recorded, s) == 0)
-            return;
-        err = -EAGAIN;
+        k->what = REC_FAIL;
+        free(k->error);
+        k->error = xstrdup(why);
+        mq_push(&s->other_q, k);
+        rx_defer(s->loop, &s->mark_defer, on_mark_defer);
+        return;
     }
-    on_recorded(s, err);
+    /* Written or not, it can be made again: only its effect counts, once. */
+    if ((err == -EAGAIN || err == -ECONNRESET || err == -ETIMEDOUT) && !s->detached) {
+        mq_unshift(k->what == REC_SENT ? &s->sent_q : &s->other_q, k);
+        mark_backoff(s, err);
+        return;
+    }
+    if (err != 0)
+        log_warn("outbox_record_failed",
+                 "row %lld%s: not recorded: %s; the row is claimed again when its lease ends",
+                 (long long)k->id, k->next != NULL ? " and others" : "", strerror(-err));
+    else if (s->mark_fails > 0)
+        log_info("outbox_record_resumed", "marks are written again");
+    if (err == 0)
+        s->mark_fails = 0;
+    s->recording -= marks_free(k);
+    check_idle(s);
+    if (active(s))
+        schedule(s);
 }
 
-static int retarget(tg_sender_t *s, int64_t id, int64_t chat_id)
+/* Submits the queued sent marks, at most TG_OUTBOX_SENT_MAX, in one statement. Returns 0 or < 0. */
+static int submit_sent(tg_sender_t *s)
 {
-    tg_retarget_t *rt = xcalloc(1, sizeof(*rt));
-    rt->s = s;
-    rt->id = id;
-    rt->chat_id = chat_id;
-    int r = tg_outbox_retarget(&s->outbox, id, chat_id, on_retargeted, rt);
-    if (r != 0)
-        free(rt);
+    unsigned n, i = 0;
+    tg_mark_t *k = mq_take(&s->sent_q, TG_OUTBOX_SENT_MAX, &n);
+    for (tg_mark_t *p = k; p != NULL; p = p->next, i++) {
+        s->sent_ids[i] = p->id;
+        s->sent_tokens[i] = p->token;
+    }
+    int r = tg_outbox_sent_many(&s->outbox, s->sent_ids, s->sent_tokens, n, on_marked, k);
+    if (r < 0)
+        mq_unshift(&s->sent_q, k);
     return r;
 }
 
+/* Submits the first queued mark other than sent. Returns 0 or < 0. */
+static int submit_other(tg_sender_t *s)
+{
+    unsigned n;
+    tg_mark_t *k = mq_take(&s->other_q, 1, &n);
+    int r;
+    switch (k->what) {
+    case REC_RETRY:
+        r = tg_outbox_retry(&s->outbox, k->id, k->token, k->delay_ms, k->error, on_marked, k);
+        break;
+    case REC_FAIL:
+        r = tg_outbox_fail(&s->outbox, k->id, k->token, k->error, on_marked, k);
+        break;
+    case REC_RETARGET:
+        r = tg_outbox_retarget(&s->outbox, k->id, k->token, k->new_chat, on_marked, k);
+        break;
+    default:
+        r = tg_outbox_release(&s->outbox, k->id, k->token, on_marked, k);
+        break;
+    }
+    if (r < 0)
+        mq_unshift(&s->other_q, k);
+    return r;
+}
+
+/* Submits every queued mark, unless a wait after a failure runs or the sender is detached. */
+static void flush_marks(tg_sender_t *s)
+{
+    if (s->detached || rx_timer_active(&s->mark_timer))
+        return;
+    while (s->sent_q.head != NULL || s->other_q.head != NULL) {
+        int r = s->sent_q.head != NULL ? submit_sent(s) : submit_other(s);
+        if (r < 0) {
+            mark_backoff(s, r);
+            return;
+        }
+    }
+}
+
+static void on_mark_defer(rx_loop_t *loop, rx_defer_t *d)
+{
+    flush_marks(container_of(d, tg_sender_t, mark_defer));
+}
+
+/* True while marks wait to be submitted: claims wait for them (see pump()). */
+static bool marks_queued(const tg_sender_t *s)
+{
+    return s->sent_q.head != NULL || s->other_q.head != NULL;
+}
+
+/* Records a decision for row m, then forgets m: its mark is written at the end of the turn. */
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
                    int64_t new_chat)
 {
-    int r;
     if (s->claiming && (what == REC_SENT || what == REC_FAIL)) {
         if (s->ndone == s->done_cap) {
             s->done_cap = s->done_cap ? 2 * s->done_cap : 64;
@@ -288,37 +442,18 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
         }
         s->done_ids[s->ndone++] = m->id;
     }
-    switch (what) {
-    case REC_SENT:
-        /* The batch counts as one write while it waits and while it is out. */
-        if (s->nsent == 0) {
-            s->recording++;
-            rx_defer(s->loop, &s->sent_defer, on_sent_defer);
-        }
-        s->sent_ids[s->nsent++] = m->id;
-        msg_unlink(s, m);
-        if (s->nsent == TG_OUTBOX_SENT_MAX)
-            flush_sent(s);
-        return;
-    case REC_RETRY:
-        r = tg_outbox_retry(&s->outbox, m->id, delay_ms, error, on_recorded, s);
-        break;
-    case REC_FAIL:
-        r = tg_outbox_fail(&s->outbox, m->id, error, on_recorded, s);
-        break;
-    case REC_RETARGET:
-        r = retarget(s, m->id, new_chat);
-        break;
-    default:
-        r = tg_outbox_release(&s->outbox, m->id, on_recorded, s);
-        break;
-    }
-    if (r == 0)
-        s->recording++;
-    else
-        log_warn("outbox_record_failed", "row %lld: database not ready; its lease will expire",
-                 (long long)m->id);
+    tg_mark_t *k = xcalloc(1, sizeof(*k));
+    k->s = s;
+    k->what = what;
+    k->id = m->id;
+    k->token = m->token;
+    k->delay_ms = delay_ms;
+    k->new_chat = new_chat;
+    k->error = error != NULL ? xstrndup(error, strnlen(error, TG_OUTBOX_ERROR_MAX)) : NULL;
+    mq_push(what == REC_SENT ? &s->sent_q : &s->other_q, k);
+    s->recording++;
     msg_unlink(s, m);
+    rx_defer(s->loop, &s->mark_defer, on_mark_defer);
 }
 
 /*
@@ -528,13 +663,13 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     s->in_flight++;
 }
 
-/* True when row `id` is already held. */
-static bool held_id(const tg_sender_t *s, int64_t id)
+/* The held row `id`, or NULL. */
+static tg_msg_t *held_id(const tg_sender_t *s, int64_t id)
 {
-    for (const tg_msg_t *m = s->head; m != NULL; m = m->next)
+    for (tg_msg_t *m = s->head; m != NULL; m = m->next)
         if (m->id == id)
-            return true;
-    return false;
+            return m;
+    return NULL;
 }
 
 /* True when row id was sent or failed for good while the current claim was out. */
@@ -556,14 +691,23 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
     tg_sender_t *s = arg;
     if (err == 0) {
         for (unsigned i = 0; i < n; i++) {
-            if (held_id(s, rows[i].id))
-                continue; /* still ours: never hold (and send) a row twice */
-            tg_msg_t *m = xcalloc(1, sizeof(*m));
+            tg_msg_t *m = held_id(s, rows[i].id);
+            if (m != NULL) {
+                /*
+                 * Still held, its lease ran out and this claim took it: never
+                 * hold (and send) a row twice; its marks go under the new claim.
+                 */
+                m->token = rows[i].token;
+                m->claimed_ms = s->claim_ms;
+                continue;
+            }
+            m = xcalloc(1, sizeof(*m));
             m->s = s;
             m->id = rows[i].id;
             m->chat_id = rows[i].chat_id;
             m->attempts = rows[i].attempts;
-            m->claimed_ms = rx_now(s->loop);
+            m->token = rows[i].token;
+            m->claimed_ms = s->claim_ms;
             size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
             m->body = xstrndup(rows[i].body, rows[i].body_len);
@@ -644,11 +788,11 @@ static void pump(tg_sender_t *s)
 
     if (++s->pass == 0)
         s->pass = 1; /* 0 marks an empty slot */
-    uint64_t hold_max = s->opt.lease_ms / 2;
+    uint64_t hold_max = s->hold_ms;
     for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
         next = m->next;
         if (!m->in_flight && now - m->claimed_ms >= hold_max && active(s)) {
-            /* Waited half its lease: give it back before anyone else can take it. */
+            /* Held as long as it may: give it back before anyone else can take it. */
             mark(s, m->chat_id); /* its chat's later rows keep waiting behind it */
             /* put_back() releases the chat's later rows: step over those that follow at once. */
             while (next != NULL && next->chat_id == m->chat_id && !next->in_flight)
@@ -677,14 +821,24 @@ static void pump(tg_sender_t *s)
         check_idle(s);
         return;
     }
-    /* Claim more when there is room and no claim is out. */
-    if (!s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms &&
-        now >= s->lead_ms) {
-        flush_sent(s);
+    /*
+     * Claim more when there is room and no claim is out. Marks go first:
+     * the outbox's lane runs in order, so the claim sees those rows marked.
+     * While marks cannot be submitted, or as many as the capacity are not
+     * written yet, nothing is claimed: held rows and unwritten marks stay
+     * under twice the capacity, and no claim can take back a row whose sent
+     * mark waits.
+     */
+    bool room = !s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms &&
+                now >= s->lead_ms;
+    if (room)
+        flush_marks(s);
+    if (room && !marks_queued(s) && s->recording < s->opt.capacity) {
         int r =
             tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
+            s->claim_ms = now;
         } else {
             /* The database is not ready: look again a poll period later. */
             s->next_claim_ms = now + s->opt.poll_ms;
@@ -763,15 +917,24 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         s->opt.backoff_ms = 1000;
     if (s->opt.backoff_max_ms == 0)
         s->opt.backoff_max_ms = 300000;
-    if (s->opt.timeout_ms == 0)
-        s->opt.timeout_ms = 30000;
     if (s->opt.lock_retry_ms == 0)
         s->opt.lock_retry_ms = 1000;
     if (s->opt.takeover_ms == 0)
         s->opt.takeover_ms = 1000;
-    /* A call must end (answer or deadline) before its row's lease does. */
-    if (s->opt.timeout_ms > s->opt.lease_ms / 2)
-        s->opt.timeout_ms = s->opt.lease_ms / 2;
+    /* Held, then sent: hold + call end a margin before the lease does. */
+    unsigned margin = s->opt.lease_ms / 10, room = s->opt.lease_ms - margin;
+    if (s->opt.timeout_ms == 0)
+        s->opt.timeout_ms = room / 2 < 30000 ? room / 2 : 30000;
+    if (s->opt.timeout_ms == 0 || s->opt.timeout_ms > room - margin) {
+        log_error("sender_options",
+                  "a call timeout of %u ms does not fit a lease of %u ms: at most %u ms, so that "
+                  "a row can wait %u ms and its call still ends %u ms before the lease does",
+                  s->opt.timeout_ms, s->opt.lease_ms, room - margin, margin, margin);
+        *err = -EINVAL;
+        free(s);
+        return NULL;
+    }
+    s->hold_ms = room - s->opt.timeout_ms;
     s->rate = tg_rate_new(&s->opt.rate, err);
     if (s->rate == NULL) {
         free(s);
@@ -785,6 +948,7 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
     s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
     s->sent_ids = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_ids));
+    s->sent_tokens = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_tokens));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
     if (opt->lock_conninfo == NULL) {
         lead(s, 0);
@@ -828,7 +992,24 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
     s->leading = false;
     /* Rows not in flight go back now, for this or another process to claim. */
     release_all(s);
+    flush_marks(s);
     check_idle(s);
+}
+
+void tg_sender_detach(tg_sender_t *s)
+{
+    rx_timer_stop(s->loop, &s->mark_timer);
+    flush_marks(s);
+    rx_timer_stop(s->loop, &s->mark_timer);
+    s->detached = true;
+    unsigned lost = marks_free(s->sent_q.head) + marks_free(s->other_q.head);
+    s->sent_q.head = s->sent_q.tail = s->other_q.head = s->other_q.tail = NULL;
+    s->recording -= lost;
+    if (lost > 0)
+        log_warn("outbox_record_lost",
+                 "%u marks not written: the database is going away; their rows are claimed "
+                 "again when their leases end",
+                 lost);
 }
 
 void tg_sender_free(tg_sender_t *s)
@@ -839,6 +1020,9 @@ void tg_sender_free(tg_sender_t *s)
         met_self()->sender_leader = 0;
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
+    rx_timer_stop(s->loop, &s->mark_timer);
+    marks_free(s->sent_q.head);
+    marks_free(s->other_q.head);
     while (s->head != NULL)
         msg_unlink(s, s->head);
     tg_rate_free(s->rate);
@@ -848,5 +1032,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->mark_pass);
     free(s->sent_ids);
     free(s->done_ids);
+    free(s->sent_tokens);
     free(s);
 }

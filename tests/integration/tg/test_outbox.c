@@ -67,6 +67,18 @@ static void called(unsigned *calls)
     owed--;
 }
 
+/*
+ * The token of the latest claim that returned each row, by id, for the
+ * marks that follow (ids start at 1 again in every test: clear_outbox()).
+ */
+#define TOKENS_MAX 4096
+static int64_t tokens[TOKENS_MAX];
+
+static int64_t tok(int64_t id)
+{
+    return id > 0 && id < TOKENS_MAX ? tokens[id] : 0;
+}
+
 static void on_claim(void *arg, int err, const tg_outbox_row_t *rows, unsigned n)
 {
     claim_t *c = arg;
@@ -84,6 +96,8 @@ static void on_claim(void *arg, int err, const tg_outbox_row_t *rows, unsigned n
         }
         c->lengths_ok = c->lengths_ok && strlen(rows[i].method) == rows[i].method_len &&
                         strlen(rows[i].body) == rows[i].body_len;
+        if (rows[i].id > 0 && rows[i].id < TOKENS_MAX)
+            tokens[rows[i].id] = rows[i].token;
     }
     if (n > 0) {
         snprintf(c->method, sizeof(c->method), "%s", rows[0].method);
@@ -129,29 +143,30 @@ static done_t *reset(done_t *d)
     return d;
 }
 
+/* The marks, each under the token of the latest claim that returned the row. */
 static int sent(db_t *db, done_t *d, int64_t id)
 {
-    return accepted(tg_outbox_sent(ob_of(db), id, on_done, reset(d)));
+    return accepted(tg_outbox_sent(ob_of(db), id, tok(id), on_done, reset(d)));
 }
 
 static int retry(db_t *db, done_t *d, int64_t id, uint64_t delay_ms, const char *error)
 {
-    return accepted(tg_outbox_retry(ob_of(db), id, delay_ms, error, on_done, reset(d)));
+    return accepted(tg_outbox_retry(ob_of(db), id, tok(id), delay_ms, error, on_done, reset(d)));
 }
 
 static int fail(db_t *db, done_t *d, int64_t id, const char *error)
 {
-    return accepted(tg_outbox_fail(ob_of(db), id, error, on_done, reset(d)));
+    return accepted(tg_outbox_fail(ob_of(db), id, tok(id), error, on_done, reset(d)));
 }
 
 static int retarget(db_t *db, done_t *d, int64_t id, int64_t chat)
 {
-    return accepted(tg_outbox_retarget(ob_of(db), id, chat, on_done, reset(d)));
+    return accepted(tg_outbox_retarget(ob_of(db), id, tok(id), chat, on_done, reset(d)));
 }
 
 static int release(db_t *db, done_t *d, int64_t id)
 {
-    return accepted(tg_outbox_release(ob_of(db), id, on_done, reset(d)));
+    return accepted(tg_outbox_release(ob_of(db), id, tok(id), on_done, reset(d)));
 }
 
 static int due(db_t *db, done_t *d, uint64_t within_ms)
@@ -290,7 +305,20 @@ static int64_t add_chat_rows(int n, int64_t chat)
              (long long)chat, (long long)chat, n);
 }
 
-static void clear_outbox(void) { q("TRUNCATE outbox RESTART IDENTITY"); }
+static void clear_outbox(void)
+{
+    q("TRUNCATE outbox RESTART IDENTITY");
+    memset(tokens, 0, sizeof(tokens));
+}
+
+/* Leases row id for a minute under `token`, as a claim would, for the marks that follow. */
+static void lease(int64_t id, int64_t token)
+{
+    q("UPDATE outbox SET claimed_until = now() + interval '60 s', claim_token = %lld "
+      "WHERE id = %lld",
+      (long long)token, (long long)id);
+    tokens[id] = token;
+}
 
 /* The columns of row id that differ from its copy in table snap, comma-separated and sorted. */
 static const char *changed(int64_t id, char *out, size_t cap)
@@ -628,6 +656,62 @@ static void test_lease_expiry(db_t *db)
            "claimable again once it ran out, attempts unchanged (at-least-once)");
 }
 
+/*
+ * Marks name the claim they follow: after a row's lease ran out and another
+ * claim took it, a mark under the first claim's token changes nothing, and
+ * the new claim's marks apply. A lease that ran out with no claim since
+ * still takes its own claim's mark.
+ */
+static void test_tokens(db_t *db)
+{
+    claim_t c;
+    done_t d[6];
+    char v[256], w[256];
+
+    clear_outbox();
+    int64_t a = add_rows(2, 1700, -1);
+    tap_ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.n == 2,
+           "tokens: two rows claimed with a 300 ms lease");
+    int64_t old_a = tok(a), old_b = tok(a + 1);
+    run_for(400);
+    tap_ok(claim(db, &c, 5, 60000) == 0 && settle(3000) && c.n == 2 && tok(a) != old_a &&
+               tok(a + 1) != old_b,
+           "tokens: taken again by a claim with a token of its own once the lease ran out");
+    snapshot();
+    int64_t ids[] = {a, a + 1}, olds[] = {old_a, old_b};
+    accepted(tg_outbox_sent_many(ob_of(db), ids, olds, 2, on_done, reset(&d[0])));
+    accepted(tg_outbox_retry(ob_of(db), a, old_a, 1000, "old", on_done, reset(&d[1])));
+    accepted(tg_outbox_fail(ob_of(db), a, old_a, "old", on_done, reset(&d[2])));
+    accepted(tg_outbox_retarget(ob_of(db), a, old_a, 1799, on_done, reset(&d[3])));
+    accepted(tg_outbox_release(ob_of(db), a + 1, old_b, on_done, reset(&d[4])));
+    accepted(tg_outbox_sent(ob_of(db), a + 1, old_b, on_done, reset(&d[5])));
+    bool answered = settle(3000);
+    int errs = 0;
+    for (int i = 0; i < 6; i++)
+        errs += d[i].err != 0;
+    tap_ok(answered && errs == 0, "tokens: marks under the old token answered err 0 (%d errors)",
+           errs);
+    tap_ok(
+        strcmp(changed(a, v, sizeof(v)), "") == 0 && strcmp(changed(a + 1, w, sizeof(w)), "") == 0,
+        "tokens: and sent, retry, fail, retarget, release under it changed nothing (%s; %s)", v, w);
+    sent(db, &d[0], a);
+    retry(db, &d[1], a + 1, 1000, "new");
+    tap_ok(settle(3000) && d[0].err == 0 && d[1].err == 0 &&
+               strcmp(changed(a, v, sizeof(v)), "claimed_until,sent_at") == 0 &&
+               strcmp(changed(a + 1, w, sizeof(w)),
+                      "attempts,claimed_until,last_error,not_before") == 0,
+           "tokens: under the new claim's token they apply (%s; %s)", v, w);
+
+    int64_t e = add_rows(1, 1701, -1);
+    tap_ok(claim(db, &c, 5, 300) == 0 && settle(3000) && c.n == 1 && c.ids[0] == e,
+           "tokens: a row claimed with a 300 ms lease");
+    run_for(400);
+    tap_ok(sent(db, &d[0], e) == 0 && settle(3000) && d[0].err == 0 &&
+               q("SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL",
+                 (long long)e) == 1,
+           "tokens: its lease ran out and no claim took it since: its sent mark applies");
+}
+
 static void test_marks(db_t *db)
 {
     static char long_error[3200];
@@ -739,8 +823,8 @@ static void test_sent_many(db_t *db)
     int64_t b = add_chat_rows(1, 951);
     claim(db, &c, 10, 60000);
     tap_ok(settle(3000) && c.n == 5, "sent_many: the five rows claimed");
-    int64_t ids[] = {a, b};
-    tap_ok(accepted(tg_outbox_sent_many(ob_of(db), ids, 2, on_done, reset(&d))) == 0 &&
+    int64_t ids[] = {a, b}, toks[] = {tok(a), tok(b)};
+    tap_ok(accepted(tg_outbox_sent_many(ob_of(db), ids, toks, 2, on_done, reset(&d))) == 0 &&
                d.calls == 0,
            "sent_many: taken, its callback not run synchronously");
     tap_ok(settle(3000) && d.calls == 1 && d.err == 0, "sent_many: one callback, err 0");
@@ -752,8 +836,8 @@ static void test_sent_many(db_t *db)
     long long first = q("SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM outbox "
                         "WHERE id = %lld",
                         (long long)a);
-    int64_t again[] = {a, a + 1};
-    accepted(tg_outbox_sent_many(ob_of(db), again, 2, on_done, reset(&d)));
+    int64_t again[] = {a, a + 1}, again_toks[] = {tok(a), tok(a + 1)};
+    accepted(tg_outbox_sent_many(ob_of(db), again, again_toks, 2, on_done, reset(&d)));
     tap_ok(settle(3000) && d.err == 0 &&
                q("SELECT (extract(epoch FROM sent_at) * 1000000)::bigint FROM outbox "
                  "WHERE id = %lld",
@@ -815,6 +899,9 @@ static void test_interleaved(db_t *db)
     clear_outbox();
     int64_t a = add_rows(3, 1100, -1);
     q("INSERT INTO outbox (chat_id, method, body) VALUES (1101, 'sendMessage', 'not json')");
+    /* The two rows marked below without a claim of theirs. */
+    lease(a + 2, 11002);
+    lease(a + 3, 11003);
     tap_ok(q("ALTER TABLE updates ADD CONSTRAINT no666 CHECK (update_id <> 666666)") == 0,
            "a CHECK constraint refuses update 666666");
 
@@ -912,6 +999,7 @@ static void test_outage(db_t *a)
     int64_t id = add_rows(4, 1300, -1);
     claim(a, &ca, 1, 60000);
     settle(3000);
+    lease(id + 3, 13003); /* re-targeted below */
     /* Queued in the turn the server goes away: they are never sent on this connection. */
     tap_ok(pg_stop("fast") == 0, "server stopped (pg_ctl stop -m fast)");
     sent(a, &da[0], id);
@@ -923,7 +1011,7 @@ static void test_outage(db_t *a)
     retry(b, &db_[1], id, 10, "x");
     run_for(150);
     tap_ok(!db_ready(a) && claim(a, &down, 1, 1000) == -EAGAIN &&
-               tg_outbox_sent(ob_of(a), id, NULL, NULL) == -EAGAIN,
+               tg_outbox_sent(ob_of(a), id, tok(id), NULL, NULL) == -EAGAIN,
            "while it is down: tg_outbox_claim and the marks give -EAGAIN");
     tap_ok(wait_calls(2000, &db_[0].calls, &db_[1].calls, &cb.calls, NULL) &&
                db_[0].err == -ETIMEDOUT && db_[1].err == -ETIMEDOUT && cb.err == -ETIMEDOUT,
@@ -1049,6 +1137,7 @@ int main(void)
     test_shared_outbox(db);
     test_lease_expiry(db);
     test_marks(db);
+    test_tokens(db);
     test_sent_many(db);
     test_due_count(db);
     test_interleaved(db);

@@ -26,7 +26,7 @@
 
 #define TOKEN "123456:test-token"
 #define ROWS_MAX 64
-#define MARKS_MAX 256
+#define MARKS_MAX 1024
 #define CALLS_MAX 512
 #define OPS_MAX 256
 
@@ -47,6 +47,7 @@ typedef struct fake_row {
     uint64_t not_before; /* loop ms: not claimed before */
     uint64_t claimed_at; /* loop ms of the latest claim */
     const char *method;  /* "sendMessage" unless a case says otherwise */
+    int64_t token;       /* the latest claim's token */
     char body[96];
 } fake_row_t;
 
@@ -58,15 +59,17 @@ typedef struct fake_mark {
     int64_t chat_id; /* the new chat of a retarget */
     uint64_t at;     /* loop ms */
     uint64_t held;   /* ms since the row's latest claim */
+    bool stale;      /* made under another claim's token than the row's: changed nothing */
 } fake_mark_t;
 
 /* An operation whose callback is owed; answered from the loop, in the order made. */
 typedef struct fake_op {
     tg_outbox_claim_cb claim_cb; /* a claim, or else */
     tg_outbox_done_cb done_cb;   /* a mark (may be NULL) */
-    int err;                     /* the mark's result */
     void *arg;
     unsigned max; /* rows, of a claim */
+    uint64_t at;  /* loop ms it was made: a claim's lease starts then */
+    int err;      /* a mark's answer */
 } fake_op_t;
 
 static struct {
@@ -83,6 +86,11 @@ static struct {
     unsigned claim_max;      /* `max` of the first claim */
     unsigned claim_lease_ms; /* `lease_ms` of the first claim */
     bool refuse_retarget;    /* retargets fail -EBADMSG, the row unchanged (a body not JSON) */
+    int64_t next_token;      /* of the next claim */
+    bool hold_claims;        /* claims wait unanswered until answer_claims() */
+    bool down;               /* every claim and mark gets -EAGAIN, as with no connection ready */
+    unsigned reset_marks;    /* the next marks are answered -ECONNRESET, unwritten */
+    unsigned lost;           /* marks answered so */
     rx_defer_t defer;
 } ob;
 
@@ -138,6 +146,7 @@ static void answer_claim(const fake_op_t *op)
 {
     tg_outbox_row_t out[ROWS_MAX];
     unsigned n = 0;
+    int64_t token = ++ob.next_token;
     for (unsigned i = 0; i < ob.nrows && n < op->max; i++) {
         fake_row_t *r = &ob.rows[i];
         if (r->state != ROW_DUE || r->not_before > loop.now ||
@@ -145,7 +154,8 @@ static void answer_claim(const fake_op_t *op)
             continue;
         int64_t prev = prev_open(i);
         r->state = ROW_CLAIMED;
-        r->claimed_at = loop.now;
+        r->claimed_at = op->at;
+        r->token = token;
         out[n++] = (tg_outbox_row_t){
             .id = r->id,
             .chat_id = r->chat_id,
@@ -155,6 +165,7 @@ static void answer_claim(const fake_op_t *op)
             .body_len = strlen(r->body),
             .attempts = r->attempts,
             .prev_id = prev,
+            .token = token,
         };
     }
     ob.stale_snapshot = false; /* one claim only */
@@ -169,7 +180,9 @@ static void on_ob_defer(rx_loop_t *l, rx_defer_t *d)
     memcpy(ops, ob.ops, n * sizeof(ops[0]));
     ob.nops = 0;
     for (unsigned i = 0; i < n; i++) {
-        if (ops[i].claim_cb != NULL)
+        if (ops[i].claim_cb != NULL && ob.hold_claims)
+            ob.ops[ob.nops++] = ops[i]; /* still waiting, in order, before those made since */
+        else if (ops[i].claim_cb != NULL)
             answer_claim(&ops[i]);
         else if (ops[i].done_cb != NULL)
             ops[i].done_cb(ops[i].arg, ops[i].err);
@@ -183,8 +196,14 @@ static void push_op(fake_op_t op)
     rx_defer(&loop, &ob.defer, on_ob_defer);
 }
 
-static int push_mark_err(int what, int64_t id, uint64_t delay_ms, const char *error,
-                         int64_t chat_id, int err, tg_outbox_done_cb cb, void *arg)
+/*
+ * Records a mark of row id under `token`, answered `err`; true when it
+ * applies: err is 0 and the row is under that token (a stale mark changes
+ * nothing).
+ */
+static bool push_mark_err(int what, int64_t id, int64_t token, uint64_t delay_ms,
+                          const char *error, int64_t chat_id, int err, tg_outbox_done_cb cb,
+                          void *arg)
 {
     assert(ob.nmarks < MARKS_MAX);
     fake_mark_t *m = &ob.marks[ob.nmarks++];
@@ -197,14 +216,33 @@ static int push_mark_err(int what, int64_t id, uint64_t delay_ms, const char *er
     m->chat_id = chat_id;
     m->at = loop.now;
     m->held = loop.now - find_row(id)->claimed_at;
+    m->stale = find_row(id)->token != token;
     push_op((fake_op_t){.done_cb = cb, .err = err, .arg = arg});
-    return 0;
+    return !m->stale && err == 0;
 }
 
-static int push_mark(int what, int64_t id, uint64_t delay_ms, const char *error, int64_t chat_id,
-                     tg_outbox_done_cb cb, void *arg)
+static bool push_mark(int what, int64_t id, int64_t token, uint64_t delay_ms, const char *error,
+                      int64_t chat_id, tg_outbox_done_cb cb, void *arg)
 {
-    return push_mark_err(what, id, delay_ms, error, chat_id, 0, cb, arg);
+    return push_mark_err(what, id, token, delay_ms, error, chat_id, 0, cb, arg);
+}
+
+/*
+ * A mark the store does not write: refused while it is down (*r = -EAGAIN),
+ * or taken and answered -ECONNRESET (*r = 0) while reset_marks lasts. True
+ * when the mark goes no further.
+ */
+static bool unwritten(int *r, tg_outbox_done_cb cb, void *arg)
+{
+    *r = ob.down ? -EAGAIN : 0;
+    if (ob.down)
+        return true;
+    if (ob.reset_marks == 0)
+        return false;
+    ob.reset_marks--;
+    ob.lost++;
+    push_op((fake_op_t){.done_cb = cb, .arg = arg, .err = -ECONNRESET});
+    return true;
 }
 
 void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
@@ -215,62 +253,91 @@ void tg_outbox_init(tg_outbox_t *o, db_t *db, const tg_outbox_options_t *opt)
 int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_claim_cb cb,
                     void *arg)
 {
+    if (ob.down) {
+        ob.claims++; /* tried */
+        return -EAGAIN;
+    }
     if (ob.claims++ == 0) {
         ob.claim_max = max;
         ob.claim_lease_ms = lease_ms;
     }
-    push_op((fake_op_t){.claim_cb = cb, .arg = arg, .max = max});
+    push_op((fake_op_t){.claim_cb = cb, .arg = arg, .max = max, .at = loop.now});
     return 0;
 }
 
-int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, unsigned n, tg_outbox_done_cb cb,
-                        void *arg)
+int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, const int64_t *tokens, unsigned n,
+                        tg_outbox_done_cb cb, void *arg)
 {
     assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
+    int r;
+    if (unwritten(&r, cb, arg))
+        return r;
     ob.sent_batches++;
-    for (unsigned i = 0; i < n; i++) {
-        find_row(ids[i])->state = ROW_DONE;
-        push_mark(REC_SENT, ids[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg);
+    for (unsigned i = 0; i < n; i++)
+        if (push_mark(REC_SENT, ids[i], tokens[i], 0, NULL, 0, i + 1 == n ? cb : NULL, arg))
+            find_row(ids[i])->state = ROW_DONE;
+    return 0;
+}
+
+int tg_outbox_retry(tg_outbox_t *o, int64_t id, int64_t token, uint64_t delay_ms, const char *error,
+                    tg_outbox_done_cb cb, void *arg)
+{
+    fake_row_t *r = find_row(id);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
+    if (push_mark(REC_RETRY, id, token, delay_ms, error, 0, cb, arg)) {
+        r->state = ROW_DUE;
+        r->not_before = loop.now + delay_ms;
+        r->attempts++;
     }
     return 0;
 }
 
-int tg_outbox_retry(tg_outbox_t *o, int64_t id, uint64_t delay_ms, const char *error,
-                    tg_outbox_done_cb cb, void *arg)
+int tg_outbox_fail(tg_outbox_t *o, int64_t id, int64_t token, const char *error,
+                   tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
-    r->state = ROW_DUE;
-    r->not_before = loop.now + delay_ms;
-    r->attempts++;
-    return push_mark(REC_RETRY, id, delay_ms, error, 0, cb, arg);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
+    if (push_mark(REC_FAIL, id, token, 0, error, 0, cb, arg)) {
+        r->state = ROW_DONE;
+        r->attempts++;
+    }
+    return 0;
 }
 
-int tg_outbox_fail(tg_outbox_t *o, int64_t id, const char *error, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t token, int64_t chat_id,
+                       tg_outbox_done_cb cb, void *arg)
 {
     fake_row_t *r = find_row(id);
-    r->state = ROW_DONE;
-    r->attempts++;
-    return push_mark(REC_FAIL, id, 0, error, 0, cb, arg);
+    int ret;
+    if (unwritten(&ret, cb, arg))
+        return ret;
+    if (ob.refuse_retarget) {
+        push_mark_err(REC_RETARGET, id, token, 0, NULL, chat_id, -EBADMSG, cb, arg);
+        return 0;
+    }
+    if (push_mark(REC_RETARGET, id, token, 0, NULL, chat_id, cb, arg)) {
+        r->state = ROW_DUE;
+        r->not_before = loop.now;
+        r->attempts++;
+        r->chat_id = chat_id;
+        snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
+                 (long long)id);
+    }
+    return 0;
 }
 
-int tg_outbox_retarget(tg_outbox_t *o, int64_t id, int64_t chat_id, tg_outbox_done_cb cb, void *arg)
+int tg_outbox_release(tg_outbox_t *o, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)
 {
-    fake_row_t *r = find_row(id);
-    if (ob.refuse_retarget)
-        return push_mark_err(REC_RETARGET, id, 0, NULL, chat_id, -EBADMSG, cb, arg);
-    r->state = ROW_DUE;
-    r->not_before = loop.now;
-    r->attempts++;
-    r->chat_id = chat_id;
-    snprintf(r->body, sizeof(r->body), "{\"chat_id\":%lld,\"row\":%lld}", (long long)chat_id,
-             (long long)id);
-    return push_mark(REC_RETARGET, id, 0, NULL, chat_id, cb, arg);
-}
-
-int tg_outbox_release(tg_outbox_t *o, int64_t id, tg_outbox_done_cb cb, void *arg)
-{
-    find_row(id)->state = ROW_DUE;
-    return push_mark(REC_RELEASE, id, 0, NULL, 0, cb, arg);
+    int r;
+    if (unwritten(&r, cb, arg))
+        return r;
+    if (push_mark(REC_RELEASE, id, token, 0, NULL, 0, cb, arg))
+        find_row(id)->state = ROW_DUE;
+    return 0;
 }
 
 /* Marks of kind `what` for row id (any row when id is 0). */
@@ -330,9 +397,11 @@ void db_lock_free(db_lock_t *l)
 typedef struct fake_call {
     httpc_req_t *req; /* NULL once answered */
     char path[TG_PATH_MAX];
-    int64_t id;      /* the row, from the body */
-    int64_t chat_id; /* from the body */
-    uint64_t at;     /* loop ms */
+    int64_t id;          /* the row, from the body */
+    int64_t chat_id;     /* from the body */
+    uint64_t at;         /* loop ms */
+    uint64_t lease_at;   /* loop ms its row's lease began: its claim's submission */
+    uint32_t timeout_ms; /* the call's deadline, from `at` */
 } fake_call_t;
 
 static struct {
@@ -367,6 +436,8 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
     tg_api_get_int(req->body, req->body_len, "row", &c->id);
     tg_api_get_int(req->body, req->body_len, "chat_id", &c->chat_id);
     c->at = loop.now;
+    c->lease_at = find_row(c->id)->claimed_at;
+    c->timeout_ms = req->timeout_ms;
     for (unsigned i = 0; i + 1 < api.n; i++)
         api.overlaps += api.c[i].req != NULL && api.c[i].chat_id == c->chat_id;
     return 0;
@@ -509,7 +580,7 @@ static tg_sender_options_t options(void)
         .poll_ms = 100,
         .backoff_ms = 1000,
         .backoff_max_ms = 4000,
-        .timeout_ms = 10000,
+        /* timeout_ms 0: derived from the lease */
     };
     /* Rates loose enough not to matter, unless a case tightens them. */
     tg_rate_config_default(&o.rate);
@@ -863,7 +934,7 @@ out:
     finish();
 }
 
-/* A row its chat's rate holds back goes back to the store at half its lease, and comes again. */
+/* A row its chat's rate holds back goes back to the store before its lease ends; it comes again. */
 static void test_hold_release(void)
 {
     tg_sender_options_t o = options();
@@ -885,14 +956,89 @@ static void test_hold_release(void)
             if (rel == NULL || ob.marks[i].held < rel->held)
                 rel = &ob.marks[i];
         }
-    tap_ok(rel != NULL && rel->held >= o.lease_ms / 2 && rel->held < o.lease_ms,
-           "hold: a row held for half its lease is released before the lease ends (%u times, "
-           "after %llu ms at least)",
+    /* The longest a row may wait: a call started then still ends a tenth of the lease early. */
+    uint64_t hold = o.lease_ms - o.lease_ms / 10 - api.c[0].timeout_ms;
+    tap_ok(rel != NULL && rel->held == hold,
+           "hold: a row held for lease - timeout - lease/10 is released then (%u times, after "
+           "%llu ms at least)",
            releases, rel != NULL ? (unsigned long long)rel->held : 0ull);
     int c2 = call_of(2, 0);
     tap_ok(c2 >= 0 && api.c[c2].at >= t0 + 10000 && count_marks(REC_SENT, 2) == 1,
            "hold: claimed again, it goes once the chat's rate allows, and once");
 out:
+    finish();
+}
+
+/* Answers the claims the fake store holds back (ob.hold_claims), then holds the next or not. */
+static void answer_claims(bool hold_next)
+{
+    ob.hold_claims = false;
+    rx_defer(&loop, &ob.defer, on_ob_defer);
+    settle();
+    ob.hold_claims = hold_next;
+}
+
+/*
+ * A row's time counts from its claim's submission, which the lease started
+ * no earlier than, and hold + call timeout end a tenth of the lease before
+ * the lease does. Claims answered 500 ms late; chat 100's second row waits
+ * 2 s for the chat's rate after the first went.
+ */
+/* True when tg_sender_new() refuses o with -EINVAL; a sender it makes anyway is freed unused. */
+static bool refused(const tg_sender_options_t *o)
+{
+    int err = 0;
+    tg_sender_t *x = tg_sender_new(&loop, o, &err);
+    if (x == NULL)
+        return err == -EINVAL;
+    tg_sender_stop(x, NULL, NULL);
+    settle();
+    tg_sender_free(x);
+    return false;
+}
+
+static void test_hold_margin(void)
+{
+    tg_sender_options_t o = options();
+    o.lease_ms = 4000;
+    o.timeout_ms = 3700;
+    tap_ok(refused(&o),
+           "margin: a timeout that leaves no time to hold a row within the lease is refused");
+    o.timeout_ms = 3201;
+    tap_ok(refused(&o), "margin: so is one that leaves less than a tenth of the lease to hold");
+    o.timeout_ms = 0;
+    o.rate.chat = (tg_rate_spec_t){1, 2000, 1}; /* one call per chat every 2 s */
+    add_row(1, 100, 0);
+    add_row(2, 100, 0);
+    ob.hold_claims = true;
+    begin(&o);
+    advance(500);
+    answer_claims(true);
+    if (!tap_ok(api.n == 1 && api.c[0].id == 1, "margin: the late claim's row goes"))
+        goto out;
+    answer_ok(0);
+    advance(500);
+    answer_claims(false);
+    run_answering(8000, 100);
+    uint64_t end = o.lease_ms - o.lease_ms / 10, worst = 0;
+    for (unsigned i = 0; i < api.n; i++)
+        if (api.c[i].at + api.c[i].timeout_ms - api.c[i].lease_at > worst)
+            worst = api.c[i].at + api.c[i].timeout_ms - api.c[i].lease_at;
+    tap_ok(worst <= end,
+           "margin: every call's deadline is at most lease - lease/10 after its claim was made "
+           "(%llu ms, at most %llu)",
+           (unsigned long long)worst, (unsigned long long)end);
+    const fake_mark_t *rel = NULL;
+    for (unsigned i = 0; i < ob.nmarks && rel == NULL; i++)
+        if (ob.marks[i].what == REC_RELEASE && ob.marks[i].id == 2)
+            rel = &ob.marks[i];
+    tap_ok(rel != NULL && rel->held + api.c[0].timeout_ms <= end,
+           "margin: the row the rate held back was released in time for a call to end within it "
+           "(after %llu ms, call timeout %u ms)",
+           rel != NULL ? (unsigned long long)rel->held : 0ull, api.c[0].timeout_ms);
+    tap_eq_int(count_marks(REC_SENT, 2), 1, "margin: it was sent later, once");
+out:
+    answer_claims(false);
     finish();
 }
 
@@ -1193,6 +1339,41 @@ out:
     finish();
 }
 
+/*
+ * Marks the store cannot take (down: -EAGAIN; its tries used up:
+ * -ECONNRESET) are made again until they are written; nothing is claimed
+ * meanwhile, and a stopping sender is idle only once they are written.
+ */
+static void test_marks_retried(void)
+{
+    tg_sender_options_t o = options();
+    int c1, c2;
+    if (!begin_two_chats(&o, "marks retried", &c1, &c2))
+        goto out;
+    ob.down = true;
+    answer_ok((unsigned)c1);
+    answer((unsigned)c2, 502, BAD_GATEWAY, -1);
+    add_row(3, 300, 0);
+    unsigned claims = ob.claims;
+    advance(5000);
+    tap_ok(ob.nmarks == 0 && ob.claims == claims && api.n == 2,
+           "marks retried: none written while the store is down; no claim tried meanwhile");
+    tg_sender_stop(s, on_idle, NULL);
+    advance(5000);
+    tap_eq_int(idle_runs, 0, "marks retried: a stopping sender is not idle while its marks wait");
+    ob.down = false;
+    ob.reset_marks = 1;
+    advance(6000);
+    tap_ok(count_marks(REC_SENT, 1) == 1 && count_marks(REC_RETRY, 2) == 1 && ob.lost == 1,
+           "marks retried: once it is back each is written, once (one lost on the way and made "
+           "again)");
+    tap_eq_int(idle_runs, 1, "marks retried: then the stopping sender is idle");
+    tap_eq_int(api.n, 2, "marks retried: and no row was sent again");
+out:
+    ob.down = false;
+    finish();
+}
+
 /* Only the lock's holder claims and sends; losing it stops both at once. */
 static void test_leader(void)
 {
@@ -1267,6 +1448,7 @@ int main(void)
     test_limited_long();
     test_limited_huge();
     test_hold_release();
+    test_hold_margin();
     test_limited_global();
     test_migrate();
     test_migrate_merge();
@@ -1277,6 +1459,7 @@ int main(void)
     test_order();
     test_rate();
     test_stop();
+    test_marks_retried();
     test_leader();
     rx_loop_dispose(&loop);
     return tap_done();
