@@ -199,6 +199,8 @@ int main(int argc, char **argv)
 
     cfg_t cfg;
     int problems = cfg_load(&cfg, cmd->needs & (NEED_NO_CONFIG - 1), stderr);
+    if ((cmd->needs & CFG_NEED_DB) && cfg.database_url != NULL && cfg.database_url[0] != '\0')
+        problems += db_conninfo_check(cfg.database_url, stderr);
     if (problems > 0) {
         fprintf(stderr, "tgring: %d configuration problem%s; not starting\n", problems,
                 problems == 1 ? "" : "s");
