@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfg.h"
 #include "db.h"
 #include "httpc.h"
 #include "reactor.h"
@@ -34,7 +35,10 @@ typedef struct tg_call tg_call_t;
  */
 typedef void (*tg_call_cb)(tg_call_t *call, int err, const tg_api_result_t *res);
 
-#define TG_PATH_MAX 224 /* "/bot" + token + "/" + method */
+/* Bytes for a Bot API method name, NUL included; the longest are about 35 characters. */
+#define TG_METHOD_MAX 64
+/* Bytes for a call's path, "/bot" + token + "/" + method + NUL; cfg refuses longer tokens. */
+#define TG_PATH_MAX (4 + CFG_TOKEN_MAX + 1 + TG_METHOD_MAX)
 
 /* A call in flight. Embed it; it and the body stay valid until the callback. */
 struct tg_call {

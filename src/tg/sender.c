@@ -48,7 +48,6 @@
 #define PAUSE_IN_MEMORY_MS 10000
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
-#define METHOD_MAX 64
 
 /* ---- one call ---- */
 
@@ -92,7 +91,7 @@ struct tg_msg {
     tg_msg_t *prev, *next; /* the sender's list, in id order */
     int64_t id;
     int64_t chat_id;
-    char method[METHOD_MAX];
+    char method[TG_METHOD_MAX];
     char *body;
     size_t body_len;
     int attempts;        /* sends before this claim */
@@ -435,7 +434,8 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             m->chat_id = rows[i].chat_id;
             m->attempts = rows[i].attempts;
             m->claimed_ms = rx_now(s->loop);
-            size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
+            size_t ml =
+                rows[i].method_len < TG_METHOD_MAX - 1 ? rows[i].method_len : TG_METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
             m->body = xstrndup(rows[i].body, rows[i].body_len);
             m->body_len = rows[i].body_len;
