@@ -54,6 +54,7 @@
 static void on_call_done(httpc_req_t *req, int err, const httpc_response_t *resp)
 {
     tg_call_t *call = container_of(req, tg_call_t, req);
+    explicit_bzero(call->path, sizeof(call->path));
     if (err != 0) {
         call->cb(call, err, NULL);
         return;
@@ -67,8 +68,10 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
                   const char *json, size_t len, uint32_t timeout_ms, tg_call_cb cb)
 {
     int n = snprintf(call->path, sizeof(call->path), "/bot%s/%s", token, method);
-    if (n < 0 || (size_t)n >= sizeof(call->path))
+    if (n < 0 || (size_t)n >= sizeof(call->path)) {
+        explicit_bzero(call->path, sizeof(call->path));
         return -ENAMETOOLONG;
+    }
     memset(&call->req, 0, sizeof(call->req));
     call->req.method = "POST";
     call->req.path = call->path;
@@ -78,7 +81,10 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
     call->req.timeout_ms = timeout_ms;
     call->req.cb = on_call_done;
     call->cb = cb;
-    return httpc_request(pool, &call->req);
+    int r = httpc_request(pool, &call->req);
+    if (r < 0)
+        explicit_bzero(call->path, sizeof(call->path));
+    return r;
 }
 
 /* ---- the sender ---- */
