@@ -103,6 +103,15 @@ typedef struct cfg {
     int64_t bot_now_ms;       /* BOT_NOW (RFC 3339), ms since the epoch; for tests and demos */
 } cfg_t;
 
+/*
+ * Longest TELEGRAM_BOT_TOKEN, in characters. Every Bot API call's path is
+ * "/bot<token>/<method>" in a buffer of TG_PATH_MAX bytes (tg_sender.h), which
+ * is sized from this: 4 + 155 + 1 + 63 (the longest method name the sender
+ * takes) + the NUL = 224. A longer token would fail every call, so cfg_load()
+ * refuses it. Telegram's tokens are about 46 characters.
+ */
+#define CFG_TOKEN_MAX 155
+
 /* Most ids BOT_ADMIN_IDS may list. */
 #define CFG_ADMINS_MAX 64
 

@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core.h"
 #include "reactor.h"
@@ -406,5 +407,19 @@ int db_migrate(const char *conninfo);
  * cannot be reached (logged).
  */
 int db_check_schema(const char *conninfo);
+
+/*
+ * Checks DATABASE_URL before anything connects, and registers its password
+ * with log_redact(), as libpq reads it and, in a URI, as it is written, so
+ * that no log line quotes it (libpq's connection errors quote parts of the
+ * conninfo: a host, a port, a token it could not parse). Refuses a conninfo
+ * that libpq cannot parse, without its message (it quotes the text, which
+ * may be the password), and a URI whose password libpq reads differently
+ * from how it is written (an unencoded '%', '@' or '/'), since libpq's errors
+ * would then quote pieces of it as a host or a port. Writes one line per
+ * problem to `err` (NULL: none), never any part of the conninfo.
+ * Returns the number of problems (0 or 1).
+ */
+int db_conninfo_check(const char *conninfo, FILE *err);
 
 #endif

@@ -6,7 +6,7 @@
  * signals (signalfd read), timers (a binary heap of deadlines; the loop waits
  * with the earliest deadline as its timeout). Modules prepare their own SQEs
  * with liburing's io_uring_prep_* helpers on an SQE obtained from rx_sqe(),
- * which tags it with an op pointer and the op's generation.
+ * which tags it with the op's pointer.
  *
  * Depends on core only.
  */
@@ -37,14 +37,21 @@ typedef void (*rx_defer_cb)(rx_loop_t *loop, rx_defer_t *d);
 
 /*
  * One outstanding (or re-armable) operation. Embed it in the object that owns
- * the I/O and find the object with container_of. `user_data` carries the op
- * pointer in its low 48 bits and `gen` in its high 16: a completion whose
- * generation does not match is stale and is dropped (and counted).
+ * the I/O and find the object with container_of. `user_data` is the op
+ * pointer, nothing more: no generation is needed, because of this rule.
+ *
+ * Ownership rule: an op has at most one SQE in flight, and is armed again
+ * (rx_sqe) only once its final completion (one without IORING_CQE_F_MORE)
+ * has been dispatched, which clears `armed`. A cancelled op is no exception:
+ * its final completion (usually -ECANCELED) still comes to its callback, and
+ * only then may it be armed again. Its owner is freed only while none of its
+ * ops is armed. So every completion the loop dispatches belongs to the op's
+ * current use, and no completion ever arrives for freed memory. rx_sqe()
+ * asserts the first half of the rule.
  */
 struct rx_op {
     rx_op_cb cb;
-    uint16_t gen; /* bumped by rx_op_renew() when the op is reused */
-    bool armed;   /* an SQE of this op is submitted and not finished */
+    bool armed; /* an SQE of this op is submitted and its final completion not yet dispatched */
 };
 
 /* A one-shot timer; embed it, rx_timer_start() arms it, it fires once. */
@@ -83,7 +90,6 @@ struct rx_loop {
     uint32_t heap_cap;     /* slots allocated in heap */
     core_queue_t defers;   /* end-of-turn callbacks, in the order queued */
     bool stopping;         /* rx_stop() was called: rx_run returns after this turn */
-    uint64_t stale_cqes;   /* completions dropped for a generation mismatch */
     unsigned pending_sqes; /* prepared but not yet submitted */
 };
 
@@ -104,21 +110,21 @@ void rx_loop_dispose(rx_loop_t *loop);
 const char *rx_strerror_setup(int err);
 
 /*
- * Returns an SQE tagged for `op` (op->armed set, user_data = op|gen). When the
- * SQ is full it submits first; it never returns NULL. The SQE is submitted at
- * the end of the current turn (or earlier by rx_submit()).
+ * Returns an SQE tagged for `op` (op->armed set, user_data = op), or for no
+ * op when `op` is NULL (a fire-and-forget SQE whose completion is ignored).
+ * `op` must not be armed (asserted; see struct rx_op). When the SQ is full it
+ * submits first; it never returns NULL. The SQE is submitted at the end of
+ * the current turn (or earlier by rx_submit()).
  */
 struct io_uring_sqe *rx_sqe(rx_loop_t *loop, rx_op_t *op);
 
 /*
  * Asks the kernel to cancel `op`'s armed SQE (a no-op when it is not armed).
- * The op's callback still runs for its final completion (usually -ECANCELED);
- * only then is the op free to reuse.
+ * The op's callback still runs for its final completion (usually -ECANCELED,
+ * or the op's own result when it finished first); only then is the op free
+ * to reuse. Never synchronous.
  */
 void rx_cancel(rx_loop_t *loop, rx_op_t *op);
-
-/* Bumps op->gen so that completions of an earlier use are recognised as stale. */
-void rx_op_renew(rx_op_t *op);
 
 /* Submits prepared SQEs now. Returns the number submitted or -errno. */
 int rx_submit(rx_loop_t *loop);

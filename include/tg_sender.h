@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cfg.h"
 #include "db.h"
 #include "httpc.h"
 #include "reactor.h"
@@ -34,12 +35,15 @@ typedef struct tg_call tg_call_t;
  */
 typedef void (*tg_call_cb)(tg_call_t *call, int err, const tg_api_result_t *res);
 
-#define TG_PATH_MAX 224 /* "/bot" + token + "/" + method */
+/* Bytes for a Bot API method name, NUL included; the longest are about 35 characters. */
+#define TG_METHOD_MAX 64
+/* Bytes for a call's path, "/bot" + token + "/" + method + NUL; cfg refuses longer tokens. */
+#define TG_PATH_MAX (4 + CFG_TOKEN_MAX + 1 + TG_METHOD_MAX)
 
 /* A call in flight. Embed it; it and the body stay valid until the callback. */
 struct tg_call {
     httpc_req_t req;
-    char path[TG_PATH_MAX]; /* holds the token: never logged */
+    char path[TG_PATH_MAX]; /* holds the token: never logged, wiped when the call ends */
     tg_call_cb cb;
     void *data; /* for the caller */
 };
@@ -48,6 +52,8 @@ struct tg_call {
  * POSTs json[0..len) to `method` (e.g. "sendMessage") with the bot `token`.
  * Returns 0 (the callback will run), -ENAMETOOLONG when token and method do not
  * fit, or -EAGAIN when the pool's queue is full (the callback will not run).
+ * call->path, which holds the token, is wiped before the callback runs and
+ * when the call fails to start.
  */
 int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const char *method,
                   const char *json, size_t len, uint32_t timeout_ms, tg_call_cb cb);

@@ -142,6 +142,10 @@ static void usage(FILE *out)
             "413 too big, 503 not stored + Retry-After), GET /health/live, GET /health/ready,\n"
             "GET /metrics (Prometheus text).\n"
             "\n"
+            "Signals: SIGTERM or SIGINT stops accepting and drains for up to\n"
+            "TGRING_SHUTDOWN_TIMEOUT_MS, then exits 0; a second one during the drain\n"
+            "stops at once and exits 128 + its number (143 SIGTERM, 130 SIGINT).\n"
+            "\n"
             "Environment (secrets also as NAME_FILE):\n");
     cfg_print_help(out);
 }
@@ -199,6 +203,8 @@ int main(int argc, char **argv)
 
     cfg_t cfg;
     int problems = cfg_load(&cfg, cmd->needs & (NEED_NO_CONFIG - 1), stderr);
+    if ((cmd->needs & CFG_NEED_DB) && cfg.database_url != NULL && cfg.database_url[0] != '\0')
+        problems += db_conninfo_check(cfg.database_url, stderr);
     if (problems > 0) {
         fprintf(stderr, "tgring: %d configuration problem%s; not starting\n", problems,
                 problems == 1 ? "" : "s");

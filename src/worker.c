@@ -60,6 +60,10 @@ typedef struct worker {
     rx_timer_t rss_timer;
     rx_timer_t grace_timer;
     bool stopping;
+    bool supervised;       /* one of TGRING_WORKERS > 1 processes, under sup_run() */
+    unsigned parent_stops; /* SIGTERMs from the supervisor (supervised only) */
+    int forced;            /* the signal that cut the drain short, 0 when none did */
+    bool tearing_down;     /* teardown() runs: signals are no longer read */
     bool http_drained;
     bool sender_idle;
     bool proc_idle;
@@ -149,15 +153,41 @@ static void arm_signal(worker_t *w)
     io_uring_prep_read(sqe, w->sigfd, &w->siginfo, sizeof(w->siginfo), 0);
 }
 
+/*
+ * Whether a signal during the drain cuts it short. A lone worker stops at
+ * once on the second signal. A supervised one counts only its supervisor's
+ * SIGTERMs, which forwards one per stop asked of it: the same stop can also
+ * reach a worker directly (Ctrl-C signals the whole process group, systemd
+ * signals the whole cgroup), and that must not count as a second one.
+ */
+static bool stop_is_forced(worker_t *w)
+{
+    if (!w->supervised)
+        return w->stopping;
+    if (w->siginfo.ssi_pid == (uint32_t)getppid())
+        w->parent_stops++;
+    return w->parent_stops >= 2;
+}
+
 static void on_signal(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
     worker_t *w = container_of(op, worker_t, sig_op);
+    if (w->tearing_down)
+        return;
     if (res == (int)sizeof(w->siginfo)) {
         int sig = (int)w->siginfo.ssi_signo;
-        begin_shutdown(w, sig == SIGINT ? "SIGINT" : "SIGTERM");
+        const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        if (stop_is_forced(w)) {
+            log_warn("shutdown_forced",
+                     "%s again: not waiting for the drain; closing %u connections", name,
+                     http_server_connections(w->http));
+            w->forced = sig;
+            rx_stop(loop);
+            return;
+        }
+        begin_shutdown(w, name);
     }
-    if (!w->stopping)
-        arm_signal(w);
+    arm_signal(w);
 }
 
 static int listen_socket(const cfg_t *cfg)
@@ -359,6 +389,9 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
  */
 static void teardown(worker_t *w)
 {
+    w->tearing_down = true;
+    if (w->loop_up)
+        rx_cancel(&w->loop, &w->sig_op);
     if (w->sender != NULL)
         tg_sender_stop(w->sender, NULL, NULL);
     if (w->api != NULL)
@@ -405,6 +438,7 @@ int worker_run(const cfg_t *cfg, const tg_bot_t *bot, bot_app_t *app, unsigned i
     w.cfg = cfg;
     w.lfd = -1;
     w.sigfd = -1;
+    w.supervised = cfg->workers > 1;
     met_select(index);
 
     int status = 1;
@@ -413,11 +447,11 @@ int worker_run(const cfg_t *cfg, const tg_bot_t *bot, bot_app_t *app, unsigned i
         if (r < 0)
             log_error("ring_failed", "io_uring_enter: %s", strerror(-r));
         else
-            status = 0;
+            status = w.forced != 0 ? 128 + w.forced : 0;
     }
     teardown(&w);
-    if (status == 0)
-        log_info("exit", "worker %u done", index);
+    if (status != 1)
+        log_info("exit", "worker %u done (exit status %d)", index, status);
     return status;
 }
 

@@ -45,6 +45,9 @@
 /* Largest n and burst of a rate spec. */
 #define CFG_RATE_MAX 1000000u
 
+#define CFG_STR_(x) #x
+#define CFG_STR(x) CFG_STR_(x)
+
 /* A TGRING_ number: where it goes in cfg_t, its default and its range. */
 typedef struct cfg_num {
     const char *name;
@@ -85,7 +88,7 @@ typedef struct cfg_help {
 } cfg_help_t;
 
 static const cfg_help_t cfg_help[] = {
-    {"TELEGRAM_BOT_TOKEN", "-", "bot token from @BotFather (secret)"},
+    {"TELEGRAM_BOT_TOKEN", "-", "bot token (secret), at most " CFG_STR(CFG_TOKEN_MAX) " chars"},
     {"TELEGRAM_WEBHOOK_SECRET", "-", "webhook secret, A-Za-z0-9_- (secret)"},
     {"DATABASE_URL", "-", "libpq URI or conninfo (secret)"},
     {"TELEGRAM_WEBHOOK_URL", "-", "public https:// URL of the webhook"},
@@ -660,6 +663,11 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
     if (cfg->bot_token != NULL && !cfg_token_valid(cfg->bot_token))
         cfg_problem(&c, "TELEGRAM_BOT_TOKEN",
                     "not a valid bot token (expected <digits>:<30 or more of A-Za-z0-9_->)");
+    else if (cfg->bot_token != NULL && strlen(cfg->bot_token) > CFG_TOKEN_MAX)
+        cfg_problem(&c, "TELEGRAM_BOT_TOKEN",
+                    "too long (%zu characters, at most %d: every Bot API call's path "
+                    "/bot<token>/<method> must fit)",
+                    strlen(cfg->bot_token), CFG_TOKEN_MAX);
     else if (!have_token && (need & CFG_NEED_TOKEN))
         cfg_problem(&c, "TELEGRAM_BOT_TOKEN", "not set (required)");
     if (cfg->webhook_secret != NULL && !cfg_secret_valid(cfg->webhook_secret))

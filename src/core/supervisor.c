@@ -24,6 +24,7 @@ typedef struct sup {
     unsigned alive;
     bool stopping;
     int status; /* 1 once a child failed */
+    int forced; /* a second SIGTERM or SIGINT, which cut the workers' drain short; 0: none */
 } sup_t;
 
 static void sup_stop_all(sup_t *s)
@@ -80,8 +81,17 @@ int sup_run(unsigned n, sigset_t *sigs, sup_worker_fn fn, void *arg)
         siginfo_t si;
         int sig = sigwaitinfo(sigs, &si);
         if (sig == SIGTERM || sig == SIGINT) {
-            if (!s.stopping)
+            /*
+             * Each stop asked of the supervisor is one SIGTERM to each worker;
+             * a worker cuts its drain short at the second one it gets from here.
+             */
+            if (!s.stopping) {
                 log_info("stopping", "stopping %u workers", s.alive);
+            } else if (s.forced == 0) {
+                log_warn("shutdown_forced", "%s again: stopping %u workers now",
+                         sig == SIGINT ? "SIGINT" : "SIGTERM", s.alive);
+                s.forced = sig;
+            }
             sup_stop_all(&s);
         } else if (sig == SIGCHLD) {
             int ws;
@@ -91,5 +101,5 @@ int sup_run(unsigned n, sigset_t *sigs, sup_worker_fn fn, void *arg)
         }
     }
     free(s.pids);
-    return s.status;
+    return s.forced != 0 ? 128 + s.forced : s.status;
 }

@@ -647,6 +647,7 @@ static void db_try_free(db_t *db)
         if (db->conns[i].rd.op.armed || db->conns[i].wr.op.armed)
             return;
     free(db->conns);
+    explicit_bzero(db->conninfo, strlen(db->conninfo));
     free(db->conninfo);
     free(db);
 }

@@ -72,7 +72,6 @@ static void db_lk_arm(db_lock_t *l, short events)
     }
     int fd = PQsocket(l->pg);
     assert(fd >= 0);
-    rx_op_renew(&l->op);
     struct io_uring_sqe *sqe = rx_sqe(l->loop, &l->op);
     io_uring_prep_poll_add(sqe, fd, (unsigned)events);
     l->op_epoch = l->epoch;

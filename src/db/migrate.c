@@ -89,7 +89,11 @@ static PGconn *db_connect_blocking(const char *conninfo, const char *event)
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        /* PQerrorMessage names host and port, never the password; the conninfo is not logged. */
+        /*
+         * PQerrorMessage may quote a host or a port from the conninfo; main refused
+         * those that would hold pieces of the password (db_conninfo_check) and the
+         * logger scrubs the password itself.
+         */
         log_error(event, "cannot connect to the database: %s",
                   db_flatten(PQerrorMessage(conn), msg, sizeof(msg)));
         PQfinish(conn);

@@ -230,6 +230,19 @@ static void conn_release(httpc_conn_t *c)
         conn_maybe_free(c);
 }
 
+/*
+ * Frees the serialized request, wiped first: its request line holds the path,
+ * and a Bot API path holds the bot token.
+ */
+static void out_free(httpc_conn_t *c)
+{
+    if (c->out != NULL)
+        explicit_bzero(c->out, c->out_len);
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+}
+
 static void conn_maybe_free(httpc_conn_t *c)
 {
     httpc_pool_t *p = c->pool;
@@ -239,7 +252,7 @@ static void conn_maybe_free(httpc_conn_t *c)
         close(c->fd);
     tls_conn_free(c->tls);
     free(c->in);
-    free(c->out);
+    out_free(c);
     queue_unlink(&p->conns, &c->link);
     p->nconns--;
     free(c);
@@ -350,7 +363,7 @@ static void conn_begin(httpc_conn_t *c)
                     strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
     size_t cap = strlen(req->method) + strlen(req->path) + strlen(p->url.host_hdr) +
                  (req->content_type ? strlen(req->content_type) : 0) + 128 + req->body_len;
-    free(c->out);
+    out_free(c);
     c->out = xmalloc(cap);
     char clen[48] = "";
     if (send_len)
@@ -647,9 +660,7 @@ static void tls_pump(httpc_conn_t *c)
             c->out_off += n;
             if (c->out_off == c->out_len) {
                 tls_conn_flush(c->tls);
-                free(c->out);
-                c->out = NULL;
-                c->out_len = c->out_off = 0;
+                out_free(c);
             }
             continue;
         }
@@ -744,9 +755,7 @@ static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
     } else {
         c->out_off += (size_t)res;
         if (c->out_off == c->out_len) {
-            free(c->out);
-            c->out = NULL;
-            c->out_len = c->out_off = 0;
+            out_free(c);
         }
     }
     conn_io(c);

@@ -17,8 +17,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define RX_GEN_SHIFT 48
-#define RX_PTR_MASK ((UINT64_C(1) << RX_GEN_SHIFT) - 1)
 #define RX_CQE_BATCH 64
 
 int rx_loop_init(rx_loop_t *loop, unsigned entries)
@@ -98,13 +96,12 @@ struct io_uring_sqe *rx_sqe(rx_loop_t *loop, rx_op_t *op)
             abort();
         sqe = io_uring_get_sqe(&loop->ring);
     }
-    uint64_t ud = 0;
     if (op != NULL) {
-        assert(((uintptr_t)op & ~RX_PTR_MASK) == 0);
-        ud = (uint64_t)(uintptr_t)op | ((uint64_t)op->gen << RX_GEN_SHIFT);
+        /* One SQE in flight per op: the first one's completion would pass for the second's. */
+        assert(!op->armed);
         op->armed = true;
     }
-    io_uring_sqe_set_data64(sqe, ud);
+    io_uring_sqe_set_data(sqe, op);
     loop->pending_sqes++;
     return sqe;
 }
@@ -113,17 +110,10 @@ void rx_cancel(rx_loop_t *loop, rx_op_t *op)
 {
     if (!op->armed)
         return;
-    uint64_t ud = (uint64_t)(uintptr_t)op | ((uint64_t)op->gen << RX_GEN_SHIFT);
     struct io_uring_sqe *sqe = rx_sqe(loop, NULL);
-    io_uring_prep_cancel64(sqe, ud, 0);
+    io_uring_prep_cancel(sqe, op, 0);
     /* Only a failed cancel is worth a completion; success shows on the op itself. */
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-}
-
-void rx_op_renew(rx_op_t *op)
-{
-    assert(!op->armed);
-    op->gen++;
 }
 
 int rx_submit(rx_loop_t *loop)
@@ -245,13 +235,10 @@ static void run_defers(rx_loop_t *loop)
 
 static void dispatch(rx_loop_t *loop, uint64_t ud, int res, uint32_t flags)
 {
-    rx_op_t *op = (rx_op_t *)(uintptr_t)(ud & RX_PTR_MASK);
+    rx_op_t *op = (rx_op_t *)(uintptr_t)ud;
     if (op == NULL)
         return; /* fire-and-forget SQEs (cancels) carry no op */
-    if ((uint16_t)(ud >> RX_GEN_SHIFT) != op->gen) {
-        loop->stale_cqes++;
-        return;
-    }
+    assert(op->armed);
     if (!(flags & IORING_CQE_F_MORE))
         op->armed = false;
     op->cb(loop, op, res, flags);

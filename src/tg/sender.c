@@ -60,7 +60,6 @@
 #define PAUSE_MAX_MS (3600u * 1000)
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
-#define METHOD_MAX 64
 /*
  * A mark not written for a passing reason (no connection ready, the
  * outbox's queue full, its tries used up, no answer in time) is made again
@@ -74,6 +73,7 @@
 static void on_call_done(httpc_req_t *req, int err, const httpc_response_t *resp)
 {
     tg_call_t *call = container_of(req, tg_call_t, req);
+    explicit_bzero(call->path, sizeof(call->path));
     if (err != 0) {
         call->cb(call, err, NULL);
         return;
@@ -87,8 +87,10 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
                   const char *json, size_t len, uint32_t timeout_ms, tg_call_cb cb)
 {
     int n = snprintf(call->path, sizeof(call->path), "/bot%s/%s", token, method);
-    if (n < 0 || (size_t)n >= sizeof(call->path))
+    if (n < 0 || (size_t)n >= sizeof(call->path)) {
+        explicit_bzero(call->path, sizeof(call->path));
         return -ENAMETOOLONG;
+    }
     memset(&call->req, 0, sizeof(call->req));
     call->req.method = "POST";
     call->req.path = call->path;
@@ -98,7 +100,10 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
     call->req.timeout_ms = timeout_ms;
     call->req.cb = on_call_done;
     call->cb = cb;
-    return httpc_request(pool, &call->req);
+    int r = httpc_request(pool, &call->req);
+    if (r < 0)
+        explicit_bzero(call->path, sizeof(call->path));
+    return r;
 }
 
 /* ---- the sender ---- */
@@ -136,7 +141,7 @@ struct tg_msg {
     tg_msg_t *prev, *next; /* the sender's list, in id order */
     int64_t id;
     int64_t chat_id;
-    char method[METHOD_MAX];
+    char method[TG_METHOD_MAX];
     char *body;
     size_t body_len;
     int attempts;        /* sends before this claim */
@@ -628,14 +633,14 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
 }
 
 /*
- * True when method[0..len) is a Bot API method name: 1 to METHOD_MAX - 1
+ * True when method[0..len) is a Bot API method name: 1 to TG_METHOD_MAX - 1
  * ASCII letters and digits. The name goes into the request path, so nothing
  * else may pass: not a space or a control character (the HTTP client refuses
  * those), nor '/', '?', '#' or ".." (they would reach another path).
  */
 static bool method_ok(const char *method, size_t len)
 {
-    if (len == 0 || len >= METHOD_MAX)
+    if (len == 0 || len >= TG_METHOD_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = method[i];
@@ -708,7 +713,8 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             m->attempts = rows[i].attempts;
             m->token = rows[i].token;
             m->claimed_ms = s->claim_ms;
-            size_t ml = rows[i].method_len < METHOD_MAX - 1 ? rows[i].method_len : METHOD_MAX - 1;
+            size_t ml =
+                rows[i].method_len < TG_METHOD_MAX - 1 ? rows[i].method_len : TG_METHOD_MAX - 1;
             memcpy(m->method, rows[i].method, ml);
             m->body = xstrndup(rows[i].body, rows[i].body_len);
             m->body_len = rows[i].body_len;

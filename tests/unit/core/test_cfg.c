@@ -492,6 +492,31 @@ static void test_no_secret_in_output(void) {
     cfg_dispose(&c);
 }
 
+/* A token at CFG_TOKEN_MAX fits every call's path; one character more is refused. */
+static void test_token_length(void) {
+    char token[CFG_TOKEN_MAX + 2];
+    cfg_t c;
+    clear_env();
+    memcpy(token, "123456789:", 10);
+    memset(token + 10, 'L', CFG_TOKEN_MAX - 10);
+    token[CFG_TOKEN_MAX] = '\0';
+    setenv("TELEGRAM_BOT_TOKEN", token, 1);
+    tap_ok(load(&c, CFG_NEED_TOKEN) == 0 && errbuf[0] == '\0',
+           "a token of %d characters is accepted", CFG_TOKEN_MAX);
+    cfg_dispose(&c);
+
+    token[CFG_TOKEN_MAX] = 'L';
+    token[CFG_TOKEN_MAX + 1] = '\0';
+    setenv("TELEGRAM_BOT_TOKEN", token, 1);
+    int n = load(&c, CFG_NEED_TOKEN);
+    tap_ok(n == 1 && strncmp(errbuf, "tgring: config: TELEGRAM_BOT_TOKEN: too long", 44) == 0 &&
+               count_lines(errbuf) == 1 && !strstr(errbuf, "LLLL"),
+           "a token of %d characters is refused, in one line that does not quote it",
+           CFG_TOKEN_MAX + 1);
+    tap_diag("%s", errbuf);
+    cfg_dispose(&c);
+}
+
 static void test_rate_spec(void) {
     struct {
         const char *s;
@@ -756,6 +781,7 @@ int main(void) {
     test_required();
     test_files();
     test_no_secret_in_output();
+    test_token_length();
     test_rate_spec();
     test_listen();
     test_help();

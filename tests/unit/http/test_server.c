@@ -518,7 +518,6 @@ static const char *const want_seen[] = {
 static void run(unsigned header_timeout_ms, void (*const *tests)(void))
 {
     srv = server_new(&port, header_timeout_ms);
-    rx_op_renew(&done_op);
     io_uring_prep_read(rx_sqe(&loop, &done_op), done_pipe[0], &done_byte, 1, 0);
     pthread_t client;
     if (pthread_create(&client, NULL, client_main, (void *)tests) != 0)

@@ -3,17 +3,22 @@
  * test_loop.c - the reactor: timer heap order and removal, end-of-turn
  * callbacks, multishot recv through the provided-buffer ring (including
  * running the ring dry: -ENOBUFS ends the multishot and is re-armed), and
- * stale completions dropped by generation.
+ * the ownership rule that lets user_data be a bare op pointer: a cancelled
+ * op gets its final completion and only then is reused, and arming an op
+ * that is still armed aborts.
  */
 #include "reactor.h"
 #include "tap.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- timers ---- */
@@ -178,31 +183,93 @@ static void test_recv(void)
     close(sv[1]);
 }
 
-/* ---- stale completions ---- */
+/* ---- the ownership rule: one SQE in flight per op, reused after its final completion ---- */
 
-static int nop_calls;
-static void on_nop(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+typedef struct canceller {
+    rx_op_t op;
+    int fd;
+    char byte;
+    int calls;
+    int results[4];
+    bool armed_in_cb; /* op->armed as the callback saw it */
+} canceller_t;
+
+static void on_cancelled_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
 {
-    nop_calls++;
+    canceller_t *c = container_of(op, canceller_t, op);
+    if (c->calls < 4)
+        c->results[c->calls] = res;
+    c->calls++;
+    c->armed_in_cb = op->armed;
+    if (res == -ECANCELED) {
+        /* The final completion of the cancelled use: the op is free to arm again. */
+        io_uring_prep_recv(rx_sqe(loop, op), c->fd, &c->byte, 1, 0);
+        return;
+    }
+    rx_stop(loop);
 }
 
-static void test_stale(void)
+/* Writes one byte to fd when the timer fires. */
+typedef struct writer {
+    rx_timer_t t;
+    int fd;
+} writer_t;
+
+static void on_send_byte(rx_loop_t *loop, rx_timer_t *t)
 {
+    if (write(container_of(t, writer_t, t)->fd, "z", 1) != 1)
+        tap_bail("cannot write the socketpair");
+}
+
+static void on_nop_op(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags) {}
+
+static void test_cancel_reuse(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        tap_bail("socketpair");
     rx_loop_t loop;
-    rx_op_t op = {.cb = on_nop};
-    rx_timer_t t = {0};
+    canceller_t c = {.op = {.cb = on_cancelled_recv}, .fd = sv[0]};
+    writer_t later = {.fd = sv[1]};
     rx_loop_init(&loop, 64);
-    io_uring_prep_nop(rx_sqe(&loop, &op));
-    /* Pretend the op was recycled before its completion arrived. */
-    op.armed = false;
-    rx_op_renew(&op);
-    io_uring_prep_nop(rx_sqe(&loop, &op));
-    rx_timer_start(&loop, &t, 20, on_stop_timer);
+    io_uring_prep_recv(rx_sqe(&loop, &c.op), c.fd, &c.byte, 1, 0);
+    rx_submit(&loop);
+    rx_cancel(&loop, &c.op);
+    tap_ok(c.op.armed, "a cancelled op stays armed until its final completion");
+    rx_timer_start(&loop, &later.t, 20, on_send_byte);
     rx_run(&loop);
-    tap_eq_int(nop_calls, 1, "only the current generation's completion is dispatched");
-    tap_eq_int(loop.stale_cqes, 1, "the stale completion was counted");
-    tap_ok(!op.armed, "op disarmed after its final completion");
+    tap_eq_int(c.calls, 2, "one completion per use: the cancelled one, then the new one");
+    tap_eq_int(c.results[0], -ECANCELED, "the cancelled use ends in -ECANCELED, to its callback");
+    tap_eq_int(c.results[1], 1, "the use armed from that callback gets the byte");
+    tap_ok(!c.armed_in_cb && !c.op.armed, "the op is disarmed for its final completion");
+    rx_timer_stop(&loop, &later.t);
     rx_loop_dispose(&loop);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* Arming an op that is still armed breaks the rule: rx_sqe() asserts (debug and CI builds). */
+static void test_rearm_armed(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        tap_bail("fork");
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDERR_FILENO);
+        rx_loop_t loop;
+        rx_op_t op = {.cb = on_nop_op};
+        rx_loop_init(&loop, 64);
+        io_uring_prep_nop(rx_sqe(&loop, &op));
+        io_uring_prep_nop(rx_sqe(&loop, &op));
+        _exit(0);
+    }
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    tap_ok(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGABRT,
+           "rx_sqe() on an op still armed aborts (exit status %d)", ws);
 }
 
 int main(void)
@@ -210,6 +277,7 @@ int main(void)
     test_timers();
     test_defer();
     test_recv();
-    test_stale();
+    test_cancel_reuse();
+    test_rearm_armed();
     return tap_done();
 }

@@ -636,6 +636,42 @@ static void finish(void)
     loop.now += 100000; /* nothing of one case is within a window of the next */
 }
 
+/* ---- one call ---- */
+
+static int call_done;
+static void on_test_call(tg_call_t *call, int err, const tg_api_result_t *res)
+{
+    call_done++;
+}
+
+/* The path of a call holds the token: it fits at the longest token and method, and is wiped. */
+static void test_call_path(void)
+{
+    char token[CFG_TOKEN_MAX + 1], method[TG_METHOD_MAX + 1];
+    memcpy(token, "123456:", 7);
+    memset(token + 7, 'T', CFG_TOKEN_MAX - 7);
+    token[CFG_TOKEN_MAX] = '\0';
+    memset(method, 'm', TG_METHOD_MAX - 1);
+    method[TG_METHOD_MAX - 1] = '\0';
+    char zeros[TG_PATH_MAX] = {0};
+    tg_call_t call;
+    memset(&call, 0, sizeof(call));
+    int r = tg_call_start(&call, (httpc_pool_t *)&api, token, method, "{}", 2, 1000, on_test_call);
+    tap_ok(r == 0 && api.n == 1 && strncmp(api.c[0].path + 4, token, CFG_TOKEN_MAX) == 0,
+           "call: the longest token and method fit the path");
+    answer_ok(0);
+    tap_ok(call_done == 1 && memcmp(call.path, zeros, sizeof(zeros)) == 0,
+           "call: its path, with the token, is wiped when the call ends");
+
+    method[TG_METHOD_MAX - 1] = 'm';
+    method[TG_METHOD_MAX] = '\0';
+    memset(call.path, 'x', sizeof(call.path));
+    r = tg_call_start(&call, (httpc_pool_t *)&api, token, method, "{}", 2, 1000, on_test_call);
+    tap_ok(r == -ENAMETOOLONG && api.n == 1 && memcmp(call.path, zeros, sizeof(zeros)) == 0,
+           "call: a path that does not fit is refused, and what was written of it wiped");
+    memset(&api, 0, sizeof(api));
+}
+
 /* ---- cases ---- */
 
 static void test_sent(void)
@@ -1438,6 +1474,7 @@ int main(void)
     if (r < 0)
         return tap_skip_all("no io_uring: %s", rx_strerror_setup(r));
     loop.now = 1000000; /* the same clock on every run */
+    test_call_path();
     test_sent();
     test_final();
     test_bad_method();
