@@ -436,7 +436,7 @@ int httpc_request(httpc_pool_t *p, httpc_req_t *req)
     tg_api_get_int(req->body, req->body_len, "row", &c->id);
     tg_api_get_int(req->body, req->body_len, "chat_id", &c->chat_id);
     c->at = loop.now;
-    c->lease_at = find_row(c->id)->claimed_at;
+    c->lease_at = c->id != 0 ? find_row(c->id)->claimed_at : 0; /* 0: a call of no row */
     c->timeout_ms = req->timeout_ms;
     for (unsigned i = 0; i + 1 < api.n; i++)
         api.overlaps += api.c[i].req != NULL && api.c[i].chat_id == c->chat_id;
