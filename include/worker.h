@@ -21,10 +21,10 @@
  * the processor's housekeeping) for `bot` with `cfg`, handling updates with
  * `app`, until SIGTERM or SIGINT arrives, then finishes the
  * requests in flight within TGRING_SHUTDOWN_TIMEOUT_MS and frees everything.
- * A second SIGTERM or SIGINT during that drain (with cfg->workers > 1: a
- * second SIGTERM from the supervisor, see sup_run) cuts it short: what still
+ * A second SIGTERM or SIGINT during that drain (with cfg->workers > 1: the
+ * supervisor's SIGUSR1, see sup_run) cuts it short: what still
  * waits is answered 503 and closed at once, as when the grace period ends.
- * `sigs` holds SIGTERM and SIGINT, blocked by the caller; met_init() has run.
+ * `sigs` holds SIGTERM, SIGINT and SIGUSR1, blocked by the caller; met_init() has run.
  * Every failure at start is logged and frees what was set up.
  * Returns the process exit status: 0 after a clean stop (the grace period
  * ending included), 128 + the signal's number (143 for SIGTERM, 130 for

@@ -61,7 +61,6 @@ typedef struct worker {
     rx_timer_t grace_timer;
     bool stopping;
     bool supervised;       /* one of TGRING_WORKERS > 1 processes, under sup_run() */
-    unsigned parent_stops; /* SIGTERMs from the supervisor (supervised only) */
     int forced;            /* the signal that cut the drain short, 0 when none did */
     bool tearing_down;     /* teardown() runs: signals are no longer read */
     bool http_drained;
@@ -154,19 +153,17 @@ static void arm_signal(worker_t *w)
 }
 
 /*
- * Whether a signal during the drain cuts it short. A lone worker stops at
- * once on the second signal. A supervised one counts only its supervisor's
- * SIGTERMs, which forwards one per stop asked of it: the same stop can also
- * reach a worker directly (Ctrl-C signals the whole process group, systemd
- * signals the whole cgroup), and that must not count as a second one.
+ * Whether a signal cuts the drain short. A lone worker stops at once on the
+ * second SIGTERM or SIGINT. A supervised one drains on any number of them
+ * (the same stop reaches it directly and through the supervisor: Ctrl-C
+ * signals the whole process group, systemd the whole cgroup) and stops at
+ * once on its supervisor's SIGUSR1, sent when a second stop was asked of it.
  */
 static bool stop_is_forced(worker_t *w)
 {
     if (!w->supervised)
         return w->stopping;
-    if (w->siginfo.ssi_pid == (uint32_t)getppid())
-        w->parent_stops++;
-    return w->parent_stops >= 2;
+    return w->siginfo.ssi_signo == SIGUSR1 && w->siginfo.ssi_pid == (uint32_t)getppid();
 }
 
 static void on_signal(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
@@ -176,7 +173,11 @@ static void on_signal(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         return;
     if (res == (int)sizeof(w->siginfo)) {
         int sig = (int)w->siginfo.ssi_signo;
-        const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        const char *name = sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM";
+        if (sig == SIGUSR1 && !stop_is_forced(w)) {
+            arm_signal(w); /* only its supervisor's means anything */
+            return;
+        }
         if (stop_is_forced(w)) {
             log_warn("shutdown_forced",
                      "%s again: not waiting for the drain; closing %u connections", name,

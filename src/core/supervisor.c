@@ -27,12 +27,20 @@ typedef struct sup {
     int forced; /* a second SIGTERM or SIGINT, which cut the workers' drain short; 0: none */
 } sup_t;
 
+/*
+ * Asks every worker to stop: SIGTERM to drain, or, once a second stop was
+ * asked, SIGUSR1 to stop at once. A signal of its own, because signals of
+ * one kind that arrive together merge into one: a SIGTERM from here and one
+ * that reached the worker directly (Ctrl-C signals the whole process group,
+ * systemd the whole cgroup) can never count as two.
+ */
 static void sup_stop_all(sup_t *s)
 {
+    int sig = s->forced != 0 ? SIGUSR1 : SIGTERM;
     s->stopping = true;
     for (unsigned i = 0; i < s->n; i++)
         if (s->pids[i] > 0)
-            kill(s->pids[i], SIGTERM);
+            kill(s->pids[i], sig);
 }
 
 /* Records that `pid` ended with wait status `ws`. */
@@ -81,10 +89,7 @@ int sup_run(unsigned n, sigset_t *sigs, sup_worker_fn fn, void *arg)
         siginfo_t si;
         int sig = sigwaitinfo(sigs, &si);
         if (sig == SIGTERM || sig == SIGINT) {
-            /*
-             * Each stop asked of the supervisor is one SIGTERM to each worker;
-             * a worker cuts its drain short at the second one it gets from here.
-             */
+            /* The first stop asked drains the workers; a second one stops them at once. */
             if (!s.stopping) {
                 log_info("stopping", "stopping %u workers", s.alive);
             } else if (s.forced == 0) {

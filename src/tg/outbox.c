@@ -102,12 +102,14 @@ static const db_stmt_t tg_ob_stmts[] = {
     /*
      * $1 the ids, $2 their claims' tokens, as array literals '{1,2,3}'. Only
      * while the token is the row's: a row sent after its lease was lost may be
-     * sent again by the claim that took it, which marks it then.
+     * sent again by the claim that took it, which marks it then. The rows are
+     * found by key (no join whose plan could turn to reading the table), each
+     * one's token looked up by its position.
      */
     {TG_STMT_SENT,
-     "UPDATE outbox o SET sent_at = now(), claimed_until = NULL "
-     "FROM unnest($1::bigint[], $2::bigint[]) AS m (id, token) "
-     "WHERE o.id = m.id AND o.claim_token = m.token AND o.sent_at IS NULL",
+     "UPDATE outbox SET sent_at = now(), claimed_until = NULL "
+     "WHERE id = ANY ($1::bigint[]) AND sent_at IS NULL "
+     "AND claim_token = ($2::bigint[])[array_position($1::bigint[], id)]",
      2, tg_ob_text2},
     {TG_STMT_RETRY,
      "UPDATE outbox SET attempts = attempts + 1, last_error = $4, "
