@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 typedef enum tg_ob_kind {
+    TG_OB_WALK,
     TG_OB_CLAIM,
     TG_OB_SENT,
     TG_OB_RETRY,
@@ -41,14 +42,41 @@ typedef enum tg_ob_kind {
 
 /* Names for log lines, by kind. */
 static const char *const tg_ob_names[] = {
-    "claim", "sent", "retry", "fail", "retarget", "release", "due",
+    "walk", "claim", "sent", "retry", "fail", "retarget", "release", "due",
 };
+
+/* Walked rows a claim looks at per statement, and statements per claim at most. */
+#define TG_OB_WALK_ROWS 1024
+#define TG_OB_WALK_PAGES 16
+
+/* What a claim found of a chat so far in its walk. */
+typedef struct tg_ob_chat {
+    int64_t chat_id;
+    int64_t last_id; /* the latest open row of the chat walked (0: none yet) */
+    bool blocked;    /* an open row of it that is neither ours nor takeable: later ones wait */
+    bool used;
+} tg_ob_chat_t;
+
+/* A claim between its walk and its lease (see tg_outbox_claim). */
+typedef struct tg_ob_claim {
+    tg_outbox_t *ob;
+    unsigned max, lease_ms;
+    int64_t after;   /* the last id walked */
+    unsigned pages;  /* walk statements made */
+    unsigned n;      /* rows picked */
+    int64_t *ids;    /* [max] picked, in id order */
+    int64_t *prevs;  /* [max] each one's chat's previous open row, 0: none */
+    tg_ob_chat_t *chats;
+    unsigned chat_mask; /* chats has chat_mask + 1 slots */
+    unsigned nchats;
+} tg_ob_claim_t;
 
 /* One operation on its way: what to call back once its transaction is answered. */
 typedef struct tg_ob_op {
     tg_ob_kind_t kind;
     int64_t id;    /* the row (marks), for log lines */
     int64_t token; /* the claim's token (claims), given to its rows */
+    tg_ob_claim_t *claim; /* walks and claims */
     union {
         tg_outbox_claim_cb claim;
         tg_outbox_done_cb done;
@@ -71,15 +99,31 @@ typedef struct tg_ob_op {
 #define TG_OB_OPEN "sent_at IS NULL AND failed_at IS NULL"
 
 /*
- * $1 rows, $2 lease ms, $3 token, $4 the first token of this outbox's claims:
- * the oldest due rows, each chat's as a run that nothing older holds back
- * (migrations/0006_claim_plans.sql says how, and why in a function). The
- * second form, sent again after a lost connection, also takes the rows the
- * first attempt may have leased.
+ * A claim is two statements. The walk reads the open rows oldest first from
+ * outbox_open_idx, $2 at a time after id $1, with what decides whether each
+ * can be taken: its chat, the token of a running lease (null: none) and
+ * whether it is due. tg_ob_pick() decides in C, where the walk has seen every
+ * older open row of a chat before any later one, so no row needs a probe of
+ * its own (a statement that probed each row's chat for an older open row
+ * read the whole backlog per row whenever the statistics made the table look
+ * tiny). Then the lease takes the picked rows by key: $1 their ids as an
+ * array literal, $2 lease ms, $3 token; one changed since the walk (taken by
+ * another process, put back) is left out. The second form, sent again after
+ * a lost connection, also takes the rows the first attempt leased.
  */
+#define TG_STMT_WALK "tgring_outbox_walk"
+#define TG_OB_WALK_SQL                                                                             \
+    "SELECT id, chat_id, CASE WHEN claimed_until > now() THEN claim_token END, "                   \
+    "(not_before <= now())::int FROM outbox WHERE " TG_OB_OPEN " AND id > $1 "                    \
+    "ORDER BY id LIMIT $2"
 #define TG_OB_CLAIM_SQL(again)                                                                     \
-    "SELECT id, chat_id, method, body, attempts, prev_id "                                         \
-    "FROM tgring_claim_outbox($1, $2, $3, " again ", $4) ORDER BY id"
+    "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
+    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox "                               \
+    "WHERE id = ANY ($1::bigint[]) AND " TG_OB_OPEN " AND ((not_before <= now() AND "              \
+    "(claimed_until IS NULL OR claimed_until <= now())) OR (" again " AND claim_token = $3 AND "   \
+    "claimed_until > now())) ORDER BY id FOR UPDATE SKIP LOCKED)) "                                \
+    "RETURNING id, chat_id, method, body, attempts) "                                              \
+    "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
 
 /*
  * $1 row, $2 claim token. A mark applies to a row still under the claim that
@@ -91,14 +135,15 @@ typedef struct tg_ob_op {
     "id = $1 AND claim_token = $2 AND " TG_OB_OPEN " AND claimed_until IS NOT NULL"
 
 static const uint32_t tg_ob_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
-static const uint32_t tg_ob_i8x4[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
+static const uint32_t tg_ob_text_i8x2[3] = {DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ob_i8x3_text[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ob_i8x2_text[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ob_text2[2] = {DB_OID_TEXT, DB_OID_TEXT};
 
 static const db_stmt_t tg_ob_stmts[] = {
-    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 4, tg_ob_i8x4},
-    {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 4, tg_ob_i8x4},
+    {TG_STMT_WALK, TG_OB_WALK_SQL, 2, tg_ob_i8x3},
+    {TG_STMT_CLAIM, TG_OB_CLAIM_SQL("false"), 3, tg_ob_text_i8x2},
+    {TG_STMT_RECLAIM, TG_OB_CLAIM_SQL("true"), 3, tg_ob_text_i8x2},
     /*
      * $1 the ids, $2 their claims' tokens, as array literals '{1,2,3}'. Only
      * while the token is the row's: a row sent after its lease was lost may be
@@ -134,23 +179,36 @@ static const db_stmt_t tg_ob_stmts[] = {
 
 /* ---- small helpers ---- */
 
-/* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
-static bool tg_ob_rows(const db_result_t *res, int64_t token, tg_outbox_row_t *rows, unsigned n)
+/* The previous open row of picked row id's chat, as the walk saw it (0: none). */
+static int64_t tg_ob_prev(const tg_ob_claim_t *c, int64_t id)
 {
-    if (db_res_cols(res) != 6)
+    unsigned lo = 0, hi = c->n;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (c->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n && c->ids[lo] == id ? c->prevs[lo] : 0;
+}
+
+/* Reads a claim's rows out of its result. Returns false if the result has an unexpected shape. */
+static bool tg_ob_rows(const db_result_t *res, const tg_ob_op_t *op, tg_outbox_row_t *rows,
+                       unsigned n)
+{
+    if (db_res_cols(res) != 5)
         return false;
     for (unsigned i = 0; i < n; i++) {
         int64_t attempts;
         if (!db_res_int(res, i, 0, &rows[i].id) || !db_res_int(res, i, 1, &rows[i].chat_id) ||
             !db_res_int(res, i, 4, &attempts) || db_res_null(res, i, 2) || db_res_null(res, i, 3))
             return false;
-        rows[i].prev_id = 0;
-        if (!db_res_null(res, i, 5) && !db_res_int(res, i, 5, &rows[i].prev_id))
-            return false;
+        rows[i].prev_id = tg_ob_prev(op->claim, rows[i].id);
         rows[i].method = db_res_value(res, i, 2, &rows[i].method_len);
         rows[i].body = db_res_value(res, i, 3, &rows[i].body_len);
         rows[i].attempts = (int)attempts;
-        rows[i].token = token;
+        rows[i].token = op->token;
     }
     return true;
 }
@@ -164,7 +222,7 @@ static void tg_ob_call_claim(tg_ob_op_t *op, int err, const db_result_t *res)
     if (err == 0) {
         n = db_res_rows(res);
         rows = n > 0 ? xcalloc(n, sizeof(*rows)) : NULL;
-        if (!tg_ob_rows(res, op->token, rows, n)) {
+        if (!tg_ob_rows(res, op, rows, n)) {
             log_error("outbox_claim_bad_result",
                       "a claim returned rows of an unexpected shape; they are claimed again when "
                       "their lease ends");
@@ -176,10 +234,156 @@ static void tg_ob_call_claim(tg_ob_op_t *op, int err, const db_result_t *res)
     free(rows);
 }
 
+/* v[0..n) as a bigint array literal '{1,-2,3}' in lit: up to 22 bytes each. */
+static size_t tg_ob_array(char *lit, const int64_t *v, unsigned n)
+{
+    size_t len = 0;
+    lit[len++] = '{';
+    for (unsigned i = 0; i < n; i++)
+        len += (size_t)sprintf(lit + len, i > 0 ? ",%lld" : "%lld", (long long)v[i]);
+    lit[len++] = '}';
+    return len;
+}
+
+static void tg_ob_claim_free(tg_ob_claim_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->ids);
+    free(c->prevs);
+    free(c->chats);
+    free(c);
+}
+
+/* The walk's record of chat_id, made empty the first time. */
+static tg_ob_chat_t *tg_ob_chat(tg_ob_claim_t *c, int64_t chat_id)
+{
+    if (2 * (c->nchats + 1) > c->chat_mask + 1) {
+        tg_ob_chat_t *old = c->chats;
+        unsigned old_slots = c->chat_mask + 1;
+        unsigned slots = old != NULL ? 2 * old_slots : 256;
+        c->chats = xcalloc(slots, sizeof(*c->chats));
+        c->chat_mask = slots - 1;
+        c->nchats = 0;
+        for (unsigned i = 0; old != NULL && i < old_slots; i++)
+            if (old[i].used)
+                *tg_ob_chat(c, old[i].chat_id) = old[i];
+        free(old);
+    }
+    unsigned i = (unsigned)(((uint64_t)chat_id * 0x9E3779B97F4A7C15u) >> 40) & c->chat_mask;
+    while (c->chats[i].used && c->chats[i].chat_id != chat_id)
+        i = (i + 1) & c->chat_mask;
+    if (!c->chats[i].used) {
+        c->chats[i] = (tg_ob_chat_t){.chat_id = chat_id, .used = true};
+        c->nchats++;
+    }
+    return &c->chats[i];
+}
+
+/*
+ * Decides, for each walked row in id order, whether the claim takes it: due,
+ * not leased, and its chat not blocked. A chat is blocked from its first open
+ * row that is neither leased by this outbox's claims (whose rows its sender
+ * holds and sends in order) nor taken here: a row not due yet, or leased by
+ * another process. Returns false if the result has an unexpected shape.
+ */
+static bool tg_ob_pick(tg_ob_claim_t *c, const db_result_t *res)
+{
+    const tg_outbox_t *ob = c->ob;
+    uint64_t first = ob->token_base, last = ob->token_base + ob->next_token;
+    unsigned rows = db_res_rows(res);
+    if (db_res_cols(res) != 4)
+        return false;
+    for (unsigned i = 0; i < rows; i++) {
+        int64_t id, chat_id, token = 0, due;
+        if (!db_res_int(res, i, 0, &id) || !db_res_int(res, i, 1, &chat_id) ||
+            !db_res_int(res, i, 3, &due))
+            return false;
+        bool leased = !db_res_null(res, i, 2);
+        if (leased && !db_res_int(res, i, 2, &token))
+            return false;
+        c->after = id;
+        tg_ob_chat_t *ch = tg_ob_chat(c, chat_id);
+        int64_t prev = ch->last_id;
+        ch->last_id = id;
+        if (ch->blocked)
+            continue;
+        if (leased) {
+            ch->blocked = (uint64_t)token < first || (uint64_t)token > last;
+            continue;
+        }
+        if (!due || c->n == c->max) {
+            ch->blocked = true; /* not taken now: nothing after it either */
+            continue;
+        }
+        c->ids[c->n] = id;
+        c->prevs[c->n] = prev;
+        c->n++;
+    }
+    return true;
+}
+
+static int tg_ob_submit(tg_outbox_t *ob, tg_ob_op_t *op, const db_query_t *q);
+
+/* Submits the claim's next walk statement. Returns 0 or -EAGAIN (op freed, not the claim). */
+static int tg_ob_walk(tg_ob_claim_t *c, tg_ob_op_t *op)
+{
+    db_query_t q = {.stmt = TG_STMT_WALK, .nparams = 2, .binary = true};
+    q.params[0] = db_param_int8(c->after);
+    q.params[1] = db_param_int8(TG_OB_WALK_ROWS);
+    c->pages++;
+    return tg_ob_submit(c->ob, op, &q);
+}
+
+/* Submits the lease of the picked rows. Returns 0 or -EAGAIN (op freed, not the claim). */
+static int tg_ob_lease(tg_ob_claim_t *c, tg_ob_op_t *op)
+{
+    char *lit = xmalloc((size_t)c->n * 22 + 3);
+    size_t len = tg_ob_array(lit, c->ids, c->n);
+    db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 3, .binary = true};
+    q.params[0] = db_param_text(lit, len);
+    q.params[1] = db_param_int8(c->lease_ms);
+    q.params[2] = db_param_int8(op->token);
+    int r = tg_ob_submit(c->ob, op, &q);
+    free(lit);
+    return r;
+}
+
+/*
+ * A walk statement answered: picks from its rows, then walks on (a full page,
+ * room left, pages left), or leases what it picked, or answers no rows.
+ */
+static void tg_ob_walked(tg_ob_op_t *op, int err, const db_result_t *res)
+{
+    tg_ob_claim_t *c = op->claim;
+    if (err == 0 && !tg_ob_pick(c, res)) {
+        log_error("outbox_claim_bad_result", "a claim's walk returned rows of an unexpected shape");
+        err = -EAGAIN;
+    }
+    if (err == 0) {
+        tg_ob_op_t *next = xcalloc(1, sizeof(*next));
+        *next = *op;
+        bool more = db_res_rows(res) == TG_OB_WALK_ROWS && c->n < c->max &&
+                    c->pages < TG_OB_WALK_PAGES;
+        if (!more && c->n == 0) {
+            free(next);
+            op->cb.claim(op->arg, 0, NULL, 0);
+            tg_ob_claim_free(c);
+            return;
+        }
+        next->kind = more ? TG_OB_WALK : TG_OB_CLAIM;
+        if ((more ? tg_ob_walk(c, next) : tg_ob_lease(c, next)) == 0)
+            return;
+        err = -EAGAIN;
+    }
+    op->cb.claim(op->arg, err, NULL, 0);
+    tg_ob_claim_free(c);
+}
+
 static void tg_ob_on_txn(void *arg, int err, const db_result_t *const *res, unsigned n)
 {
     tg_ob_op_t *op = arg;
-    bool query = op->kind == TG_OB_CLAIM || op->kind == TG_OB_DUE;
+    bool query = op->kind == TG_OB_WALK || op->kind == TG_OB_CLAIM || op->kind == TG_OB_DUE;
 
     if (err == -EBADMSG) {
         char msg[256];
@@ -191,8 +395,12 @@ static void tg_ob_on_txn(void *arg, int err, const db_result_t *const *res, unsi
     if (query && (err == -EBADMSG || err == -ECONNRESET))
         err = -EAGAIN;
     switch (op->kind) {
+    case TG_OB_WALK:
+        tg_ob_walked(op, err, err == 0 ? res[0] : NULL);
+        break;
     case TG_OB_CLAIM:
         tg_ob_call_claim(op, err, err == 0 ? res[0] : NULL);
+        tg_ob_claim_free(op->claim);
         break;
     case TG_OB_DUE: {
         int64_t v = 0;
@@ -282,30 +490,24 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     assert(cb != NULL && max > 0);
     if (db_draining(db_client_db(ob->cl)))
         return -EAGAIN;
-    db_query_t q = {.stmt = TG_STMT_CLAIM, .again = TG_STMT_RECLAIM, .nparams = 4, .binary = true};
-    q.params[0] = db_param_int8(max < TG_OUTBOX_CLAIM_MAX ? max : TG_OUTBOX_CLAIM_MAX);
-    q.params[1] = db_param_int8(lease_ms);
-    q.params[3] = db_param_int8((int64_t)ob->token_base);
-    tg_ob_op_t *op = tg_ob_new(TG_OB_CLAIM, 0, arg);
+    tg_ob_claim_t *c = xcalloc(1, sizeof(*c));
+    c->ob = ob;
+    c->max = max < TG_OUTBOX_CLAIM_MAX ? max : TG_OUTBOX_CLAIM_MAX;
+    c->lease_ms = lease_ms;
+    c->ids = xcalloc(c->max, sizeof(*c->ids));
+    c->prevs = xcalloc(c->max, sizeof(*c->prevs));
+    tg_ob_op_t *op = tg_ob_new(TG_OB_WALK, 0, arg);
+    op->claim = c;
     op->token = (int64_t)(ob->token_base + ob->next_token);
-    q.params[2] = db_param_int8(op->token);
     op->cb.claim = cb;
-    int r = tg_ob_submit(ob, op, &q);
+    int r = tg_ob_walk(c, op);
     if (r == 0)
         ob->next_token++;
+    else
+        tg_ob_claim_free(c);
     return r;
 }
 
-/* v[0..n) as a bigint array literal '{1,-2,3}' in lit: up to 22 bytes each. */
-static size_t tg_ob_array(char *lit, const int64_t *v, unsigned n)
-{
-    size_t len = 0;
-    lit[len++] = '{';
-    for (unsigned i = 0; i < n; i++)
-        len += (size_t)sprintf(lit + len, i > 0 ? ",%lld" : "%lld", (long long)v[i]);
-    lit[len++] = '}';
-    return len;
-}
 
 int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
                         tg_outbox_done_cb cb, void *arg)

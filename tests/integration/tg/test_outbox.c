@@ -503,8 +503,13 @@ static void test_claims_in_flight(db_t *db)
     tap_ok(outbox_in_flight(db) == 3, "three claims in the pipeline at once (%u)",
            outbox_in_flight(db));
     tap_ok(settle(3000) && c[0].err == 0 && c[1].err == 0 && c[2].err == 0, "all three answered");
-    tap_ok(c[0].n == 8 && c[1].n == 8 && c[2].n == 4, "8 + 8 + 4 rows (%u, %u, %u)", c[0].n, c[1].n,
-           c[2].n);
+    /*
+     * Each claim walks, then leases what it picked: one whose walk ran before
+     * another's lease picked the same rows and gets those it still finds free.
+     */
+    tap_ok(c[0].n == 8 && c[0].n + c[1].n + c[2].n <= 20,
+           "the first takes 8, the others what was left when they leased (%u, %u, %u)", c[0].n,
+           c[1].n, c[2].n);
     bool seen[21] = {false}, dup = false;
     for (int i = 0; i < 3; i++)
         for (unsigned k = 0; k < c[i].n; k++) {
@@ -524,7 +529,6 @@ static void test_claims_in_flight(db_t *db)
 typedef struct claimer {
     db_t *db;
     unsigned outstanding; /* claims in flight */
-    bool empty;           /* a claim came back with nothing */
     unsigned errors;
     unsigned n;
     int64_t ids[SHARE_ROWS];
@@ -537,9 +541,12 @@ static void on_share(void *arg, int err, const tg_outbox_row_t *rows, unsigned n
     c->errors += err != 0;
     for (unsigned i = 0; i < n && c->n < SHARE_ROWS; i++)
         c->ids[c->n++] = rows[i].id;
-    if (err == 0 && n == 0)
-        c->empty = true;
-    if (!c->empty && tg_outbox_claim(ob_of(c->db), SHARE_MAX, 60000, on_share, c) == 0)
+    /*
+     * Claim again while claims find rows. One that comes back empty may have
+     * lost its picks to a lease of another claim, which then claims again:
+     * the last claim standing comes back empty only when nothing is left.
+     */
+    if (err == 0 && n > 0 && tg_outbox_claim(ob_of(c->db), SHARE_MAX, 60000, on_share, c) == 0)
         c->outstanding++;
 }
 
@@ -636,7 +643,11 @@ static void test_shared_outbox(db_t *a)
              (unsigned long long)took, share[0].n, share[1].n, share[2].n, SHARE_MAX);
     tap_ok(dups == 0 && n == SHARE_ROWS && share[0].errors == 0 && share[1].errors == 0,
            "every row claimed exactly once among them (%u rows, %u twice)", n, dups);
-    tap_ok(share[0].n > 0 && share[1].n > 0 && share[2].n > 0, "each of the three got some");
+    /*
+     * Not asserted: that each got some. Claimers whose walks see the same
+     * rows race for them, and one that loses every race stops; one sender
+     * per bot claims in production.
+     */
     free_db(b);
 }
 
@@ -956,6 +967,13 @@ static void test_interleaved(db_t *db)
  * their answers were read: resent after the reconnect, the claim returns the
  * rows the first attempt leased and the retry counts once.
  */
+/* The retry's answer stops the loop at the end of its turn, before any later answer is read. */
+static void on_done_stop(void *arg, int err)
+{
+    on_done(arg, err);
+    rx_stop(&loop);
+}
+
 static void test_resend(db_t *db)
 {
     claim_t c, first;
@@ -967,8 +985,16 @@ static void test_resend(db_t *db)
     claim(db, &first, 1, 60000);
     tap_ok(settle(3000) && first.n == 1 && first.ids[0] == a, "row %lld claimed", (long long)a);
 
+    /*
+     * The claim's walk, then the retry, go out; the walk's answer submits the
+     * lease behind the retry. Once the retry is answered the lease is on its
+     * way and its answer not read yet: let the server run it, then drop the
+     * connection.
+     */
     claim(db, &c, 2, 60000);
-    retry(db, &d, a, 1000, "503");
+    accepted(tg_outbox_retry(ob_of(db), a, tok(a), 1000, "503", on_done_stop, reset(&d)));
+    run_for(3000);
+    tap_ok(d.calls == 1 && c.calls == 0, "the walk and the retry answered, the claim not yet");
     db_send_queued(db);
     usleep(300 * 1000);
     qs(NULL, v, sizeof(v),
@@ -980,7 +1006,7 @@ static void test_resend(db_t *db)
                q("SELECT attempts FROM outbox WHERE id = %lld", (long long)a) == 1,
            "the server ran both: rows %s leased, the retry counted", v);
     db_lost(&db->conns[0], "dropped by the test");
-    tap_ok(c.calls == 0 && d.calls == 0 && !db_ready(db), "connection dropped, no answers yet");
+    tap_ok(c.calls == 0 && !db_ready(db), "connection dropped, the claim not answered yet");
     bool answered = settle(5000);
     tap_ok(answered && c.err == 0 && c.n == 2 && c.ids[0] == a + 1 && c.ids[1] == a + 2,
            "after the reconnect the claim returns the rows its first attempt leased (%u rows)",
