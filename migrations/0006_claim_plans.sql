@@ -1,8 +1,8 @@
 -- SPDX-License-Identifier: MIT
--- 0006_claim_plans: the processor's claim as a function whose plan cannot
--- change with the statistics (src/tg/processor.c); the outbox's indexes cut
--- to those the sender's claim (a walk, then a lease by key: src/tg/outbox.c)
--- can only use as meant.
+-- 0006_claim_plans: the processor's claim, and the two statements of the
+-- sender's claim, as functions whose plans cannot change with the statistics
+-- (src/tg/processor.c, src/tg/outbox.c); the outbox's indexes cut to those
+-- the sender's claim can only use as meant.
 --
 -- updates and outbox are queues: between two of autovacuum's analyzes (a
 -- minute apart at the default naptime) their open rows can go from none to
@@ -54,6 +54,54 @@ BEGIN
       FROM picked
      WHERE u.update_id = picked.update_id
     RETURNING u.update_id, u.chat_id, u.update_type, u.body, u.attempts;
+END
+$$;
+
+-- The sender's claim (src/tg/outbox.c) is a walk of the open rows oldest
+-- first, after which C decides what to take, then a lease of those rows by
+-- key. As prepared statements their plans were made once per session, while
+-- the table was small, and kept: a lease that read the whole table to find
+-- 128 rows by key (a sequential scan, 34 ms), a walk that could sort the
+-- table. As functions with the sequential scan and the sort switched off,
+-- the walk can only go through outbox_open_idx (or the larger primary key)
+-- in id order from p_after, and the lease only find its rows by key.
+CREATE FUNCTION tgring_outbox_walk(p_after bigint, p_limit bigint)
+RETURNS TABLE (id bigint, chat_id bigint, lease_token bigint, due integer)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT o.id, o.chat_id, CASE WHEN o.claimed_until > now() THEN o.claim_token END,
+           (o.not_before <= now())::integer
+      FROM outbox o
+     WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.id > p_after
+     ORDER BY o.id LIMIT p_limit;
+END
+$$;
+
+-- p_again: also the rows this claim token still leases (a lease sent again
+-- after a lost connection; its first attempt may have committed).
+CREATE FUNCTION tgring_outbox_lease(p_ids bigint[], p_lease_ms bigint, p_token bigint,
+                                    p_again boolean)
+RETURNS TABLE (id bigint, chat_id bigint, method text, body text, attempts integer)
+LANGUAGE plpgsql VOLATILE
+SET enable_seqscan = off SET enable_sort = off SET jit = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    UPDATE outbox SET claimed_until = now() + p_lease_ms * interval '1 millisecond',
+                      claim_token = p_token
+     WHERE outbox.id = ANY (ARRAY (
+        SELECT o.id FROM outbox o
+         WHERE o.id = ANY (p_ids) AND o.sent_at IS NULL AND o.failed_at IS NULL
+           AND ((o.not_before <= now()
+                 AND (o.claimed_until IS NULL OR o.claimed_until <= now()))
+                OR (p_again AND o.claim_token = p_token AND o.claimed_until > now()))
+           FOR UPDATE SKIP LOCKED))
+    RETURNING outbox.id, outbox.chat_id, outbox.method, outbox.body, outbox.attempts;
 END
 $$;
 

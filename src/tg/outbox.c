@@ -108,22 +108,15 @@ typedef struct tg_ob_op {
  * read the whole backlog per row whenever the statistics made the table look
  * tiny). Then the lease takes the picked rows by key: $1 their ids as an
  * array literal, $2 lease ms, $3 token; one changed since the walk (taken by
- * another process, put back) is left out. The second form, sent again after
+ * another process, put back) is left out. Both are functions whose plans
+ * can only use the indexes as meant (migrations/0006_claim_plans.sql). The second form, sent again after
  * a lost connection, also takes the rows the first attempt leased.
  */
 #define TG_STMT_WALK "tgring_outbox_walk"
-#define TG_OB_WALK_SQL                                                                             \
-    "SELECT id, chat_id, CASE WHEN claimed_until > now() THEN claim_token END, "                   \
-    "(not_before <= now())::int FROM outbox WHERE " TG_OB_OPEN " AND id > $1 "                    \
-    "ORDER BY id LIMIT $2"
+#define TG_OB_WALK_SQL "SELECT id, chat_id, lease_token, due FROM tgring_outbox_walk($1, $2)"
 #define TG_OB_CLAIM_SQL(again)                                                                     \
-    "WITH c AS (UPDATE outbox SET claimed_until = now() + $2 * interval '1 millisecond', "         \
-    "claim_token = $3 WHERE id = ANY (ARRAY (SELECT id FROM outbox "                               \
-    "WHERE id = ANY ($1::bigint[]) AND " TG_OB_OPEN " AND ((not_before <= now() AND "              \
-    "(claimed_until IS NULL OR claimed_until <= now())) OR (" again " AND claim_token = $3 AND "   \
-    "claimed_until > now())) ORDER BY id FOR UPDATE SKIP LOCKED)) "                                \
-    "RETURNING id, chat_id, method, body, attempts) "                                              \
-    "SELECT id, chat_id, method, body, attempts FROM c ORDER BY id"
+    "SELECT id, chat_id, method, body, attempts "                                                  \
+    "FROM tgring_outbox_lease($1::bigint[], $2, $3, " again ") ORDER BY id"
 
 /*
  * $1 row, $2 claim token. A mark applies to a row still under the claim that
