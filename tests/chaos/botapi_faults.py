@@ -66,7 +66,8 @@ CALL_DEADLINE_S = LEASE_MS * 0.45 / 1000
 
 class Scale:
     def __init__(self, chats, groups, per_chat, echo_chats, outage_s, burst, settle_s,
-                 retry_global, rate_global, rate_chat, rate_group, phases):
+                 retry_global, rate_global, rate_chat, rate_group, phases, slow=None,
+                 api_conns=8):
         self.chats = [10**7 + i for i in range(chats)] + [-(10**12 + i) for i in range(groups)]
         self.per_chat = per_chat
         self.echo_chats = [2 * 10**7 + i for i in range(echo_chats)]
@@ -78,6 +79,8 @@ class Scale:
         self.rates = {"TELEGRAM_RATE_GLOBAL": rate_global, "TELEGRAM_RATE_CHAT": rate_chat,
                       "TELEGRAM_RATE_GROUP": rate_group}
         self.phases = phases
+        self.slow = slow or burst        # answers past the deadline in the short phase
+        self.api_conns = api_conns       # TGRING_API_CONNECTIONS
 
 
 def rate_env(n, window):
@@ -90,7 +93,7 @@ LONG = Scale(chats=30, groups=3, per_chat=4, echo_chats=10, outage_s=20, burst=1
                      "handshake", "unknown CA"])
 SHORT = Scale(chats=6, groups=1, per_chat=2, echo_chats=3, outage_s=2.5, burst=3, settle_s=25, retry_global=1,
               rate_global=(20, 1), rate_chat=(4, 1), rate_group=(60, 60),
-              phases=["answers", "handshake", "unknown CA"])
+              phases=["answers", "handshake", "unknown CA"], slow=3, api_conns=2)
 
 FINAL_CHAT = 3 * 10**7
 
@@ -119,7 +122,8 @@ def behaviours(phase, scale):
                 [dict(sm, mode="429_global", retry_after=scale.retry_global, count=2),
                  dict(sm, mode="5xx", status=502, count=n),
                  dict(sm, mode="5xx", status=503, html=True, count=1),
-                 dict(sm, mode="slow", delay_ms=int(CALL_DEADLINE_S * 1000) + 1500, count=1),
+                 dict(sm, mode="slow", delay_ms=int(CALL_DEADLINE_S * 1000) + 1500,
+                      count=scale.slow),
                  dict(sm, mode="truncate", count=1), dict(sm, mode="reset", count=1)])
     return out[phase]
 
@@ -328,6 +332,7 @@ async def run_faults(h, scale):
     token, secret, pg, api = bh.setup(h)
     srv = h.tgring(bh.send_env(h, pg, api, token, TELEGRAM_WEBHOOK_SECRET=secret,
                                TGRING_OUTBOX_LEASE_MS=LEASE_MS,
+                               TGRING_API_CONNECTIONS=scale.api_conns,
                                **{k: rate_env(*v) for k, v in scale.rates.items()}))
     t.ok(srv.wait_ready(30), "tgring (the example bot) is ready")
     await bh.wait_for(lambda: api.calls("getMe"), 15)
