@@ -117,6 +117,9 @@ typedef struct tg_sender_options {
                                 is down), nothing more is claimed, so rows held and marks
                                 kept stay below 2 * capacity; no mark is dropped */
     unsigned poll_ms;        /* look for due rows this often when idle; default 200 */
+    unsigned max_calls;      /* calls out at once; default 8. At most the pool's connections:
+                                a call the pool queues would go out later than the rate
+                                limiter let it, in a burst with others */
     unsigned backoff_ms;     /* first retry delay after 5xx or transport errors; default 1000 */
     unsigned backoff_max_ms; /* cap on that delay; default 300000 */
     uint32_t timeout_ms;     /* per call; default (lease_ms - lease_ms / 10) / 2, at most

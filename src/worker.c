@@ -231,6 +231,7 @@ static void start_sending(worker_t *w, const tg_bot_t *bot)
         .rate = bot->rate,
         .max_attempts = cfg->send_attempts,
         .lease_ms = cfg->outbox_lease_ms,
+        .max_calls = cfg->api_connections,
         .lock_conninfo = cfg->database_url,
     };
     int r;

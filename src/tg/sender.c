@@ -809,7 +809,12 @@ static void pump(tg_sender_t *s)
         /* One row per chat at a time, in id order: later rows of a chat wait. */
         if (mark(s, m->chat_id) || m->in_flight)
             continue;
-        if (!active(s))
+        /*
+         * No more calls out than the pool has connections: a call it queued
+         * would reach the Bot API later than the limiter let it, together
+         * with the others queued. An answer runs the pass again.
+         */
+        if (!active(s) || s->in_flight >= s->opt.max_calls)
             continue;
         int64_t wait = 0;
         if (!tg_rate_try(s->rate, m->chat_id, (int64_t)now, &wait)) {
@@ -921,6 +926,8 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
         s->opt.poll_ms = 200;
     if (s->opt.backoff_ms == 0)
         s->opt.backoff_ms = 1000;
+    if (s->opt.max_calls == 0)
+        s->opt.max_calls = 8;
     if (s->opt.backoff_max_ms == 0)
         s->opt.backoff_max_ms = 300000;
     if (s->opt.lock_retry_ms == 0)
