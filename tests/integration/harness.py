@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 
 SRC = os.environ.get("TGRING_SRC") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,12 +90,14 @@ class Tap:
     @staticmethod
     def diag(text):
         # On stderr: meson shows a failed TAP test's stderr, not its stdout.
-        for line in str(text).splitlines() or [""]:
+        # Known secrets are masked, so that a failure's diagnostics (a log's
+        # tail, a command's output) do not spread what tgring leaked.
+        for line in redact(str(text)).splitlines() or [""]:
             print("# " + line, file=sys.stderr, flush=True)
 
     def ok(self, cond, desc, *diag):
         self.n += 1
-        desc = str(desc).replace("#", "no.").replace("\n", " ")
+        desc = redact(str(desc)).replace("#", "no.").replace("\n", " ")
         print(f"{'ok' if cond else 'not ok'} {self.n} - {desc}", flush=True)
         if not cond:
             self.failed += 1
@@ -117,6 +120,234 @@ class Tap:
         if self.failed:
             self.diag(f"{self.failed} of {self.n} failed")
         return 1 if self.failed else 0
+
+
+# ---- the secrets sweep -----------------------------------------------------------
+#
+# tgring promises that its bot token, webhook secret and database password
+# never appear in a log line, a metric or an answer. The harness learns every
+# secret a test hands to tgring (its environment, NAME_FILE files, clusters'
+# passwords), keeps everything tgring said back (its stdout and stderr,
+# commands' stdout, every HTTP answer this module's clients read from it) and
+# at the end looks for each secret, also percent-encoded, JSON-escaped and in
+# the pieces libpq or a URL parser would cut it into.
+
+# The variables tgring reads secrets from (also as NAME_FILE), and what they hold.
+SECRET_VARS = {"TELEGRAM_BOT_TOKEN": "bot token", "TELEGRAM_WEBHOOK_SECRET": "webhook secret",
+               "DATABASE_URL": "database password", "PGPASSWORD": "database password"}
+
+# Shorter values (and shorter pieces of one) would match by chance: they are
+# not swept, and the harness says so. Test secrets are random and longer.
+SECRET_MIN = 8
+
+# Characters that end a password early when a URL is read another way than it
+# was meant (libpq on an unencoded '@' or '/'; '%' starts an escape).
+_PIECE_SPLIT = re.compile(r"[@/%?#]")
+
+
+def _unquote_conninfo(v):
+    if len(v) >= 2 and v[0] == "'" and v[-1] == "'":
+        return re.sub(r"\\(.)", r"\1", v[1:-1])
+    return v
+
+
+def url_passwords(url):
+    """The passwords a DATABASE_URL holds, as written and as percent-decoded:
+    a URI's user info (up to the last '@' of the authority, the widest reading
+    of an unencoded '@' or '/') and `password=` parameters, or a conninfo
+    string's `password=`. An unusable URL still yields what it holds."""
+    url = url.strip()
+    raw = []
+    m = re.match(r"postgres(?:ql)?://", url)
+    if m:
+        rest = url[m.end():]
+        q = rest.find("?")
+        head = rest[:q] if q >= 0 and "@" in rest[:q] else rest
+        at = head.rfind("@")
+        if at >= 0 and ":" in head[:at]:
+            raw.append(head[:at].split(":", 1)[1])
+        if q >= 0:
+            for part in rest[q + 1:].split("&"):
+                k, _, v = part.partition("=")
+                if k == "password":
+                    raw.append(v)
+    else:
+        for k, v in re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url):
+            if k == "password":
+                raw.append(_unquote_conninfo(v))
+    out = []
+    for v in raw:
+        for form in (v, urllib.parse.unquote(v)):
+            if form and form not in out:
+                out.append(form)
+    return out
+
+
+def secret_forms(value, kind):
+    """[(needle, form)]: the ways `value` could show up in tgring's output."""
+    forms = [(value, "as given")]
+    enc = urllib.parse.quote(value, safe="")
+    forms += [(enc, "URL-encoded"), (re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), enc),
+                                      "URL-encoded"),
+              (urllib.parse.quote_plus(value, safe=""), "form-encoded"),
+              (json.dumps(value)[1:-1], "JSON-escaped"),
+              (json.dumps(value, ensure_ascii=False)[1:-1], "JSON-escaped"),
+              (json.dumps(value)[1:-1].replace("/", "\\/"), "JSON-escaped")]
+    if kind == "bot token" and ":" in value:
+        # The part before the colon is the bot's id, which is public.
+        forms.append((value.split(":", 1)[1], "the part after the colon"))
+    if kind == "database password" and _PIECE_SPLIT.search(value):
+        forms += [(p, "a piece of it") for p in _PIECE_SPLIT.split(value)]
+    out, seen = [], set()
+    for needle, form in forms:
+        if len(needle) >= SECRET_MIN and needle not in seen:
+            seen.add(needle)
+            out.append((needle, form))
+    return out
+
+
+class Sweep:
+    """The secrets a test gave tgring and what tgring said back.
+
+    `files` is a list of (name, path) of tgring's outputs (the Harness's
+    logs), read when the sweep runs so that their last lines are in. The
+    current sweep (Sweep.current, set by the Harness or active()) receives
+    what the HTTP clients below read. Sources that may hold a secret by
+    design are never captured: exclude_port() names them."""
+
+    current = None
+
+    def __init__(self, files=None):
+        self.files = files if files is not None else []
+        self.secrets = {}   # value -> kind ("bot token", "webhook secret", ...)
+        self.seen = {}      # captured text -> where it was first seen
+        self.excluded = {}  # port -> why its answers are not tgring's
+        self._needles = None
+
+    def active(self):
+        """A context manager that makes this the current sweep (for a test
+        of the sweep itself); the previous one is current again after it."""
+        sweep = self
+
+        class _Active:
+            def __enter__(self):
+                self.prev, Sweep.current = Sweep.current, sweep
+                return sweep
+
+            def __exit__(self, *exc):
+                Sweep.current = self.prev
+        return _Active()
+
+    def add(self, kind, value):
+        if value and value not in self.secrets:
+            self.secrets[value] = kind
+            self._needles = None
+
+    def add_env(self, env):
+        """Learns the secrets of a tgring environment: each secret variable,
+        the file NAME_FILE names (less one trailing newline, as tgring reads
+        it), and the passwords in DATABASE_URL."""
+        for var, kind in SECRET_VARS.items():
+            values = [env.get(var)]
+            if env.get(var + "_FILE"):
+                try:
+                    with open(env[var + "_FILE"], "rb") as f:
+                        text = f.read().decode("utf-8", "replace")
+                    values.append(re.sub(r"\r?\n\Z", "", text))
+                except OSError:
+                    pass
+            for v in values:
+                if not v:
+                    continue
+                for s in url_passwords(v) if var == "DATABASE_URL" else [v]:
+                    self.add(kind, s)
+
+    def exclude_port(self, port, why):
+        """Answers read from `port` are not tgring's (`why` says whose)."""
+        self.excluded[port] = why
+
+    def capture(self, where, data, port=None):
+        """Keeps `data` (bytes or text) that tgring sent, found at `where`."""
+        if port in self.excluded or not data:
+            return
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        self.seen.setdefault(text, where)
+
+    def needles(self):
+        """[(needle, kind, form)], longest first (so that redact() masks a
+        whole secret before a piece of it)."""
+        if self._needles is None:
+            out = []
+            for value, kind in self.secrets.items():
+                out += [(n, kind, form) for n, form in secret_forms(value, kind)]
+            self._needles = sorted(out, key=lambda x: -len(x[0]))
+        return self._needles
+
+    def unswept(self):
+        """Kinds of the secrets too short to be swept."""
+        return sorted({k for v, k in self.secrets.items() if len(v) < SECRET_MIN})
+
+    def texts(self):
+        for name, path in self.files:
+            try:
+                with open(path, "rb") as f:
+                    yield f"the output of {name}", f.read().decode("utf-8", "replace")
+            except OSError:
+                pass
+        for text, where in list(self.seen.items()):
+            yield where, text
+
+    def findings(self):
+        """[(kind, forms, where)]: each secret kind found in each place, with
+        the forms it was found in; `where` names the place and line, never
+        the secret."""
+        found = {}
+        for where, text in self.texts():
+            for needle, kind, form in self.needles():
+                i = text.find(needle)
+                if i < 0:
+                    continue
+                place = f"{where}, line {text.count(chr(10), 0, i) + 1}"
+                forms = found.setdefault((kind, self.redact(place)), [])
+                if form not in forms:
+                    forms.append(form)
+                # Masked (keeping offsets), so that a piece of a secret found
+                # whole is not reported again on its own.
+                text = text.replace(needle, "\0" * len(needle))
+        return [(kind, forms, where) for (kind, where), forms in found.items()]
+
+    def redact(self, text):
+        for needle, kind, _ in self.needles():
+            if needle in text:
+                text = text.replace(needle, f"<{kind}>")
+        return text
+
+    def report(self, t):
+        """One TAP line if nothing leaked, else one failed line per secret
+        kind and place. Returns the number of findings."""
+        found = self.findings()
+        texts = len(self.files) + len(self.seen)
+        kinds = ", ".join(sorted(set(self.secrets.values()))) or "none given"
+        if not found:
+            t.ok(True, f"no secret ({kinds}) in any of the {texts} outputs captured from tgring")
+        for kind, forms, where in found[:20]:
+            t.ok(False, f"the {kind} ({', '.join(forms)}) leaked into {where}")
+        if len(found) > 20:
+            t.diag(f"and {len(found) - 20} more places")
+        for kind in self.unswept():
+            t.diag(f"a {kind} shorter than {SECRET_MIN} characters was not swept")
+        return len(found)
+
+
+def redact(text):
+    """`text` with every secret the current sweep knows masked as <kind>."""
+    return Sweep.current.redact(text) if Sweep.current else text
+
+
+def capture(where, data, port=None):
+    """Gives what tgring sent to the current sweep, if any."""
+    if Sweep.current:
+        Sweep.current.capture(where, data, port)
 
 
 # ---- small helpers -------------------------------------------------------------
@@ -242,11 +473,14 @@ def cleanup_stale():
 
 
 class Postgres:
-    """A throwaway cluster in its own temporary directory: trust auth, a Unix
-    socket in that directory and 127.0.0.1 on a free port, fsync on."""
+    """A throwaway cluster in its own temporary directory: a Unix socket in
+    that directory and 127.0.0.1 on a free port, fsync on. Trust auth; with
+    `password`, TCP connections (tgring's) must give it (scram-sha-256) and
+    url() carries it, while psql() keeps using the socket without one."""
 
-    def __init__(self, harness, name="pg"):
+    def __init__(self, harness, name="pg", password=None):
         self.h = harness
+        self.password = password
         self.bindir = pg_bindir()
         self.dir = harness.mkdtemp(name)
         self.data = os.path.join(self.dir, "data")
@@ -257,9 +491,22 @@ class Postgres:
         if is_root():
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self._as_pg([os.path.join(self.bindir, "initdb"), "-D", self.data, "-A", "trust",
-                     "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions"],
-                    timeout=120)
+        auth = ["-A", "trust"]
+        if password:
+            harness.sweep.add("database password", password)
+            pwfile = os.path.join(self.dir, "pwfile")
+            with open(pwfile, "w") as f:
+                f.write(password + "\n")
+            if is_root():
+                os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", pwfile]
+        try:
+            self._as_pg([os.path.join(self.bindir, "initdb"), "-D", self.data, *auth,
+                         "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions"],
+                        timeout=120)
+        finally:
+            if password:
+                os.unlink(pwfile)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("\n# test cluster\n"
                     "listen_addresses = '127.0.0.1'\n"
@@ -312,7 +559,10 @@ class Postgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, db="tgring", password=None):
-        cred = "postgres" + (f":{password}" if password else "")
+        """A URI for tgring over TCP, with `password` (default: the
+        cluster's) percent-encoded."""
+        password = password or self.password
+        cred = "postgres" + (f":{urllib.parse.quote(password, safe='')}" if password else "")
         return f"postgresql://{cred}@127.0.0.1:{self.port}/{db}"
 
     def psql(self, sql, db="tgring", check=True):
@@ -407,8 +657,10 @@ class Tgring:
                 self.port = int(self.env["TGRING_LISTEN"].rsplit(":", 1)[1])
             self.logfile = self.h.logpath(f"{self.name}-{attempt}.log")
             self.h.logs.append((self.name, self.logfile))
+            env = self._env()
+            self.h.sweep.add_env(env)
             with open(self.logfile, "wb") as err:
-                self.proc = subprocess.Popen([BIN] + self.args, env=self._env(),
+                self.proc = subprocess.Popen([BIN] + self.args, env=env,
                                              stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                              cwd=self.h.workdir, preexec_fn=self._preexec)
             self.h.procs.append(self)
@@ -509,9 +761,13 @@ def http_get(port, path, timeout=5, host="127.0.0.1"):
     try:
         c.request("GET", path)
         r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        headers, body = r.getheaders(), r.read()
     finally:
         c.close()
+    where = f"the {r.status} answer to GET {path} from port {port}"
+    capture(f"{where} (head)", "".join(f"{k}: {v}\n" for k, v in headers), port)
+    capture(f"{where} (body)", body, port)
+    return r.status, {k.lower(): v for k, v in headers}, body
 
 
 def parse_metrics(text):
@@ -586,6 +842,7 @@ class HttpConn:
         self.writer = writer
         self.port = port
         self.closed = False
+        self.last_request = "a request"  # for the sweep's "where"
 
     @classmethod
     async def open(cls, port, host="127.0.0.1", timeout=5):
@@ -594,6 +851,9 @@ class HttpConn:
         return cls(r, w, port)
 
     async def send(self, data):
+        line = data[:data.find(b"\r\n")] if b"\r\n" in data[:200] else b""
+        if re.match(rb"^[A-Za-z]+ \S+ HTTP/", line):
+            self.last_request = line.rsplit(b" ", 1)[0].decode("latin-1")
         try:
             self.writer.write(data)
             await self.writer.drain()
@@ -625,6 +885,8 @@ class HttpConn:
                 if line:
                     k, _, v = line.partition(":")
                     headers.append((k.strip().lower(), v.strip()))
+            where = f"the {status} answer to {self.last_request} from port {self.port}"
+            capture(f"{where} (head)", head, self.port)
             if 100 <= status < 200:
                 continue
             resp = Response(status, m.group(2), headers, b"")
@@ -646,6 +908,7 @@ class HttpConn:
             except (ConnectionError, OSError) as e:
                 self.closed = True
                 raise ConnectionClosed(f"recv body: {e!r}") from e
+            capture(f"{where} (body)", resp.body, self.port)
             conn = (resp.header("connection") or "").lower()
             if "close" in conn:
                 self.closed = True
@@ -679,11 +942,17 @@ class HttpConn:
         if data == b"":
             self.closed = True
             return True
+        capture(f"bytes read from port {self.port} after {self.last_request}", data, self.port)
         return False
 
     async def read_to_eof(self, timeout=3):
         """Reads until the peer closes: (True, bytes read) if it closed within
         `timeout` s, (False, bytes read so far) otherwise."""
+        closed, data = await self._read_to_eof(timeout)
+        capture(f"bytes read from port {self.port} after {self.last_request}", data, self.port)
+        return closed, data
+
+    async def _read_to_eof(self, timeout):
         data = b""
         deadline = time.monotonic() + timeout
         while True:
@@ -807,6 +1076,8 @@ class Harness:
         self.procs = []
         self.pgs = []
         self.logs = []      # (name, path) of every tgring process and command
+        self.sweep = Sweep(self.logs)
+        Sweep.current = self.sweep
         self.workdir = None
         self.closed = False
         cleanup_stale()
@@ -829,9 +1100,11 @@ class Harness:
 
     # -- resources
 
-    def postgres(self, db="tgring"):
-        """A started cluster with database `db` created (not migrated)."""
-        pg = Postgres(self, f"pg{len(self.pgs)}")
+    def postgres(self, db="tgring", password=None):
+        """A started cluster with database `db` created (not migrated); with
+        `password`, tgring must log in with it (see Postgres), and the
+        password is a secret the sweep looks for."""
+        pg = Postgres(self, f"pg{len(self.pgs)}", password)
         self.pgs.append(pg)
         pg.start()
         if db:
@@ -849,6 +1122,7 @@ class Harness:
         full = {k: os.environ[k] for k in PASS_ENV if k in os.environ}
         full.update(sanitizer_env())
         full.update(env)
+        self.sweep.add_env(full)
         try:
             p = subprocess.run([BIN] + list(args), env=full, stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=timeout, cwd=self.workdir)
@@ -862,6 +1136,7 @@ class Harness:
         with open(path, "w") as f:
             f.write(err)
         self.logs.append((name, path))
+        self.sweep.capture(f"the stdout of {name}", out)
         return rc, out, err
 
     def migrate(self, url):
@@ -900,6 +1175,7 @@ class Harness:
                 reports.append(f"--- {name} ({path}) ---\n" + "\n".join(lines[start:start + 80]))
         self.t.ok(not reports, f"no sanitizer report from any of the {len(self.logs)} tgring runs",
                   "\n".join(reports))
+        self.sweep.report(self.t)
         if self.t.failed:
             for p in self.procs:
                 self.t.diag(f"--- last lines of {p.name} (pid {p.proc.pid if p.proc else '-'}, "
@@ -922,6 +1198,12 @@ class Harness:
 def random_secret(n=32):
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
     return "".join(random.choice(alphabet) for _ in range(n))
+
+
+def random_password():
+    """A database password that a URL must percent-encode ('@', '/', '%', ':'),
+    so that the sweep looks for it both as given and encoded."""
+    return f"pw-{random_secret(14)}@/%:{random_secret(14)}"
 
 
 def _raise_exit(signum, frame):

@@ -29,7 +29,8 @@ UPDATES_COLUMNS = {
 
 async def main(h):
     t = h.t
-    pg = h.postgres()
+    # With a password, which the URLs below (DATABASE_URL_FILE's too) carry.
+    pg = h.postgres(password=harness.random_password())
     url = pg.url()
     # tgring's own and those of its application, the quit-smoking bot (1000 and up).
     files = sorted(glob.glob(os.path.join(harness.SRC, "migrations", "[0-9]*_*.sql")) +

@@ -25,7 +25,7 @@ def upd(uid, text="hi"):
 
 async def main(h):
     t = h.t
-    pg = h.postgres()
+    pg = h.postgres(password=PASSWORD)
     h.migrate(pg.url())
     secret = "Sec_ret-" + harness.random_secret(40)
     env = h.serve_env(pg, secret, TGRING_MAX_BODY=MAX_BODY, LOG_LEVEL="debug",
