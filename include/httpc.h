@@ -74,6 +74,15 @@ struct httpc_req {
     uint32_t timeout_ms; /* from httpc_request() to the complete response; 0: 60 s */
     httpc_cb cb;
     void *data; /* for the caller */
+    /*
+     * Never sent twice. Without it a request on a kept-alive connection that
+     * the server closes before any byte of the answer is sent again once on a
+     * fresh connection (the server most likely closed it idle, unread). A
+     * call that must not be repeated (it sends a message, within rate
+     * limits) sets it, and gets -ECONNRESET instead: the server may have
+     * acted on it.
+     */
+    bool once;
     /* Private to httpc. */
     core_qlink_t link; /* in the pool's queue while waiting for a connection */
     uint64_t deadline;

@@ -282,7 +282,8 @@ static void conn_close(httpc_conn_t *c)
 /*
  * The connection failed with `err`: close it and fail its request, or send
  * the request again once on a fresh connection when a reused connection
- * turned out to be closed by the server before any byte of the response.
+ * turned out to be closed by the server before any byte of the response
+ * (unless the request is sent once only: req->once).
  */
 static void conn_fail(httpc_conn_t *c, int err)
 {
@@ -292,7 +293,7 @@ static void conn_fail(httpc_conn_t *c, int err)
     if (req != NULL)
         req->conn = NULL;
     bool retry = req != NULL && err == -ECONNRESET && c->served > 0 && !c->got_bytes &&
-                 !req->retried && !p->freeing;
+                 !req->retried && !req->once && !p->freeing;
     conn_close(c);
     if (req == NULL)
         return;

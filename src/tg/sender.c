@@ -99,6 +99,12 @@ int tg_call_start(tg_call_t *call, httpc_pool_t *pool, const char *token, const 
     call->req.body_len = len;
     call->req.timeout_ms = timeout_ms;
     call->req.cb = on_call_done;
+    /*
+     * A Bot API call may send a message: never repeated by the pool behind
+     * the rate limiter's back. A stale connection's failure comes back as a
+     * transport error, retried through the limiter like any other.
+     */
+    call->req.once = true;
     call->cb = cb;
     int r = httpc_request(pool, &call->req);
     if (r < 0)

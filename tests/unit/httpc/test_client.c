@@ -524,6 +524,15 @@ static void test_peer(const char *scheme, int port)
     tap_ok(c->err == 0 && c->status == 200 && MET_SINCE(botapi_stale_retries) == 1,
            "%s: request on a connection the server closed: retried once, succeeds", scheme);
     tap_ok(MET_SINCE(botapi_connects) == connects + 1, "%s: ... on a fresh connection", scheme);
+    uint64_t stale = MET_SINCE(botapi_stale_retries);
+    static call_t once;
+    memset(&once, 0, sizeof(once));
+    if (start(p, &once, "POST", "/stale", "{}", 0) == 0)
+        once.req.once = true; /* set before the loop sends it */
+    run(15000);
+    tap_ok(once.err == -ECONNRESET && MET_SINCE(botapi_stale_retries) == stale,
+           "%s: a request sent once only is not sent again: -ECONNRESET (%d)", scheme, once.err);
+    c = one(p, "GET", "/ok", NULL, 0); /* a kept-alive connection again, for what follows */
 
     connects = MET_SINCE(botapi_connects);
     c = one(p, "GET", "/close", NULL, 0);
@@ -576,7 +585,7 @@ static void test_peer(const char *scheme, int port)
            (unsigned long long)MET_SINCE(botapi_stale_retries),
            (unsigned long long)MET_SINCE(botapi_timeouts));
     tap_ok(MET_SINCE(botapi_timeouts) == 1 &&
-               MET_SINCE(botapi_transport_errors) == (is_tls ? 6 : 5),
+               MET_SINCE(botapi_transport_errors) == (is_tls ? 7 : 6),
            "%s: errors and timeouts counted", scheme);
 
     /* Freeing the pool with requests in flight and queued. */
