@@ -525,9 +525,11 @@ class Chaos:
         fig["fds after, idle (db/api/other/clients)"] = _fds(end)
         if base and base[4] and end:
             b = base[4]
-            t.ok(end["other"] == b["other"] and end["db"] == b["db"] and end["clients"] == 0,
-                 "descriptors are back to the baseline: database connections and the rest "
-                 "as before, no client left", f"before {b}, after {end}")
+            # At most: a sample may catch a descriptor of the moment (a
+            # connection being opened) that an idle process no longer has.
+            t.ok(end["other"] <= b["other"] and end["db"] == b["db"] and end["clients"] == 0,
+                 "descriptors are back to the baseline: as many database connections, no "
+                 "more of the rest, no client left", f"before {b}, after {end}")
             cap = int(self.env.get("TGRING_API_CONNECTIONS", 8))
             t.ok(end["api"] <= cap, f"at most {cap} Bot API connections", repr(end))
 
