@@ -419,6 +419,24 @@ def children(pid):
     return sorted(out)
 
 
+def tcp_sockets():
+    """The TCP sockets of the machine from /proc/net/tcp and tcp6:
+    {inode (str): (local port, remote port, state)}, state as the kernel's two
+    hex digits ("01" established, "0A" listening)."""
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    out[cols[9]] = (int(cols[1].rsplit(":", 1)[1], 16),
+                                    int(cols[2].rsplit(":", 1)[1], 16), cols[3])
+        except OSError:
+            pass
+    return out
+
+
 def _die_with_parent():
     """In the child before exec: get SIGKILL when the test process dies, so
     that a killed test leaves no tgring behind."""
