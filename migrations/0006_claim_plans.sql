@@ -35,7 +35,9 @@ AS $$
 BEGIN
     RETURN QUERY
     -- A head is the oldest unprocessed update of its chat, or any update
-    -- without a chat. The lease condition sits on the locked row, so that a
+    -- without a chat. Two claims that run at the same moment in different
+    -- processes can each see a different head of one chat only when an
+    -- update arrives late between their snapshots. The lease condition sits on the locked row, so that a
     -- head leased or processed by a claim that committed after this
     -- statement's snapshot is re-checked on its newest version and left out.
     WITH picked AS (
@@ -46,6 +48,13 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM updates o
                             WHERE o.chat_id = u.chat_id AND o.processed_at IS NULL
                               AND o.update_id < u.update_id)
+           -- Nor while a later update of the chat is in progress: one that
+           -- arrives late (Telegram redelivered it after a 503 while later
+           -- ones got through) waits for that one to finish.
+           AND NOT EXISTS (SELECT 1 FROM updates o
+                            WHERE o.chat_id = u.chat_id AND o.processed_at IS NULL
+                              AND o.update_id > u.update_id AND o.claimed_until > now()
+                              AND NOT (p_again AND o.claim_token = p_token))
          ORDER BY u.update_id LIMIT p_max
            FOR UPDATE OF u SKIP LOCKED)
     UPDATE updates u
