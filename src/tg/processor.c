@@ -155,6 +155,7 @@ struct tg_proc {
     bool detached;        /* tg_proc_detach(): nothing more is submitted */
     uint64_t next_gauges; /* loop ms */
     uint64_t next_prune;  /* loop ms */
+    uint64_t last_poll;   /* loop ms of the previous poll */
     uint64_t token_base;
     uint64_t next_token;
     void (*on_idle)(void *arg);
@@ -593,14 +594,24 @@ static void tg_proc_on_poll(rx_loop_t *loop, rx_timer_t *t)
     uint64_t now = rx_now(loop);
     char why[96];
 
+    /*
+     * A handler's clock stops while the database is away: it waits for its
+     * reads, which are sent again on the next connection, and is not at
+     * fault. (Its update's lease may run out meanwhile; another claim then
+     * takes it and this one's commit is refused: nothing happens twice.)
+     */
+    bool db_up = db_ready(db_client_db(p->cl));
     for (unsigned i = 0; i < p->opt.capacity; i++) {
         tg_proc_ctx_t *ctx = p->slots[i];
-        if (ctx != NULL && ctx->state == TG_PS_RUNNING && now >= ctx->deadline) {
+        if (ctx != NULL && ctx->state == TG_PS_RUNNING && !db_up)
+            ctx->deadline += now - p->last_poll;
+        else if (ctx != NULL && ctx->state == TG_PS_RUNNING && now >= ctx->deadline) {
             snprintf(why, sizeof(why), "the handler did not finish within %u ms",
                      p->opt.handler_timeout_ms);
             tg_proc_fail(ctx, why);
         }
     }
+    p->last_poll = now;
     p->want_claim = true;
     tg_proc_housekeeping(p);
     tg_proc_schedule(p);
@@ -655,6 +666,7 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
     p->want_claim = true;
     p->next_gauges = rx_now(loop);
     p->next_prune = rx_now(loop);
+    p->last_poll = rx_now(loop);
     rx_timer_start(loop, &p->poll, 0, tg_proc_on_poll);
     return p;
 }
