@@ -159,9 +159,43 @@ static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
 }
 
 /*
+ * Replaces, in place, every occurrence of a loaded secret in the quoted value
+ * in buf[0..cap) (NUL-terminated) by "[redacted]"; cuts the value short
+ * ("...\"") where that does not fit.
+ */
+static void cfg_scrub(const cfg_ctx_t *c, char *buf, size_t cap)
+{
+    const char *secrets[] = {c->cfg->bot_token, c->cfg->webhook_secret, c->cfg->database_url};
+    static const char mark[] = "[redacted]";
+    const size_t ml = sizeof(mark) - 1;
+    for (size_t s = 0; s < ARRAY_SIZE(secrets); s++) {
+        size_t sl = secrets[s] ? strlen(secrets[s]) : 0;
+        char *from = buf, *at;
+        if (sl == 0)
+            continue;
+        while ((at = strstr(from, secrets[s])) != NULL) {
+            size_t tail = strlen(at + sl) + 1;
+            size_t room = cap - (size_t)(at - buf);
+            if (ml + tail > room) {
+                if (room >= 5)
+                    memcpy(at, "...\"", 5);
+                else
+                    *at = '\0';
+                break;
+            }
+            memmove(at + ml, at + sl, tail);
+            memcpy(at, mark, ml);
+            from = at + ml; /* the mark itself is not searched again */
+        }
+    }
+}
+
+/*
  * Writes `v` as a double-quoted string to `out` buf[0..cap): control bytes,
  * quotes and backslashes escaped, long values cut with "...", and any secret
- * already loaded replaced by [redacted] (a webhook URL may embed the token).
+ * already loaded replaced by [redacted] (a webhook URL may embed the token),
+ * in the value and again in what was written (an escape such as \x12 could
+ * otherwise complete a secret from the bytes around it).
  */
 static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_t cap)
 {
@@ -197,6 +231,7 @@ static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_
     }
     buf[o++] = '"';
     buf[o] = '\0';
+    cfg_scrub(c, buf, cap);
     return buf;
 }
 
