@@ -38,9 +38,9 @@ typedef struct http_server_options {
     unsigned header_timeout_ms; /* from a request's first byte to the end of its head (408) */
     unsigned body_timeout_ms;   /* from the end of the head to the end of the body (408) */
     unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
-    unsigned send_timeout_ms;   /* from a response's first byte queued to its last sent: past it
-                                   the connection is closed (a client that stopped reading);
-                                   0: 10 s */
+    unsigned send_timeout_ms;   /* with a response in flight, how long the client may take none
+                                   of what it was sent (counted across pipelined responses):
+                                   past it the connection is closed; 0: 10 s */
     http_request_cb on_request;
     void *data; /* for the application: http_server_data() */
 } http_server_options_t;

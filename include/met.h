@@ -26,7 +26,7 @@ typedef struct met_slot {
     uint64_t http_requests[600];      /* by status code: tgring_http_requests_total{code} */
     uint64_t http_connections_open;   /* gauge */
     uint64_t http_connections_total;  /* accepted */
-    uint64_t http_send_timeouts;      /* closed with a response not sent in time */
+    uint64_t http_send_timeouts;      /* closed: a response not taken in time */
     uint64_t http_accept_errors;      /* failed accepts (EMFILE, ENFILE...) */
     uint64_t updates_stored;          /* tgring_updates_stored_total */
     uint64_t updates_duplicate;       /* tgring_updates_duplicate_total */

@@ -201,7 +201,7 @@ static const met_family_t met_families[] = {
     {"tgring_http_connections_total", "counter", "Client connections accepted.",
      MET_AT(http_connections_total), NULL, 0},
     {"tgring_http_send_timeouts_total", "counter",
-     "Connections closed because a response was not sent in time (the client stopped reading).",
+     "Connections closed because the client took none of a response in time (it stopped reading).",
      MET_AT(http_send_timeouts), NULL, 0},
     {"tgring_http_accept_errors_total", "counter",
      "Failed accepts (out of descriptors or memory); accepting resumes after a back-off.",

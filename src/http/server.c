@@ -6,7 +6,11 @@
  * provided-buffer ring, copied at once into the connection's request buffer
  * (so ring buffers go back to the kernel within the same turn); one request
  * at a time per connection is handed to the application, later pipelined
- * bytes wait in the buffer; at most one send in flight per connection.
+ * bytes wait in the buffer; at most one send in flight per connection. A
+ * connection's backlog is bounded: reading from it stops while a response is
+ * in flight and pipelined input waits (PIPELINE_MAX), its next request waits
+ * until the last response is mostly sent (OUT_LOWAT), and one that takes none
+ * of what it is sent for the response deadline is closed.
  *
  * A connection is freed only when it is closed and neither a recv, a send,
  * a close nor an application request of it is outstanding.
@@ -18,11 +22,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +40,25 @@
 #define INBUF_MIN 2048
 #define TXN_FREE_MAX 256      /* request contexts kept for reuse */
 #define SEND_TIMEOUT_MS 10000 /* send_timeout_ms when the options leave it 0 */
+/*
+ * A connection's backlog: while a request of it is in progress or a response
+ * is in flight, reading stops once more than PIPELINE_MAX bytes of pipelined
+ * input wait behind it, and resumes when the backlog is down to half of that
+ * or the response is out. What the multishot recv had delivered before its
+ * cancel lands is kept up to PIPELINE_SLACK more; past that the connection is
+ * closed after its response. So a client that pipelines and never reads holds
+ * one response and at most PIPELINE_MAX + PIPELINE_SLACK bytes of input.
+ */
+#define PIPELINE_MAX 16384
+#define PIPELINE_SLACK 65536
+/*
+ * A response handed to the kernel still counts while more than OUT_LOWAT
+ * bytes of it are unsent (the socket's TCP_NOTSENT_LOWAT, so that POLLOUT says
+ * when it is down to that): the connection's next request waits until then.
+ * So a client that does not read has at most one response rendered beyond
+ * what it took, and its socket buffer queues little more than OUT_LOWAT.
+ */
+#define OUT_LOWAT 16384
 /*
  * After a failed accept (EMFILE, ENFILE, ENOMEM...) the connection stays in
  * the backlog and the next accept fails at once: re-arming at once would spin.
@@ -62,6 +88,7 @@ struct http_conn {
     rx_op_t recv_op;
     rx_op_t send_op;
     rx_op_t close_op;
+    rx_op_t poll_op; /* POLLOUT: armed while the last response's unsent bytes exceed OUT_LOWAT */
     rx_timer_t timer;
     char *in;              /* request bytes: head, body, then pipelined bytes */
     size_t in_len;         /* bytes in `in` */
@@ -72,15 +99,18 @@ struct http_conn {
     char *out;             /* response being sent */
     size_t out_len;
     size_t out_off;
-    bool dispatched;  /* the application holds the current request */
-    bool closing;     /* no more requests; close when nothing is outstanding */
-    bool close_after; /* close once the current response is sent */
-    bool lingering;   /* response sent, write side shut, discarding input */
-    bool peer_eof;    /* the peer closed its write side or the socket failed */
-    bool paused;      /* recv cancelled because enough input is buffered */
-    bool head_timer;  /* the header deadline of the current request is set */
-    bool overflow;    /* pipelined bytes were dropped: close after the response */
-    bool aborted;     /* closed with a response unsent: what is left of it is dropped */
+    uint64_t sent;       /* bytes handed to the kernel over the connection's life */
+    uint64_t taken;      /* of those, bytes the peer had acknowledged when last looked at */
+    uint64_t stalled_at; /* rx_now() ms since which the peer took none of ours; 0: owes none */
+    bool dispatched;     /* the application holds the current request */
+    bool closing;        /* no more requests; close when nothing is outstanding */
+    bool close_after;    /* close once the current response is sent */
+    bool lingering;      /* response sent, write side shut, discarding input */
+    bool peer_eof;       /* the peer closed its write side or the socket failed */
+    bool paused;         /* recv cancelled because enough pipelined input is buffered */
+    bool head_timer;     /* the header deadline of the current request is set */
+    bool overflow;       /* pipelined bytes were dropped: close after the response */
+    bool aborted;        /* closed with a response unsent: what is left of it is dropped */
     bool fd_closed;
 };
 
@@ -110,6 +140,7 @@ static void conn_process(http_conn_t *c);
 static void conn_maybe_free(http_conn_t *c);
 static void conn_arm_recv(http_conn_t *c);
 static void conn_pause(http_conn_t *c);
+static void conn_flow(http_conn_t *c);
 static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags);
 
 /* ---- small helpers ---- */
@@ -162,6 +193,12 @@ static bool inbuf_reserve(http_conn_t *c, size_t more)
     return true;
 }
 
+/* A response is in flight: being handed to the kernel, or handed and not yet mostly sent. */
+static bool conn_sending(const http_conn_t *c)
+{
+    return c->out != NULL || c->poll_op.armed;
+}
+
 static void conn_close(http_conn_t *c)
 {
     if (c->closing && c->fd_closed)
@@ -170,6 +207,7 @@ static void conn_close(http_conn_t *c)
     rx_timer_stop(c->srv->loop, &c->timer);
     if (!c->fd_closed)
         rx_cancel(c->srv->loop, &c->recv_op);
+    rx_cancel(c->srv->loop, &c->poll_op);
     conn_maybe_free(c);
 }
 
@@ -205,7 +243,8 @@ static void on_drained_defer(rx_loop_t *loop, rx_defer_t *d)
 static void conn_maybe_free(http_conn_t *c)
 {
     http_server_t *s = c->srv;
-    if (!c->closing || c->dispatched || c->recv_op.armed || c->send_op.armed || c->close_op.armed)
+    if (!c->closing || c->dispatched || c->recv_op.armed || c->send_op.armed || c->close_op.armed ||
+        c->poll_op.armed)
         return;
     if (!c->fd_closed) {
         c->fd_closed = true;
@@ -231,19 +270,62 @@ static void conn_maybe_free(http_conn_t *c)
         rx_defer(s->loop, &s->drained_defer, on_drained_defer);
 }
 
+/*
+ * Looks at how much of what was sent the peer has taken: what the socket
+ * still queues (SIOCOUTQ: unsent or unacknowledged) it has not. Progress
+ * restarts the response deadline's count; with nothing queued and no response
+ * in flight the peer owes nothing. Should the ioctl fail, what the kernel
+ * accepted counts as taken, which leaves each response its own deadline.
+ */
+static void conn_look(http_conn_t *c)
+{
+    int queued = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &queued) != 0 || queued < 0 || (uint64_t)queued > c->sent)
+        queued = 0;
+    uint64_t taken = c->sent - (uint64_t)queued;
+    if (taken > c->taken) {
+        c->taken = taken;
+        c->stalled_at = rx_now(c->srv->loop);
+    }
+    if (queued == 0 && c->out == NULL)
+        c->stalled_at = 0;
+}
+
+static void on_timer(rx_loop_t *loop, rx_timer_t *t);
+
+/*
+ * Arms the response deadline: send_timeout_ms after the peer last took
+ * something. Progress is seen when looked for, so the timer looks every
+ * quarter of the deadline: a peer is cut at most a quarter late.
+ */
+static void conn_arm_deadline(http_conn_t *c)
+{
+    unsigned timeout = c->srv->opt.send_timeout_ms;
+    uint64_t now = rx_now(c->srv->loop), end = c->stalled_at + timeout;
+    uint64_t after = end > now ? end - now : 0;
+    if (after > timeout / 4 + 1)
+        after = timeout / 4 + 1;
+    rx_timer_start(c->srv->loop, &c->timer, after, on_timer);
+}
+
 static void on_timer(rx_loop_t *loop, rx_timer_t *t)
 {
     http_conn_t *c = container_of(t, http_conn_t, timer);
-    if (c->out != NULL) {
+    if (conn_sending(c)) {
+        conn_look(c);
+        if (rx_now(loop) - c->stalled_at < c->srv->opt.send_timeout_ms) {
+            conn_arm_deadline(c); /* not yet, or the peer took some: look again later */
+            return;
+        }
         /*
-         * The response is not out by its deadline: the client stopped reading
-         * (or reads too slowly to be a client of this server). Waiting longer
-         * would hold its descriptor and buffers for as long as it likes.
+         * The peer took none of what it was sent for the whole deadline,
+         * across pipelined responses: it stopped reading. Waiting longer would
+         * hold its descriptor and buffers for as long as it likes.
          */
         met_self()->http_send_timeouts++;
         log_info("http_send_timeout",
-                 "conn=%llu response not sent within %u ms (%zu of %zu "
-                 "bytes sent); closing",
+                 "conn=%llu client took nothing sent to it for %u ms (%zu of %zu bytes of "
+                 "the response handed to the kernel); closing",
                  (unsigned long long)c->id, c->srv->opt.send_timeout_ms, c->out_off, c->out_len);
         conn_abort(c);
         return;
@@ -295,6 +377,8 @@ static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         return;
     }
     c->out_off += (size_t)res;
+    c->sent += (uint64_t)res;
+    conn_look(c); /* progress counts from when it is seen: look at each send */
     if (c->out_off < c->out_len) {
         conn_send(c); /* short send: the rest */
         return;
@@ -306,8 +390,35 @@ static void on_send(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         conn_maybe_free(c);
         return;
     }
+    if (c->overflow) {
+        conn_close(c); /* it sends far more than it lets us answer: no lingering for it */
+        return;
+    }
     if (c->close_after) {
         conn_start_linger(c);
+        return;
+    }
+    /* What the peer has not taken (as last looked at) bounds what is unsent. */
+    int unsent = 0;
+    if (c->sent - c->taken > OUT_LOWAT && ioctl(c->fd, SIOCOUTQNSD, &unsent) == 0 &&
+        unsent > OUT_LOWAT) {
+        /* The next request waits for the client to take this; the deadline keeps running. */
+        io_uring_prep_poll_add(rx_sqe(loop, &c->poll_op), c->fd, POLLOUT);
+        return;
+    }
+    conn_process(c);
+}
+
+static void on_poll(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
+{
+    http_conn_t *c = container_of(op, http_conn_t, poll_op);
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (res < 0 || (res & (POLLERR | POLLHUP))) {
+        c->peer_eof = true;
+        conn_close(c);
         return;
     }
     conn_process(c);
@@ -356,6 +467,14 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
                      close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof(head))
         abort(); /* our own headers only: a bug */
+    /*
+     * Before the response is queued: with nothing of the last one left in
+     * the socket the peer owes nothing and the deadline counts from now;
+     * otherwise it goes on counting from when the peer last took something.
+     */
+    conn_look(c);
+    if (c->stalled_at == 0)
+        c->stalled_at = rx_now(s->loop);
     c->out = xmalloc((size_t)n + len);
     memcpy(c->out, head, (size_t)n);
     if (len > 0)
@@ -363,10 +482,10 @@ void http_respond(http_conn_t *c, int status, const char *content_type, const ch
     c->out_len = (size_t)n + len;
     c->out_off = 0;
     c->close_after = close;
-    if (c->paused && !close)
-        c->paused = false; /* re-armed after the send, in conn_process */
+    if (!close)
+        conn_flow(c);
     /* The response's deadline; what comes after the send sets the next timer. */
-    rx_timer_start(s->loop, &c->timer, s->opt.send_timeout_ms, on_timer);
+    conn_arm_deadline(c);
     conn_send(c);
 }
 
@@ -395,10 +514,15 @@ static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
                     c->overflow = true;
                 }
                 conn_pause(c);
+            } else if (conn_sending(c) && c->in_len + n > PIPELINE_MAX + PIPELINE_SLACK) {
+                /* Delivered before the pause took effect, and more than a connection may hold. */
+                c->overflow = true;
             } else if (inbuf_reserve(c, n)) {
                 memcpy(c->in + c->in_len, rx_bufring_buf(&s->bufs, bid), n);
                 c->in_len += n;
-            } else if (c->out == NULL) {
+                if (conn_sending(c))
+                    conn_flow(c);
+            } else if (!conn_sending(c)) {
                 rx_bufring_recycle(&s->bufs, bid);
                 /* The server's request buffers are all in use: back off. */
                 http_respond(c, 503, "text/plain", "Retry-After: 1\r\n", "server busy\n", 12, true);
@@ -423,7 +547,7 @@ static void on_recv(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
          * is still answered, since its update may be committing; otherwise
          * close now.
          */
-        if (c->lingering || (!c->dispatched && c->out == NULL))
+        if (c->lingering || (!c->dispatched && !conn_sending(c)))
             conn_close(c);
         else if (!(flags & IORING_CQE_F_MORE))
             conn_maybe_free(c);
@@ -451,13 +575,39 @@ static void conn_arm_recv(http_conn_t *c)
     sqe->buf_group = c->srv->bufs.bgid;
 }
 
-/* Stops reading while a request is pending and enough input is buffered. */
+/* Stops reading until conn_flow() resumes it; what the recv delivered meanwhile still comes. */
 static void conn_pause(http_conn_t *c)
 {
-    if (c->paused || !c->recv_op.armed)
+    if (c->paused)
         return;
     c->paused = true;
     rx_cancel(c->srv->loop, &c->recv_op);
+}
+
+/* Input bytes buffered behind the request in progress (all of them when none is). */
+static size_t conn_backlog(const http_conn_t *c)
+{
+    size_t used = c->dispatched ? c->head_len + c->txn->body.len : 0;
+    return c->in_len - used;
+}
+
+/*
+ * Pauses or resumes reading by the connection's backlog (see PIPELINE_MAX).
+ * Called where a request needs more input (reading resumes), at dispatch,
+ * when a response is queued and when input arrives while it is in flight.
+ */
+static void conn_flow(http_conn_t *c)
+{
+    if (c->closing || c->lingering || c->peer_eof)
+        return;
+    bool busy = c->dispatched || conn_sending(c);
+    size_t backlog = conn_backlog(c);
+    if (busy && backlog > PIPELINE_MAX) {
+        conn_pause(c);
+    } else if (!busy || backlog <= PIPELINE_MAX / 2) {
+        c->paused = false;
+        conn_arm_recv(c); /* no-op while armed, also with a cancel on its way */
+    }
 }
 
 static void respond_error(http_conn_t *c, int status, const char *why)
@@ -475,18 +625,14 @@ static void respond_error(http_conn_t *c, int status, const char *why)
 static void conn_process(http_conn_t *c)
 {
     http_server_t *s = c->srv;
-    if (c->dispatched || c->out != NULL || c->closing || c->lingering)
+    if (c->dispatched || conn_sending(c) || c->closing || c->lingering)
         return;
-    if (c->paused && c->in_len == 0) {
-        c->paused = false;
-    }
-    if (!c->paused && !c->recv_op.armed && !c->peer_eof)
-        conn_arm_recv(c);
     if (c->in_len == 0) {
         if (s->draining || c->peer_eof) {
             conn_close(c);
             return;
         }
+        conn_flow(c);
         rx_timer_start(s->loop, &c->timer, s->opt.idle_timeout_ms, on_timer);
         return;
     }
@@ -498,12 +644,15 @@ static void conn_process(http_conn_t *c)
         int r = http_parse_request(c->in, c->in_len, &s->opt.limits, req);
         if (r == -EAGAIN) {
             /* The header deadline counts from the first byte of the request. */
-            if (c->peer_eof)
+            if (c->peer_eof) {
                 conn_close(c); /* it can never complete */
-            else if (!c->head_timer) {
+                return;
+            }
+            if (!c->head_timer) {
                 c->head_timer = true;
                 rx_timer_start(s->loop, &c->timer, s->opt.header_timeout_ms, on_timer);
             }
+            conn_flow(c);
             return;
         }
         if (r < 0) {
@@ -542,12 +691,11 @@ static void conn_process(http_conn_t *c)
     if (!complete) {
         if (c->peer_eof)
             conn_close(c);
+        else
+            conn_flow(c);
         return;
     }
     rx_timer_stop(s->loop, &c->timer);
-    /* Keep reading pipelined bytes only up to one more head's worth. */
-    if (c->in_len > c->head_len + body->len + s->opt.limits.max_head)
-        conn_pause(c);
     /* Room for a few pipelined bytes, since the buffer must not move from here on. */
     inbuf_reserve(c, 2 * RECV_BUFSZ);
     if (c->in != c->parsed_at) {
@@ -562,6 +710,7 @@ static void conn_process(http_conn_t *c)
         c->parsed_at = c->in;
     }
     c->dispatched = true;
+    conn_flow(c);
     s->opt.on_request(s, c, req, c->in + c->head_len, body->len);
 }
 
@@ -610,8 +759,9 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
         if (s->draining || s->nconns >= s->opt.max_connections) {
             close(res);
         } else {
-            int one = 1;
+            int one = 1, lowat = OUT_LOWAT;
             setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            setsockopt(res, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
             http_conn_t *c = xcalloc(1, sizeof(*c));
             c->srv = s;
             c->fd = res;
@@ -619,6 +769,7 @@ static void on_accept(rx_loop_t *loop, rx_op_t *op, int res, uint32_t flags)
             c->recv_op.cb = on_recv;
             c->send_op.cb = on_send;
             c->close_op.cb = on_close;
+            c->poll_op.cb = on_poll;
             c->next = s->conns;
             if (s->conns != NULL)
                 s->conns->prev = c;
@@ -699,7 +850,7 @@ void http_server_drain(http_server_t *s, void (*on_drained)(void *arg), void *ar
     }
     for (http_conn_t *c = s->conns, *next; c != NULL; c = next) {
         next = c->next;
-        if (!c->dispatched && c->out == NULL && c->in_len == 0)
+        if (!c->dispatched && !conn_sending(c) && c->in_len == 0)
             conn_close(c);
     }
     if (s->nconns == 0)

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Connection limits through the binary. A client that pipelines requests for
-/metrics and never reads is disconnected once a response has not gone out
-within TGRING_RESPONSE_TIMEOUT_MS, and its descriptor is released. Started
+/metrics and never reads is disconnected once it has taken nothing sent to it
+for TGRING_RESPONSE_TIMEOUT_MS, and its descriptor is released. Started
 with few descriptors, a worker raises its soft RLIMIT_NOFILE to the hard limit,
 lowers TGRING_MAX_CONNECTIONS to fit (with a warning), or refuses to start
 when not one connection fits.
@@ -73,8 +73,10 @@ def test_send_deadline(h, t, srv):
     s.setblocking(False)
     req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
     sent = 0
+    # About 37 KB: more than the server reads ahead of a response in flight,
+    # less than it keeps before closing a client that floods it at once.
     try:
-        for _ in range(4000):
+        for _ in range(1000):
             s.send(req)
             sent += 1
     except BlockingIOError:
@@ -92,7 +94,7 @@ def test_send_deadline(h, t, srv):
          f"{nfds(pid)} descriptors open, {base_fds} before")
     t.ok(closed_by_peer(s, 5), "the client sees the connection closed")
     s.close()
-    t.ok(re.search(r'"event":"http_send_timeout".*response not sent within 1000 ms', srv.log()),
+    t.ok(re.search(r'"event":"http_send_timeout".*took nothing sent to it for 1000 ms', srv.log()),
          "an http_send_timeout line says so")
     st, _, _ = harness.http_get(srv.port, "/health/live")
     t.eq(st, 200, "the server still serves")

@@ -17,6 +17,10 @@
  * status counts they kept. A last server runs out of descriptors at accept
  * (RLIMIT_NOFILE lowered under it): it must back off instead of spinning, log
  * the failures at most once a second, and accept again when descriptors free.
+ * Another one meets a client that pipelines requests for a large response and
+ * never reads: the server must stop reading from it after a little, render
+ * few of its responses, answer a second connection promptly meanwhile, and
+ * cut it at the response deadline (not before: its input never overflows).
  */
 #include "core.h"
 #include "http.h"
@@ -29,6 +33,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +48,8 @@
 #define TINY_TIMEOUT 100  /* ms: the second server's header timeout */
 #define LATE_MS 30        /* ms: how long /later waits before it is answered */
 #define CLIENT_TIMEOUT 10 /* s: the client's receive timeout, so a lost answer fails */
+#define BIG_BODY 65536    /* bytes: the answer to GET /big */
+#define DEADLINE_MS 1000  /* ms: the non-reader's server's response deadline */
 
 static rx_loop_t loop;
 static http_server_t *srv; /* the server of the current run */
@@ -57,6 +64,8 @@ static int nseen;
 
 static http_conn_t *late_conn; /* the request of /later, answered by late_timer */
 static rx_timer_t late_timer;
+static unsigned send_timeout_ms; /* of the next server; 0: the default */
+static int nbig;                 /* GET /big requests answered */
 
 /* The answer to every request: what the server read of it. */
 static void answer(http_conn_t *c, const char *what, size_t body_len)
@@ -84,6 +93,13 @@ static void on_request(http_server_t *s, http_conn_t *c, const http_request_t *r
              req->path);
     if (nseen < MAX_SEEN)
         memcpy(seen[nseen++], what, sizeof(what));
+    if (strcmp(what, "GET /big") == 0) {
+        static char big[BIG_BODY];
+        memset(big, 'b', sizeof(big));
+        nbig++;
+        http_respond(c, 200, "text/plain", NULL, big, sizeof(big), false);
+        return;
+    }
     if (strcmp(what, "GET /later") == 0) {
         /* Answered from a timer: the next pipelined request must wait for it. */
         late_conn = c;
@@ -133,6 +149,7 @@ static http_server_t *server_new(uint16_t *out, unsigned header_timeout_ms)
         .header_timeout_ms = header_timeout_ms,
         .body_timeout_ms = 10000,
         .idle_timeout_ms = 10000,
+        .send_timeout_ms = send_timeout_ms,
         .on_request = on_request,
     };
     int err = 0;
@@ -395,6 +412,94 @@ static void test_bytes(void)
     client_close(&cl);
 }
 
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Whether the connection is gone: reset or closed by the server. */
+static bool client_gone(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+           ti.tcpi_state != TCP_ESTABLISHED;
+}
+
+static void test_nonreader(void)
+{
+    /* A tiny receive window, and nothing is ever read. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rcv = 2048, snd = 16384;
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof(snd)) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
+        tap_bail("cannot connect the non-reader");
+    static const char req[] = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+    char reqs[100 * (sizeof(req) - 1)];
+    for (size_t i = 0; i < 100; i++)
+        memcpy(reqs + i * (sizeof(req) - 1), req, sizeof(req) - 1);
+
+    /* Pipelines until the server takes no more for 200 ms (or 4 MiB, or it closes). */
+    struct timespec t0, stalled;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    stalled = t0;
+    size_t pushed = 0;
+    bool failed = false;
+    while (pushed < (4u << 20) && ms_since(&stalled) < 200) {
+        ssize_t n = send(fd, reqs, sizeof(reqs), MSG_NOSIGNAL);
+        if (n > 0) {
+            pushed += (size_t)n;
+            clock_gettime(CLOCK_MONOTONIC, &stalled);
+        } else if (n < 0 && errno == EAGAIN) {
+            usleep(5000);
+        } else {
+            failed = true;
+            break;
+        }
+    }
+    tap_ok(!failed && pushed < (512u << 10),
+           "a pipelining non-reader stops being read from (%zu bytes taken, in %.0f ms)", pushed,
+           ms_since(&t0));
+
+    /* Meanwhile another connection is answered at once, every time. */
+    client_t cl;
+    client_open(&cl, port);
+    static const char one[] = "GET /one HTTP/1.1\r\nHost: x\r\n\r\n";
+    double worst = 0;
+    int good = 0;
+    for (int i = 0; i < 5; i++) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        client_send(&cl, one, sizeof(one) - 1);
+        response_t r = client_read(&cl);
+        good += r.status == 200 && strcmp(r.body, "GET /one 0\n") == 0;
+        if (ms_since(&t) > worst)
+            worst = ms_since(&t);
+    }
+    client_close(&cl);
+    bool held = !client_gone(fd);
+    tap_ok(good == 5 && worst < 250 && held,
+           "meanwhile another connection's requests are answered promptly (%d of 5, the slowest "
+           "in %.1f ms, the non-reader %s)",
+           good, worst, held ? "still connected" : "already cut");
+
+    /* Then the non-reader is cut at the deadline: not before, not much after. */
+    while (!client_gone(fd) && ms_since(&t0) < 5 * DEADLINE_MS)
+        usleep(10000);
+    double cut = ms_since(&t0);
+    tap_ok(client_gone(fd) && cut >= DEADLINE_MS - 50 && cut < 2 * DEADLINE_MS + 500,
+           "and it is cut at the response deadline (%.0f ms after its first request, "
+           "deadline %d ms)",
+           cut, DEADLINE_MS);
+    close(fd);
+}
+
 static void *client_main(void *arg)
 {
     void (*const *tests)(void) = arg;
@@ -556,6 +661,16 @@ int main(void)
            "and one 400, two 413s, one 408");
     tap_eq_int((long long)m->http_connections_total, 9, "nine connections accepted");
     tap_eq_int((long long)m->http_connections_open, 0, "none left open");
+
+    /* The non-reader: few of its responses rendered, one deadline cut. */
+    uint64_t timeouts0 = m->http_send_timeouts;
+    send_timeout_ms = DEADLINE_MS;
+    static void (*const nonreader[])(void) = {test_nonreader, NULL};
+    run(10000, nonreader);
+    tap_ok(nbig >= 1 && nbig <= 4, "the server rendered %d of its pipelined responses", nbig);
+    tap_eq_int((long long)(m->http_send_timeouts - timeouts0), 1,
+               "and counted one connection cut at the deadline");
+    send_timeout_ms = 0;
 
     test_accept_emfile();
 
