@@ -106,7 +106,7 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive a request head"},
     {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a request body"},
     {"TGRING_IDLE_TIMEOUT_MS", "75000", "ms a keep-alive connection idles"},
-    {"TGRING_RESPONSE_TIMEOUT_MS", "10000", "ms a client may take none of a response, then close"},
+    {"TGRING_RESPONSE_TIMEOUT_MS", "10000", "ms a client may stall reading"},
     {"TGRING_SHUTDOWN_TIMEOUT_MS", "10000", "ms to finish work on stop"},
     {"TGRING_DB_CONNECTIONS", "2", "PostgreSQL connections per worker"},
     {"TELEGRAM_RATE_GLOBAL", CFG_DEFAULT_RATE_GLOBAL, "all chats: <n>/s|min[,burst=<b>]"},
