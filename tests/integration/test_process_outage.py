@@ -6,9 +6,6 @@ behind PostgreSQL stopped for 5 s, is handled once the database is back: its
 counter counts it, its reply is sent, and it is not marked failed."""
 
 import asyncio
-import os
-import subprocess
-import time
 
 import botapi_helpers as bh
 import harness
@@ -28,15 +25,8 @@ async def main(h):
          "and handled: the chat's counter exists")
 
     # Hold the counters table so that the next /count's read waits.
-    locker = subprocess.Popen(
-        ["psql", "-X", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "postgres", "-d",
-         "tgring", "-c", "BEGIN; LOCK TABLE echo_counters IN ACCESS EXCLUSIVE MODE; "
-         "SELECT pg_sleep(600);"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locker = pg.lock_table("echo_counters")
     try:
-        await bh.wait_for(lambda: pg.scalar(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'echo_counters'::regclass "
-            "AND mode = 'AccessExclusiveLock' AND granted") == "1", 10)
         status, _, _ = await p.post(msg(910001, chat, "/count"))
         t.eq(status, 200, "a second /count stored while the table is locked")
         waiting = await bh.wait_for(lambda: pg.scalar(
@@ -48,8 +38,7 @@ async def main(h):
         await asyncio.sleep(5)     # longer than the handler timeout
         pg.start()
     finally:
-        locker.kill()
-        locker.wait()
+        pg.unlock(locker)
 
     done = await bh.wait_for(lambda: processed(pg, f"chat_id = {chat}") == 2, 40)
     t.ok(done, "the second /count is handled once the database is back")
