@@ -158,6 +158,9 @@ static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The secrets loaded so far, NULL where not (yet) set. */
+#define CFG_SECRETS(c) {(c)->cfg->bot_token, (c)->cfg->webhook_secret, (c)->cfg->database_url}
+
 /*
  * Replaces, in place, every occurrence of a loaded secret in the quoted value
  * in buf[0..cap) (NUL-terminated) by "[redacted]"; cuts the value short
@@ -165,7 +168,7 @@ static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
  */
 static void cfg_scrub(const cfg_ctx_t *c, char *buf, size_t cap)
 {
-    const char *secrets[] = {c->cfg->bot_token, c->cfg->webhook_secret, c->cfg->database_url};
+    const char *secrets[] = CFG_SECRETS(c);
     static const char mark[] = "[redacted]";
     const size_t ml = sizeof(mark) - 1;
     for (size_t s = 0; s < ARRAY_SIZE(secrets); s++) {
@@ -199,7 +202,7 @@ static void cfg_scrub(const cfg_ctx_t *c, char *buf, size_t cap)
  */
 static const char *cfg_quote(const cfg_ctx_t *c, const char *v, char *buf, size_t cap)
 {
-    const char *secrets[] = {c->cfg->bot_token, c->cfg->webhook_secret, c->cfg->database_url};
+    const char *secrets[] = CFG_SECRETS(c);
     size_t o = 0, n = strlen(v);
     buf[o++] = '"';
     for (size_t i = 0; i < n;) {
