@@ -183,15 +183,17 @@ typedef enum db_fail {
     DB_FAIL_ROW,       /* the row at fail_idx was refused for its content: -EBADMSG */
     DB_FAIL_ROW_RETRY, /* the row at fail_idx failed for a passing reason: it is retried */
     DB_FAIL_TXN,       /* the transaction failed as a whole (commit): all are retried */
+    DB_FAIL_ISOLATE,   /* a multi-row insert was refused for a row: sent again row by row */
 } db_fail_t;
 
 /* One inbox transaction. The arrays are allocated once, max_batch long. */
 typedef struct db_batch {
     db_item_t item;
     uint32_t id;       /* nonzero while in flight */
-    unsigned n;        /* inserts sent */
+    unsigned n;        /* updates in it */
+    bool many;         /* one multi-row insert; else one insert per update */
     db_fail_t fail;    /* first failure seen */
-    unsigned fail_idx; /* its statement for DB_FAIL_ROW and DB_FAIL_ROW_RETRY */
+    unsigned fail_idx; /* its statement (its update) for DB_FAIL_ROW and DB_FAIL_ROW_RETRY */
     db_update_t **u;   /* [max_batch]; NULL once that update had its callback */
     uint8_t *out;      /* [max_batch] per-update outcome, inbox.c's DB_OUT_* */
 } db_batch_t;
@@ -208,6 +210,9 @@ typedef struct db_inbox {
     uint32_t next_id;     /* batch ids, never 0 */
     unsigned *flight;     /* [connections] transactions in flight on each */
     uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
+    unsigned isolate;     /* updates at the front of pending to send one insert each */
+    char *arr;            /* the multi-row insert's five array parameters, built in turn */
+    size_t arr_cap;
 } db_inbox_t;
 
 struct db {

@@ -6,9 +6,15 @@
  * with more arrivals) when it is retried, which a fixed transaction cannot do.
  *
  * db_store() appends to a pending list; at the end of the turn what is
- * pending goes out as one transaction (N inserts, then the item's sync) on a
- * ready connection that has no inbox transaction in flight, and the
- * callbacks run when its result arrives. Each connection has at most one in
+ * pending goes out as one transaction on a ready connection that has no
+ * inbox transaction in flight, and the callbacks run when its result
+ * arrives. A transaction is one multi-row insert (unnest over five binary
+ * arrays: one statement, however many rows, leaves PostgreSQL more of its
+ * CPU than a statement per row), then the item's sync; RETURNING says which
+ * rows were new. When PostgreSQL refuses such an insert for a row's content,
+ * nobody can tell which row it was: its updates go back to the front of the
+ * pending list and are sent again one insert per update, so that only the
+ * refused one fails and its batch-mates are stored. Each connection has at most one in
  * flight (a lone connection two, see DB_INFLIGHT_ONE); what arrives while all
  * are busy waits for the next one, so batches grow with the load, and the
  * transactions of different connections commit side by side in their own
@@ -30,15 +36,33 @@
 #define DB_BATCH_BYTES (1u << 20) /* body bytes per transaction: bounds libpq's buffers */
 
 #define DB_STMT_INSERT "tgring_store_update"
+#define DB_STMT_INSERT_MANY "tgring_store_updates"
+
+/* Array types, for the multi-row insert's parameters. */
+#define DB_OID_INT8_ARRAY 1016u
+#define DB_OID_TEXT_ARRAY 1009u
+#define DB_OID_BYTEA_ARRAY 1001u
 
 static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
                                             DB_OID_BYTEA};
+static const uint32_t db_insert_many_types[5] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
+                                                 DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY,
+                                                 DB_OID_BYTEA_ARRAY};
 
 static const db_stmt_t db_inbox_stmts[] = {
     {DB_STMT_INSERT,
      "INSERT INTO updates (update_id, update_type, chat_id, from_id, body) "
      "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (update_id) DO NOTHING",
      5, db_insert_types},
+    /*
+     * unnest() with several arrays zips them, in order: an update_id twice
+     * in one batch is stored once, from its first occurrence.
+     */
+    {DB_STMT_INSERT_MANY,
+     "INSERT INTO updates (update_id, update_type, chat_id, from_id, body) "
+     "SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[]) "
+     "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
+     5, db_insert_many_types},
 };
 
 /* Per-update outcome within a transaction. */
@@ -125,26 +149,152 @@ static bool db_send_insert(db_conn_t *c, const db_update_t *u)
     return PQsendQueryPrepared(c->pg, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
 }
 
-/* Moves the oldest pending updates into the batch, sending an insert for each. */
+/* Array building: PostgreSQL's binary array layout, big-endian. */
+static char *db_put32(char *p, uint32_t v)
+{
+    v = htobe32(v);
+    memcpy(p, &v, 4);
+    return p + 4;
+}
+
+/* A one-dimensional array header for n elements of type oid. */
+static char *db_put_array_head(char *p, uint32_t oid, unsigned n, bool nulls)
+{
+    p = db_put32(p, 1);     /* dimensions */
+    p = db_put32(p, nulls); /* has NULLs */
+    p = db_put32(p, oid);
+    p = db_put32(p, n); /* elements */
+    return db_put32(p, 1); /* lower bound */
+}
+
+/* One element: its length (-1: NULL) and its bytes. */
+static char *db_put_elem(char *p, const void *v, size_t len)
+{
+    if (v == NULL)
+        return db_put32(p, UINT32_MAX);
+    p = db_put32(p, (uint32_t)len);
+    memcpy(p, v, len);
+    return p + len;
+}
+
+/*
+ * Sends the batch's updates as one multi-row insert: five arrays built one
+ * after the other in the inbox's buffer (libpq copies parameters when the
+ * statement is queued, so the buffer is free again at return).
+ */
+static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
+{
+    static const int formats[5] = {1, 1, 1, 1, 1};
+    db_inbox_t *in = c->db->in;
+    size_t text = 0, bytes = 0, need;
+    bool chat_nulls = false, from_nulls = false;
+
+    for (unsigned i = 0; i < b->n; i++) {
+        text += b->u[i]->type_len;
+        bytes += b->u[i]->body_len;
+        chat_nulls |= !b->u[i]->has_chat;
+        from_nulls |= !b->u[i]->has_from;
+    }
+    need = 5 * 20 + (size_t)b->n * (3 * 12 + 4 + 4) + text + bytes;
+    if (need > in->arr_cap) {
+        free(in->arr);
+        in->arr_cap = need + need / 2;
+        in->arr = xmalloc(in->arr_cap);
+    }
+    const char *values[5];
+    int lengths[5];
+    char *p = in->arr;
+    for (unsigned col = 0; col < 5; col++) {
+        values[col] = p;
+        p = db_put_array_head(p, db_insert_types[col], b->n,
+                              (col == 2 && chat_nulls) || (col == 3 && from_nulls));
+        for (unsigned i = 0; i < b->n; i++) {
+            const db_update_t *u = b->u[i];
+            uint64_t v;
+            switch (col) {
+            case 0:
+                v = htobe64((uint64_t)u->update_id);
+                p = db_put_elem(p, &v, 8);
+                break;
+            case 1:
+                p = db_put_elem(p, u->type, u->type_len);
+                break;
+            case 2:
+                v = htobe64((uint64_t)u->chat_id);
+                p = db_put_elem(p, u->has_chat ? &v : NULL, 8);
+                break;
+            case 3:
+                v = htobe64((uint64_t)u->from_id);
+                p = db_put_elem(p, u->has_from ? &v : NULL, 8);
+                break;
+            default:
+                p = db_put_elem(p, u->body != NULL ? u->body : "", u->body_len);
+                break;
+            }
+        }
+        lengths[col] = (int)(p - values[col]);
+    }
+    assert((size_t)(p - in->arr) <= need);
+    return PQsendQueryPrepared(c->pg, DB_STMT_INSERT_MANY, 5, values, lengths, formats, 1) == 1;
+}
+
+/*
+ * Moves the oldest pending updates into the batch and sends them: one
+ * multi-row insert, or an insert per update for those to isolate. Returns
+ * the number of statements.
+ */
 static int db_batch_send(db_conn_t *c, db_item_t *it)
 {
     db_batch_t *b = container_of(it, db_batch_t, item);
     db_inbox_t *in = c->db->in;
     size_t bytes = 0;
 
+    b->many = in->isolate == 0;
     while (!core_queue_empty(&in->pending) && b->n < c->db->opt.max_batch &&
+           (b->many || b->n < in->isolate) &&
            (b->n == 0 || bytes + db_upd(in->pending.head)->body_len <= DB_BATCH_BYTES)) {
         db_update_t *u = db_upd(core_queue_pop(&in->pending));
         u->batch = b->id;
         b->u[b->n] = u;
-        b->out[b->n] = DB_OUT_STORED;
+        b->out[b->n] = b->many ? DB_OUT_DUPLICATE : DB_OUT_STORED;
         b->n++;
         bytes += u->body_len;
-        if (!db_send_insert(c, u))
+        if (!b->many && !db_send_insert(c, u))
             return -1;
     }
+    if (!b->many)
+        in->isolate = in->isolate > b->n ? in->isolate - b->n : 0;
+    else if (!db_send_insert_many(c, b))
+        return -1;
     met_observe_batch(&met_self()->db_batch_size, (double)b->n);
-    return (int)b->n;
+    return b->many ? 1 : (int)b->n;
+}
+
+/*
+ * The rows a multi-row insert stored (RETURNING update_id): each marks the
+ * first of the batch's updates with its id that is not marked yet, the
+ * others stay duplicates. Rows come back in the batch's order as a rule,
+ * so the search starts after the last match.
+ */
+static void db_batch_stored(db_batch_t *b, const PGresult *r)
+{
+    unsigned next = 0;
+
+    for (int row = 0; row < PQntuples(r); row++) {
+        uint64_t be;
+        if (PQgetlength(r, row, 0) != 8)
+            continue;
+        memcpy(&be, PQgetvalue(r, row, 0), 8);
+        int64_t id = (int64_t)be64toh(be);
+        for (unsigned k = 0; k < b->n; k++) {
+            unsigned i = (next + k) % b->n;
+            if (b->u[i] != NULL && b->u[i]->update_id == id && b->out[i] == DB_OUT_DUPLICATE) {
+                b->out[i] = DB_OUT_STORED;
+                next = i + 1;
+                break;
+            }
+        }
+    }
 }
 
 /* Records the first failure of the transaction, at statement `pos`. */
@@ -152,17 +302,25 @@ static void db_batch_error(db_t *db, db_batch_t *b, unsigned pos, const PGresult
 {
     char msg[DB_MSG_MAX];
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    db_update_t *u = pos < b->n ? b->u[pos] : NULL;
+    db_update_t *u = !b->many && pos < b->n ? b->u[pos] : NULL;
     long long id = u != NULL ? (long long)u->update_id : -1;
+    unsigned last = b->many ? 1 : b->n; /* statements before the commit */
 
     if (b->fail != DB_FAIL_NONE)
         return;
     db_result_msg(r, msg, sizeof(msg));
-    if (pos >= b->n) {
+    if (b->many && pos == 0 && db_is_row_error(state)) {
+        /* Which row, nobody can tell: its updates are sent again an insert each. */
+        b->fail = DB_FAIL_ISOLATE;
+        db_warn_limited(db, "db_batch_refused",
+                        "a transaction of %u updates was refused for a row (SQLSTATE %s: %s); "
+                        "sending them again one by one",
+                        b->n, state, msg);
+    } else if (b->many || pos >= last) {
         b->fail = DB_FAIL_TXN;
         db_warn_limited(db, "db_commit_failed",
-                        "transaction of %u updates failed at commit, retrying: SQLSTATE %s: %s",
-                        b->n, state ? state : "none", msg);
+                        "transaction of %u updates failed at %s, retrying: SQLSTATE %s: %s", b->n,
+                        pos >= last ? "commit" : "its insert", state ? state : "none", msg);
     } else if (db_is_row_error(state)) {
         b->fail = DB_FAIL_ROW;
         b->fail_idx = pos;
@@ -185,8 +343,15 @@ static bool db_batch_result(db_conn_t *c, db_item_t *it, PGresult *r)
     ExecStatusType st = PQresultStatus(r);
 
     switch (st) {
+    case PGRES_TUPLES_OK:
+        if (b->many && it->pos == 0) {
+            db_batch_stored(b, r);
+            break;
+        }
+        /* Only the multi-row insert returns rows. */
+        __attribute__((fallthrough));
     case PGRES_COMMAND_OK:
-        if (it->pos < b->n) {
+        if (!b->many && it->pos < b->n && st == PGRES_COMMAND_OK) {
             /* ON CONFLICT DO NOTHING inserts one row or none. */
             b->out[it->pos] = strcmp(PQcmdTuples(r), "0") == 0 ? DB_OUT_DUPLICATE : DB_OUT_STORED;
             break;
@@ -194,7 +359,6 @@ static bool db_batch_result(db_conn_t *c, db_item_t *it, PGresult *r)
         /* A second result for a statement cannot be told apart from the commit: fail safe. */
         __attribute__((fallthrough));
     case PGRES_PIPELINE_ABORTED:
-    case PGRES_TUPLES_OK:
         /* Skipped after an earlier error: that error decides. */
         if (b->fail == DB_FAIL_NONE) {
             b->fail = DB_FAIL_TXN;
@@ -220,7 +384,17 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
     db->in->flight[c->idx]--;
     db->in->done[c->idx]++;
     core_queue_init(&chain);
-    if (b->fail != DB_FAIL_NONE) {
+    if (b->fail == DB_FAIL_ISOLATE) {
+        /* Not a try: the same updates go again, an insert each. */
+        for (unsigned i = 0; i < b->n; i++) {
+            if (b->u[i] == NULL)
+                continue;
+            db_chain(&chain, b->u[i]);
+            b->u[i] = NULL;
+            db->in->isolate++;
+        }
+        db_prepend(db->in, &chain);
+    } else if (b->fail != DB_FAIL_NONE) {
         for (unsigned i = 0; i < b->n; i++) {
             db_update_t *u = b->u[i];
             if (u == NULL)
@@ -379,6 +553,7 @@ static void db_inbox_cancel(db_part_t *p)
         free(in->batch[k].out);
     }
     free(in->batch);
+    free(in->arr);
     free(in->flight);
     free(in->done);
     free(in);
