@@ -49,7 +49,7 @@ with open(out + "/metrics.tsv") as f:
     for line in f:
         if not line.startswith("#"):
             samples.append([float(x) for x in line.split()])
-S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU = range(8)
+S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU = range(9)
 
 
 def pct(vals, q):
@@ -128,13 +128,16 @@ for ph in phases:
         lag = max(s[S_LAG] for s in upto)
         tcpu = (b[S_TCPU] - a[S_TCPU]) / dt
         pgcpu = (b[S_PGCPU] - a[S_PGCPU]) / dt
+        apicpu = (b[S_APICPU] - a[S_APICPU]) / dt
         per = lambda c: c / proc * 1e6 if proc > 0 else float("nan")
         say("   processed %.0f updates/s (stored %.0f/s, replies sent %.0f/s) over the window"
             " (/metrics every 0.25 s)" % (proc, stored, sent))
         say("   processor backlog (stored - processed): max %d, at the window's end %d;"
             " tgring_processor_lag_seconds max %d s" % (max(backlog), backlog[-1], lag))
         say("   CPU: tgring %.0f %% of a core (%.1f us per update), PostgreSQL %.0f %%"
-            " (%.1f us per update)" % (tcpu * 100, per(tcpu), pgcpu * 100, per(pgcpu)))
+            " (%.1f us per update), the Bot API stand-in (nginx) %.0f %% (%.1f us per reply)"
+            % (tcpu * 100, per(tcpu), pgcpu * 100, per(pgcpu), apicpu * 100,
+               apicpu / sent * 1e6 if sent > 0 else float("nan")))
         if not closed:
             keeps = (proc >= 0.98 * stored and backlog[-1] <= lg["intended_rate"] and lag <= 1)
             say("   processing keeps up (processed >= 0.98 x stored, backlog at the end under"
