@@ -39,6 +39,7 @@ typedef struct met_slot {
     uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */
     uint64_t resident_memory_bytes;   /* gauge, refreshed by met_sample_rss() */
     uint64_t outbox_claimed;          /* rows claimed for sending */
+    uint64_t outbox_handed;           /* rows taken from this process's commits, no claim */
     uint64_t outbox_sent;             /* tgring_outbox_sent_total */
     uint64_t outbox_retried;          /* rows put back with a delay */
     uint64_t outbox_failed;           /* rows marked failed */

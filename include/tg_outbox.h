@@ -135,6 +135,13 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
                     void *arg);
 
 /*
+ * A new claim token for rows leased elsewhere on this outbox's behalf (the
+ * processor's hand-off, tg_sender.h): claims treat the rows it leases as
+ * their own, as they do rows of their earlier claims.
+ */
+int64_t tg_outbox_token(tg_outbox_t *ob);
+
+/*
  * The marks below change row `id` only while its claim_token is `token`, the
  * token of the claim that returned it (tg_outbox_row_t.token): a mark made
  * after the row's lease ran out and another claim took it does nothing (err

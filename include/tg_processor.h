@@ -81,6 +81,7 @@
 #include "db.h"
 #include "reactor.h"
 #include "tg.h"
+#include "tg_outbox.h"
 
 /* Effects (writes plus outbox rows) one update may commit: the mark takes one statement. */
 #define TG_PROC_EFFECTS_MAX (DB_TXN_MAX - 1)
@@ -151,6 +152,17 @@ typedef struct tg_proc_options {
      */
     void (*on_outbox)(void *arg);
     void *outbox_arg;
+    /*
+     * The hand-off to a sender in this process (both NULL: none; both get
+     * outbox_arg). handoff_token runs as each commit is formed: a token (0:
+     * none) under which the commit leases the Bot API calls it queues, for
+     * *lease_ms; once that commit is through, on_handoff gets those rows
+     * (token and prev_id set, see tg_sender_take()) and leased_ms, the loop
+     * time the commit was submitted. on_outbox still runs for commits whose
+     * rows were not all leased so.
+     */
+    int64_t (*handoff_token)(void *arg, uint32_t *lease_ms);
+    void (*on_handoff)(void *arg, const tg_outbox_row_t *rows, unsigned n, uint64_t leased_ms);
 } tg_proc_options_t;
 
 /*

@@ -23,6 +23,7 @@
 #include "httpc.h"
 #include "reactor.h"
 #include "tg_api.h"
+#include "tg_outbox.h"
 
 /* ---- one Bot API call -------------------------------------------------- */
 
@@ -115,7 +116,9 @@ typedef struct tg_sender_options {
     unsigned capacity;       /* rows held in memory at once; default 256. Marks not written
                                 yet count too: with capacity of them waiting (the database
                                 is down), nothing more is claimed, so rows held and marks
-                                kept stay below 2 * capacity; no mark is dropped */
+                                kept stay below 2 * capacity; no mark is dropped. Rows
+                                handed over by this process's commits come on top, until
+                                twice the capacity is held */
     unsigned poll_ms;        /* look for due rows this often when idle; default 200 */
     unsigned max_calls;      /* calls out at once; default 8. At most the pool's connections:
                                 a call the pool queues would go out later than the rate
@@ -126,6 +129,9 @@ typedef struct tg_sender_options {
                                 30000; at most lease_ms - 2 * (lease_ms / 10) */
     const char *lock_conninfo; /* database of the leader lock (copied), normally the outbox's;
                                   NULL: no lock, this sender leads at once (one process only) */
+    unsigned mark_delay_ms;    /* sent marks wait this long to be written together, one
+                                  statement and one commit, unless MARK_BATCH (64) are queued
+                                  or a claim is to go; 0: at the end of the turn */
     unsigned lock_retry_ms;    /* a standby tries the lock this often; default 1000 */
     unsigned takeover_ms;      /* a new leader's wait before its first claim; default 1000 */
 } tg_sender_options_t;
@@ -151,6 +157,28 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
  * sender. Never calls anything back synchronously.
  */
 void tg_sender_kick(tg_sender_t *s);
+
+/*
+ * The hand-off of rows this process commits (the processor's replies): a
+ * commit that inserts outbox rows asks for a token first. 0: none (the
+ * sender does not lead, or is full): the rows are inserted free, for the
+ * claims. Otherwise the rows are inserted leased under the token for
+ * *lease_ms from the transaction's start, and once the commit is through
+ * they go to tg_sender_take(); a commit that failed simply asks again.
+ */
+int64_t tg_sender_handoff_token(tg_sender_t *s, uint32_t *lease_ms);
+
+/*
+ * Rows leased under a hand-off token, their commit through, with prev_id
+ * (the previous open row of each one's chat when it was inserted, 0: none)
+ * and token set, attempts 0; leased_ms is the loop time the commit was
+ * submitted (the lease started no earlier). Each is sent like a claimed row
+ * once its chat's previous row is held (it goes first) or known done; until
+ * then it waits, held, and the sender claims to bring that row. When the
+ * sender no longer leads they are released for the claims. Copies what it
+ * keeps; never calls anything back synchronously.
+ */
+void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uint64_t leased_ms);
 
 /*
  * Stops claiming and gives the leader lock up at once (a standby elsewhere

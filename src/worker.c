@@ -232,6 +232,7 @@ static void start_sending(worker_t *w, const tg_bot_t *bot)
         .max_attempts = cfg->send_attempts,
         .lease_ms = cfg->outbox_lease_ms,
         .max_calls = cfg->api_connections,
+        .mark_delay_ms = 5,
         .lock_conninfo = cfg->database_url,
     };
     int r;
@@ -246,6 +247,21 @@ static void on_outbox(void *arg)
     worker_t *w = arg;
     if (w->sender != NULL)
         tg_sender_kick(w->sender);
+}
+
+/* A commit of the processor is formed: this worker's sender, if it leads, has its calls leased. */
+static int64_t on_handoff_token(void *arg, uint32_t *lease_ms)
+{
+    worker_t *w = arg;
+    return w->sender != NULL ? tg_sender_handoff_token(w->sender, lease_ms) : 0;
+}
+
+/* That commit went through: the sender takes the calls without a claim. */
+static void on_handoff(void *arg, const tg_outbox_row_t *rows, unsigned n, uint64_t leased_ms)
+{
+    worker_t *w = arg;
+    if (w->sender != NULL)
+        tg_sender_take(w->sender, rows, n, leased_ms);
 }
 
 /*
@@ -266,6 +282,8 @@ static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
         .username = w->getme.username,
         .on_outbox = on_outbox,
         .outbox_arg = w,
+        .handoff_token = on_handoff_token,
+        .on_handoff = on_handoff,
     };
     bot_app_proc_options(app, &po);
     w->proc = tg_proc_new(&w->loop, &po);

@@ -501,6 +501,10 @@ int tg_outbox_claim(tg_outbox_t *ob, unsigned max, unsigned lease_ms, tg_outbox_
     return r;
 }
 
+int64_t tg_outbox_token(tg_outbox_t *ob)
+{
+    return (int64_t)(ob->token_base + ob->next_token++);
+}
 
 int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
                         tg_outbox_done_cb cb, void *arg)

@@ -54,7 +54,8 @@
 
 static const uint32_t tg_ps_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ps_fail_types[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
-static const uint32_t tg_ps_send_types[4] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_TEXT, DB_OID_INT8};
+static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_TEXT,
+                                              DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 
 static const db_stmt_t tg_proc_stmts[] = {
     {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 3, tg_ps_i8x3},
@@ -65,8 +66,13 @@ static const db_stmt_t tg_proc_stmts[] = {
      "UPDATE updates SET processed_at = now(), failed_at = now(), last_error = $3, "
      "claimed_until = NULL WHERE update_id = $1 AND claim_token = $2 AND processed_at IS NULL",
      3, tg_ps_fail_types},
-    /* Not idempotent alone: it only ever runs behind the mark of its update. */
-    {TG_PS_SEND, "INSERT INTO outbox (chat_id, method, body, update_id) VALUES ($1, $2, $3, $4)", 4,
+    /*
+     * Not idempotent alone: it only ever runs behind the mark of its update.
+     * $5 lease ms and $6 token lease the row to this process's sender (both
+     * NULL: the claims take it); it returns the row's id and its chat's
+     * previous open row (migrations/0007_outbox_handoff.sql).
+     */
+    {TG_PS_SEND, "SELECT id, prev FROM tgring_outbox_add($1, $2, $3, $4, $5, $6)", 6,
      tg_ps_send_types},
     {TG_PS_GAUGES,
      "SELECT coalesce((SELECT floor(extract(epoch FROM now() - received_at))::bigint "
@@ -122,6 +128,8 @@ struct tg_proc_ctx {
 /* A commit transaction: which update owns which statements. */
 typedef struct tg_proc_batch {
     tg_proc_t *p;
+    int64_t token;         /* its Bot API calls are leased under it to the sender (0: not) */
+    uint64_t submitted_ms; /* loop time it was submitted */
     unsigned n;
     tg_proc_ctx_t *items[DB_TXN_MAX];
     unsigned first[DB_TXN_MAX]; /* index of each item's mark */
@@ -264,22 +272,63 @@ static void tg_proc_flush_failing(tg_proc_t *p)
 
 /* ---- committing ---- */
 
+/*
+ * A commit went through: the Bot API calls it leased to the sender go to
+ * it. Returns true when some of its calls were not leased so (the claims
+ * are to take them).
+ */
+static bool tg_proc_hand_off(const tg_proc_batch_t *b, const db_result_t *const *res, unsigned n)
+{
+    tg_proc_t *p = b->p;
+    tg_outbox_row_t rows[DB_TXN_MAX];
+    unsigned nrows = 0;
+    bool free_rows = false;
+
+    for (unsigned i = 0; i < b->n; i++) {
+        const tg_proc_ctx_t *ctx = b->items[i];
+        for (unsigned e = 0; e < ctx->neff; e++) {
+            const db_query_t *q = &ctx->eff[e].q;
+            unsigned k = b->first[i] + 1 + e;
+            int64_t id, prev = 0;
+            if (strcmp(q->stmt, TG_PS_SEND) != 0)
+                continue;
+            if (b->token == 0 || k >= n || res[k] == NULL || db_res_rows(res[k]) != 1 ||
+                !db_res_int(res[k], 0, 0, &id)) {
+                free_rows = true;
+                continue;
+            }
+            if (!db_res_null(res[k], 0, 1))
+                db_res_int(res[k], 0, 1, &prev);
+            rows[nrows++] = (tg_outbox_row_t){
+                .id = id,
+                .chat_id = q->params[0].i,
+                .method = q->params[1].ptr,
+                .method_len = q->params[1].len,
+                .body = q->params[2].ptr,
+                .body_len = q->params[2].len,
+                .prev_id = prev,
+                .token = b->token,
+            };
+        }
+    }
+    if (nrows > 0)
+        p->opt.on_handoff(p->opt.outbox_arg, rows, nrows, b->submitted_ms);
+    return free_rows;
+}
+
 static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res, unsigned n)
 {
     tg_proc_batch_t *b = arg;
     tg_proc_t *p = b->p;
 
     if (err == 0) {
-        bool sends = false;
+        bool free_rows = tg_proc_hand_off(b, res, n);
         for (unsigned i = 0; i < b->n; i++) {
-            tg_proc_ctx_t *ctx = b->items[i];
-            for (unsigned e = 0; e < ctx->neff && !sends; e++)
-                sends = strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
             MET_INC(updates_processed);
-            tg_proc_release(ctx);
+            tg_proc_release(b->items[i]);
         }
         p->want_claim = true; /* their chats' next updates are heads now */
-        if (sends && p->opt.on_outbox != NULL)
+        if (free_rows && p->opt.on_outbox != NULL)
             p->opt.on_outbox(p->opt.outbox_arg);
     } else if (err == -EBADMSG) {
         unsigned k = 0, j = 0;
@@ -350,8 +399,12 @@ static void tg_proc_flush_ready(tg_proc_t *p)
     while (!core_queue_empty(&p->ready)) {
         db_query_t q[DB_TXN_MAX];
         unsigned nq = 0;
+        uint32_t lease_ms = 0;
         tg_proc_batch_t *b = xcalloc(1, sizeof(*b));
         b->p = p;
+        b->submitted_ms = rx_now(p->loop);
+        if (p->opt.handoff_token != NULL && p->opt.on_handoff != NULL)
+            b->token = p->opt.handoff_token(p->opt.outbox_arg, &lease_ms);
         while (!core_queue_empty(&p->ready)) {
             tg_proc_ctx_t *ctx = container_of(p->ready.head, tg_proc_ctx_t, link);
             if (nq + 1 + ctx->neff > DB_TXN_MAX)
@@ -362,8 +415,14 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             q[nq] = (db_query_t){.stmt = TG_PS_MARK, .nparams = 2, .binary = true};
             q[nq].params[0] = db_param_int8(ctx->u.update_id);
             q[nq++].params[1] = db_param_int8(ctx->token);
-            for (unsigned i = 0; i < ctx->neff; i++)
-                q[nq++] = ctx->eff[i].q;
+            for (unsigned i = 0; i < ctx->neff; i++) {
+                q[nq] = ctx->eff[i].q;
+                if (b->token != 0 && strcmp(q[nq].stmt, TG_PS_SEND) == 0) {
+                    q[nq].params[4] = db_param_int8(lease_ms);
+                    q[nq].params[5] = db_param_int8(b->token);
+                }
+                nq++;
+            }
         }
         if (db_txn_submit(p->cl, q, nq, tg_proc_on_commit, b) < 0) {
             tg_proc_push_back(&p->ready, b->items, b->n);
@@ -849,13 +908,14 @@ int tg_proc_send(tg_proc_ctx_t *ctx, int64_t chat_id, const char *method, const 
         return -EPIPE;
     if (method == NULL || method[0] == '\0' || json == NULL || memchr(json, '\0', len) != NULL)
         return -EINVAL;
-    db_param_t params[4] = {
+    /* The lease ($5, $6) is set when the commit is formed: NULL until then. */
+    db_param_t params[6] = {
         db_param_int8(chat_id),
         db_param_text(method, strlen(method)),
         db_param_text(json, len),
         db_param_int8(ctx->u.update_id),
     };
-    return tg_proc_keep(ctx, TG_PS_SEND, params, 4);
+    return tg_proc_keep(ctx, TG_PS_SEND, params, 6);
 }
 
 void tg_proc_done(tg_proc_ctx_t *ctx)

@@ -32,6 +32,17 @@
  *
  * Only the leader sends (see tg_sender.h): a sender claims only while its
  * lock is held, and gives everything back when the lock goes.
+ *
+ * Rows this process's processor commits come without a claim when the
+ * sender leads (tg_sender_handoff_token(), tg_sender_take()): the commit
+ * leased them under one of this outbox's tokens, and each says which open
+ * row of its chat precedes it. A row goes when that row is held, or known
+ * done (sent or failed for good: a small cache of the ids finished lately),
+ * or there is none; otherwise it waits, held, for a claim to bring that row
+ * (which then goes first, in id order), or to see it done. So the hand-off
+ * keeps the order the claims keep, and saves a reply the claim's two round
+ * trips, which under load wait behind the other transactions of their
+ * connection.
  */
 #include "tg_sender.h"
 
@@ -58,6 +69,8 @@
  * again, and a real limit answers with another 429.
  */
 #define PAUSE_MAX_MS (3600u * 1000)
+/* Ids of rows finished lately, for the hand-off's order check: a direct-mapped cache. */
+#define FINISHED_SLOTS 4096
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
 /*
@@ -65,6 +78,8 @@
  * outbox's queue full, its tries used up, no answer in time) is made again
  * after this wait, doubled with every failure in a row up to the cap.
  */
+/* Sent marks queued that are written at once, without waiting out opt.mark_delay_ms. */
+#define MARK_BATCH 64
 #define MARK_RETRY_MS 100
 #define MARK_RETRY_MAX_MS 2000
 
@@ -154,6 +169,7 @@ struct tg_msg {
     int64_t token;       /* the claim's token: the row's marks name it */
     uint64_t claimed_ms; /* loop time its claim was submitted: the lease started no earlier */
     bool in_flight;      /* a call is out */
+    int64_t wait_prev;   /* handed over before its chat's previous open row came: that row */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
 };
 
@@ -165,6 +181,7 @@ struct tg_sender {
     tg_rate_t *rate;
     tg_msg_t *head, *tail; /* held rows, in id order */
     unsigned held;         /* rows in the list */
+    unsigned waiting;      /* of those, rows with wait_prev set */
     unsigned in_flight;    /* calls out */
     unsigned recording;    /* marks not written yet: queued, or out */
     bool claiming;         /* a claim is out */
@@ -198,11 +215,14 @@ struct tg_sender {
      */
     mark_queue_t sent_q, other_q;
     rx_defer_t mark_defer;
-    rx_timer_t mark_timer; /* the next try after a passing failure */
+    rx_timer_t mark_timer;  /* the next try after a passing failure */
+    rx_timer_t batch_timer; /* sent marks wait opt.mark_delay_ms to be written together */
+    unsigned nsent_q;       /* marks in sent_q */
     unsigned mark_fails;   /* passing failures in a row */
     bool detached;         /* tg_sender_detach() was called: nothing more is written */
     int64_t *sent_ids;     /* [TG_OUTBOX_SENT_MAX], for one tg_outbox_sent_many() */
     int64_t *sent_tokens;  /* [TG_OUTBOX_SENT_MAX], their claims' tokens */
+    int64_t *finished;     /* [FINISHED_SLOTS] rows sent or failed for good, by id % slots */
 };
 
 static void pump(tg_sender_t *s);
@@ -250,6 +270,8 @@ static void msg_unlink(tg_sender_t *s, tg_msg_t *m)
     else
         s->tail = m->prev;
     s->held--;
+    if (m->wait_prev != 0)
+        s->waiting--;
     free(m->body);
     free(m);
 }
@@ -308,6 +330,7 @@ static unsigned marks_free(tg_mark_t *k)
 
 static void flush_marks(tg_sender_t *s);
 static void on_mark_defer(rx_loop_t *loop, rx_defer_t *d);
+static void on_batch_timer(rx_loop_t *loop, rx_timer_t *t);
 
 static void on_mark_timer(rx_loop_t *loop, rx_timer_t *t)
 {
@@ -422,6 +445,8 @@ static void flush_marks(tg_sender_t *s)
 {
     if (s->detached || rx_timer_active(&s->mark_timer))
         return;
+    rx_timer_stop(s->loop, &s->batch_timer);
+    s->nsent_q = 0;
     while (s->sent_q.head != NULL || s->other_q.head != NULL) {
         int r = s->sent_q.head != NULL ? submit_sent(s) : submit_other(s);
         if (r < 0) {
@@ -436,6 +461,13 @@ static void on_mark_defer(rx_loop_t *loop, rx_defer_t *d)
     flush_marks(container_of(d, tg_sender_t, mark_defer));
 }
 
+static void on_batch_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    tg_sender_t *s = container_of(t, tg_sender_t, batch_timer);
+    flush_marks(s);
+    schedule(s); /* claims wait for the queued marks */
+}
+
 /* True while marks wait to be submitted: claims wait for them (see pump()). */
 static bool marks_queued(const tg_sender_t *s)
 {
@@ -446,6 +478,8 @@ static bool marks_queued(const tg_sender_t *s)
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
                    int64_t new_chat)
 {
+    if (what == REC_SENT || what == REC_FAIL)
+        s->finished[(uint64_t)m->id % FINISHED_SLOTS] = m->id;
     if (s->claiming && (what == REC_SENT || what == REC_FAIL)) {
         if (s->ndone == s->done_cap) {
             s->done_cap = s->done_cap ? 2 * s->done_cap : 64;
@@ -464,6 +498,13 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
     mq_push(what == REC_SENT ? &s->sent_q : &s->other_q, k);
     s->recording++;
     msg_unlink(s, m);
+    if (what == REC_SENT && s->opt.mark_delay_ms > 0 && !s->stopping &&
+        ++s->nsent_q < MARK_BATCH) {
+        /* Written together a moment later: fewer transactions on the outbox's lane. */
+        if (!rx_timer_active(&s->batch_timer))
+            rx_timer_start(s->loop, &s->batch_timer, s->opt.mark_delay_ms, on_batch_timer);
+        return;
+    }
     rx_defer(s->loop, &s->mark_defer, on_mark_defer);
 }
 
@@ -697,6 +738,38 @@ static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
     pump(container_of(t, tg_sender_t, poll_timer));
 }
 
+/* Holds row r, leased from claimed_ms, in id order. Returns the new message. */
+static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed_ms)
+{
+    tg_msg_t *m = xcalloc(1, sizeof(*m));
+    m->s = s;
+    m->id = r->id;
+    m->chat_id = r->chat_id;
+    m->attempts = r->attempts;
+    m->token = r->token;
+    m->claimed_ms = claimed_ms;
+    size_t ml = r->method_len < TG_METHOD_MAX - 1 ? r->method_len : TG_METHOD_MAX - 1;
+    memcpy(m->method, r->method, ml);
+    m->body = xstrndup(r->body, r->body_len);
+    m->body_len = r->body_len;
+    /* Kept in id order: rows come in id order, and mostly after what is held. */
+    tg_msg_t *after = s->tail;
+    while (after != NULL && after->id > m->id)
+        after = after->prev;
+    m->prev = after;
+    m->next = after != NULL ? after->next : s->head;
+    if (m->next != NULL)
+        m->next->prev = m;
+    else
+        s->tail = m;
+    if (after != NULL)
+        after->next = m;
+    else
+        s->head = m;
+    s->held++;
+    return m;
+}
+
 static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned n)
 {
     tg_sender_t *s = arg;
@@ -712,33 +785,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 m->claimed_ms = s->claim_ms;
                 continue;
             }
-            m = xcalloc(1, sizeof(*m));
-            m->s = s;
-            m->id = rows[i].id;
-            m->chat_id = rows[i].chat_id;
-            m->attempts = rows[i].attempts;
-            m->token = rows[i].token;
-            m->claimed_ms = s->claim_ms;
-            size_t ml =
-                rows[i].method_len < TG_METHOD_MAX - 1 ? rows[i].method_len : TG_METHOD_MAX - 1;
-            memcpy(m->method, rows[i].method, ml);
-            m->body = xstrndup(rows[i].body, rows[i].body_len);
-            m->body_len = rows[i].body_len;
-            /* Kept in id order: claims come in id order, and mostly after what is held. */
-            tg_msg_t *after = s->tail;
-            while (after != NULL && after->id > m->id)
-                after = after->prev;
-            m->prev = after;
-            m->next = after != NULL ? after->next : s->head;
-            if (m->next != NULL)
-                m->next->prev = m;
-            else
-                s->tail = m;
-            if (after != NULL)
-                after->next = m;
-            else
-                s->head = m;
-            s->held++;
+            m = hold(s, &rows[i], s->claim_ms);
             met_self()->outbox_claimed++;
             if (!active(s)) {
                 record(s, m, REC_RELEASE, 0, NULL, 0);
@@ -777,6 +824,60 @@ static void on_timer(rx_loop_t *loop, rx_timer_t *t)
     pump(container_of(t, tg_sender_t, timer));
 }
 
+/* ---- the processor's hand-off ---- */
+
+/* True when row id was sent or failed for good lately (false: not known). */
+static bool finished_id(const tg_sender_t *s, int64_t id)
+{
+    return s->finished[(uint64_t)id % FINISHED_SLOTS] == id;
+}
+
+int64_t tg_sender_handoff_token(tg_sender_t *s, uint32_t *lease_ms)
+{
+    /*
+     * Rows held may pass the capacity by what the processor's commits in
+     * flight bring (its own capacity bounds them): taken, they are sent
+     * sooner and cost less than given back for a claim.
+     */
+    if (!active(s) || rx_now(s->loop) < s->lead_ms || s->held >= 2 * s->opt.capacity)
+        return 0;
+    *lease_ms = s->opt.lease_ms;
+    return tg_outbox_token(&s->outbox);
+}
+
+void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uint64_t leased_ms)
+{
+    if (s->detached)
+        return; /* nothing can be written any more: the leases run out */
+    for (unsigned i = 0; i < n; i++) {
+        const tg_outbox_row_t *r = &rows[i];
+        if (held_id(s, r->id) != NULL)
+            continue; /* a claim was quicker: it holds the row under its own token */
+        tg_msg_t *m = hold(s, r, leased_ms);
+        if (!active(s)) {
+            record(s, m, REC_RELEASE, 0, NULL, 0);
+        } else if (r->prev_id != 0 && held_id(s, r->prev_id) == NULL &&
+                   !finished_id(s, r->prev_id)) {
+            /*
+             * An earlier row of its chat is elsewhere (put back, or another
+             * process's): this one waits, held, until a claim brings that
+             * one (it comes first in id order) or it is known done.
+             */
+            m->wait_prev = r->prev_id;
+            s->waiting++;
+            met_self()->outbox_handed++;
+        } else if (!method_ok(r->method, r->method_len)) {
+            refuse(s, m, "the method is not a Bot API method name (letters and digits, at most 63)");
+        } else {
+            met_self()->outbox_handed++;
+        }
+    }
+    if (active(s))
+        schedule(s);
+    else
+        check_idle(s);
+}
+
 /* Marks chat for this pass; true when it was already marked (an earlier row holds it). */
 static bool mark(tg_sender_t *s, int64_t chat)
 {
@@ -798,6 +899,18 @@ static void pump(tg_sender_t *s)
     uint64_t now = rx_now(s->loop);
     int64_t min_wait = -1;
 
+    if (2 * s->held > s->mark_mask + 1) {
+        /* Hand-offs brought more rows than the capacity: room for a chat per row, twice. */
+        uint32_t slots = s->mark_mask + 1;
+        while (slots < 2 * s->held)
+            slots *= 2;
+        free(s->mark_chat);
+        free(s->mark_pass);
+        s->mark_mask = slots - 1;
+        s->mark_chat = xcalloc(slots, sizeof(*s->mark_chat));
+        s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
+        s->pass = 0;
+    }
     if (++s->pass == 0)
         s->pass = 1; /* 0 marks an empty slot */
     uint64_t hold_max = s->hold_ms;
@@ -811,6 +924,15 @@ static void pump(tg_sender_t *s)
                 next = next->next;
             put_back(s, m, REC_RELEASE, 0, NULL, 0);
             continue;
+        }
+        if (m->wait_prev != 0) {
+            if (held_id(s, m->wait_prev) != NULL || finished_id(s, m->wait_prev)) {
+                m->wait_prev = 0; /* held: it goes first, in id order; done: nothing holds m */
+                s->waiting--;
+            } else {
+                mark(s, m->chat_id); /* nor its chat's later rows */
+                continue;
+            }
         }
         /* One row per chat at a time, in id order: later rows of a chat wait. */
         if (mark(s, m->chat_id) || m->in_flight)
@@ -846,13 +968,16 @@ static void pump(tg_sender_t *s)
      * under twice the capacity, and no claim can take back a row whose sent
      * mark waits.
      */
-    bool room = !s->claiming && s->held <= s->opt.capacity / 2 && now >= s->next_claim_ms &&
-                now >= s->lead_ms;
+    /* Rows waiting for an earlier row of their chat need a claim to bring it, full or not. */
+    bool room = !s->claiming && (s->held <= s->opt.capacity / 2 || s->waiting > 0) &&
+                now >= s->next_claim_ms && now >= s->lead_ms &&
+                !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
     if (room)
         flush_marks(s);
     if (room && !marks_queued(s) && s->recording < s->opt.capacity) {
-        int r =
-            tg_outbox_claim(&s->outbox, s->opt.capacity - s->held, s->opt.lease_ms, on_claimed, s);
+        unsigned want = s->held < s->opt.capacity / 2 ? s->opt.capacity - s->held
+                                                      : s->opt.capacity / 2 + 1;
+        int r = tg_outbox_claim(&s->outbox, want, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
             s->claim_ms = now;
@@ -968,6 +1093,7 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->mark_pass = xcalloc(slots, sizeof(*s->mark_pass));
     s->sent_ids = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_ids));
     s->sent_tokens = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_tokens));
+    s->finished = xcalloc(FINISHED_SLOTS, sizeof(*s->finished));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
     if (opt->lock_conninfo == NULL) {
         lead(s, 0);
@@ -1018,6 +1144,7 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
 void tg_sender_detach(tg_sender_t *s)
 {
     rx_timer_stop(s->loop, &s->mark_timer);
+    rx_timer_stop(s->loop, &s->batch_timer);
     flush_marks(s);
     rx_timer_stop(s->loop, &s->mark_timer);
     s->detached = true;
@@ -1040,6 +1167,7 @@ void tg_sender_free(tg_sender_t *s)
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
     rx_timer_stop(s->loop, &s->mark_timer);
+    rx_timer_stop(s->loop, &s->batch_timer);
     marks_free(s->sent_q.head);
     marks_free(s->other_q.head);
     while (s->head != NULL)
@@ -1052,5 +1180,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->sent_ids);
     free(s->done_ids);
     free(s->sent_tokens);
+    free(s->finished);
     free(s);
 }

@@ -384,9 +384,12 @@ static void test_migrate_from_0001(void)
     qs(ci, v, sizeof(v),
        "SELECT string_agg(indexname || ' ' || substring(indexdef from 'USING .*'), '; ' "
        "ORDER BY indexname) FROM pg_indexes WHERE tablename = 'outbox'");
-    tap_ok(strcmp(v, "outbox_open_idx USING btree (id) WHERE ((sent_at IS NULL) AND (failed_at IS "
-                     "NULL)); outbox_pkey USING btree (id)") == 0,
-           "the outbox's indexes: its key, and the partial index of rows to send (%s)", v);
+    tap_ok(strcmp(v, "outbox_chat_open_idx USING btree (chat_id, id) WHERE ((sent_at IS NULL) "
+                     "AND (failed_at IS NULL)); outbox_open_idx USING btree (id) WHERE ((sent_at "
+                     "IS NULL) AND (failed_at IS NULL)); outbox_pkey USING btree (id)") == 0,
+           "the outbox's indexes: its key, the partial index of rows to send, and the same by "
+           "chat (%s)",
+           v);
     qs(ci, v, sizeof(v),
        "SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable || ' ' || "
        "coalesce(column_default, '-'), ', ' ORDER BY ordinal_position) "

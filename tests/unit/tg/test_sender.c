@@ -265,6 +265,11 @@ int tg_outbox_claim(tg_outbox_t *o, unsigned max, unsigned lease_ms, tg_outbox_c
     return 0;
 }
 
+int64_t tg_outbox_token(tg_outbox_t *o)
+{
+    return ++ob.next_token;
+}
+
 int tg_outbox_sent_many(tg_outbox_t *o, const int64_t *ids, const int64_t *tokens, unsigned n,
                         tg_outbox_done_cb cb, void *arg)
 {
@@ -1250,6 +1255,30 @@ static void test_sent_batch(void)
     tap_ok(ob.sent_batches == 2 && count_marks(REC_SENT, 6) == 1,
            "batch: the next turn's answer is a write of its own");
     finish();
+
+    /* With a delay, answers of several turns share one write. */
+    o.mark_delay_ms = 5;
+    o.poll_ms = 1000;
+    for (int i = 0; i < 3; i++)
+        add_row(i + 1, 100 + i, 0);
+    begin(&o);
+    tap_eq_int(api.n, 3, "batch delay: three chats' rows go at once");
+    answer_ok(0);
+    advance(2);
+    answer_ok(1);
+    advance(2);
+    tap_ok(ob.sent_batches == 0, "batch delay: nothing written within the delay (%u writes)",
+           ob.sent_batches);
+    advance(2);
+    tap_ok(ob.sent_batches == 1 && count_marks(REC_SENT, 1) == 1 && count_marks(REC_SENT, 2) == 1,
+           "batch delay: the two answers 2 ms apart are written together after 5 ms (%u writes)",
+           ob.sent_batches);
+    answer_ok(2);
+    tg_sender_stop(s, on_idle, NULL);
+    settle();
+    tap_ok(count_marks(REC_SENT, 3) == 1 && idle_runs == 1,
+           "batch delay: a stop writes what waits at once, then the sender is idle");
+    finish();
 }
 
 static void test_run_put_back(void)
@@ -1317,6 +1346,81 @@ static void test_order(void)
     tap_ok(ordered, "order: each chat's rows are called once each, in id order (%s)", got);
     tap_eq_int(api.overlaps, 0, "order: never two calls in flight to one chat");
     tap_eq_int(count_marks(REC_SENT, 0), 6, "order: all six marked sent");
+    finish();
+}
+
+/* Row id of chat, as a commit leased it under token, handed over with prev. */
+static tg_outbox_row_t handed(int64_t id, int64_t chat_id, int64_t prev, int64_t token)
+{
+    add_row(id, chat_id, 0);
+    fake_row_t *r = find_row(id);
+    r->state = ROW_CLAIMED;
+    r->claimed_at = loop.now;
+    r->token = token;
+    return (tg_outbox_row_t){
+        .id = id,
+        .chat_id = chat_id,
+        .method = r->method,
+        .method_len = strlen(r->method),
+        .body = r->body,
+        .body_len = strlen(r->body),
+        .prev_id = prev,
+        .token = token,
+    };
+}
+
+static void test_handoff(void)
+{
+    tg_sender_options_t o = options();
+    uint32_t lease = 0;
+    begin(&o);
+    int64_t t = tg_sender_handoff_token(s, &lease);
+    tap_ok(t != 0 && lease == o.lease_ms, "hand-off: a leading sender gives a token and its lease");
+    unsigned claims = ob.claims;
+    tg_outbox_row_t two[2] = {handed(1, 100, 0, t), handed(2, 100, 1, t)};
+    tg_sender_take(s, two, 2, loop.now);
+    settle();
+    tap_ok(api.n == 1 && api.c[0].id == 1 && ob.claims == claims,
+           "hand-off: the chat's first row goes at once, without a claim");
+    answer_ok(0);
+    tap_ok(api.n == 2 && api.c[1].id == 2, "hand-off: the next goes once the first is answered");
+    answer_ok(1);
+    tap_ok(count_marks(REC_SENT, 1) == 1 && count_marks(REC_SENT, 2) == 1 &&
+               last_mark(2)->stale == false,
+           "hand-off: both marked sent under the hand-off's token");
+
+    t = tg_sender_handoff_token(s, &lease);
+    tg_outbox_row_t r3 = handed(3, 100, 2, t);
+    tg_sender_take(s, &r3, 1, loop.now);
+    settle();
+    tap_ok(call_of(3, 0) >= 0, "hand-off: a row after one sent lately goes");
+    answer_all_ok();
+
+    /* Row 4 of chat 300 was put back with a delay: not held, not done. */
+    add_row(4, 300, 0);
+    find_row(4)->not_before = loop.now + 5000;
+    t = tg_sender_handoff_token(s, &lease);
+    tg_outbox_row_t r5 = handed(5, 300, 4, t);
+    tg_sender_take(s, &r5, 1, loop.now);
+    advance(1000);
+    tap_ok(call_of(5, 0) < 0 && count_marks(REC_RELEASE, 5) == 0,
+           "hand-off: a row whose chat's earlier row is neither held nor known done waits, "
+           "held and unsent");
+    advance(10000);
+    answer_all_ok();
+    advance(1000);
+    answer_all_ok();
+    int c4 = call_of(4, 0), c5 = call_of(5, 0);
+    tap_ok(c4 >= 0 && c5 > c4 && count_marks(REC_RELEASE, 5) == 0,
+           "hand-off: once a claim brings the earlier row, both go, in id order (%d, %d)", c4,
+           c5);
+    tap_eq_int((long long)(met_self()->outbox_handed - met0.outbox_handed), 4,
+               "hand-off: counted in outbox_handed");
+    finish();
+
+    o.lock_conninfo = "postgresql:///fake";
+    begin(&o);
+    tap_eq_int(tg_sender_handoff_token(s, &lease), 0, "hand-off: a standby gives no token");
     finish();
 }
 
@@ -1494,6 +1598,7 @@ int main(void)
     test_run();
     test_run_put_back();
     test_order();
+    test_handoff();
     test_rate();
     test_stop();
     test_marks_retried();
