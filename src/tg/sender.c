@@ -160,6 +160,7 @@ struct tg_msg {
     tg_call_t call;
     tg_sender_t *s;
     tg_msg_t *prev, *next; /* the sender's list, in id order */
+    tg_msg_t *hnext;       /* in its bucket of the sender's id table */
     int64_t id;
     int64_t chat_id;
     char method[TG_METHOD_MAX];
@@ -181,6 +182,8 @@ struct tg_sender {
     tg_rate_t *rate;
     tg_msg_t *head, *tail; /* held rows, in id order */
     unsigned held;         /* rows in the list */
+    tg_msg_t **by_id;      /* the held rows by id: chained buckets */
+    unsigned id_mask;      /* by_id has id_mask + 1 buckets, at least held */
     unsigned waiting;      /* of those, rows with wait_prev set */
     unsigned in_flight;    /* calls out */
     unsigned recording;    /* marks not written yet: queued, or out */
@@ -259,8 +262,46 @@ static void check_idle(tg_sender_t *s)
         rx_defer(s->loop, &s->idle_defer, on_idle_defer);
 }
 
+static unsigned id_bucket(const tg_sender_t *s, int64_t id)
+{
+    return (unsigned)(((uint64_t)id * 0x9E3779B97F4A7C15u) >> 32) & s->id_mask;
+}
+
+/* Adds m to the id table, which grows to keep a bucket per held row. */
+static void id_add(tg_sender_t *s, tg_msg_t *m)
+{
+    if (s->held > s->id_mask + 1) {
+        unsigned slots = 2 * (s->id_mask + 1);
+        tg_msg_t **old = s->by_id;
+        unsigned old_slots = s->id_mask + 1;
+        s->by_id = xcalloc(slots, sizeof(*s->by_id));
+        s->id_mask = slots - 1;
+        for (unsigned i = 0; i < old_slots; i++)
+            for (tg_msg_t *e = old[i], *n; e != NULL; e = n) {
+                n = e->hnext;
+                unsigned b = id_bucket(s, e->id);
+                e->hnext = s->by_id[b];
+                s->by_id[b] = e;
+            }
+        free(old);
+    }
+    unsigned b = id_bucket(s, m->id);
+    m->hnext = s->by_id[b];
+    s->by_id[b] = m;
+}
+
+static void id_remove(tg_sender_t *s, tg_msg_t *m)
+{
+    for (tg_msg_t **at = &s->by_id[id_bucket(s, m->id)]; *at != NULL; at = &(*at)->hnext)
+        if (*at == m) {
+            *at = m->hnext;
+            return;
+        }
+}
+
 static void msg_unlink(tg_sender_t *s, tg_msg_t *m)
 {
+    id_remove(s, m);
     if (m->prev != NULL)
         m->prev->next = m->next;
     else
@@ -718,7 +759,7 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
 /* The held row `id`, or NULL. */
 static tg_msg_t *held_id(const tg_sender_t *s, int64_t id)
 {
-    for (tg_msg_t *m = s->head; m != NULL; m = m->next)
+    for (tg_msg_t *m = s->by_id[id_bucket(s, id)]; m != NULL; m = m->hnext)
         if (m->id == id)
             return m;
     return NULL;
@@ -767,6 +808,7 @@ static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed
     else
         s->head = m;
     s->held++;
+    id_add(s, m);
     return m;
 }
 
@@ -1094,6 +1136,8 @@ tg_sender_t *tg_sender_new(rx_loop_t *loop, const tg_sender_options_t *opt, int 
     s->sent_ids = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_ids));
     s->sent_tokens = xcalloc(TG_OUTBOX_SENT_MAX, sizeof(*s->sent_tokens));
     s->finished = xcalloc(FINISHED_SLOTS, sizeof(*s->finished));
+    s->id_mask = 255;
+    s->by_id = xcalloc(s->id_mask + 1, sizeof(*s->by_id));
     tg_outbox_init(&s->outbox, s->opt.db, NULL);
     if (opt->lock_conninfo == NULL) {
         lead(s, 0);
@@ -1181,5 +1225,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->done_ids);
     free(s->sent_tokens);
     free(s->finished);
+    free(s->by_id);
     free(s);
 }
