@@ -212,6 +212,34 @@ static inline db_param_t db_param_text(const char *s, size_t len)
     return (db_param_t){.kind = s != NULL ? DB_PARAM_TEXT : DB_PARAM_NULL, .ptr = s, .len = len};
 }
 
+/* Array types, for array parameters (db_array_t). */
+#define DB_OID_INT8_ARRAY 1016u
+#define DB_OID_TEXT_ARRAY 1009u
+#define DB_OID_BYTEA_ARRAY 1001u
+
+/*
+ * A one-dimensional array parameter in PostgreSQL's binary layout, built
+ * element by element: one statement then carries any number of rows (e.g.
+ * INSERT ... SELECT * FROM unnest($1::int8[], $2::text[])). Zero it, begin
+ * it, add elements of the type begun (int8, or the bytes of a text or bytea),
+ * then db_array_param() gives the parameter, valid until the array changes;
+ * begin it again to reuse its memory, free it at the end. Aborts on
+ * allocation failure.
+ */
+typedef struct db_array {
+    char *buf;
+    size_t len, cap;
+    uint32_t n; /* elements */
+    bool nulls;
+} db_array_t;
+
+void db_array_begin(db_array_t *a, uint32_t elem_oid);
+void db_array_int8(db_array_t *a, int64_t v);
+void db_array_bytes(db_array_t *a, const void *p, size_t len);
+void db_array_null(db_array_t *a);
+db_param_t db_array_param(db_array_t *a);
+void db_array_free(db_array_t *a);
+
 /*
  * One statement of a transaction. The caller's storage: db_txn_submit()
  * copies what it needs (parameters included), except the statement names,

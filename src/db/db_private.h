@@ -211,8 +211,7 @@ typedef struct db_inbox {
     unsigned *flight;     /* [connections] transactions in flight on each */
     uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
     unsigned isolate;     /* updates at the front of pending to send one insert each */
-    char *arr;            /* the multi-row insert's five array parameters, built in turn */
-    size_t arr_cap;
+    db_array_t arr[5];    /* the multi-row insert's array parameters */
 } db_inbox_t;
 
 struct db {

@@ -38,11 +38,6 @@
 #define DB_STMT_INSERT "tgring_store_update"
 #define DB_STMT_INSERT_MANY "tgring_store_updates"
 
-/* Array types, for the multi-row insert's parameters. */
-#define DB_OID_INT8_ARRAY 1016u
-#define DB_OID_TEXT_ARRAY 1009u
-#define DB_OID_BYTEA_ARRAY 1001u
-
 static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
                                             DB_OID_BYTEA};
 static const uint32_t db_insert_many_types[5] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
@@ -149,92 +144,54 @@ static bool db_send_insert(db_conn_t *c, const db_update_t *u)
     return PQsendQueryPrepared(c->pg, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
 }
 
-/* Array building: PostgreSQL's binary array layout, big-endian. */
-static char *db_put32(char *p, uint32_t v)
-{
-    v = htobe32(v);
-    memcpy(p, &v, 4);
-    return p + 4;
-}
-
-/* A one-dimensional array header for n elements of type oid. */
-static char *db_put_array_head(char *p, uint32_t oid, unsigned n, bool nulls)
-{
-    p = db_put32(p, 1);     /* dimensions */
-    p = db_put32(p, nulls); /* has NULLs */
-    p = db_put32(p, oid);
-    p = db_put32(p, n); /* elements */
-    return db_put32(p, 1); /* lower bound */
-}
-
-/* One element: its length (-1: NULL) and its bytes. */
-static char *db_put_elem(char *p, const void *v, size_t len)
-{
-    if (v == NULL)
-        return db_put32(p, UINT32_MAX);
-    p = db_put32(p, (uint32_t)len);
-    memcpy(p, v, len);
-    return p + len;
-}
-
 /*
- * Sends the batch's updates as one multi-row insert: five arrays built one
- * after the other in the inbox's buffer (libpq copies parameters when the
- * statement is queued, so the buffer is free again at return).
+ * Sends the batch's updates as one multi-row insert: five arrays built in
+ * the inbox's own (libpq copies parameters when the statement is queued, so
+ * they are free again at return).
  */
 static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
 {
     static const int formats[5] = {1, 1, 1, 1, 1};
-    db_inbox_t *in = c->db->in;
-    size_t text = 0, bytes = 0, need;
-    bool chat_nulls = false, from_nulls = false;
-
-    for (unsigned i = 0; i < b->n; i++) {
-        text += b->u[i]->type_len;
-        bytes += b->u[i]->body_len;
-        chat_nulls |= !b->u[i]->has_chat;
-        from_nulls |= !b->u[i]->has_from;
-    }
-    need = 5 * 20 + (size_t)b->n * (3 * 12 + 4 + 4) + text + bytes;
-    if (need > in->arr_cap) {
-        free(in->arr);
-        in->arr_cap = need + need / 2;
-        in->arr = xmalloc(in->arr_cap);
-    }
+    db_array_t *a = c->db->in->arr;
     const char *values[5];
     int lengths[5];
-    char *p = in->arr;
+
     for (unsigned col = 0; col < 5; col++) {
-        values[col] = p;
-        p = db_put_array_head(p, db_insert_types[col], b->n,
-                              (col == 2 && chat_nulls) || (col == 3 && from_nulls));
+        db_array_begin(&a[col], db_insert_types[col]);
         for (unsigned i = 0; i < b->n; i++) {
             const db_update_t *u = b->u[i];
-            uint64_t v;
             switch (col) {
             case 0:
-                v = htobe64((uint64_t)u->update_id);
-                p = db_put_elem(p, &v, 8);
+                db_array_int8(&a[col], u->update_id);
                 break;
             case 1:
-                p = db_put_elem(p, u->type, u->type_len);
+                if (u->type != NULL)
+                    db_array_bytes(&a[col], u->type, u->type_len);
+                else
+                    db_array_null(&a[col]);
                 break;
             case 2:
-                v = htobe64((uint64_t)u->chat_id);
-                p = db_put_elem(p, u->has_chat ? &v : NULL, 8);
+                if (u->has_chat)
+                    db_array_int8(&a[col], u->chat_id);
+                else
+                    db_array_null(&a[col]);
                 break;
             case 3:
-                v = htobe64((uint64_t)u->from_id);
-                p = db_put_elem(p, u->has_from ? &v : NULL, 8);
+                if (u->has_from)
+                    db_array_int8(&a[col], u->from_id);
+                else
+                    db_array_null(&a[col]);
                 break;
             default:
-                p = db_put_elem(p, u->body != NULL ? u->body : "", u->body_len);
+                /* No body is an empty one, as in db_send_insert(). */
+                db_array_bytes(&a[col], u->body, u->body != NULL ? u->body_len : 0);
                 break;
             }
         }
-        lengths[col] = (int)(p - values[col]);
+        db_param_t p = db_array_param(&a[col]);
+        values[col] = p.ptr;
+        lengths[col] = (int)p.len;
     }
-    assert((size_t)(p - in->arr) <= need);
     return PQsendQueryPrepared(c->pg, DB_STMT_INSERT_MANY, 5, values, lengths, formats, 1) == 1;
 }
 
@@ -553,7 +510,8 @@ static void db_inbox_cancel(db_part_t *p)
         free(in->batch[k].out);
     }
     free(in->batch);
-    free(in->arr);
+    for (unsigned col = 0; col < 5; col++)
+        db_array_free(&in->arr[col]);
     free(in->flight);
     free(in->done);
     free(in);
