@@ -61,6 +61,8 @@ typedef struct cfg {
                                      lowers it to fit RLIMIT_NOFILE */
     unsigned queue_max;           /* TGRING_QUEUE_MAX updates waiting for commit, default 4096,
                                      1..1000000 */
+    uint64_t memory_limit;        /* TGRING_MEMORY_LIMIT bytes (b/k/m/g accepted), 0 = unset: the
+                                     cgroup's limit applies; worker_plan() sizes buffers to it */
     unsigned ack_timeout_ms;      /* TGRING_ACK_TIMEOUT_MS, default 5000, 1..60000: 503 past it */
     unsigned header_timeout_ms;   /* TGRING_HEADER_TIMEOUT_MS, default 10000, 1..600000, from
                                      first byte */

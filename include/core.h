@@ -2,8 +2,8 @@
 /*
  * core.h - the toolkit every module shares: container_of, ARRAY_SIZE,
  * allocation that aborts with a message, a hex digit's value, one UTF-8
- * decoder, one intrusive singly linked FIFO queue. The bottom of the include graph: it includes
- * nothing of the project's.
+ * decoder, one intrusive singly linked FIFO queue, sizes with a unit and the memory limit of the
+ * process's cgroup. The bottom of the include graph: it includes nothing of the project's.
  */
 #ifndef TGRING_CORE_H
 #define TGRING_CORE_H
@@ -65,6 +65,31 @@ int core_utf8_valid(const char *s, size_t len);
  * left out. OUT: dst (max bytes; no NUL is added). Returns the bytes copied.
  */
 size_t core_utf8_copy(char *dst, size_t max, const char *s);
+
+/*
+ * Parses a size as compose writes mem_limit: decimal digits, then optionally one unit, b, k, m
+ * or g (either case; k = 1024 bytes). OUT: out (untouched on failure). Returns 0, or -EINVAL
+ * for anything else (empty, a sign, spaces, another unit) and for sizes past 2^62.
+ */
+int core_parse_size(const char *s, uint64_t *out);
+
+/*
+ * Reads a cgroup memory limit file's text: cgroup v2's memory.max ("max" or a number) or v1's
+ * memory.limit_in_bytes (a number), with or without a trailing newline. "max" and numbers of
+ * 2^62 or more (what v1 writes for no limit, rounded to its page size) mean no limit. OUT: out,
+ * the limit in bytes, 0 for none. Returns 0, or -EINVAL when the text is neither.
+ */
+int core_parse_memory_max(const char *text, uint64_t *out);
+
+/*
+ * The memory limit of this process's cgroup: the smallest of cgroup v2's memory.max and
+ * v1's memory.limit_in_bytes over the process's own group (from /proc/self/cgroup) and its
+ * ancestors, and of the files at the mount's root (what a container sees of its own group).
+ * `root` is where the hierarchies are mounted, "/sys/fs/cgroup" outside tests. OUT: out (0 when
+ * no group sets a limit), from (a static description of the file the limit came from, or
+ * "none"). Returns 0; files that are missing or unreadable count as no limit.
+ */
+int core_memory_limit(const char *root, uint64_t *out, const char **from);
 
 /*
  * One intrusive FIFO queue: the element embeds a `core_qlink_t`, the owner a

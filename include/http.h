@@ -73,6 +73,9 @@ void http_server_free(http_server_t *s);
 /* Open connections. */
 unsigned http_server_connections(const http_server_t *s);
 
+/* Bytes allocated for request buffers across the server's connections now. */
+uint64_t http_server_buffered(const http_server_t *s);
+
 /*
  * Answers the current request of `c`: status line, Content-Length,
  * `content_type` (NULL for none), `extra_headers` (NULL, or complete

@@ -51,18 +51,23 @@ typedef struct command {
 /* The parent's signals, and what each worker runs with. */
 typedef struct serve_ctx {
     const args_t *a;
+    const worker_plan_t *plan;
     const sigset_t *sigs;
 } serve_ctx_t;
 
 static int run_worker(unsigned index, void *arg)
 {
     const serve_ctx_t *s = arg;
-    return worker_run(s->a->cfg, s->a->bot, s->a->app, index, s->sigs);
+    return worker_run(s->a->cfg, s->plan, s->a->bot, s->a->app, index, s->sigs);
 }
 
 static int cmd_serve(const args_t *a)
 {
     const cfg_t *cfg = a->cfg;
+    /* Once, before the workers: a limit they cannot fit in stops the start with one line. */
+    worker_plan_t plan;
+    if (worker_plan(cfg, &plan) < 0)
+        return 1;
     int s = db_check_schema(cfg->database_url);
     if (s == 0) {
         fprintf(stderr, "tgring: the database schema is not migrated: run `tgring migrate` "
@@ -85,7 +90,7 @@ static int cmd_serve(const args_t *a)
         log_error("metrics_failed", "cannot map the metrics area");
         return 1;
     }
-    serve_ctx_t ctx = {a, &sigs};
+    serve_ctx_t ctx = {a, &plan, &sigs};
     if (cfg->workers == 1)
         return run_worker(0, &ctx);
     return sup_run(cfg->workers, &sigs, run_worker, &ctx);

@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -45,12 +46,34 @@
  */
 #define NOFILE_RESERVE 32
 
+/*
+ * A worker's fixed memory, for worker_plan(): idle after start it is about 9 MB resident
+ * (code, libraries, the 4 MiB receive ring, database and TLS buffers; bench/RESULTS.md), 16 MiB
+ * leaves room for their peaks. An open connection costs about 0.6 KiB with no request in it
+ * (bench: 10,000 idle connections add about 6 MB); a queued update's bookkeeping a few hundred
+ * bytes.
+ */
+#define WORKER_BASE_BYTES (16u << 20)
+#define WORKER_CONN_BYTES 1024u
+#define WORKER_QUEUE_BYTES 256u
+/* Below this many largest bodies at once a worker cannot serve: refused at start. */
+#define WORKER_MIN_BODIES 4u
+/*
+ * After a burst, free memory goes back to the kernel: once request buffers are down to a
+ * quarter of their peak, and the peak was at least TRIM_MIN_BYTES, malloc_trim() runs (on the
+ * one-second timer). Buffers of TRIM_MMAP_BYTES and more are mmap'd and unmapped when freed.
+ */
+#define TRIM_MIN_BYTES (4u << 20)
+#define TRIM_MMAP_BYTES (128u << 10)
+
 /* One reactor's state. There is one per process. */
 typedef struct worker {
     rx_loop_t loop;
     bool loop_up; /* loop initialised */
     const cfg_t *cfg;
-    int lfd; /* listening socket until the http server owns it, else -1 */
+    const worker_plan_t *plan;
+    uint64_t buffered_peak; /* most bytes of request buffers since the last trim */
+    int lfd;                /* listening socket until the http server owns it, else -1 */
     http_server_t *http;
     db_t *db;
     tg_webhook_t hook; /* the bot's endpoints; set up once db is */
@@ -60,9 +83,9 @@ typedef struct worker {
     rx_timer_t rss_timer;
     rx_timer_t grace_timer;
     bool stopping;
-    bool supervised;       /* one of TGRING_WORKERS > 1 processes, under sup_run() */
-    int forced;            /* the signal that cut the drain short, 0 when none did */
-    bool tearing_down;     /* teardown() runs: signals are no longer read */
+    bool supervised;   /* one of TGRING_WORKERS > 1 processes, under sup_run() */
+    int forced;        /* the signal that cut the drain short, 0 when none did */
+    bool tearing_down; /* teardown() runs: signals are no longer read */
     bool http_drained;
     bool sender_idle;
     bool proc_idle;
@@ -76,6 +99,18 @@ typedef struct worker {
 
 static void on_rss_timer(rx_loop_t *loop, rx_timer_t *t)
 {
+    worker_t *w = container_of(t, worker_t, rss_timer);
+    uint64_t now = w->http != NULL ? http_server_buffered(w->http) : 0;
+    if (now > w->buffered_peak)
+        w->buffered_peak = now;
+    else if (w->buffered_peak >= TRIM_MIN_BYTES && now <= w->buffered_peak / 4) {
+        malloc_trim(0);
+        log_debug("memory_trimmed",
+                  "request buffers down to %llu bytes from a peak of %llu: "
+                  "free memory returned",
+                  (unsigned long long)now, (unsigned long long)w->buffered_peak);
+        w->buffered_peak = now;
+    }
     met_sample_rss();
     rx_timer_start(loop, t, 1000, on_rss_timer);
 }
@@ -339,6 +374,9 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
                  const sigset_t *sigs)
 {
     const cfg_t *cfg = w->cfg;
+    /* Large request buffers are mapped on their own, so a burst's go back to the kernel when
+     * freed; this also stops glibc raising the threshold (and the trim threshold) on its own. */
+    mallopt(M_MMAP_THRESHOLD, TRIM_MMAP_BYTES);
     unsigned max_connections = fit_connections(cfg, index);
     if (max_connections == 0)
         return -1;
@@ -372,7 +410,7 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
     http_server_options_t ho = {
         .limits = HTTP_LIMITS_DEFAULT,
         .max_connections = max_connections,
-        .buffer_budget = 64 * cfg->max_body + (64u << 20),
+        .buffer_budget = w->plan->buffer_budget,
         .header_timeout_ms = cfg->header_timeout_ms,
         .body_timeout_ms = cfg->body_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
@@ -450,12 +488,73 @@ static void teardown(worker_t *w)
         rx_loop_dispose(&w->loop);
 }
 
-int worker_run(const cfg_t *cfg, const tg_bot_t *bot, bot_app_t *app, unsigned index,
-               const sigset_t *sigs)
+/* "256 MiB"-style text for a log line; `buf` holds at least 32 bytes. */
+static const char *fmt_bytes(uint64_t v, char *buf, size_t len)
+{
+    if (v >= (1u << 20) && v % (1u << 20) == 0)
+        snprintf(buf, len, "%llu MiB", (unsigned long long)(v >> 20));
+    else if (v >= (1u << 20))
+        snprintf(buf, len, "%.1f MiB", (double)v / (1u << 20));
+    else
+        snprintf(buf, len, "%llu KiB", (unsigned long long)(v >> 10));
+    return buf;
+}
+
+int worker_plan(const cfg_t *cfg, worker_plan_t *out)
+{
+    const char *from = "TGRING_MEMORY_LIMIT";
+    uint64_t limit = cfg->memory_limit;
+    if (limit == 0)
+        core_memory_limit("/sys/fs/cgroup", &limit, &from);
+    uint64_t dflt = 64 * cfg->max_body + (64u << 20);
+    uint64_t fixed = WORKER_BASE_BYTES + (uint64_t)cfg->max_connections * WORKER_CONN_BYTES +
+                     (uint64_t)cfg->queue_max * WORKER_QUEUE_BYTES;
+    uint64_t least = WORKER_MIN_BODIES * cfg->max_body;
+    char a[32], b[32], c[32], d[32];
+    out->limit = limit;
+    out->buffer_budget = dflt;
+    if (limit == 0) {
+        log_info("memory_budget",
+                 "no memory limit (neither TGRING_MEMORY_LIMIT nor a cgroup sets one): request "
+                 "buffers %s per worker",
+                 fmt_bytes(dflt, a, sizeof(a)));
+        return 0;
+    }
+    uint64_t share = limit / 4 * 3 / cfg->workers;
+    if (share < fixed + least) {
+        /* The limit at which `least` would just fit: (fixed + least) x workers x 4/3. */
+        uint64_t need = ((fixed + least) * cfg->workers + 2) / 3 * 4;
+        need = (need + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+        log_error("memory_too_small",
+                  "the memory limit of %s (%s) is too small: each of %u worker(s) needs %s "
+                  "(fixed costs for TGRING_MAX_CONNECTIONS=%u and TGRING_QUEUE_MAX=%u, plus "
+                  "request buffers for 4 bodies of TGRING_MAX_BODY=%llu) and a quarter of the "
+                  "limit is headroom; raise the limit to at least %s, or lower TGRING_WORKERS, "
+                  "TGRING_MAX_CONNECTIONS, TGRING_QUEUE_MAX or TGRING_MAX_BODY",
+                  fmt_bytes(limit, a, sizeof(a)), from, cfg->workers,
+                  fmt_bytes(fixed + least, b, sizeof(b)), cfg->max_connections, cfg->queue_max,
+                  (unsigned long long)cfg->max_body, fmt_bytes(need, c, sizeof(c)));
+        return -1;
+    }
+    uint64_t budget = share - fixed;
+    if (budget > dflt)
+        budget = dflt;
+    out->buffer_budget = budget;
+    log_info("memory_budget",
+             "memory limit %s (%s): request buffers %s per worker (%s available to each of "
+             "%u worker(s); the most without a limit is %s)",
+             fmt_bytes(limit, a, sizeof(a)), from, fmt_bytes(budget, b, sizeof(b)),
+             fmt_bytes(share - fixed, c, sizeof(c)), cfg->workers, fmt_bytes(dflt, d, sizeof(d)));
+    return 0;
+}
+
+int worker_run(const cfg_t *cfg, const worker_plan_t *plan, const tg_bot_t *bot, bot_app_t *app,
+               unsigned index, const sigset_t *sigs)
 {
     worker_t w;
     memset(&w, 0, sizeof(w));
     w.cfg = cfg;
+    w.plan = plan;
     w.lfd = -1;
     w.sigfd = -1;
     w.supervised = cfg->workers > 1;

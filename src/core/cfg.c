@@ -102,6 +102,7 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_MAX_BODY", "1048576", "largest update, bytes, 1024..64 Mi"},
     {"TGRING_MAX_CONNECTIONS", "16384", "per worker, lowered to fit ulimit -n"},
     {"TGRING_QUEUE_MAX", "4096", "updates waiting for a commit"},
+    {"TGRING_MEMORY_LIMIT", "the cgroup's", "memory to fit in, e.g. 256m or 1g"},
     {"TGRING_ACK_TIMEOUT_MS", "5000", "wait for a commit, then 503; ms"},
     {"TGRING_HEADER_TIMEOUT_MS", "10000", "ms to receive a request head"},
     {"TGRING_BODY_TIMEOUT_MS", "30000", "ms to receive a request body"},
@@ -159,7 +160,10 @@ static void cfg_problem(cfg_ctx_t *c, const char *name, const char *fmt, ...)
 }
 
 /* The secrets loaded so far, NULL where not (yet) set. */
-#define CFG_SECRETS(c) {(c)->cfg->bot_token, (c)->cfg->webhook_secret, (c)->cfg->database_url}
+#define CFG_SECRETS(c)                                                                             \
+    {                                                                                              \
+        (c)->cfg->bot_token, (c)->cfg->webhook_secret, (c)->cfg->database_url                      \
+    }
 
 /*
  * Replaces, in place, every occurrence of a loaded secret in the quoted value
@@ -747,6 +751,14 @@ int cfg_load(cfg_t *cfg, unsigned need, FILE *err)
 
     for (size_t i = 0; i < ARRAY_SIZE(cfg_nums); i++)
         cfg_load_num(&c, &cfg_nums[i]);
+
+    /* Empty means: whatever the cgroup says (worker_plan() reads it). */
+    if ((v = cfg_env("TGRING_MEMORY_LIMIT")) != NULL &&
+        (core_parse_size(v, &cfg->memory_limit) < 0 || cfg->memory_limit == 0))
+        cfg_problem(&c, "TGRING_MEMORY_LIMIT",
+                    "expected a size in bytes with an optional unit b, k, m or g (e.g. 256m), "
+                    "got %s",
+                    cfg_quote(&c, v, q, sizeof(q)));
 
     /* A handler past its deadline is failed before its lease can run out under it. */
     if (cfg->handler_timeout_ms >= cfg->process_lease_ms)

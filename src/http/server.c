@@ -827,6 +827,11 @@ unsigned http_server_connections(const http_server_t *s)
     return s->nconns;
 }
 
+uint64_t http_server_buffered(const http_server_t *s)
+{
+    return s->buffered;
+}
+
 uint64_t http_conn_id(const http_conn_t *c)
 {
     return c->id;
