@@ -8,8 +8,13 @@
 # The image runs `tgring serve` as an unprivileged user, listening on 0.0.0.0:8080. io_uring
 # must be allowed by the container's seccomp profile: see seccomp/tgring.json and
 # docker-compose.yml.
+#
+# BASE is the Debian 12 image both stages start from. The default is Docker Hub's; a machine
+# without a registry passes a local one (scripts/container-test: --build-arg BASE=...).
 
-FROM debian:12-slim AS build
+ARG BASE=debian:12-slim
+
+FROM ${BASE} AS build
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -25,7 +30,7 @@ RUN meson setup build --buildtype=release -Db_ndebug=false \
  && meson compile -C build tgring \
  && ./build/tgring version
 
-FROM debian:12-slim
+FROM ${BASE}
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
