@@ -36,9 +36,9 @@
 
 #define TG_PS_CLAIM "tgring_proc_claim"
 #define TG_PS_RECLAIM "tgring_proc_reclaim"
-#define TG_PS_MARK "tgring_proc_mark"
+#define TG_PS_MARK "tgring_proc_mark"  /* the processed marks of a commit's updates */
 #define TG_PS_FAIL "tgring_proc_fail"
-#define TG_PS_SEND "tgring_proc_send"
+#define TG_PS_SEND "tgring_proc_send"  /* a commit's Bot API calls; also names a kept call */
 #define TG_PS_GAUGES "tgring_proc_gauges"
 #define TG_PS_PRUNE "tgring_proc_prune"
 
@@ -54,25 +54,29 @@
 
 static const uint32_t tg_ps_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ps_fail_types[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
-static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_TEXT,
-                                              DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
+static const uint32_t tg_ps_mark_types[2] = {DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY};
+static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
+                                              DB_OID_TEXT_ARRAY, DB_OID_INT8_ARRAY,
+                                              DB_OID_INT8, DB_OID_INT8};
 
 static const db_stmt_t tg_proc_stmts[] = {
     {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 3, tg_ps_i8x3},
     {TG_PS_RECLAIM, TG_PROC_CLAIM_SQL("true"), 3, tg_ps_i8x3},
-    {TG_PS_MARK, "SELECT tgring_mark_processed($1, $2)", 2, tg_ps_i8x3},
+    /* $1 the updates, $2 their claims' tokens (migrations/0007_outbox_handoff.sql). */
+    {TG_PS_MARK, "SELECT tgring_mark_processed_many($1, $2)", 2, tg_ps_mark_types},
     /* Idempotent: a second run finds the update processed and changes nothing. */
     {TG_PS_FAIL,
      "UPDATE updates SET processed_at = now(), failed_at = now(), last_error = $3, "
      "claimed_until = NULL WHERE update_id = $1 AND claim_token = $2 AND processed_at IS NULL",
      3, tg_ps_fail_types},
     /*
-     * Not idempotent alone: it only ever runs behind the mark of its update.
-     * $5 lease ms and $6 token lease the row to this process's sender (both
-     * NULL: the claims take it); it returns the row's id and its chat's
-     * previous open row (migrations/0007_outbox_handoff.sql).
+     * Not idempotent alone: it only ever runs behind the marks of its
+     * updates. $1..$4 the rows (chat, method, body, update) as arrays; $5
+     * lease ms and $6 token lease them to this process's sender (both NULL:
+     * the claims take them); it returns each row's id and its chat's
+     * previous open row, in the arrays' order.
      */
-    {TG_PS_SEND, "SELECT id, prev FROM tgring_outbox_add($1, $2, $3, $4, $5, $6)", 6,
+    {TG_PS_SEND, "SELECT id, prev FROM tgring_outbox_add_many($1, $2, $3, $4, $5, $6)", 6,
      tg_ps_send_types},
     {TG_PS_GAUGES,
      "SELECT coalesce((SELECT floor(extract(epoch FROM now() - received_at))::bigint "
@@ -111,6 +115,7 @@ struct tg_proc_ctx {
     bool released;      /* the processor is done with it; freed once no read is in flight */
     bool overflow;      /* an effect past TG_PROC_EFFECTS_MAX was refused */
     bool handed;        /* given to the handler: opt.release runs when it is freed */
+    bool solo;          /* committed alone: a commit with others failed, nobody knows for whom */
     unsigned reads;     /* queries in flight */
     unsigned tries;     /* commits or failed marks that failed for a passing reason */
     int64_t token;      /* the claim's */
@@ -132,7 +137,20 @@ typedef struct tg_proc_batch {
     uint64_t submitted_ms; /* loop time it was submitted */
     unsigned n;
     tg_proc_ctx_t *items[DB_TXN_MAX];
-    unsigned first[DB_TXN_MAX]; /* index of each item's mark */
+    /*
+     * Statement 0 marks every item processed; then each item's writes, item
+     * i's from first[i]; then, at send_at (0: none), every item's Bot API
+     * calls in one statement, in item order (unless in_order).
+     */
+    unsigned first[DB_TXN_MAX + 1]; /* first[n]: where the writes end */
+    unsigned send_at;
+    /*
+     * One update whose writes follow one of its calls (a write may queue
+     * outbox rows itself, which must stay behind that call): its statements
+     * in its own order, each call one statement, from statement 1.
+     */
+    bool in_order;
+    bool sends[DB_TXN_MAX]; /* statement k inserts Bot API calls */
 } tg_proc_batch_t;
 
 /* A read in flight. */
@@ -272,6 +290,15 @@ static void tg_proc_flush_failing(tg_proc_t *p)
 
 /* ---- committing ---- */
 
+/* Bot API calls among ctx's effects. */
+static unsigned tg_proc_sends(const tg_proc_ctx_t *ctx)
+{
+    unsigned n = 0;
+    for (unsigned e = 0; e < ctx->neff; e++)
+        n += strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
+    return n;
+}
+
 /*
  * A commit went through: the Bot API calls it leased to the sender go to
  * it. Returns true when some of its calls were not leased so (the claims
@@ -280,26 +307,36 @@ static void tg_proc_flush_failing(tg_proc_t *p)
 static bool tg_proc_hand_off(const tg_proc_batch_t *b, const db_result_t *const *res, unsigned n)
 {
     tg_proc_t *p = b->p;
-    tg_outbox_row_t rows[DB_TXN_MAX];
-    unsigned nrows = 0;
-    bool free_rows = false;
+    unsigned k = 0, row = 0, nout = 0, total = 0;
 
+    for (unsigned i = 0; i < b->n; i++)
+        total += tg_proc_sends(b->items[i]);
+    if (total == 0)
+        return false;
+    if (b->token == 0)
+        return true;
+    tg_outbox_row_t *out = xcalloc(total, sizeof(*out));
+    bool free_rows = false;
+    /* The calls' rows come statement after statement, in the order the calls were kept. */
     for (unsigned i = 0; i < b->n; i++) {
         const tg_proc_ctx_t *ctx = b->items[i];
         for (unsigned e = 0; e < ctx->neff; e++) {
             const db_query_t *q = &ctx->eff[e].q;
-            unsigned k = b->first[i] + 1 + e;
             int64_t id, prev = 0;
             if (strcmp(q->stmt, TG_PS_SEND) != 0)
                 continue;
-            if (b->token == 0 || k >= n || res[k] == NULL || db_res_rows(res[k]) != 1 ||
-                !db_res_int(res[k], 0, 0, &id)) {
-                free_rows = true;
+            while (k < n && (!b->sends[k] || res[k] == NULL || row >= db_res_rows(res[k]))) {
+                k++;
+                row = 0;
+            }
+            if (k >= n || !db_res_int(res[k], row, 0, &id)) {
+                free_rows = true; /* cannot happen: a row per call, in order */
                 continue;
             }
-            if (!db_res_null(res[k], 0, 1))
-                db_res_int(res[k], 0, 1, &prev);
-            rows[nrows++] = (tg_outbox_row_t){
+            if (!db_res_null(res[k], row, 1))
+                db_res_int(res[k], row, 1, &prev);
+            row++;
+            out[nout++] = (tg_outbox_row_t){
                 .id = id,
                 .chat_id = q->params[0].i,
                 .method = q->params[1].ptr,
@@ -311,8 +348,9 @@ static bool tg_proc_hand_off(const tg_proc_batch_t *b, const db_result_t *const 
             };
         }
     }
-    if (nrows > 0)
-        p->opt.on_handoff(p->opt.outbox_arg, rows, nrows, b->submitted_ms);
+    if (nout > 0)
+        p->opt.on_handoff(p->opt.outbox_arg, out, nout, b->submitted_ms);
+    free(out);
     return free_rows;
 }
 
@@ -335,7 +373,7 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
         while (k < n && (res[k] == NULL || db_res_sqlstate(res[k]) == NULL))
             k++;
         while (j + 1 < b->n && b->first[j + 1] <= k)
-            j++;
+            j++; /* the item whose writes hold statement k, unless k is a shared one */
         if (k >= n) {
             /* No statement says why: as for a passing failure. */
             for (unsigned i = 0; i < b->n; i++)
@@ -345,8 +383,22 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
             tg_proc_schedule(p);
             return;
         }
+        bool shared = k == 0 || b->sends[k];
+        if (shared && b->n > 1) {
+            /* The marks or the calls of several updates: each is committed alone to find whose. */
+            for (unsigned i = b->n; i-- > 0;) {
+                b->items[i]->state = TG_PS_READY;
+                b->items[i]->solo = true;
+                core_queue_push_head(&p->ready, &b->items[i]->link);
+            }
+            free(b);
+            tg_proc_schedule(p);
+            return;
+        }
+        if (shared)
+            j = 0;
         tg_proc_ctx_t *bad = b->items[j];
-        if (k == b->first[j]) {
+        if (k == 0) {
             /* Its mark raised: committed before (a resend) or taken by another process. */
             MET_INC(updates_lost);
             log_debug("update_lost", "update %lld: processed already or held by another claim",
@@ -354,8 +406,16 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
             tg_proc_release(bad);
         } else {
             char msg[256], why[512];
-            const db_query_t *q = &bad->eff[k - b->first[j] - 1].q;
-            snprintf(why, sizeof(why), "%s refused: SQLSTATE %s: %s", q->stmt,
+            const char *stmt = "tgring_outbox_add_many";
+            for (unsigned e = 0, w = b->first[j]; !shared && e < bad->neff; e++) {
+                if (!b->in_order && strcmp(bad->eff[e].q.stmt, TG_PS_SEND) == 0)
+                    continue;
+                if (w++ == k) {
+                    stmt = bad->eff[e].q.stmt;
+                    break;
+                }
+            }
+            snprintf(why, sizeof(why), "%s refused: SQLSTATE %s: %s", stmt,
                      db_res_sqlstate(res[k]), db_res_message(res[k], msg, sizeof(msg)));
             free(bad->error);
             bad->error = tg_proc_error_copy(why);
@@ -393,45 +453,145 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
     tg_proc_schedule(p);
 }
 
-/* Commits what is ready, as few transactions as DB_TXN_MAX allows. */
+/* True when one of ctx's writes follows one of its Bot API calls. */
+static bool tg_proc_write_after_send(const tg_proc_ctx_t *ctx)
+{
+    bool sent = false;
+    for (unsigned e = 0; e < ctx->neff; e++) {
+        bool send = strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
+        if (!send && sent)
+            return true;
+        sent |= send;
+    }
+    return false;
+}
+
+/* The rows of one TG_PS_SEND statement: chats, methods, bodies, updates. */
+typedef struct tg_proc_calls {
+    db_array_t a[4];
+} tg_proc_calls_t;
+
+static void tg_proc_calls_begin(tg_proc_calls_t *c)
+{
+    db_array_begin(&c->a[0], DB_OID_INT8);
+    db_array_begin(&c->a[1], DB_OID_TEXT);
+    db_array_begin(&c->a[2], DB_OID_TEXT);
+    db_array_begin(&c->a[3], DB_OID_INT8);
+}
+
+/* Adds the Bot API call kept as `q` (tg_proc_send()'s parameters). */
+static void tg_proc_calls_add(tg_proc_calls_t *c, const db_query_t *q)
+{
+    db_array_int8(&c->a[0], q->params[0].i);
+    db_array_bytes(&c->a[1], q->params[1].ptr, q->params[1].len);
+    db_array_bytes(&c->a[2], q->params[2].ptr, q->params[2].len);
+    db_array_int8(&c->a[3], q->params[3].i);
+}
+
+/* The statement inserting c's rows, leased under token unless 0. Valid while c is. */
+static db_query_t tg_proc_calls_query(tg_proc_calls_t *c, int64_t token, uint32_t lease_ms)
+{
+    db_query_t q = {.stmt = TG_PS_SEND, .nparams = 6, .binary = true};
+    for (unsigned k = 0; k < 4; k++)
+        q.params[k] = db_array_param(&c->a[k]);
+    if (token != 0) {
+        q.params[4] = db_param_int8(lease_ms);
+        q.params[5] = db_param_int8(token);
+    }
+    return q;
+}
+
+/*
+ * Commits what is ready, as few transactions as DB_TXN_MAX allows: the
+ * marks of all a transaction's updates in one statement, their writes, their
+ * Bot API calls in one statement. An update whose commit with others failed
+ * for a reason nobody could pin on one of them goes alone, and so does one
+ * whose writes follow a call of its own (see tg_proc_batch_t.in_order).
+ */
 static void tg_proc_flush_ready(tg_proc_t *p)
 {
+    db_array_t marks[2] = {0};
+    tg_proc_calls_t *calls = NULL; /* one per TG_PS_SEND statement */
+    unsigned calls_cap = 0;
+
     while (!core_queue_empty(&p->ready)) {
         db_query_t q[DB_TXN_MAX];
-        unsigned nq = 0;
+        unsigned nq = 1, nsend = 0, ncalls = 0;
         uint32_t lease_ms = 0;
         tg_proc_batch_t *b = xcalloc(1, sizeof(*b));
         b->p = p;
         b->submitted_ms = rx_now(p->loop);
-        if (p->opt.handoff_token != NULL && p->opt.on_handoff != NULL)
-            b->token = p->opt.handoff_token(p->opt.outbox_arg, &lease_ms);
         while (!core_queue_empty(&p->ready)) {
             tg_proc_ctx_t *ctx = container_of(p->ready.head, tg_proc_ctx_t, link);
-            if (nq + 1 + ctx->neff > DB_TXN_MAX)
+            unsigned sends = tg_proc_sends(ctx);
+            bool in_order = tg_proc_write_after_send(ctx);
+            if (b->n > 0 && (ctx->solo || in_order || b->items[0]->solo ||
+                             nq + ctx->neff - sends + 1 > DB_TXN_MAX || b->n == DB_TXN_MAX))
                 break;
             core_queue_pop(&p->ready);
             b->items[b->n] = ctx;
             b->first[b->n++] = nq;
-            q[nq] = (db_query_t){.stmt = TG_PS_MARK, .nparams = 2, .binary = true};
-            q[nq].params[0] = db_param_int8(ctx->u.update_id);
-            q[nq++].params[1] = db_param_int8(ctx->token);
-            for (unsigned i = 0; i < ctx->neff; i++) {
-                q[nq] = ctx->eff[i].q;
-                if (b->token != 0 && strcmp(q[nq].stmt, TG_PS_SEND) == 0) {
-                    q[nq].params[4] = db_param_int8(lease_ms);
-                    q[nq].params[5] = db_param_int8(b->token);
-                }
-                nq++;
-            }
+            nsend += sends;
+            b->in_order = in_order;
+            for (unsigned i = 0; i < ctx->neff; i++)
+                if (in_order || strcmp(ctx->eff[i].q.stmt, TG_PS_SEND) != 0)
+                    q[nq++] = ctx->eff[i].q; /* calls in order: replaced below */
+            if (in_order || ctx->solo)
+                break;
         }
+        b->first[b->n] = nq;
+        if (nsend > 0 && p->opt.handoff_token != NULL && p->opt.on_handoff != NULL)
+            b->token = p->opt.handoff_token(p->opt.outbox_arg, &lease_ms);
+        unsigned want = b->in_order ? nsend : nsend > 0;
+        if (want > calls_cap) {
+            calls = xrealloc(calls, want * sizeof(*calls));
+            memset(calls + calls_cap, 0, (want - calls_cap) * sizeof(*calls));
+            calls_cap = want;
+        }
+        for (unsigned k = 1; b->in_order && k < nq; k++) {
+            if (strcmp(q[k].stmt, TG_PS_SEND) != 0)
+                continue;
+            tg_proc_calls_begin(&calls[ncalls]);
+            tg_proc_calls_add(&calls[ncalls], &q[k]);
+            q[k] = tg_proc_calls_query(&calls[ncalls++], b->token, lease_ms);
+            b->sends[k] = true;
+        }
+        if (nsend > 0 && !b->in_order) {
+            tg_proc_calls_begin(&calls[0]);
+            for (unsigned i = 0; i < b->n; i++) {
+                const tg_proc_ctx_t *ctx = b->items[i];
+                for (unsigned e = 0; e < ctx->neff; e++)
+                    if (strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0)
+                        tg_proc_calls_add(&calls[0], &ctx->eff[e].q);
+            }
+            b->send_at = nq;
+            b->sends[nq] = true;
+            q[nq++] = tg_proc_calls_query(&calls[0], b->token, lease_ms);
+        }
+        db_array_begin(&marks[0], DB_OID_INT8);
+        db_array_begin(&marks[1], DB_OID_INT8);
+        for (unsigned i = 0; i < b->n; i++) {
+            db_array_int8(&marks[0], b->items[i]->u.update_id);
+            db_array_int8(&marks[1], b->items[i]->token);
+        }
+        q[0] = (db_query_t){.stmt = TG_PS_MARK, .nparams = 2};
+        q[0].params[0] = db_array_param(&marks[0]);
+        q[0].params[1] = db_array_param(&marks[1]);
+        /* The parameters are copied here: the arrays are free for the next transaction. */
         if (db_txn_submit(p->cl, q, nq, tg_proc_on_commit, b) < 0) {
             tg_proc_push_back(&p->ready, b->items, b->n);
             free(b);
-            return; /* the next poll tries again */
+            break; /* the next poll tries again */
         }
         for (unsigned i = 0; i < b->n; i++)
             b->items[i]->state = TG_PS_COMMITTING;
     }
+    db_array_free(&marks[0]);
+    db_array_free(&marks[1]);
+    for (unsigned k = 0; k < calls_cap; k++)
+        for (unsigned c = 0; c < 4; c++)
+            db_array_free(&calls[k].a[c]);
+    free(calls);
 }
 
 /* ---- claiming and running ---- */
@@ -908,14 +1068,14 @@ int tg_proc_send(tg_proc_ctx_t *ctx, int64_t chat_id, const char *method, const 
         return -EPIPE;
     if (method == NULL || method[0] == '\0' || json == NULL || memchr(json, '\0', len) != NULL)
         return -EINVAL;
-    /* The lease ($5, $6) is set when the commit is formed: NULL until then. */
-    db_param_t params[6] = {
+    /* Kept as the row's values; the commit sends all its rows in one statement. */
+    db_param_t params[4] = {
         db_param_int8(chat_id),
         db_param_text(method, strlen(method)),
         db_param_text(json, len),
         db_param_int8(ctx->u.update_id),
     };
-    return tg_proc_keep(ctx, TG_PS_SEND, params, 6);
+    return tg_proc_keep(ctx, TG_PS_SEND, params, 4);
 }
 
 void tg_proc_done(tg_proc_ctx_t *ctx)

@@ -10,6 +10,8 @@ and counter bot of docs/handlers.md) against the Bot API stand-in:
   chat answered; the exact replies from the stand-in's record; the metrics;
 - per-chat order: 50 chats x 20 updates posted concurrently (each chat's one
   at a time, as Telegram does): each chat's echoes arrive in update order;
+- a commit of many updates whose replies PostgreSQL refuses for one of them:
+  that update alone is failed, the others are answered;
 - retention: processed updates older than TGRING_RETENTION_HOURS are deleted
   in batches at start, younger ones are kept.
 """
@@ -149,6 +151,55 @@ async def order(h, pg, api, srv):
          lambda: f"chat {bad[0]}: {by_chat[bad[0]]}" if bad else "")
 
 
+async def shared_failure(h, pg, api, srv):
+    """A commit carries many updates' replies in one statement: when PostgreSQL
+    refuses it for one reply, that update alone is marked failed and its
+    commit-mates are committed (alone, to find whose it was)."""
+    t = h.t
+    secret = srv.env["TELEGRAM_WEBHOOK_SECRET"]
+    pg.psql("ALTER TABLE outbox ADD CONSTRAINT no_refused CHECK (body NOT LIKE '%refuse-me%')")
+    # Held back by a lock on the outbox, the twenty updates are ready together.
+    def update(c):
+        return msg(900000 + c, 9000 + c, "refuse-me" if c == 7 else f"shared {c}")
+
+    async def post(c):
+        p = harness.Poster(srv.port, "/webhook/telegram", secret)
+        status, _, _ = await p.post(update(c))
+        p.close()
+        return status
+
+    locker = pg.lock_table("outbox")
+    try:
+        statuses = await asyncio.gather(*(post(c) for c in range(20)))
+        await bh.wait_for(lambda: pg.scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'outbox'::regclass "
+            "AND NOT granted") != "0", 10)
+    finally:
+        pg.unlock(locker)
+    # A connection whose commit waited for the lock held up what was behind it:
+    # an update answered 503 then is sent again, as Telegram does.
+    for c in range(20):
+        for _ in range(50):
+            if statuses[c] == 200:
+                break
+            await asyncio.sleep(0.2)
+            statuses[c] = await post(c)
+    t.eq(statuses, [200] * 20, "twenty updates of twenty chats stored")
+    done = await bh.wait_for(lambda: processed(pg, "chat_id BETWEEN 9000 AND 9019") == 20, 30)
+    t.ok(done, "all twenty are processed",
+         lambda: processed(pg, "chat_id BETWEEN 9000 AND 9019"))
+    t.eq(pg.scalar("SELECT update_id || ' ' || (last_error LIKE '%no_refused%') FROM updates "
+                   "WHERE chat_id BETWEEN 9000 AND 9019 AND failed_at IS NOT NULL"),
+         "900007 true", "only the refused reply's update is failed, with PostgreSQL's reason")
+    sent = await bh.wait_for(lambda: len([c for c in api.calls("sendMessage")
+                                         if 9000 <= int(c["body"]["chat_id"]) < 9020]) >= 19, 20)
+    texts = sorted(c["body"]["text"] for c in api.calls("sendMessage")
+                   if 9000 <= int(c["body"]["chat_id"]) < 9020)
+    t.ok(sent and texts == sorted(f"shared {c}" for c in range(20) if c != 7),
+         "the other nineteen replies are sent, once each", texts)
+    pg.psql("ALTER TABLE outbox DROP CONSTRAINT no_refused")
+
+
 async def retention(h, pg, api, token):
     t = h.t
     db = "ret"
@@ -191,6 +242,7 @@ async def main(h):
     await bh.wait_for(lambda: f"@{BOT}" in srv.log(), 15)
     await conversation(h, pg, api, srv)
     await order(h, pg, api, srv)
+    await shared_failure(h, pg, api, srv)
     t.eq(srv.stop(), 0, "tgring-example stops cleanly (exit 0)")
     await retention(h, pg, api, token)
 
