@@ -209,6 +209,16 @@ int tg_outbox_retarget(tg_outbox_t *ob, int64_t id, int64_t token, int64_t chat_
 int tg_outbox_release(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg);
 
 /*
+ * Releases rows ids[0..n), each under its tokens[i] (1 <= n <=
+ * TG_OUTBOX_SENT_MAX), as tg_outbox_release does, in one statement and one
+ * commit: a sender that gives its rows back (it stops, or no longer leads)
+ * does not make one commit per row. cb runs once for all. Returns 0 or
+ * -EAGAIN.
+ */
+int tg_outbox_release_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
+                           tg_outbox_done_cb cb, void *arg);
+
+/*
  * Counts rows that are due or will be due within `within_ms` (sent_at and
  * failed_at null, not_before <= now() + within_ms; claimed ones included): a
  * cheap count for metrics. cb may be NULL. Returns 0 or -EAGAIN.

@@ -94,6 +94,7 @@ typedef struct tg_ob_op {
 #define TG_STMT_FAIL "tgring_outbox_fail"
 #define TG_STMT_RETARGET "tgring_outbox_retarget"
 #define TG_STMT_RELEASE "tgring_outbox_release"
+#define TG_STMT_RELEASE_MANY "tgring_outbox_release_many"
 #define TG_STMT_DUE "tgring_outbox_due"
 
 #define TG_OB_OPEN "sent_at IS NULL AND failed_at IS NULL"
@@ -164,6 +165,12 @@ static const db_stmt_t tg_ob_stmts[] = {
      "claimed_until = NULL, not_before = now() WHERE " TG_OB_CLAIMED,
      3, tg_ob_i8x3},
     {TG_STMT_RELEASE, "UPDATE outbox SET claimed_until = NULL WHERE " TG_OB_CLAIMED, 2, tg_ob_i8x3},
+    /* As TG_STMT_SENT finds its rows: by key, each one's token by its position. */
+    {TG_STMT_RELEASE_MANY,
+     "UPDATE outbox SET claimed_until = NULL "
+     "WHERE id = ANY ($1::bigint[]) AND " TG_OB_OPEN " AND claimed_until IS NOT NULL "
+     "AND claim_token = ($2::bigint[])[array_position($1::bigint[], id)]",
+     2, tg_ob_text2},
     {TG_STMT_DUE,
      "SELECT count(*) FROM outbox WHERE " TG_OB_OPEN
      " AND not_before <= now() + $1 * interval '1 millisecond'",
@@ -506,20 +513,34 @@ int64_t tg_outbox_token(tg_outbox_t *ob)
     return (int64_t)(ob->token_base + ob->next_token++);
 }
 
-int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
-                        tg_outbox_done_cb cb, void *arg)
+/* A mark of many rows, each under its own token: statement stmt with the two as arrays. */
+static int tg_ob_mark_many(tg_outbox_t *ob, tg_ob_kind_t kind, const char *stmt,
+                           const int64_t *ids, const int64_t *tokens, unsigned n,
+                           tg_outbox_done_cb cb, void *arg)
 {
     assert(n > 0 && n <= TG_OUTBOX_SENT_MAX);
     size_t cap = (size_t)n * 22 + 3;
     char *lit = xmalloc(2 * cap);
-    db_query_t q = {.stmt = TG_STMT_SENT, .nparams = 2, .binary = true};
+    db_query_t q = {.stmt = stmt, .nparams = 2, .binary = true};
     q.params[0] = db_param_text(lit, tg_ob_array(lit, ids, n));
     q.params[1] = db_param_text(lit + cap, tg_ob_array(lit + cap, tokens, n));
-    tg_ob_op_t *op = tg_ob_new(TG_OB_SENT, ids[0], arg);
+    tg_ob_op_t *op = tg_ob_new(kind, ids[0], arg);
     op->cb.done = cb;
     int r = tg_ob_submit(ob, op, &q);
     free(lit);
     return r;
+}
+
+int tg_outbox_sent_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
+                        tg_outbox_done_cb cb, void *arg)
+{
+    return tg_ob_mark_many(ob, TG_OB_SENT, TG_STMT_SENT, ids, tokens, n, cb, arg);
+}
+
+int tg_outbox_release_many(tg_outbox_t *ob, const int64_t *ids, const int64_t *tokens, unsigned n,
+                           tg_outbox_done_cb cb, void *arg)
+{
+    return tg_ob_mark_many(ob, TG_OB_RELEASE, TG_STMT_RELEASE_MANY, ids, tokens, n, cb, arg);
 }
 
 int tg_outbox_sent(tg_outbox_t *ob, int64_t id, int64_t token, tg_outbox_done_cb cb, void *arg)

@@ -213,10 +213,11 @@ struct tg_sender {
     int64_t *done_ids;
     unsigned ndone, done_cap;
     /*
-     * Marks to write, at the end of the turn that made them: every sent one
-     * in one statement, one commit for all; the others one each.
+     * Marks to write, at the end of the turn that made them: the sent ones
+     * in one statement, one commit for all, the releases likewise; the
+     * others one each.
      */
-    mark_queue_t sent_q, other_q;
+    mark_queue_t sent_q, release_q, other_q;
     rx_defer_t mark_defer;
     rx_timer_t mark_timer;  /* the next try after a passing failure */
     rx_timer_t batch_timer; /* sent marks wait opt.mark_delay_ms to be written together */
@@ -357,6 +358,12 @@ static tg_mark_t *mq_take(mark_queue_t *q, unsigned max, unsigned *n)
     return k;
 }
 
+/* The queue of a decision's marks: sent and release marks are written many to a statement. */
+static mark_queue_t *mark_queue(tg_sender_t *s, int what)
+{
+    return what == REC_SENT ? &s->sent_q : what == REC_RELEASE ? &s->release_q : &s->other_q;
+}
+
 /* Frees the chain k. Returns how many marks it had. */
 static unsigned marks_free(tg_mark_t *k)
 {
@@ -423,7 +430,7 @@ static void on_marked(void *arg, int err)
     }
     /* Written or not, it can be made again: only its effect counts, once. */
     if ((err == -EAGAIN || err == -ECONNRESET || err == -ETIMEDOUT) && !s->detached) {
-        mq_unshift(k->what == REC_SENT ? &s->sent_q : &s->other_q, k);
+        mq_unshift(mark_queue(s, k->what), k);
         mark_backoff(s, err);
         return;
     }
@@ -441,18 +448,23 @@ static void on_marked(void *arg, int err)
         schedule(s);
 }
 
-/* Submits the queued sent marks, at most TG_OUTBOX_SENT_MAX, in one statement. Returns 0 or < 0. */
-static int submit_sent(tg_sender_t *s)
+/*
+ * Submits the queued marks of q (sent or release), at most
+ * TG_OUTBOX_SENT_MAX, in one statement. Returns 0 or < 0.
+ */
+static int submit_many(tg_sender_t *s, mark_queue_t *q)
 {
     unsigned n, i = 0;
-    tg_mark_t *k = mq_take(&s->sent_q, TG_OUTBOX_SENT_MAX, &n);
+    tg_mark_t *k = mq_take(q, TG_OUTBOX_SENT_MAX, &n);
     for (tg_mark_t *p = k; p != NULL; p = p->next, i++) {
         s->sent_ids[i] = p->id;
         s->sent_tokens[i] = p->token;
     }
-    int r = tg_outbox_sent_many(&s->outbox, s->sent_ids, s->sent_tokens, n, on_marked, k);
+    int r = q == &s->sent_q
+                ? tg_outbox_sent_many(&s->outbox, s->sent_ids, s->sent_tokens, n, on_marked, k)
+                : tg_outbox_release_many(&s->outbox, s->sent_ids, s->sent_tokens, n, on_marked, k);
     if (r < 0)
-        mq_unshift(&s->sent_q, k);
+        mq_unshift(q, k);
     return r;
 }
 
@@ -481,6 +493,12 @@ static int submit_other(tg_sender_t *s)
     return r;
 }
 
+/* True while marks wait to be submitted: claims wait for them (see pump()). */
+static bool marks_queued(const tg_sender_t *s)
+{
+    return s->sent_q.head != NULL || s->release_q.head != NULL || s->other_q.head != NULL;
+}
+
 /* Submits every queued mark, unless a wait after a failure runs or the sender is detached. */
 static void flush_marks(tg_sender_t *s)
 {
@@ -488,8 +506,10 @@ static void flush_marks(tg_sender_t *s)
         return;
     rx_timer_stop(s->loop, &s->batch_timer);
     s->nsent_q = 0;
-    while (s->sent_q.head != NULL || s->other_q.head != NULL) {
-        int r = s->sent_q.head != NULL ? submit_sent(s) : submit_other(s);
+    while (marks_queued(s)) {
+        int r = s->sent_q.head != NULL      ? submit_many(s, &s->sent_q)
+                : s->release_q.head != NULL ? submit_many(s, &s->release_q)
+                                            : submit_other(s);
         if (r < 0) {
             mark_backoff(s, r);
             return;
@@ -509,11 +529,6 @@ static void on_batch_timer(rx_loop_t *loop, rx_timer_t *t)
     schedule(s); /* claims wait for the queued marks */
 }
 
-/* True while marks wait to be submitted: claims wait for them (see pump()). */
-static bool marks_queued(const tg_sender_t *s)
-{
-    return s->sent_q.head != NULL || s->other_q.head != NULL;
-}
 
 /* Records a decision for row m, then forgets m: its mark is written at the end of the turn. */
 static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, const char *error,
@@ -536,7 +551,7 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
     k->delay_ms = delay_ms;
     k->new_chat = new_chat;
     k->error = error != NULL ? xstrndup(error, strnlen(error, TG_OUTBOX_ERROR_MAX)) : NULL;
-    mq_push(what == REC_SENT ? &s->sent_q : &s->other_q, k);
+    mq_push(mark_queue(s, what), k);
     s->recording++;
     msg_unlink(s, m);
     if (what == REC_SENT && s->opt.mark_delay_ms > 0 && !s->stopping &&
@@ -1192,8 +1207,9 @@ void tg_sender_detach(tg_sender_t *s)
     flush_marks(s);
     rx_timer_stop(s->loop, &s->mark_timer);
     s->detached = true;
-    unsigned lost = marks_free(s->sent_q.head) + marks_free(s->other_q.head);
-    s->sent_q.head = s->sent_q.tail = s->other_q.head = s->other_q.tail = NULL;
+    unsigned lost = marks_free(s->sent_q.head) + marks_free(s->release_q.head) +
+                    marks_free(s->other_q.head);
+    s->sent_q = s->release_q = s->other_q = (mark_queue_t){NULL, NULL};
     s->recording -= lost;
     if (lost > 0)
         log_warn("outbox_record_lost",
@@ -1213,6 +1229,7 @@ void tg_sender_free(tg_sender_t *s)
     rx_timer_stop(s->loop, &s->mark_timer);
     rx_timer_stop(s->loop, &s->batch_timer);
     marks_free(s->sent_q.head);
+    marks_free(s->release_q.head);
     marks_free(s->other_q.head);
     while (s->head != NULL)
         msg_unlink(s, s->head);

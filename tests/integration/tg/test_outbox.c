@@ -863,6 +863,34 @@ static void test_sent_many(db_t *db)
            "sent_many: a row marked again keeps its first sent_at; the new one is marked");
 }
 
+static void test_release_many(db_t *db)
+{
+    claim_t c;
+    done_t d;
+
+    clear_outbox();
+    int64_t a = add_chat_rows(1, 960);
+    int64_t b = add_chat_rows(1, 961);
+    int64_t e = add_chat_rows(1, 962);
+    claim(db, &c, 10, 60000);
+    tap_ok(settle(3000) && c.n == 3, "release_many: the three rows claimed");
+    /* b under a token that is not its claim's: left as it is. */
+    int64_t ids[] = {a, b, e}, toks[] = {tok(a), tok(b) + 1, tok(e)};
+    tap_ok(accepted(tg_outbox_release_many(ob_of(db), ids, toks, 3, on_done, reset(&d))) == 0 &&
+               d.calls == 0,
+           "release_many: taken, its callback not run synchronously");
+    tap_ok(settle(3000) && d.calls == 1 && d.err == 0, "release_many: one callback, err 0");
+    tap_ok(q("SELECT count(*) FROM outbox WHERE id IN (%lld, %lld) AND claimed_until IS NULL AND "
+             "sent_at IS NULL",
+             (long long)a, (long long)e) == 2 &&
+               q("SELECT count(*) FROM outbox WHERE id = %lld AND claimed_until > now()",
+                 (long long)b) == 1,
+           "release_many: the rows under their claims' tokens are free again, the other still "
+           "leased");
+    claim(db, &c, 10, 60000);
+    tap_ok(settle(3000) && c.n == 2, "release_many: a claim takes the two released rows again");
+}
+
 static void test_due_count(db_t *db)
 {
     done_t d, e;
@@ -1170,6 +1198,7 @@ int main(void)
     test_marks(db);
     test_tokens(db);
     test_sent_many(db);
+    test_release_many(db);
     test_due_count(db);
     test_interleaved(db);
     test_resend(db);
