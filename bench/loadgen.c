@@ -720,6 +720,21 @@ static void on_sigint(int sig)
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
+/* Writes s as a JSON string: quotes, backslashes and control characters escaped. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 static void report(void)
 {
     double secs = o.duration;
@@ -769,34 +784,42 @@ static void report(void)
            err_connect, err_read, err_write, err_parse, err_closed, err_timeout, n_unsent,
            n_reconnects, max_backlog);
 
-    char json[4096];
-    int n = snprintf(json, sizeof(json),
-                     "{\"label\":\"%s\",\"target\":\"%s:%s\",\"path\":\"%s\",\"connections\":%u,"
-                     "\"intended_rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
-                     "\"rate\":%.1f,\"recorded\":%" PRIu64 ",\"issued\":%" PRIu64
-                     ",\"first_id\":%" PRIu64 ",\"ok_2xx\":%" PRIu64 ",\"ok_2xx_all\":%" PRIu64
-                     ",\"latency_ms\":{",
-                     o.label ? o.label : "", o.host, o.port, o.path, o.conns, o.rate, o.duration,
-                     o.warmup, (double)n_in_window / secs, n_recorded, n_issued, o.start_id,
-                     ok2xx, ok2xx_all);
+    /* The JSON summary, in memory that grows as needed (no buffer to outgrow), strings escaped. */
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *js = open_memstream(&json, &json_len);
+    if (js == NULL)
+        die("open_memstream: %s", strerror(errno));
+    fprintf(js, "{\"label\":");
+    json_string(js, o.label ? o.label : "");
+    fprintf(js, ",\"target\":");
+    char target[512];
+    snprintf(target, sizeof(target), "%s:%s", o.host, o.port);
+    json_string(js, target);
+    fprintf(js, ",\"path\":");
+    json_string(js, o.path);
+    fprintf(js, ",\"connections\":%u,\"intended_rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
+           "\"rate\":%.1f,\"recorded\":%" PRIu64 ",\"issued\":%" PRIu64
+           ",\"first_id\":%" PRIu64 ",\"ok_2xx\":%" PRIu64 ",\"ok_2xx_all\":%" PRIu64
+           ",\"latency_ms\":{",
+           o.conns, o.rate, o.duration, o.warmup, (double)n_in_window / secs, n_recorded,
+           n_issued, o.start_id, ok2xx, ok2xx_all);
     for (int i = 0; i < 5; i++)
-        n += snprintf(json + n, sizeof(json) - (size_t)n, "\"%s\":%.3f,", pn[i],
-                      ms(hist_percentile(&hist, ps[i])));
-    n += snprintf(json + n, sizeof(json) - (size_t)n,
-                  "\"max\":%.3f,\"mean\":%.3f},\"status\":{", ms(hist.max),
-                  hist.total ? hist.sum / (double)hist.total / 1e6 : 0.0);
+        fprintf(js, "\"%s\":%.3f,", pn[i], ms(hist_percentile(&hist, ps[i])));
+    fprintf(js, "\"max\":%.3f,\"mean\":%.3f},\"status\":{", ms(hist.max),
+           hist.total ? hist.sum / (double)hist.total / 1e6 : 0.0);
     const char *sep = "";
     for (int s = 0; s < 600; s++)
         if (status_all[s]) {
-            n += snprintf(json + n, sizeof(json) - (size_t)n, "%s\"%d\":%" PRIu64, sep, s,
-                          status_all[s]);
+            fprintf(js, "%s\"%d\":%" PRIu64, sep, s, status_all[s]);
             sep = ",";
         }
-    n += snprintf(json + n, sizeof(json) - (size_t)n,
-                  "},\"errors\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"unsent\":%" PRIu64
-                  ",\"reconnects\":%" PRIu64 ",\"max_backlog\":%" PRIu64
-                  ",\"worst_second\":{\"t\":%.0f,\"max_ms\":%.3f}}",
-                  errors, err_timeout, n_unsent, n_reconnects, max_backlog, worst_t, ms(worst_max));
+    fprintf(js, "},\"errors\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"unsent\":%" PRIu64
+           ",\"reconnects\":%" PRIu64 ",\"max_backlog\":%" PRIu64
+           ",\"worst_second\":{\"t\":%.0f,\"max_ms\":%.3f}}",
+           errors, err_timeout, n_unsent, n_reconnects, max_backlog, worst_t, ms(worst_max));
+    if (fclose(js) != 0)
+        die("the JSON summary: %s", strerror(errno));
     printf("%s\n", json);
     if (o.timeline) {
         FILE *f = fopen(o.timeline, "w");
@@ -814,6 +837,7 @@ static void report(void)
         if (f == NULL || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0)
             die("%s: cannot write", o.json);
     }
+    free(json);
 }
 
 /* ---- main ---- */
@@ -932,8 +956,8 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max < o.conns + 64 ? rl.rlim_max : o.conns + 64;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* Wake-ups for the schedule should be on time to the microsecond, not 50 us late. */
-    prctl(PR_SET_TIMERSLACK, 1UL);
+    /* Wake-ups for the schedule should be on time to the microsecond, not 50 us late (ns). */
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_sigint);
     signal(SIGTERM, on_sigint);
