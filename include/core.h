@@ -67,6 +67,12 @@ int core_utf8_valid(const char *s, size_t len);
 size_t core_utf8_copy(char *dst, size_t max, const char *s);
 
 /*
+ * Strict decimal s[0..len): digits only, no sign or spaces, no overflow. OUT: out (untouched
+ * on failure). Returns 0 or -EINVAL.
+ */
+int core_parse_u64(const char *s, size_t len, uint64_t *out);
+
+/*
  * Parses a size as compose writes mem_limit: decimal digits, then optionally one unit, b, k, m
  * or g (either case; k = 1024 bytes). OUT: out (untouched on failure). Returns 0, or -EINVAL
  * for anything else (empty, a sign, spaces, another unit) and for sizes past 2^62.

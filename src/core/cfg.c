@@ -351,22 +351,10 @@ static int cfg_secret_valid(const char *s)
     return s[i] == '\0' && i >= 1 && i <= 256;
 }
 
-/* Strict decimal: digits only, no sign or spaces, no overflow. Returns 0 or -EINVAL. */
+/* Strict decimal (core_parse_u64()) over a NUL-terminated string. */
 static int cfg_parse_u64(const char *s, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (s[0] == '\0')
-        return -EINVAL;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -EINVAL;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    return core_parse_u64(s, strlen(s), out);
 }
 
 int cfg_parse_listen(const char *s, struct sockaddr_storage *out, socklen_t *out_len)

@@ -13,10 +13,10 @@
 /* Past this a limit means "none" (v1 writes 2^63 - 4096 for no limit). */
 #define MEM_NONE_FROM (UINT64_C(1) << 62)
 
-static int parse_u64(const char *s, size_t len, uint64_t *out)
+int core_parse_u64(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
-    if (len == 0 || len > 20)
+    if (len == 0)
         return -EINVAL;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
@@ -61,7 +61,7 @@ int core_parse_size(const char *s, uint64_t *out)
         }
     }
     uint64_t v;
-    if (parse_u64(s, len, &v) < 0 || v > (MEM_NONE_FROM >> shift))
+    if (core_parse_u64(s, len, &v) < 0 || v > (MEM_NONE_FROM >> shift))
         return -EINVAL;
     v <<= shift;
     if (v >= MEM_NONE_FROM)
@@ -80,7 +80,7 @@ int core_parse_memory_max(const char *text, uint64_t *out)
         return 0;
     }
     uint64_t v;
-    if (parse_u64(text, len, &v) < 0)
+    if (core_parse_u64(text, len, &v) < 0)
         return -EINVAL;
     *out = v >= MEM_NONE_FROM ? 0 : v;
     return 0;

@@ -144,6 +144,24 @@ static bool db_send_insert(db_conn_t *c, const db_update_t *u)
     return PQsendQueryPrepared(c->pg, DB_STMT_INSERT, 5, values, lengths, formats, 0) == 1;
 }
 
+/* An int8 element, or NULL when there is none. */
+static void db_array_opt_int8(db_array_t *a, bool has, int64_t v)
+{
+    if (has)
+        db_array_int8(a, v);
+    else
+        db_array_null(a);
+}
+
+/* A text element, or NULL for a NULL pointer (as libpq sends a NULL value). */
+static void db_array_opt_bytes(db_array_t *a, const char *p, size_t len)
+{
+    if (p != NULL)
+        db_array_bytes(a, p, len);
+    else
+        db_array_null(a);
+}
+
 /*
  * Sends the batch's updates as one multi-row insert: five arrays built in
  * the inbox's own (libpq copies parameters when the statement is queued, so
@@ -156,38 +174,18 @@ static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
     const char *values[5];
     int lengths[5];
 
-    for (unsigned col = 0; col < 5; col++) {
+    for (unsigned col = 0; col < 5; col++)
         db_array_begin(&a[col], db_insert_types[col]);
-        for (unsigned i = 0; i < b->n; i++) {
-            const db_update_t *u = b->u[i];
-            switch (col) {
-            case 0:
-                db_array_int8(&a[col], u->update_id);
-                break;
-            case 1:
-                if (u->type != NULL)
-                    db_array_bytes(&a[col], u->type, u->type_len);
-                else
-                    db_array_null(&a[col]);
-                break;
-            case 2:
-                if (u->has_chat)
-                    db_array_int8(&a[col], u->chat_id);
-                else
-                    db_array_null(&a[col]);
-                break;
-            case 3:
-                if (u->has_from)
-                    db_array_int8(&a[col], u->from_id);
-                else
-                    db_array_null(&a[col]);
-                break;
-            default:
-                /* No body is an empty one, as in db_send_insert(). */
-                db_array_bytes(&a[col], u->body, u->body != NULL ? u->body_len : 0);
-                break;
-            }
-        }
+    for (unsigned i = 0; i < b->n; i++) {
+        const db_update_t *u = b->u[i];
+        db_array_int8(&a[0], u->update_id);
+        db_array_opt_bytes(&a[1], u->type, u->type_len);
+        db_array_opt_int8(&a[2], u->has_chat, u->chat_id);
+        db_array_opt_int8(&a[3], u->has_from, u->from_id);
+        /* No body is an empty one, as in db_send_insert(). */
+        db_array_bytes(&a[4], u->body, u->body != NULL ? u->body_len : 0);
+    }
+    for (unsigned col = 0; col < 5; col++) {
         db_param_t p = db_array_param(&a[col]);
         values[col] = p.ptr;
         lengths[col] = (int)p.len;

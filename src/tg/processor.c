@@ -38,7 +38,7 @@
 #define TG_PS_RECLAIM "tgring_proc_reclaim"
 #define TG_PS_MARK "tgring_proc_mark"  /* the processed marks of a commit's updates */
 #define TG_PS_FAIL "tgring_proc_fail"
-#define TG_PS_SEND "tgring_proc_send"  /* a commit's Bot API calls; also names a kept call */
+#define TG_PS_SEND "tgring_proc_send"  /* a commit's Bot API calls */
 #define TG_PS_GAUGES "tgring_proc_gauges"
 #define TG_PS_PRUNE "tgring_proc_prune"
 
@@ -104,6 +104,7 @@ typedef enum tg_proc_state {
 typedef struct tg_proc_eff {
     db_query_t q; /* params point into bytes */
     char *bytes;
+    bool call;    /* a Bot API call (tg_proc_send()): q holds the row, not a statement to run */
 } tg_proc_eff_t;
 
 struct tg_proc_ctx {
@@ -139,11 +140,11 @@ typedef struct tg_proc_batch {
     tg_proc_ctx_t *items[DB_TXN_MAX];
     /*
      * Statement 0 marks every item processed; then each item's writes, item
-     * i's from first[i]; then, at send_at (0: none), every item's Bot API
-     * calls in one statement, in item order (unless in_order).
+     * i's from first[i]; then every item's Bot API calls in one statement,
+     * in item order (unless in_order); sends[] says which statements those
+     * are.
      */
     unsigned first[DB_TXN_MAX + 1]; /* first[n]: where the writes end */
-    unsigned send_at;
     /*
      * One update whose writes follow one of its calls (a write may queue
      * outbox rows itself, which must stay behind that call): its statements
@@ -295,7 +296,7 @@ static unsigned tg_proc_sends(const tg_proc_ctx_t *ctx)
 {
     unsigned n = 0;
     for (unsigned e = 0; e < ctx->neff; e++)
-        n += strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
+        n += ctx->eff[e].call;
     return n;
 }
 
@@ -323,7 +324,7 @@ static bool tg_proc_hand_off(const tg_proc_batch_t *b, const db_result_t *const 
         for (unsigned e = 0; e < ctx->neff; e++) {
             const db_query_t *q = &ctx->eff[e].q;
             int64_t id, prev = 0;
-            if (strcmp(q->stmt, TG_PS_SEND) != 0)
+            if (!ctx->eff[e].call)
                 continue;
             while (k < n && (!b->sends[k] || res[k] == NULL || row >= db_res_rows(res[k]))) {
                 k++;
@@ -408,7 +409,7 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
             char msg[256], why[512];
             const char *stmt = "tgring_outbox_add_many";
             for (unsigned e = 0, w = b->first[j]; !shared && e < bad->neff; e++) {
-                if (!b->in_order && strcmp(bad->eff[e].q.stmt, TG_PS_SEND) == 0)
+                if (!b->in_order && bad->eff[e].call)
                     continue;
                 if (w++ == k) {
                     stmt = bad->eff[e].q.stmt;
@@ -458,7 +459,7 @@ static bool tg_proc_write_after_send(const tg_proc_ctx_t *ctx)
 {
     bool sent = false;
     for (unsigned e = 0; e < ctx->neff; e++) {
-        bool send = strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0;
+        bool send = ctx->eff[e].call;
         if (!send && sent)
             return true;
         sent |= send;
@@ -534,7 +535,7 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             nsend += sends;
             b->in_order = in_order;
             for (unsigned i = 0; i < ctx->neff; i++)
-                if (in_order || strcmp(ctx->eff[i].q.stmt, TG_PS_SEND) != 0)
+                if (in_order || !ctx->eff[i].call)
                     q[nq++] = ctx->eff[i].q; /* calls in order: replaced below */
             if (in_order || ctx->solo)
                 break;
@@ -548,8 +549,9 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             memset(calls + calls_cap, 0, (want - calls_cap) * sizeof(*calls));
             calls_cap = want;
         }
+        /* In order, statement k is effect k - 1 of the one update. */
         for (unsigned k = 1; b->in_order && k < nq; k++) {
-            if (strcmp(q[k].stmt, TG_PS_SEND) != 0)
+            if (!b->items[0]->eff[k - 1].call)
                 continue;
             tg_proc_calls_begin(&calls[ncalls]);
             tg_proc_calls_add(&calls[ncalls], &q[k]);
@@ -561,10 +563,9 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             for (unsigned i = 0; i < b->n; i++) {
                 const tg_proc_ctx_t *ctx = b->items[i];
                 for (unsigned e = 0; e < ctx->neff; e++)
-                    if (strcmp(ctx->eff[e].q.stmt, TG_PS_SEND) == 0)
+                    if (ctx->eff[e].call)
                         tg_proc_calls_add(&calls[0], &ctx->eff[e].q);
             }
-            b->send_at = nq;
             b->sends[nq] = true;
             q[nq++] = tg_proc_calls_query(&calls[0], b->token, lease_ms);
         }
@@ -1075,7 +1076,10 @@ int tg_proc_send(tg_proc_ctx_t *ctx, int64_t chat_id, const char *method, const 
         db_param_text(json, len),
         db_param_int8(ctx->u.update_id),
     };
-    return tg_proc_keep(ctx, TG_PS_SEND, params, 4);
+    int r = tg_proc_keep(ctx, TG_PS_SEND, params, 4);
+    if (r == 0)
+        ctx->eff[ctx->neff - 1].call = true;
+    return r;
 }
 
 void tg_proc_done(tg_proc_ctx_t *ctx)

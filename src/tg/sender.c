@@ -208,10 +208,6 @@ struct tg_sender {
     int64_t *mark_chat;
     uint32_t *mark_pass;
     uint32_t mark_mask;
-    /* Rows sent or failed for good while a claim is out: a claimed row whose chat's
-     * previous row is one of them may stay (see on_claimed). */
-    int64_t *done_ids;
-    unsigned ndone, done_cap;
     /*
      * Marks to write, at the end of the turn that made them: the sent ones
      * in one statement, one commit for all, the releases likewise; the
@@ -536,13 +532,6 @@ static void record(tg_sender_t *s, tg_msg_t *m, int what, uint64_t delay_ms, con
 {
     if (what == REC_SENT || what == REC_FAIL)
         s->finished[(uint64_t)m->id % FINISHED_SLOTS] = m->id;
-    if (s->claiming && (what == REC_SENT || what == REC_FAIL)) {
-        if (s->ndone == s->done_cap) {
-            s->done_cap = s->done_cap ? 2 * s->done_cap : 64;
-            s->done_ids = xrealloc(s->done_ids, s->done_cap * sizeof(*s->done_ids));
-        }
-        s->done_ids[s->ndone++] = m->id;
-    }
     tg_mark_t *k = xcalloc(1, sizeof(*k));
     k->s = s;
     k->what = what;
@@ -780,13 +769,21 @@ static tg_msg_t *held_id(const tg_sender_t *s, int64_t id)
     return NULL;
 }
 
-/* True when row id was sent or failed for good while the current claim was out. */
-static bool done_id(const tg_sender_t *s, int64_t id)
+/* True when row id was sent or failed for good lately (false: not known). */
+static bool finished_id(const tg_sender_t *s, int64_t id)
 {
-    for (unsigned i = 0; i < s->ndone; i++)
-        if (s->done_ids[i] == id)
-            return true;
-    return false;
+    return s->finished[(uint64_t)id % FINISHED_SLOTS] == id;
+}
+
+/*
+ * True when nothing holds back a row whose chat's previous open row was
+ * prev (0: none) when it was read: that row is held here (it goes first, in
+ * id order) or known done. A row finished so long ago that the cache lost it
+ * only costs the later row a wait, or a release, never the order.
+ */
+static bool prev_clear(const tg_sender_t *s, int64_t prev)
+{
+    return prev == 0 || held_id(s, prev) != NULL || finished_id(s, prev);
 }
 
 static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
@@ -846,8 +843,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             met_self()->outbox_claimed++;
             if (!active(s)) {
                 record(s, m, REC_RELEASE, 0, NULL, 0);
-            } else if (rows[i].prev_id != 0 && !held_id(s, rows[i].prev_id) &&
-                       !done_id(s, rows[i].prev_id)) {
+            } else if (!prev_clear(s, rows[i].prev_id)) {
                 /*
                  * The chat's previous row is neither held nor done: it was
                  * put back while the claim was on its way (or another
@@ -861,9 +857,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             }
         }
     }
-    /* Until here a row refused above counts as done for the rows after it. */
     s->claiming = false;
-    s->ndone = 0;
     if (!active(s)) {
         check_idle(s);
         return;
@@ -882,12 +876,6 @@ static void on_timer(rx_loop_t *loop, rx_timer_t *t)
 }
 
 /* ---- the processor's hand-off ---- */
-
-/* True when row id was sent or failed for good lately (false: not known). */
-static bool finished_id(const tg_sender_t *s, int64_t id)
-{
-    return s->finished[(uint64_t)id % FINISHED_SLOTS] == id;
-}
 
 int64_t tg_sender_handoff_token(tg_sender_t *s, uint32_t *lease_ms)
 {
@@ -913,8 +901,7 @@ void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uin
         tg_msg_t *m = hold(s, r, leased_ms);
         if (!active(s)) {
             record(s, m, REC_RELEASE, 0, NULL, 0);
-        } else if (r->prev_id != 0 && held_id(s, r->prev_id) == NULL &&
-                   !finished_id(s, r->prev_id)) {
+        } else if (!prev_clear(s, r->prev_id)) {
             /*
              * An earlier row of its chat is elsewhere (put back, or another
              * process's): this one waits, held, until a claim brings that
@@ -983,7 +970,7 @@ static void pump(tg_sender_t *s)
             continue;
         }
         if (m->wait_prev != 0) {
-            if (held_id(s, m->wait_prev) != NULL || finished_id(s, m->wait_prev)) {
+            if (prev_clear(s, m->wait_prev)) {
                 m->wait_prev = 0; /* held: it goes first, in id order; done: nothing holds m */
                 s->waiting--;
             } else {
@@ -1239,7 +1226,6 @@ void tg_sender_free(tg_sender_t *s)
     free(s->mark_chat);
     free(s->mark_pass);
     free(s->sent_ids);
-    free(s->done_ids);
     free(s->sent_tokens);
     free(s->finished);
     free(s->by_id);
