@@ -353,6 +353,140 @@ static void test_commit_failure(db_t *db)
            "the next transaction commits");
 }
 
+/* ---- leases at store ---- */
+
+static struct {
+    unsigned reserves, reserved, unreserved, nleased;
+    bool refuse, lost, bad_body;
+    int64_t token;
+    int64_t ids[16];
+} lh;
+
+static bool lh_reserve(void *arg, unsigned n, int64_t *token, uint32_t *lease_ms)
+{
+    (void)arg;
+    lh.reserves++;
+    if (lh.refuse)
+        return false;
+    lh.reserved += n;
+    *token = lh.token;
+    *lease_ms = 60000;
+    return true;
+}
+
+static void lh_leased(void *arg, const db_update_t *u, int64_t token)
+{
+    char want[64];
+    (void)arg;
+    snprintf(want, sizeof(want), "{\"update_id\":%lld,", (long long)u->update_id);
+    if (token != lh.token || u->body_len < strlen(want) ||
+        memcmp(u->body, want, strlen(want)) != 0)
+        lh.bad_body = true;
+    if (lh.nleased < ARRAY_SIZE(lh.ids))
+        lh.ids[lh.nleased++] = u->update_id;
+}
+
+static void lh_unreserve(void *arg, unsigned n, int64_t token, bool lost)
+{
+    (void)arg;
+    if (token == lh.token)
+        lh.unreserved += n;
+    lh.lost |= lost;
+}
+
+static tu_t *mk_chat(int64_t id, int64_t chat)
+{
+    tu_t *t = mk(id);
+    t->u.has_chat = chat != 0;
+    t->u.chat_id = chat;
+    return t;
+}
+
+static void test_store_leases(db_t *db)
+{
+    db_lease_hook_t h = {lh_reserve, lh_leased, lh_unreserve, NULL};
+    uint64_t leased0 = met_self()->updates_leased;
+    unsigned from = nups;
+
+    memset(&lh, 0, sizeof(lh));
+    lh.token = 987654321;
+    q("INSERT INTO updates (update_id, update_type, chat_id, body) VALUES "
+      "(62000, 'message', 5001, '\\x7b7d')");
+    q("INSERT INTO updates (update_id, update_type, chat_id, body, processed_at) VALUES "
+      "(62001, 'message', 5002, '\\x7b7d', now())");
+    db_set_lease_hook(db, &h);
+    store(db, mk_chat(62010, 5001)); /* its chat has an unprocessed update: no */
+    store(db, mk_chat(62011, 5002)); /* only a processed one: yes */
+    store(db, mk_chat(62013, 5003)); /* a lower id of its chat in the batch: no */
+    store(db, mk_chat(62012, 5003)); /* yes */
+    store(db, mk_chat(62014, 0));    /* no chat: yes */
+    store(db, mk_chat(62015, 5004)); /* yes */
+    store(db, mk_chat(62000, 5001)); /* stored before: a duplicate, no */
+    tap_ok(wait_range(from, nups, 5000), "a batch stored with leases answered");
+    tap_ok(count_status(from, from + 6, DB_STORED) == 6 && ups[from + 6].status == DB_DUPLICATE,
+           "six stored, the redelivered one a duplicate");
+    tap_ok(lh.reserves == 1 && lh.unreserved == 7 && !lh.lost,
+           "one reservation of the seven, ended after the commit (%u, %u)", lh.reserves,
+           lh.unreserved);
+    tap_ok(lh.nleased == 4 && lh.ids[0] == 62011 && lh.ids[1] == 62012 && lh.ids[2] == 62014 &&
+               lh.ids[3] == 62015 && !lh.bad_body,
+           "leased, in batch order, with their bodies: the heads a claim could take (%u)",
+           lh.nleased);
+    tap_ok(!ups[from].u.leased && ups[from + 1].u.leased && !ups[from + 2].u.leased &&
+               ups[from + 3].u.leased && ups[from + 4].u.leased && ups[from + 5].u.leased &&
+               !ups[from + 6].u.leased,
+           "each update's leased flag says the same before its callback");
+    tap_ok(met_self()->updates_leased - leased0 == 4, "updates_leased counted 4");
+    tap_ok(q("SELECT count(*) FROM updates WHERE claim_token = 987654321 AND attempts = 1 "
+             "AND claimed_until > now() + interval '50 seconds' AND update_id IN "
+             "(62011, 62012, 62014, 62015)") == 4 &&
+               q("SELECT count(*) FROM updates WHERE update_id IN (62000, 62010, 62013) AND "
+                 "claim_token IS NULL AND claimed_until IS NULL AND attempts = 0") == 3,
+           "the database holds those leases under the token and no others");
+
+    /*
+     * A batch PostgreSQL refuses for a row leases nothing; its rows are sent
+     * again row by row, unleased. (How the two updates are batched is the
+     * inbox's choice: whatever was leased must be what the database holds.)
+     */
+    q("ALTER TABLE updates ADD CONSTRAINT no668 CHECK (update_id <> 666668)");
+    from = nups;
+    unsigned n0 = lh.nleased;
+    store(db, mk_chat(666668, 5021));
+    store(db, mk_chat(62020, 5020));
+    tap_ok(wait_range(from, nups, 5000) && ups[from].status == -EBADMSG &&
+               ups[from + 1].status == DB_STORED,
+           "a refused row in a leasing batch: its batch-mate stored");
+    tap_ok(!ups[from].u.leased && (lh.nleased == n0 || lh.ids[n0] == 62020) &&
+               q("SELECT count(*) FROM updates WHERE update_id = 62020 AND "
+                 "claim_token IS NOT NULL") == (long long)(lh.nleased - n0) &&
+               ups[from + 1].u.leased == (lh.nleased > n0),
+           "what was leased is what the database holds (%u)", lh.nleased - n0);
+    tap_ok(lh.unreserved == lh.reserved && lh.reserved > 0,
+           "every reservation ended (%u of %u)", lh.unreserved, lh.reserved);
+    q("ALTER TABLE updates DROP CONSTRAINT no668");
+
+    /* A consumer without room: stored as without a hook. */
+    lh.refuse = true;
+    from = nups;
+    unsigned res0 = lh.reserves;
+    n0 = lh.nleased;
+    store(db, mk_chat(62030, 5030));
+    tap_ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED && !ups[from].u.leased &&
+               lh.reserves == res0 + 1 && lh.nleased == n0,
+           "no room: stored, not leased");
+
+    /* No hook: the plain insert. */
+    db_set_lease_hook(db, NULL);
+    from = nups;
+    res0 = lh.reserves;
+    store(db, mk_chat(62031, 5031));
+    tap_ok(wait_range(from, nups, 5000) && ups[from].status == DB_STORED && lh.reserves == res0 &&
+               q("SELECT count(*) FROM updates WHERE update_id IN (62030, 62031) AND "
+                 "claim_token IS NULL") == 2,
+           "the hook cleared: not asked, nothing leased");
+}
+
 static void test_queue_max(void)
 {
     db_t *db = new_inbox(3, 5000, NULL);
@@ -494,6 +628,7 @@ int main(void)
     test_duplicates(db);
     test_rejected(db);
     test_commit_failure(db);
+    test_store_leases(db);
     test_queue_max();
     test_large();
     ready_db = db;
