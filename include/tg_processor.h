@@ -44,10 +44,9 @@
  * read-then-write safe; rows shared across chats need statements that are
  * correct under concurrency (UPDATE ... SET n = n + 1).
  *
- * Commits are batched across chats like the inbox: the updates finished
- * while two commits are in flight (one loop turn when none is) go into one
- * transaction (mark, writes and outbox rows of each, split at DB_TXN_MAX
- * statements), so commits grow with the load. A refused statement k (-EBADMSG):
+ * Commits are batched across chats like the inbox: the updates finished in
+ * one loop turn go into one transaction (mark, writes and outbox rows of
+ * each, split at DB_TXN_MAX statements). A refused statement k (-EBADMSG):
  * the update owning k is taken out; if k was its mark, it is done already or
  * elsewhere and is dropped (tgring_updates_lost_total); if k was one of its
  * writes, it is marked failed. The rest is submitted again. A handler that

@@ -29,12 +29,6 @@
 #define TG_PROC_HANDLER_MS 10000
 #define TG_PROC_RETENTION_EVERY_MS 60000
 #define TG_PROC_GAUGES_MS 1000
-/*
- * Commit transactions in flight at most. Updates finished meanwhile wait for
- * the next one, so commits grow with the load (each has a cost of its own:
- * two statements, a WAL flush) and cost nothing in latency when it is low.
- */
-#define TG_PROC_COMMITS 2
 /* Commits of one update that failed for a passing reason before it is left to its lease. */
 #define TG_PROC_COMMIT_TRIES 3
 
@@ -193,7 +187,6 @@ struct tg_proc {
     uint64_t next_token;
     unsigned reserved;      /* room promised to inbox transactions in flight (store leases) */
     unsigned claim_room;    /* room the claim in flight may fill */
-    unsigned commits;       /* commit transactions in flight */
     unsigned waiting;       /* stored unleased (kicks) and not yet returned by a claim */
     int64_t reclaim[8];     /* tokens of store leases whose transaction was lost */
     unsigned nreclaim;
@@ -372,9 +365,6 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
     tg_proc_batch_t *b = arg;
     tg_proc_t *p = b->p;
 
-    assert(p->commits > 0);
-    p->commits--;
-
     if (err == 0) {
         bool free_rows = tg_proc_hand_off(b, res, n);
         for (unsigned i = 0; i < b->n; i++) {
@@ -532,7 +522,7 @@ static void tg_proc_flush_ready(tg_proc_t *p)
     tg_proc_calls_t *calls = NULL; /* one per TG_PS_SEND statement */
     unsigned calls_cap = 0;
 
-    while (!core_queue_empty(&p->ready) && p->commits < TG_PROC_COMMITS) {
+    while (!core_queue_empty(&p->ready)) {
         db_query_t q[DB_TXN_MAX];
         unsigned nq = 1, nsend = 0, ncalls = 0;
         uint32_t lease_ms = 0;
@@ -601,7 +591,6 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             free(b);
             break; /* the next poll tries again */
         }
-        p->commits++;
         for (unsigned i = 0; i < b->n; i++)
             b->items[i]->state = TG_PS_COMMITTING;
     }
