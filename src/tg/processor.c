@@ -186,7 +186,6 @@ struct tg_proc {
     uint64_t token_base;
     uint64_t next_token;
     unsigned reserved;      /* room promised to inbox transactions in flight (store leases) */
-    unsigned claim_room;    /* room the claim in flight may fill */
     unsigned waiting;       /* stored unleased (kicks) and not yet returned by a claim */
     int64_t reclaim[8];     /* tokens of store leases whose transaction was lost */
     unsigned nreclaim;
@@ -686,7 +685,6 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
     tg_proc_t *p = c->p;
 
     p->claiming = false;
-    p->claim_room = 0;
     if (err == 0 && db_res_cols(res[0]) == 5) {
         const db_result_t *r = res[0];
         unsigned rows = db_res_rows(r);
@@ -726,9 +724,6 @@ static void tg_proc_claim(tg_proc_t *p)
     if ((!p->want_claim && p->nreclaim == 0) || p->claiming || p->stopping ||
         !db_ready(db_client_db(p->cl)))
         return;
-    /* Half the room is left to the stores' leases meanwhile (the claim goes on if it fills its half). */
-    if (p->opt.store_leases && room > 1)
-        room -= room / 2;
     tg_proc_claim_t *c = xcalloc(1, sizeof(*c));
     c->p = p;
     c->asked = room;
@@ -752,7 +747,6 @@ static void tg_proc_claim(tg_proc_t *p)
         return;
     }
     p->claiming = true;
-    p->claim_room = room;
     p->want_claim = false;
 }
 
@@ -827,8 +821,7 @@ static bool tg_proc_on_reserve(void *arg, unsigned n, int64_t *token, uint32_t *
 {
     tg_proc_t *p = arg;
 
-    if (p->stopping || p->detached ||
-        p->nprogress + p->reserved + p->claim_room + n > p->opt.capacity)
+    if (p->stopping || p->detached || p->nprogress + p->reserved + n > p->opt.capacity)
         return false;
     p->reserved += n;
     *token = tg_proc_token(p);
@@ -841,9 +834,8 @@ static void tg_proc_on_leased(void *arg, const db_update_t *u, int64_t token)
     tg_proc_t *p = arg;
 
     assert(p->reserved > 0);
-    /* Its lease runs out (no room cannot happen: the room was reserved). */
-    if (p->detached || p->nprogress >= p->opt.capacity)
-        return;
+    if (p->detached)
+        return; /* its lease runs out */
     /* Its room stays reserved until unreserve() ends the whole reservation. */
     tg_proc_start(p, token, u->update_id, u->body, u->body_len, 1);
 }

@@ -241,11 +241,7 @@ async def main(h):
          "tgring-example's migrate applies its own migration (1001) after tgring's")
     token = bh.random_token()
     api = bh.StandIn(h, token)
-    # A small capacity: the 50 concurrent chats of order() fill it, so claims
-    # and the leases of stores compete for the room left.
-    env = bh.send_env(h, pg, api, token, **FAST_RATES)
-    env["TGRING_PROCESS_CAPACITY"] = "16"
-    srv = h.tgring(env)
+    srv = h.tgring(bh.send_env(h, pg, api, token, **FAST_RATES))
     t.ok(srv.wait_ready(30), "tgring-example is ready")
     await bh.wait_for(lambda: f"@{BOT}" in srv.log(), 15)
     await conversation(h, pg, api, srv)
