@@ -87,11 +87,6 @@ struct db_update {
     bool has_from;
     int64_t from_id;
     db_store_cb cb;
-    /*
-     * Set by db before the callback: stored and leased, in its own
-     * transaction, to the lease hook's consumer (db_set_lease_hook()).
-     */
-    bool leased;
     /* Private to db. */
     core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */
@@ -136,39 +131,6 @@ db_t *db_new(rx_loop_t *loop, const db_options_t *opt);
  * no commit of theirs is confirmed in time.
  */
 int db_store(db_t *db, db_update_t *u);
-
-/*
- * Leases at store. A consumer of this process that claims stored updates
- * (the processor) can have the inbox lease them to it in the transaction
- * that stores them, and take them from memory instead of reading them back
- * with a claim. The insert leases only the updates a claim could take at
- * that moment: no chat, or no unprocessed update of their chat and none
- * before them in the batch (migrations/0008_store_leases.sql, which also
- * says how concurrent stores of one chat are kept apart). The others are
- * stored unleased, as without a hook.
- *
- * reserve: before a multi-row insert of n updates: true when the consumer
- *   takes up to n more, with the lease's token (positive) and length; they
- *   stay reserved until unreserve.
- * leased: after that insert committed, for each update it stored leased, in
- *   the batch's order, before the update's own callback; u and its body are
- *   valid during the call only.
- * unreserve: the reservation of n ends: after the leased calls, or when the
- *   transaction failed (nothing leased) or its connection was lost (lost
- *   true: it may have committed leases that nobody took; they are the
- *   token's and nobody else's, for the consumer to claim again).
- * An update whose ack deadline passed while its transaction was in flight
- * may have been leased without a leased call: its lease runs out.
- */
-typedef struct db_lease_hook {
-    bool (*reserve)(void *arg, unsigned n, int64_t *token, uint32_t *lease_ms);
-    void (*leased)(void *arg, const db_update_t *u, int64_t token);
-    void (*unreserve)(void *arg, unsigned n, int64_t token, bool lost);
-    void *arg;
-} db_lease_hook_t;
-
-/* Sets (copied) or clears (NULL) the lease hook; transactions already sent keep theirs. */
-void db_set_lease_hook(db_t *db, const db_lease_hook_t *hook);
 
 /*
  * True while at least one connection is connected, in pipeline mode, has

@@ -30,7 +30,6 @@ typedef struct met_slot {
     uint64_t http_accept_errors;      /* failed accepts (EMFILE, ENFILE...) */
     uint64_t updates_stored;          /* tgring_updates_stored_total */
     uint64_t updates_duplicate;       /* tgring_updates_duplicate_total */
-    uint64_t updates_leased;          /* stored leased to this process's processor */
     uint64_t updates_rejected;        /* rows the database refused */
     uint64_t updates_unavailable;     /* answered 503: queue full, database down, timeout */
     met_hist_t ack_latency;           /* seconds from request complete to response queued */

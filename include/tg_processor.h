@@ -56,20 +56,10 @@
  * more than TG_PROC_ATTEMPTS_MAX times (its processing keeps killing the
  * process).
  *
- * Leases at store (opt.store_leases): the inbox's transaction that stores a
- * batch leases to this processor, under a token of its own, the updates a
- * claim could take at that moment (db_set_lease_hook(),
- * migrations/0008_store_leases.sql); they start from the stored bytes in
- * memory when it commits, as claimed ones do, with no claim statement. A
- * batch is offered only while the processor has room for all of it. A
- * batch whose connection was lost may have committed leases nobody took:
- * its token is claimed again (the claim's resend form) at the next chance.
- *
  * Wake-ups: tg_proc_kick() (the webhook endpoint calls it when the inbox
- * committed an update it did not lease to this processor), a commit while
- * such updates may wait (counted by the kicks, discounted by what the claims
- * return), and a poll every opt.poll_ms for updates stored by another worker
- * or replica. At most opt.capacity updates are in progress at once.
+ * committed an update), every commit (a chat's next update may wait), and a
+ * poll every opt.poll_ms for updates stored by another worker or replica.
+ * At most opt.capacity updates are in progress at once.
  *
  * Housekeeping (opt.housekeeping, one worker per process group): every
  * retention_every_ms, processed updates received more than
@@ -173,12 +163,6 @@ typedef struct tg_proc_options {
      */
     int64_t (*handoff_token)(void *arg, uint32_t *lease_ms);
     void (*on_handoff)(void *arg, const tg_outbox_row_t *rows, unsigned n, uint64_t leased_ms);
-    /*
-     * Take updates as they are stored: the processor sets opt.db's lease
-     * hook (db_set_lease_hook()), so that the inbox leases it the heads it
-     * stores while there is room, which start at once without a claim.
-     */
-    bool store_leases;
 } tg_proc_options_t;
 
 /*
@@ -187,7 +171,7 @@ typedef struct tg_proc_options {
  */
 tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt);
 
-/* Something was stored and not leased to p: claim at the end of this turn (when there is room). */
+/* Something was stored: claim at the end of this turn (when there is room). */
 void tg_proc_kick(tg_proc_t *p);
 
 /*

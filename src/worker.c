@@ -319,7 +319,6 @@ static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
         .outbox_arg = w,
         .handoff_token = on_handoff_token,
         .on_handoff = on_handoff,
-        .store_leases = true,
     };
     bot_app_proc_options(app, &po);
     w->proc = tg_proc_new(&w->loop, &po);

@@ -196,8 +196,6 @@ typedef struct db_batch {
     unsigned fail_idx; /* its statement (its update) for DB_FAIL_ROW and DB_FAIL_ROW_RETRY */
     db_update_t **u;   /* [max_batch]; NULL once that update had its callback */
     uint8_t *out;      /* [max_batch] per-update outcome, inbox.c's DB_OUT_* */
-    int64_t token;     /* the lease hook's token for this insert, 0: it leases nothing */
-    uint32_t hook_gen; /* the hook it was reserved from: unchanged when the result comes */
 } db_batch_t;
 
 /* The inbox's state (inbox.c). */
@@ -214,8 +212,6 @@ typedef struct db_inbox {
     uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
     unsigned isolate;     /* updates at the front of pending to send one insert each */
     db_array_t arr[5];    /* the multi-row insert's array parameters */
-    db_lease_hook_t hook; /* db_set_lease_hook(); reserve NULL: none */
-    uint32_t hook_gen;    /* bumped at every set or clear */
 } db_inbox_t;
 
 struct db {

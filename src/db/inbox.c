@@ -37,14 +37,12 @@
 
 #define DB_STMT_INSERT "tgring_store_update"
 #define DB_STMT_INSERT_MANY "tgring_store_updates"
-#define DB_STMT_LEASE_MANY "tgring_store_updates_leased"
 
 static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
                                             DB_OID_BYTEA};
-static const uint32_t db_insert_many_types[7] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
+static const uint32_t db_insert_many_types[5] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
                                                  DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY,
-                                                 DB_OID_BYTEA_ARRAY, DB_OID_INT8,
-                                                 DB_OID_INT8};
+                                                 DB_OID_BYTEA_ARRAY};
 
 static const db_stmt_t db_inbox_stmts[] = {
     {DB_STMT_INSERT,
@@ -60,20 +58,10 @@ static const db_stmt_t db_inbox_stmts[] = {
      "SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[]) "
      "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
      5, db_insert_many_types},
-    /*
-     * The same rows, those a claim could take leased for $6 ms under token
-     * $7 (migrations/0008_store_leases.sql); RETURNING says which.
-     */
-    {DB_STMT_LEASE_MANY,
-     "SELECT update_id, leased FROM tgring_store_updates($1, $2, $3, $4, $5, $6, $7)", 7,
-     db_insert_many_types},
 };
 
-/* Most updates one insert leases: each takes an advisory lock until its commit. */
-#define DB_LEASE_MAX 128
-
 /* Per-update outcome within a transaction. */
-enum { DB_OUT_STORED, DB_OUT_LEASED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RETRY };
+enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RETRY };
 
 static void db_gauge(const db_t *db)
 {
@@ -179,16 +167,12 @@ static void db_array_opt_bytes(db_array_t *a, const char *p, size_t len)
  * the inbox's own (libpq copies parameters when the statement is queued, so
  * they are free again at return).
  */
-static bool db_send_insert_many(db_conn_t *c, db_batch_t *b)
+static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
 {
-    static const int formats[7] = {1, 1, 1, 1, 1, 1, 1};
-    db_inbox_t *in = c->db->in;
-    db_array_t *a = in->arr;
-    const char *values[7];
-    int lengths[7] = {0, 0, 0, 0, 0, 8, 8};
-    uint64_t lease_be, token_be;
-    uint32_t lease_ms = 0;
-    int64_t token = 0;
+    static const int formats[5] = {1, 1, 1, 1, 1};
+    db_array_t *a = c->db->in->arr;
+    const char *values[5];
+    int lengths[5];
 
     for (unsigned col = 0; col < 5; col++)
         db_array_begin(&a[col], db_insert_types[col]);
@@ -206,34 +190,7 @@ static bool db_send_insert_many(db_conn_t *c, db_batch_t *b)
         values[col] = p.ptr;
         lengths[col] = (int)p.len;
     }
-    b->token = 0;
-    if (in->hook.reserve != NULL && b->n <= DB_LEASE_MAX &&
-        in->hook.reserve(in->hook.arg, b->n, &token, &lease_ms) && token > 0) {
-        b->token = token;
-        b->hook_gen = in->hook_gen;
-        lease_be = htobe64((uint64_t)lease_ms);
-        token_be = htobe64((uint64_t)token);
-        values[5] = (const char *)&lease_be;
-        values[6] = (const char *)&token_be;
-        return PQsendQueryPrepared(c->pg, DB_STMT_LEASE_MANY, 7, values, lengths, formats, 1) ==
-               1;
-    }
     return PQsendQueryPrepared(c->pg, DB_STMT_INSERT_MANY, 5, values, lengths, formats, 1) == 1;
-}
-
-/*
- * Ends b's reservation with the hook it came from (unless the hook changed
- * since). lost: the transaction's outcome is unknown.
- */
-static void db_batch_unreserve(db_inbox_t *in, db_batch_t *b, bool lost)
-{
-    int64_t token = b->token;
-
-    if (token == 0)
-        return;
-    b->token = 0;
-    if (b->hook_gen == in->hook_gen && in->hook.unreserve != NULL)
-        in->hook.unreserve(in->hook.arg, b->n, token, lost);
 }
 
 /*
@@ -248,7 +205,6 @@ static int db_batch_send(db_conn_t *c, db_item_t *it)
     size_t bytes = 0;
 
     b->many = in->isolate == 0;
-    b->token = 0;
     while (!core_queue_empty(&in->pending) && b->n < c->db->opt.max_batch &&
            (b->many || b->n < in->isolate) &&
            (b->n == 0 || bytes + db_upd(in->pending.head)->body_len <= DB_BATCH_BYTES)) {
@@ -285,13 +241,10 @@ static void db_batch_stored(db_batch_t *b, const PGresult *r)
             continue;
         memcpy(&be, PQgetvalue(r, row, 0), 8);
         int64_t id = (int64_t)be64toh(be);
-        /* The leasing form says, as a binary bool, whether the row is leased. */
-        bool leased = PQnfields(r) > 1 && PQgetlength(r, row, 1) == 1 &&
-                      PQgetvalue(r, row, 1)[0] != 0;
         for (unsigned k = 0; k < b->n; k++) {
             unsigned i = (next + k) % b->n;
             if (b->u[i] != NULL && b->u[i]->update_id == id && b->out[i] == DB_OUT_DUPLICATE) {
-                b->out[i] = leased ? DB_OUT_LEASED : DB_OUT_STORED;
+                b->out[i] = DB_OUT_STORED;
                 next = i + 1;
                 break;
             }
@@ -422,23 +375,6 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
      * db_store() safely.
      */
     b->id = 0;
-    /*
-     * Leased rows go to the hook's consumer before any callback: a webhook
-     * answered for them must find them taken (it wakes the claims only for
-     * the others).
-     */
-    bool hooked = b->token != 0 && b->hook_gen == db->in->hook_gen && b->fail == DB_FAIL_NONE;
-    for (unsigned i = 0; i < b->n; i++) {
-        db_update_t *u = b->u[i];
-        if (u == NULL)
-            continue;
-        u->leased = hooked && b->out[i] == DB_OUT_LEASED;
-        if (u->leased) {
-            met_self()->updates_leased++;
-            db->in->hook.leased(db->in->hook.arg, u, b->token);
-        }
-    }
-    db_batch_unreserve(db->in, b, false);
     unsigned reset = 0;
     long long reset_id = 0;
     for (unsigned i = 0; i < b->n; i++) {
@@ -448,7 +384,6 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
         b->u[i] = NULL;
         switch (b->out[i]) {
         case DB_OUT_STORED:
-        case DB_OUT_LEASED:
             db_finish(db, u, DB_STORED);
             break;
         case DB_OUT_DUPLICATE:
@@ -490,7 +425,6 @@ static void db_batch_lost(db_conn_t *c, db_item_t *it)
         db_chain(&chain, u);
     }
     db_prepend(db->in, &chain);
-    db_batch_unreserve(db->in, b, true);
     b->id = 0;
     b->n = 0;
     db->in->nflight--;
@@ -613,20 +547,6 @@ db_inbox_t *db_inbox_new(db_t *db)
 }
 
 /* ---- interface ---- */
-
-void db_set_lease_hook(db_t *db, const db_lease_hook_t *hook)
-{
-    db_inbox_t *in = db->in;
-
-    if (in == NULL)
-        return;
-    if (hook != NULL)
-        assert(hook->reserve != NULL && hook->leased != NULL && hook->unreserve != NULL);
-    memset(&in->hook, 0, sizeof(in->hook));
-    if (hook != NULL)
-        in->hook = *hook;
-    in->hook_gen++;
-}
 
 int db_store(db_t *db, db_update_t *u)
 {

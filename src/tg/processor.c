@@ -185,10 +185,6 @@ struct tg_proc {
     uint64_t last_poll;   /* loop ms of the previous poll */
     uint64_t token_base;
     uint64_t next_token;
-    unsigned reserved;      /* room promised to inbox transactions in flight (store leases) */
-    unsigned waiting;       /* stored unleased (kicks) and not yet returned by a claim */
-    int64_t reclaim[8];     /* tokens of store leases whose transaction was lost */
-    unsigned nreclaim;
     void (*on_idle)(void *arg);
     void *idle_arg;
 };
@@ -370,9 +366,7 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
             MET_INC(updates_processed);
             tg_proc_release(b->items[i]);
         }
-        /* Their chats' next updates may be heads now, if any were stored unleased. */
-        if (p->waiting > 0)
-            p->want_claim = true;
+        p->want_claim = true; /* their chats' next updates are heads now */
         if (free_rows && p->opt.on_outbox != NULL)
             p->opt.on_outbox(p->opt.outbox_arg);
     } else if (err == -EBADMSG) {
@@ -631,10 +625,16 @@ static const char *tg_proc_parse(tg_proc_ctx_t *ctx)
     return NULL;
 }
 
-/* Takes an update leased under token into a new context and hands it to the handler. */
-static void tg_proc_start(tg_proc_t *p, int64_t token, int64_t id, const char *body, size_t len,
-                          int64_t attempts)
+/* Takes row `row` of a claim into a new context and hands it to the handler. */
+static void tg_proc_start(tg_proc_t *p, int64_t token, const db_result_t *r, unsigned row)
 {
+    int64_t id, attempts = 0;
+    size_t len;
+    const char *body = db_res_value(r, row, 3, &len);
+
+    if (!db_res_int(r, row, 0, &id))
+        return; /* cannot happen: the primary key */
+    db_res_int(r, row, 4, &attempts);
     tg_proc_ctx_t *ctx = xcalloc(1, sizeof(*ctx) + p->opt.ctx_size);
     ctx->p = p;
     for (ctx->slot = 0; p->slots[ctx->slot] != NULL; ctx->slot++)
@@ -645,8 +645,7 @@ static void tg_proc_start(tg_proc_t *p, int64_t token, int64_t id, const char *b
     ctx->now = tg_proc_clock(p);
     ctx->deadline = rx_now(p->loop) + p->opt.handler_timeout_ms;
     ctx->body = xmalloc(len + 1);
-    if (len > 0)
-        memcpy(ctx->body, body, len);
+    memcpy(ctx->body, body, len);
     ctx->body[len] = '\0';
     ctx->u.update_id = id;
     ctx->u.body = ctx->body;
@@ -686,19 +685,10 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
 
     p->claiming = false;
     if (err == 0 && db_res_cols(res[0]) == 5) {
-        const db_result_t *r = res[0];
-        unsigned rows = db_res_rows(r);
+        unsigned rows = db_res_rows(res[0]);
         /* Rows past the room left cannot come: the claim asked for no more. */
-        for (unsigned i = 0; i < rows && p->nprogress < p->opt.capacity; i++) {
-            int64_t id, attempts = 0;
-            size_t len;
-            const char *body = db_res_value(r, i, 3, &len);
-            if (!db_res_int(r, i, 0, &id))
-                continue; /* cannot happen: the primary key */
-            db_res_int(r, i, 4, &attempts);
-            tg_proc_start(p, c->token, id, body, len, attempts);
-        }
-        p->waiting -= rows < p->waiting ? rows : p->waiting;
+        for (unsigned i = 0; i < rows && p->nprogress < p->opt.capacity; i++)
+            tg_proc_start(p, c->token, res[0], i);
         if (rows >= c->asked)
             p->want_claim = true;
     } else if (err != 0 && err != -ECANCELED) {
@@ -709,43 +699,25 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
     tg_proc_schedule(p);
 }
 
-static int64_t tg_proc_token(tg_proc_t *p)
-{
-    return (int64_t)(p->token_base + p->next_token++);
-}
-
 static void tg_proc_claim(tg_proc_t *p)
 {
     unsigned room = p->opt.capacity - p->nprogress;
 
-    if (p->reserved >= room)
-        return;
-    room -= p->reserved;
-    if ((!p->want_claim && p->nreclaim == 0) || p->claiming || p->stopping ||
-        !db_ready(db_client_db(p->cl)))
+    if (!p->want_claim || p->claiming || p->stopping || room == 0 || !db_ready(db_client_db(p->cl)))
         return;
     tg_proc_claim_t *c = xcalloc(1, sizeof(*c));
     c->p = p;
+    c->token = (int64_t)(p->token_base + p->next_token);
     c->asked = room;
-    /*
-     * A lost store's token: the resend form also returns what that
-     * transaction may have leased before its connection went.
-     */
-    bool again = p->nreclaim > 0;
-    c->token = again ? p->reclaim[--p->nreclaim] : tg_proc_token(p);
-    db_query_t q = {.stmt = again ? TG_PS_RECLAIM : TG_PS_CLAIM,
-                    .again = TG_PS_RECLAIM,
-                    .nparams = 3,
-                    .binary = true};
+    db_query_t q = {.stmt = TG_PS_CLAIM, .again = TG_PS_RECLAIM, .nparams = 3, .binary = true};
     q.params[0] = db_param_int8(room);
     q.params[1] = db_param_int8(p->opt.lease_ms);
     q.params[2] = db_param_int8(c->token);
     if (db_txn_submit(p->cl, &q, 1, tg_proc_on_claim, c) < 0) {
-        if (again)
-            p->reclaim[p->nreclaim++] = c->token;
         free(c);
         return;
     }
+    p->next_token++;
     p->claiming = true;
     p->want_claim = false;
 }
@@ -811,48 +783,7 @@ static void tg_proc_housekeeping(tg_proc_t *p)
 
 static bool tg_proc_idle(const tg_proc_t *p)
 {
-    return p->nprogress == 0 && p->reserved == 0 && p->zombies == 0 &&
-           db_client_pending(p->cl) == 0;
-}
-
-/* ---- leases at store (db_lease_hook_t) ---- */
-
-static bool tg_proc_on_reserve(void *arg, unsigned n, int64_t *token, uint32_t *lease_ms)
-{
-    tg_proc_t *p = arg;
-
-    if (p->stopping || p->detached || p->nprogress + p->reserved + n > p->opt.capacity)
-        return false;
-    p->reserved += n;
-    *token = tg_proc_token(p);
-    *lease_ms = p->opt.lease_ms;
-    return true;
-}
-
-static void tg_proc_on_leased(void *arg, const db_update_t *u, int64_t token)
-{
-    tg_proc_t *p = arg;
-
-    assert(p->reserved > 0);
-    if (p->detached)
-        return; /* its lease runs out */
-    /* Its room stays reserved until unreserve() ends the whole reservation. */
-    tg_proc_start(p, token, u->update_id, u->body, u->body_len, 1);
-}
-
-static void tg_proc_on_unreserve(void *arg, unsigned n, int64_t token, bool lost)
-{
-    tg_proc_t *p = arg;
-
-    assert(p->reserved >= n);
-    p->reserved -= n;
-    if (lost && !p->detached) {
-        if (p->nreclaim < ARRAY_SIZE(p->reclaim))
-            p->reclaim[p->nreclaim++] = token;
-        else
-            log_debug("store_leases_lost", "a lost store's leases are left to run out");
-    }
-    tg_proc_schedule(p);
+    return p->nprogress == 0 && p->zombies == 0 && db_client_pending(p->cl) == 0;
 }
 
 static void tg_proc_on_defer(rx_loop_t *loop, rx_defer_t *d)
@@ -951,16 +882,12 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
         clock_gettime(CLOCK_REALTIME, &ts);
         seed = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
     }
-    p->token_base = seed >> 2; /* a positive bigint, however many tokens follow */
+    p->token_base = seed >> 1; /* a positive bigint */
     p->want_claim = true;
     p->next_gauges = rx_now(loop);
     p->next_prune = rx_now(loop);
     p->last_poll = rx_now(loop);
     rx_timer_start(loop, &p->poll, 0, tg_proc_on_poll);
-    if (p->opt.store_leases) {
-        db_lease_hook_t h = {tg_proc_on_reserve, tg_proc_on_leased, tg_proc_on_unreserve, p};
-        db_set_lease_hook(opt->db, &h);
-    }
     return p;
 }
 
@@ -969,7 +896,6 @@ void tg_proc_kick(tg_proc_t *p)
     if (p == NULL || p->detached)
         return;
     p->want_claim = true;
-    p->waiting++;
     tg_proc_schedule(p);
 }
 
@@ -983,8 +909,6 @@ void tg_proc_stop(tg_proc_t *p, void (*on_idle)(void *arg), void *arg)
 
 void tg_proc_detach(tg_proc_t *p)
 {
-    if (p->opt.store_leases)
-        db_set_lease_hook(p->opt.db, NULL);
     p->detached = true;
     p->on_idle = NULL;
     rx_timer_stop(p->loop, &p->poll);
