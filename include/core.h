@@ -3,13 +3,14 @@
  * core.h - the toolkit every module shares: container_of, ARRAY_SIZE,
  * allocation that aborts with a message, a hex digit's value, one UTF-8
  * decoder, one intrusive singly linked FIFO queue, sizes with a unit and the memory limit of the
- * process's cgroup. The bottom of the include graph: it includes nothing of the project's.
+ * process's cgroup, a monotonic clock in ns. The bottom of the include graph: it includes nothing of the project's.
  */
 #ifndef TGRING_CORE_H
 #define TGRING_CORE_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* The struct of `type` whose member `member` is at `p`. */
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -29,6 +30,14 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 /* Copy of s[0..len) with a NUL after it. */
 char *xstrndup(const char *s, size_t len);
+
+/* CLOCK_MONOTONIC in ns, read now (a vDSO call): for durations finer than the loop's ms. */
+static inline uint64_t core_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* The value of one hexadecimal digit (either case), or -1 for any other byte. */
 static inline int core_hex_value(unsigned char c)

@@ -90,6 +90,7 @@ struct db_update {
     /* Private to db. */
     core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */
+    uint64_t enqueued_ns; /* core_mono_ns() at db_store(): tgring_db_queue_seconds */
     uint32_t batch;       /* id of the batch it was sent in, 0 = not sent */
     uint8_t tries;        /* transactions that failed with it for a retryable reason */
 };

@@ -12,11 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MET_LATENCY_BUCKETS 14 /* ack latency, seconds: 0.0005 .. 10 */
+#define MET_LATENCY_BUCKETS 16 /* latencies, seconds: 0.0001 .. 10 */
 #define MET_BATCH_BUCKETS 10   /* batch size: 1 .. 512 */
 
 typedef struct met_hist {
-    uint64_t bucket[16]; /* non-cumulative counts per upper bound, last = +Inf */
+    uint64_t bucket[MET_LATENCY_BUCKETS + 1]; /* non-cumulative counts per upper bound, last = +Inf */
     uint64_t count;
     double sum;
 } met_hist_t;
@@ -34,6 +34,8 @@ typedef struct met_slot {
     uint64_t updates_unavailable;     /* answered 503: queue full, database down, timeout */
     met_hist_t ack_latency;           /* seconds from request complete to response queued */
     met_hist_t db_batch_size;         /* updates per group-commit transaction */
+    met_hist_t db_queue;              /* seconds an update waited before its transaction left */
+    met_hist_t db_commit;             /* seconds from a transaction sent to its result */
     uint64_t db_reconnects;           /* tgring_db_reconnects_total */
     uint64_t db_connected;            /* gauge 0/1 */
     uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */

@@ -24,10 +24,11 @@
 /* Upper bounds of the buckets, as numbers for met_observe_*() and as the exact
  * le="" label text, so the output never depends on float formatting. */
 static const double met_latency_bounds[MET_LATENCY_BUCKETS] = {
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1,     2.5,   5,    10};
 static const char *const met_latency_le[MET_LATENCY_BUCKETS + 1] = {
-    "0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1",
-    "0.25",   "0.5",   "1",     "2.5",   "5",    "10",    "+Inf"};
+    "0.0001", "0.00025", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05",
+    "0.1",    "0.25",    "0.5",    "1",     "2.5",   "5",     "10",   "+Inf"};
 static const double met_batch_bounds[MET_BATCH_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 static const char *const met_batch_le[MET_BATCH_BUCKETS + 1] = {
     "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "+Inf"};
@@ -220,6 +221,13 @@ static const met_family_t met_families[] = {
      met_latency_le, MET_LATENCY_BUCKETS},
     {"tgring_db_batch_size", "histogram", "Updates per group-commit transaction.",
      MET_AT(db_batch_size), met_batch_le, MET_BATCH_BUCKETS},
+    {"tgring_db_queue_seconds", "histogram",
+     "Seconds an update waited in the inbox before its group-commit transaction was sent.",
+     MET_AT(db_queue), met_latency_le, MET_LATENCY_BUCKETS},
+    {"tgring_db_commit_seconds", "histogram",
+     "Seconds from a group-commit transaction sent to PostgreSQL to its result (insert and "
+     "commit).",
+     MET_AT(db_commit), met_latency_le, MET_LATENCY_BUCKETS},
     {"tgring_db_reconnects_total", "counter", "Database reconnections.", MET_AT(db_reconnects),
      NULL, 0},
     {"tgring_db_connected", "gauge", "Workers connected to the database now.", MET_AT(db_connected),

@@ -196,6 +196,7 @@ typedef struct db_batch {
     unsigned fail_idx; /* its statement (its update) for DB_FAIL_ROW and DB_FAIL_ROW_RETRY */
     db_update_t **u;   /* [max_batch]; NULL once that update had its callback */
     uint8_t *out;      /* [max_batch] per-update outcome, inbox.c's DB_OUT_* */
+    uint64_t sent_ns;  /* core_mono_ns() when it was sent: tgring_db_commit_seconds */
 } db_batch_t;
 
 /* The inbox's state (inbox.c). */

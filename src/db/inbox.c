@@ -221,7 +221,11 @@ static int db_batch_send(db_conn_t *c, db_item_t *it)
         in->isolate = in->isolate > b->n ? in->isolate - b->n : 0;
     else if (!db_send_insert_many(c, b))
         return -1;
-    met_observe_batch(&met_self()->db_batch_size, (double)b->n);
+    met_slot_t *m = met_self();
+    met_observe_batch(&m->db_batch_size, (double)b->n);
+    b->sent_ns = core_mono_ns();
+    for (unsigned i = 0; i < b->n; i++)
+        met_observe_latency(&m->db_queue, (double)(b->sent_ns - b->u[i]->enqueued_ns) / 1e9);
     return b->many ? 1 : (int)b->n;
 }
 
@@ -338,6 +342,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
     db->in->nflight--;
     db->in->flight[c->idx]--;
     db->in->done[c->idx]++;
+    met_observe_latency(&met_self()->db_commit, (double)(core_mono_ns() - b->sent_ns) / 1e9);
     core_queue_init(&chain);
     if (b->fail == DB_FAIL_ISOLATE) {
         /* Not a try: the same updates go again, an insert each. */
@@ -558,6 +563,7 @@ int db_store(db_t *db, db_update_t *u)
     /* libpq takes int lengths; the HTTP layer caps bodies far below this. */
     assert(u->body_len <= INT_MAX && u->type_len <= INT_MAX);
     u->enqueued_ms = rx_now(db->loop);
+    u->enqueued_ns = core_mono_ns();
     u->tries = 0;
     db_chain(&in->pending, u);
     in->part.count++;

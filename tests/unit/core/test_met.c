@@ -189,8 +189,8 @@ static void test_render(void) {
     met_observe_batch(&m->db_batch_size, 1);
     met_observe_batch(&m->db_batch_size, 3);
     met_observe_batch(&m->db_batch_size, 600);
-    tap_ok(m->ack_latency.count == 5 && m->ack_latency.bucket[0] == 2 &&
-               m->ack_latency.bucket[3] == 2 && m->ack_latency.bucket[MET_LATENCY_BUCKETS] == 1,
+    tap_ok(m->ack_latency.count == 5 && m->ack_latency.bucket[2] == 2 &&
+               m->ack_latency.bucket[5] == 2 && m->ack_latency.bucket[MET_LATENCY_BUCKETS] == 1,
            "latency observations land in their buckets");
     tap_ok(m->db_batch_size.bucket[0] == 1 && m->db_batch_size.bucket[2] == 1 &&
                m->db_batch_size.bucket[MET_BATCH_BUCKETS] == 1,
@@ -223,6 +223,8 @@ static void test_render(void) {
         "# TYPE tgring_updates_unavailable_total counter",
         "tgring_updates_unavailable_total 1",
         "# TYPE tgring_ack_latency_seconds histogram",
+        "tgring_ack_latency_seconds_bucket{le=\"0.0001\"} 0",
+        "tgring_ack_latency_seconds_bucket{le=\"0.00025\"} 0",
         "tgring_ack_latency_seconds_bucket{le=\"0.0005\"} 2",
         "tgring_ack_latency_seconds_bucket{le=\"0.001\"} 2",
         "tgring_ack_latency_seconds_bucket{le=\"0.002\"} 2",
@@ -296,7 +298,7 @@ static void test_render(void) {
      * processor's 6, the sender's 2, the quit bot's 3 and the hand-off's 1 came
      * after the fixed set.
      */
-    tap_ok(nsamples == 2 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3 + 2 + 1,
+    tap_ok(nsamples == 2 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 6 + 2 + 3 + 2 + 1,
            "%d samples: the fixed set plus two codes", nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
@@ -311,7 +313,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 15 + 2 + 11 + 2 + 5 + 16 + 6 + 2 + 3 + 2 + 1,
+               nsamples == 600 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 6 + 2 + 3 + 2 + 1,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;
