@@ -431,6 +431,10 @@ static int start(worker_t *w, const tg_bot_t *bot, bot_app_t *app, unsigned inde
     met_sample_rss();
     rx_timer_start(&w->loop, &w->rss_timer, 1000, on_rss_timer);
     log_info("listening", "worker %u serving http://%s%s", index, cfg->listen, cfg->webhook_path);
+#ifdef TGRING_BENCH_NODB
+    log_error("bench_nodb", "built with -Dbench_nodb=true: updates are answered 200 and NOT "
+              "stored; for benchmarks only");
+#endif
     return 0;
 }
 
