@@ -15,6 +15,7 @@
 #include "json_private.h"
 #include "tg.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -63,10 +64,63 @@ const char *tg_update_type_name(tg_update_type_t type)
  * the RFC's grammar and are accepted; what they decode to is the reader's
  * business, and the inbox stores the raw body.
  */
+/*
+ * Eight bytes at a time (SWAR): a mask whose lowest set bit is the high bit
+ * of the first byte of v, in memory order (little-endian), that is below
+ * 0x20, 0x80 or above, or a backslash (the bytes string_ok() must look at),
+ * or 0 when there is none. Only the lowest set bit is exact: a borrow may set
+ * bits above it, which the callers never read.
+ */
+#define SWAR_ONES 0x0101010101010101ull
+#define SWAR_HIGH 0x8080808080808080ull
+static inline uint64_t swar_load(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
+}
+
+static inline uint64_t swar_zero(uint64_t v)
+{
+    return (v - SWAR_ONES) & ~v & SWAR_HIGH;
+}
+
+static inline uint64_t swar_string_special(uint64_t v)
+{
+    return ((v - 0x20 * SWAR_ONES) & ~v & SWAR_HIGH) | (v & SWAR_HIGH) |
+           swar_zero(v ^ ('\\' * SWAR_ONES));
+}
+
+/* The first '"', '\\' or NUL in b[i..len), or len. */
+static size_t span_to_quote(const unsigned char *b, size_t i, size_t len)
+{
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v = swar_load(b + i);
+        uint64_t m = swar_zero(v ^ ('"' * SWAR_ONES)) | swar_zero(v ^ ('\\' * SWAR_ONES)) |
+                     swar_zero(v);
+        if (m != 0)
+            return i + (size_t)__builtin_ctzll(m) / 8;
+    }
+    while (i < len && b[i] != '"' && b[i] != '\\' && b[i] != '\0')
+        i++;
+    return i;
+}
+
 static bool string_ok(const unsigned char *p, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        /* Plain ASCII goes eight bytes at a time. */
+        while (i + 8 <= n) {
+            uint64_t m = swar_string_special(swar_load(p + i));
+            if (m != 0) {
+                i += (size_t)__builtin_ctzll(m) / 8;
+                break;
+            }
+            i += 8;
+        }
+        if (i >= n)
+            break;
         unsigned char c = p[i];
         if (c < 0x20)
             return false;
@@ -177,11 +231,11 @@ static bool too_deep(const unsigned char *b, size_t len)
             depth--;
             break;
         case '"':
-            for (i++; i < len && b[i] != '"'; i++) {
+            for (i = span_to_quote(b, i + 1, len); i < len && b[i] != '"';
+                 i = span_to_quote(b, i + 2, len)) {
                 if (b[i] == '\0')
                     return false;
-                if (b[i] == '\\')
-                    i++;
+                /* A backslash: the byte after it is skipped. */
             }
             break;
         case '\t':
