@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * loadgen.c - constant-rate, open-loop HTTP/1.1 load generator for bench/.
+ * loadgen.c - tgload, the constant-rate, open-loop HTTP/1.1 load generator of
+ * bench/ (bench/run, bench/run-e2e and bench/ab-ingest drive it).
  *
  * Requests are scheduled at fixed intended times (request k at start + k/R)
  * and handed, in order, to whichever connection is free; a connection carries
@@ -13,9 +14,12 @@
  * latency counts from the actual send.
  *
  * One thread, epoll, nonblocking sockets; responses must carry Content-Length
- * or chunked framing (or end at close). Build: cc -O2 -o loadgen loadgen.c -lm
+ * or chunked framing (or end at close). Built by meson as tgload
+ * (bench/meson.build), installed nowhere.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -182,7 +186,7 @@ static int ep;
 static char *req_head; /* request line and fixed headers, without Content-Length */
 static size_t req_head_len;
 static size_t wbuf_cap;
-static struct addrinfo *target;
+static struct addrinfo *target_ai;
 
 /* ---- counters ---- */
 
@@ -251,7 +255,7 @@ static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("loadgen: ", stderr);
+    fputs("tgload: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -355,7 +359,7 @@ static void conn_epoll(conn_t *c, uint32_t events, int op)
 
 static void conn_open(conn_t *c, uint64_t now)
 {
-    c->fd = socket(target->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = socket(target_ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0)
         die("socket: %s (raise ulimit -n?)", strerror(errno));
     int one = 1;
@@ -363,7 +367,7 @@ static void conn_open(conn_t *c, uint64_t now)
     c->rlen = 0;
     c->gen++;
     c->since = now;
-    if (connect(c->fd, target->ai_addr, target->ai_addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(c->fd, target_ai->ai_addr, target_ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
         err_connect++;
         close(c->fd);
         c->fd = -1;
@@ -845,7 +849,7 @@ static void report(void)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: loadgen [options] host:port\n"
+            "Usage: tgload [options] host:port\n"
             "  -P PATH     request target (default /)\n"
             "  -m METHOD   request method (default GET, POST with -b)\n"
             "  -H LINE     extra header \"Name: value\" (repeatable)\n"
@@ -932,7 +936,7 @@ int main(int argc, char **argv)
         o.method = "POST";
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int gr = getaddrinfo(o.host, o.port, &hints, &target);
+    int gr = getaddrinfo(o.host, o.port, &hints, &target_ai);
     if (gr != 0)
         die("%s:%s: %s", o.host, o.port, gai_strerror(gr));
 
