@@ -13,6 +13,20 @@
  * loop instead (each connection sends again as soon as it has its answer) and
  * latency counts from the actual send.
  *
+ * Schedules. The global one above (default) models Telegram: its webhook
+ * delivery keeps up to max_connections connections to the bot, each carrying
+ * one request at a time, all fed from the bot's one queue of updates, so an
+ * update waits for whichever connection frees first and a slow answer on one
+ * connection delays the updates behind it only when every connection is busy.
+ * --per-conn is wrk2's: each connection has its own schedule at rate/c and a
+ * request waits for its own connection even while others idle, which charges
+ * a stall more than Telegram's queue would. Either schedule spaces requests
+ * evenly, or with --poisson draws exponential gaps (a seeded PRNG, --seed)
+ * for arrivals of independent users. Requests that time out (-t) or are
+ * never sent go into the latency histogram at their age when given up or at
+ * the end, so nothing drops out of the percentiles, and the run is marked
+ * "valid": false.
+ *
  * One thread, epoll, nonblocking sockets; responses must carry Content-Length
  * or chunked framing (or end at close). Built by meson as tgload
  * (bench/meson.build), installed nowhere.
@@ -1641,6 +1655,10 @@ static double num(const char *s, const char *what)
     return v;
 }
 
+/* The unit tests (tests/bench) include this file and call main under another name. */
+#ifdef TGLOAD_TEST
+#define main tgload_main
+#endif
 int main(int argc, char **argv)
 {
     enum { O_HGRM = 256, O_PER_CONN, O_POISSON, O_SEED, O_SCENARIO, O_SECRET, O_CAFILE };
