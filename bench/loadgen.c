@@ -34,7 +34,17 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+/*
+ * https goes through tgring's TLS module (src/tls), which meson links in and
+ * says so with TGLOAD_TLS; compiled alone (cc -O2 bench/loadgen.c -lm, as
+ * bench/Dockerfile.loadgen does) tgload speaks plain http only.
+ */
+#ifdef TGLOAD_TLS
+#include "log.h"
 #include "tls.h"
+#else
+typedef struct tls_conn tls_conn_t; /* never made in an http-only build */
+#endif
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -312,7 +322,6 @@ static uint64_t n_recorded;         /* responses in the measured window */
 static uint64_t n_in_window;        /* responses completed inside the window (throughput) */
 static uint64_t err_connect, err_read, err_write, err_parse, err_closed, err_timeout;
 static uint64_t err_tls;   /* TLS handshakes or sessions that failed */
-static int tls_last_error; /* BearSSL's code for the last TLS failure */
 static uint64_t n_responses; /* every response, for the progress line */
 static uint64_t n_dups;      /* requests that re-sent an earlier update_id on purpose */
 static uint64_t n_reconnects;
@@ -381,8 +390,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     exit(2);
 }
-
-static tls_ctx_t *tls_ctx;
 
 static void *xmalloc(size_t n)
 {
@@ -697,6 +704,9 @@ static void build_request(conn_t *c, uint64_t id)
 
 /* ---- connection handling ---- */
 
+static bool conn_tls_pending(conn_t *c);
+static void conn_tls_free(conn_t *c);
+
 /* The events the connection waits for, registered only when they change. */
 static void conn_interest(conn_t *c)
 {
@@ -704,7 +714,7 @@ static void conn_interest(conn_t *c)
     if (c->state == C_CONNECTING)
         ev = EPOLLOUT;
     else if ((c->state == C_WRITING && c->woff < c->wlen) ||
-             (c->tls != NULL && (tls_conn_state(c->tls) & TLS_SENDREC)))
+             (c->tls != NULL && conn_tls_pending(c)))
         ev |= EPOLLOUT;
     if (ev == c->events)
         return;
@@ -742,8 +752,7 @@ static void conn_open(conn_t *c, uint64_t now)
 static void conn_close(conn_t *c)
 {
     if (c->tls != NULL)
-        tls_conn_free(c->tls);
-    c->tls = NULL;
+        conn_tls_free(c);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -793,6 +802,40 @@ static void conn_fail(conn_t *c, uint64_t *counter, uint64_t now)
  * send and recv. tls_send and tls_recv behave like send and recv (-1 with
  * errno EAGAIN when the socket or the engine has to wait).
  */
+
+#ifdef TGLOAD_TLS
+static tls_ctx_t *tls_ctx;
+static int tls_last_error; /* BearSSL's code for the last TLS failure */
+
+/* Loads the trust anchors (--cafile, else the system bundle) for the run. */
+static void tls_setup(void)
+{
+    /* The TLS module's own lines (skipped CA certificates, errors) as plain text. */
+    log_setup(LOG_WARN, LOG_FORMAT_TEXT);
+    int err;
+    tls_ctx = tls_ctx_new(o.cafile, &err);
+    if (tls_ctx == NULL)
+        die("%s: cannot load CA certificates: %s", o.cafile ? o.cafile : TLS_DEFAULT_CA_FILE,
+            strerror(-err));
+}
+
+/* Not one connection got through its handshake: a setup error (wrong CA, wrong name). */
+static void tls_refused(void)
+{
+    die("https://%s:%s: TLS handshake failed: %s (%d): %s", o.host, o.port,
+        tls_error_name(tls_last_error), tls_last_error, tls_error_text(tls_last_error));
+}
+
+static bool conn_tls_pending(conn_t *c)
+{
+    return (tls_conn_state(c->tls) & TLS_SENDREC) != 0;
+}
+
+static void conn_tls_free(conn_t *c)
+{
+    tls_conn_free(c->tls);
+    c->tls = NULL;
+}
 
 /* Sends the records the engine has ready. Returns 0, or -1 with errno (EAGAIN: socket full). */
 static int tls_flush_records(conn_t *c)
@@ -921,6 +964,35 @@ static void conn_handshake(conn_t *c, uint64_t now)
     conn_interest(c);
 }
 
+/* The TCP connection is up: the handshake starts. */
+static void conn_tls_start(conn_t *c, uint64_t now)
+{
+    int err;
+    c->tls = tls_conn_new(tls_ctx, o.host, (uint16_t)atoi(o.port), &err);
+    if (c->tls == NULL)
+        die("TLS to %s: %s", o.host, strerror(-err));
+    c->state = C_HANDSHAKE;
+    conn_handshake(c, now);
+}
+#else
+static void tls_setup(void)
+{
+    die("https needs tgload as meson builds it (with tgring's TLS module)");
+}
+/* Never called: without TLS no connection has an engine or reaches C_HANDSHAKE. */
+static void tls_refused(void) {}
+static bool conn_tls_pending(conn_t *c) { return (void)c, false; }
+static void conn_tls_free(conn_t *c) { (void)c; }
+static int tls_flush_records(conn_t *c) { return (void)c, 0; }
+static void conn_handshake(conn_t *c, uint64_t now) { (void)c, (void)now; }
+static void conn_tls_start(conn_t *c, uint64_t now) { (void)c, (void)now; }
+static ssize_t io_send(conn_t *c, const char *buf, size_t len)
+{
+    return send(c->fd, buf, len, MSG_NOSIGNAL);
+}
+static ssize_t io_recv(conn_t *c, char *buf, size_t cap) { return recv(c->fd, buf, cap, 0); }
+#endif
+
 static void conn_write(conn_t *c, uint64_t now)
 {
     while (c->woff < c->wlen) {
@@ -973,12 +1045,7 @@ static void conn_connected(conn_t *c, uint64_t now)
         conn_interest(c);
         return;
     }
-    int terr;
-    c->tls = tls_conn_new(tls_ctx, o.host, (uint16_t)atoi(o.port), &terr);
-    if (c->tls == NULL)
-        die("TLS to %s: %s", o.host, strerror(-terr));
-    c->state = C_HANDSHAKE;
-    conn_handshake(c, now);
+    conn_tls_start(c, now);
 }
 
 /* The connection an event is for, or NULL when it is about an earlier socket. */
@@ -1735,13 +1802,8 @@ int main(int argc, char **argv)
         dup_rng = splitmix64(&x);
         sc_date = time(NULL);
     }
-    if (o.tls) {
-        int terr;
-        tls_ctx = tls_ctx_new(o.cafile, &terr);
-        if (tls_ctx == NULL)
-            die("%s: cannot load CA certificates: %s", o.cafile ? o.cafile : TLS_DEFAULT_CA_FILE,
-                strerror(-terr));
-    }
+    if (o.tls)
+        tls_setup();
     if (o.conns == 0 || o.duration <= 0 || o.chats == 0 || o.timeout <= 0)
         die("-c, -d, -C and -t must be positive");
     if ((o.pieces || sc.file) && !method_set)
@@ -1834,8 +1896,7 @@ int main(int argc, char **argv)
         up += conns[i].state == C_IDLE;
     /* A target that refuses every handshake (wrong CA, wrong name) is a setup error. */
     if (o.tls && up == 0 && err_tls > 0)
-        die("https://%s:%s: TLS handshake failed: %s (%d): %s", o.host, o.port,
-            tls_error_name(tls_last_error), tls_last_error, tls_error_text(tls_last_error));
+        tls_refused();
     err_connect = 0; /* refusals while the server comes up are not the server's errors */
     err_tls = 0;
 
