@@ -22,10 +22,10 @@
  * request waits for its own connection even while others idle, which charges
  * a stall more than Telegram's queue would. Either schedule spaces requests
  * evenly, or with --poisson draws exponential gaps (a seeded PRNG, --seed)
- * for arrivals of independent users. Requests that time out (-t) or are
- * never sent go into the latency histogram at their age when given up or at
- * the end, so nothing drops out of the percentiles, and the run is marked
- * "valid": false.
+ * for arrivals of independent users. Requests that time out (-t), fail, or
+ * are never sent go into the latency histogram at their age at the end of
+ * the run (they were never answered by then), so nothing drops out of the
+ * percentiles, and the run is marked "valid": false.
  *
  * One thread, epoll, nonblocking sockets; responses must carry Content-Length
  * or chunked framing (or end at close). Built by meson as tgload
@@ -327,7 +327,9 @@ static uint64_t n_dups;      /* requests that re-sent an earlier update_id on pu
 static uint64_t n_reconnects;
 static uint64_t n_unsent; /* scheduled in the window but never sent before the drain deadline */
 static uint64_t max_backlog; /* most requests due and waiting for a free connection */
-static uint64_t n_failed_rec; /* requests of the window without a response, in hist at their age */
+static uint64_t n_failed_rec; /* requests of the window without a response, in hist at the end */
+static uint64_t *failed_from; /* their intended (closed loop: actual) send times, ns */
+static size_t failed_cap;     /* room in failed_from, entries */
 static uint64_t n_unsent_rec; /* unsent requests of the window, in hist at their age at the end */
 
 static uint64_t t_start, t_measure, t_end, t_deadline;
@@ -769,24 +771,38 @@ static void conn_reset(conn_t *c, uint64_t now)
 
 /*
  * A request that ends without a response (timeout, error, the end of the
- * run) still counts: it goes into the all-responses histogram at its age now,
- * which is at least what it would have shown had it been answered.
+ * run) still counts: its send time is kept, and at the end of the run it
+ * goes into the all-responses histogram at its age then (failed_record).
  */
-static void account_failure(const conn_t *c, uint64_t now)
+static void account_failure(const conn_t *c)
 {
     uint64_t from = o.rate == 0 ? c->sent : c->intended;
     if (from >= t_measure && from < t_end) {
-        hist_record(&hist, now - from);
-        n_failed_rec++;
+        if (n_failed_rec == failed_cap) {
+            failed_cap = failed_cap ? 2 * failed_cap : 1024;
+            failed_from = realloc(failed_from, failed_cap * sizeof(*failed_from));
+            if (failed_from == NULL)
+                die("out of memory");
+        }
+        failed_from[n_failed_rec++] = from;
     }
     sendlog_write(c, 0);
+}
+
+/* The end of the run: the requests that were never answered, at their age now. */
+static void failed_record(uint64_t now)
+{
+    for (uint64_t i = 0; i < n_failed_rec; i++)
+        hist_record(&hist, now - failed_from[i]);
+    free(failed_from);
+    failed_from = NULL;
 }
 
 static void conn_fail(conn_t *c, uint64_t *counter, uint64_t now)
 {
     if (c->state == C_WRITING || c->state == C_READING) {
         (*counter)++;
-        account_failure(c, now);
+        account_failure(c);
     } else if (c->state == C_CONNECTING) {
         err_connect++;
     } else if (c->state == C_HANDSHAKE) {
@@ -1650,8 +1666,8 @@ static void usage(FILE *out)
             "  --secret S  send X-Telegram-Bot-Api-Secret-Token: S\n"
             "  --cafile FILE  CA bundle (PEM) for https (default: the system bundle)\n"
             "Latency is measured from the intended send time (open loop) or the\n"
-            "actual send time (-R 0); requests that time out or are never sent count\n"
-            "at their age when given up or at the end. The last stdout line is the JSON\n"
+            "actual send time (-R 0); requests never answered (timeout, error, unsent)\n"
+            "count at their age at the end of the run. The last stdout line is the JSON\n"
             "summary. Runs longer than 30 s print a progress line per second on stderr.\n");
 }
 
@@ -2016,8 +2032,9 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < o.conns; i++)
         if (conns[i].state == C_WRITING || conns[i].state == C_READING) {
             err_timeout++;
-            account_failure(&conns[i], now);
+            account_failure(&conns[i]);
         }
+    failed_record(now);
     if (sendlog != NULL && fclose(sendlog) != 0)
         die("%s: cannot write", o.sendlog);
     report();

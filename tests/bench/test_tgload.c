@@ -93,13 +93,13 @@ static void test_hgrm(void)
     hist_write_hgrm(&h, f);
     fclose(f);
     static const char head[] = "       Value     Percentile TotalCount 1/(1-Percentile)\n\n";
-    tap_ok(strncmp(text, head, sizeof(head) - 1) == 0,
-           "hgrm: HdrHistogram's header");
+    tap_ok(strncmp(text, head, sizeof(head) - 1) == 0, "hgrm: HdrHistogram's header");
     tap_ok(strstr(text, "#[Max     =      100.000, Total count    =         1000]") != NULL,
            "hgrm: max and total in the footer");
     tap_ok(strstr(text, "#[Mean    =       10.900, StdDeviation   =       29.700]") != NULL,
            "hgrm: mean and deviation in the footer");
-    tap_ok(strstr(text, "     100.000 1.000000000000       1000\n") != NULL, "hgrm: the 100%% line");
+    tap_ok(strstr(text, "     100.000 1.000000000000       1000\n") != NULL,
+           "hgrm: the 100%% line");
     /* Counts never go down and every line's value matches its count's side of the spikes. */
     bool ok = true;
     uint64_t last = 0;
@@ -107,8 +107,7 @@ static void test_hgrm(void)
     for (char *l = strchr(text, '\n') + 2; *l != '#'; l = strchr(l, '\n') + 1) {
         double v, p;
         unsigned long long n;
-        if (sscanf(l, "%lf %lf %llu", &v, &p, &n) != 3 || n < last ||
-            (n <= 900) != (v < 2.0))
+        if (sscanf(l, "%lf %lf %llu", &v, &p, &n) != 3 || n < last || (n <= 900) != (v < 2.0))
             ok = false;
         last = n;
         lines++;
