@@ -200,22 +200,22 @@ class Sampler(threading.Thread):
         self.path, self.pid, self.port, self.cg, self.period = path, pid, port, cgroup, period
         self.rows, self.marks = [], []
         self.t0 = time.monotonic()
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def mark(self, text):
         self.marks.append((time.monotonic() - self.t0, text))
 
     def run(self):
         nxt = time.monotonic()
-        while not self._stop.is_set():
+        while not self._done.is_set():
             codes = by_code(metrics(self.port))
             self.rows.append((time.monotonic() - self.t0, status_kb(self.pid, "RssAnon"),
                               self.cg.usage() if self.cg else None, codes))
             nxt += self.period
-            self._stop.wait(max(0.0, nxt - time.monotonic()))
+            self._done.wait(max(0.0, nxt - time.monotonic()))
 
     def stop(self):
-        self._stop.set()
+        self._done.set()
         self.join()
         with open(self.path, "w") as f:
             f.write("# t_s rss_anon_kb cgroup_bytes 2xx_per_s 503_per_s other_per_s\n")

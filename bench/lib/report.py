@@ -277,6 +277,8 @@ set ylabel 'responses/s'
 set y2label 'RssAnon (MiB)'
 set y2tics
 set ytics nomirror
+set yrange [0:*]
+set y2range [0:*]
 set grid
 set key top right
 {arrows}
