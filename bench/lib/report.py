@@ -22,10 +22,14 @@ def fmt(v, nd=1):
 
 def spectrum(raw, run):
     """(latency ms, 1/(1-p)) points of a run: its HdrHistogram percentile file when the
-    generator wrote one, else the percentiles of its JSON summary."""
-    hgrm = os.path.join(raw, run["label"] + ".hgrm")
+    generator wrote one (the 2xx one when there is one; values in ms), else the percentiles
+    of its JSON summary."""
+    base = os.path.join(raw, run["label"])
+    # tgload --hgrm FILE: FILE for every response, a second file for the 2xx ones only.
+    hgrm = next((f for f in (base + ".hgrm.2xx.hgrm", base + ".2xx.hgrm", base + ".hgrm")
+                 if os.path.exists(f)), None)
     pts = []
-    if os.path.exists(hgrm):
+    if hgrm:
         for line in open(hgrm):
             p = line.split()
             if len(p) == 4:
