@@ -173,7 +173,10 @@ static void begin_shutdown(worker_t *w, const char *why)
     rx_timer_stop(&w->loop, &w->rss_timer);
     rx_timer_start(&w->loop, &w->grace_timer, w->cfg->shutdown_timeout_ms, on_grace);
     http_server_drain(w->http, on_http_drained, w);
-    tg_proc_stop(w->proc, on_proc_idle, w);
+    if (w->proc != NULL)
+        tg_proc_stop(w->proc, on_proc_idle, w);
+    else
+        w->proc_idle = true;
     bot_jobs_stop(w->jobs);
     if (w->sender != NULL)
         tg_sender_stop(w->sender, on_sender_idle, w);
@@ -306,6 +309,13 @@ static void on_handoff(void *arg, const tg_outbox_row_t *rows, unsigned n, uint6
 static void start_processing(worker_t *w, bot_app_t *app, unsigned index)
 {
     const cfg_t *cfg = w->cfg;
+    if (cfg->process_capacity == 0) {
+        /* Store only: other replicas (or a later start) process, prune and notify. */
+        if (index == 0)
+            log_info("store_only", "TGRING_PROCESS_CAPACITY=0: updates are stored and answered, "
+                     "not processed here (no handlers, retention or notifications)");
+        return;
+    }
     tg_proc_options_t po = {
         .db = w->db,
         .capacity = cfg->process_capacity,

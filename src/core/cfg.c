@@ -76,7 +76,7 @@ static const cfg_num_t cfg_nums[] = {
     {"TGRING_PROCESS_LEASE_MS", offsetof(cfg_t, process_lease_ms), 0, 30000, 1000, 3600000},
     {"TGRING_HANDLER_TIMEOUT_MS", offsetof(cfg_t, handler_timeout_ms), 0, 10000, 100, 3600000},
     {"TGRING_PROCESS_POLL_MS", offsetof(cfg_t, process_poll_ms), 0, 250, 10, 60000},
-    {"TGRING_PROCESS_CAPACITY", offsetof(cfg_t, process_capacity), 0, 256, 1, 65536},
+    {"TGRING_PROCESS_CAPACITY", offsetof(cfg_t, process_capacity), 0, 256, 0, 65536},
     {"BOT_NOTIFY_HOUR", offsetof(cfg_t, bot_notify_hour), 0, 9, 0, 23},
 };
 
@@ -120,7 +120,7 @@ static const cfg_help_t cfg_help[] = {
     {"TGRING_PROCESS_LEASE_MS", "30000", "ms a claimed update is held"},
     {"TGRING_HANDLER_TIMEOUT_MS", "10000", "ms a handler may take (< lease)"},
     {"TGRING_PROCESS_POLL_MS", "250", "ms between polls for others' updates"},
-    {"TGRING_PROCESS_CAPACITY", "256", "updates in progress per worker"},
+    {"TGRING_PROCESS_CAPACITY", "256", "updates in progress (0: store only)"},
     {"TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "40", "set-webhook max_connections, 1..100"},
     {"TELEGRAM_ALLOWED_UPDATES", "Telegram's", "set-webhook: comma list of types"},
     {"BOT_ADMIN_IDS", "-", "bot admins: comma list of user ids"},
