@@ -251,8 +251,10 @@ plot {', '.join(plots)}
         self.spectrum_plot("ingest", pick)
 
     def overload(self, s):
-        self.w(f"## overload: 150 % and 200 % of the sustainable rate ({fmt(s['sustainable'], 0)}/s),"
-               f" then PostgreSQL stopped (SIGSTOP) for {s['freeze_s']} s")
+        base_is = s.get("base_is", "the sustainable rate")
+        self.w(f"## overload: 150 % and 200 % of {base_is} ({fmt(s.get('base', s['sustainable']), 0)}/s),"
+               f" then PostgreSQL stopped (SIGSTOP) for {s['freeze_s']} s at "
+               f"{fmt(s['sustainable'], 0)}/s")
         self.w()
         self.w("| run | offered/s | goodput (200s/s) | share of 503s | p99 ms | max ms |")
         self.w("|---|---|---|---|---|---|")
