@@ -168,10 +168,12 @@ plot {', '.join(plots)}
                f"{' '.join(r['load_start'])}, at the end {' '.join(r.get('load_end', ['?']))}")
         if "rows" in r:
             verdict = (("equal" if r["rows"] == r["oks"] else
-                        f"every 200 stored, {r['rows'] - r['oks']} more rows from 503s past the ack timeout")
+                        f"every 200 stored, {r['rows'] - r['oks']} more rows from requests answered "
+                        f"503 past the ack timeout or given up by the generator")
                        if r["lost_nothing"] else f"**MISMATCH** in {', '.join(r.get('bad_runs', []))}")
             self.w(f"- loss check: rows added to updates {r['rows']}, 200 responses "
-                   f"{r['oks']}, 503s {r.get('late503', 0)}: {verdict}; "
+                   f"{r['oks']}, 503s {r.get('late503', 0)}, unanswered {r.get('unanswered', 0)}: "
+                   f"{verdict}; "
                    f"OOM kills in the cgroup: {r.get('oom_kills')}")
         self.w()
 
