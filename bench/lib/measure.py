@@ -90,6 +90,44 @@ def metrics(port):
     return out
 
 
+def steal_s():
+    """CPU time stolen from this (virtual) machine by its host, all CPUs, in seconds: the
+    eighth field of /proc/stat's cpu line; 0.0 where the kernel does not count it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+    except (OSError, ValueError):
+        return 0.0
+
+
+def wake_probe(seconds=1.0, nap=0.001):
+    """How late a sleep of `nap` s wakes on this machine (an idle core may take its time to
+    wake, and a host may run another guest meanwhile): {p50_us, p99_us, max_us, n} of the
+    overshoot over `seconds` of back-to-back sleeps, Python's own few µs included."""
+    over = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t = time.monotonic_ns()
+        time.sleep(nap)
+        over.append((time.monotonic_ns() - t) / 1e3 - nap * 1e6)
+    over.sort()
+    pick = lambda q: round(over[min(len(over) - 1, int(q * len(over)))], 1)
+    return {"p50_us": pick(0.5), "p99_us": pick(0.99), "max_us": round(over[-1], 1),
+            "n": len(over), "nap_ms": nap * 1e3}
+
+
+def hist_delta(m0, m1, name):
+    """[(le, count)] of histogram `name` between two metrics() snapshots, cumulative as
+    Prometheus has it (le '+Inf' last); [] when the histogram is missing."""
+    out = []
+    for k, v in m1.items():
+        g = re.fullmatch(re.escape(name) + r'_bucket\{le="([^"]+)"\}', k)
+        if g:
+            out.append((g.group(1), v - m0.get(k, 0.0)))
+    return sorted(out, key=lambda x: float(x[0]))
+
+
 def by_code(m):
     """{code: count} from tgring_http_requests_total."""
     out = {}

@@ -126,8 +126,8 @@ plot {', '.join(plots)}
     def run_table(self, runs):
         self.w("| run | intended/s | achieved/s | p50 ms | p99 ms | max ms | non-2xx | errors "
                "| server µs/req | PostgreSQL µs/req | generator µs/req | WAL flushes "
-               "| WAL flush time share | bound |")
-        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+               "| WAL flush time share | CPU stolen by the host | bound |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for x in runs:
             w = x["window"]
             self.w(f"| {x['label']} | {fmt(x['intended_rate'], 0) if x['intended_rate'] else 'closed'} "
@@ -135,7 +135,7 @@ plot {', '.join(plots)}
                    f"| {x['latency_ms']['max']} | {x['non2xx']} | {x['errors'] + x['unsent']} "
                    f"| {fmt(w['srv_us_per_req'])} | {fmt(w['pg_us_per_req'])} "
                    f"| {fmt(w['gen_us_per_req'])} | {w['wal_sync']} | {w['wal_flush_share']} "
-                   f"| {w['bound']} |")
+                   f"| {w.get('steal_share', '—')} | {w['bound']} |")
         self.w()
 
     def peers_line(self, names):
@@ -154,6 +154,11 @@ plot {', '.join(plots)}
             self.w(f"**Warning: the 1-minute load average was {load1} at the start (> 0.5): "
                    "other work shared the machine; read every figure below with that in mind.**")
             self.w()
+        if r.get("steal_share"):
+            self.w(f"**The host took {100 * r['steal_share']:.1f} % of this machine's CPU time "
+                   "over the run (steal, /proc/stat)**: every process ran slower by that much on "
+                   "average, unevenly from round to round; the per-run share is in the run tables.")
+            self.w()
         fp = r.get("fsync_probe", {})
         self.w(f"- commit: `{e.get('git')}`; kernel {e.get('kernel')}; {e.get('cores')} cores, "
                f"{e.get('cpu')}")
@@ -162,6 +167,11 @@ plot {', '.join(plots)}
                f"{fp.get('p99_us')} µs (own probe, {fp.get('n')} in 1 s)"
                + (f"; pg_test_fsync fdatasync {r['fdatasync_us']} µs/op" if r.get("fdatasync_us")
                   else "; pg_test_fsync not run (quick)"))
+        wp = r.get("wake_probe")
+        if wp:
+            self.w(f"- timer wake-up: a {wp['nap_ms']:g} ms sleep overshoots by p50 {wp['p50_us']} µs, "
+                   f"p99 {wp['p99_us']} µs, max {wp['max_us']} µs ({wp['n']} sleeps in 1 s): "
+                   "a floor under every latency at low rates, where cores idle between requests")
         self.w(f"- tgring in a memory {r.get('cgroup')}; {e.get('pinning')}")
         self.w(f"- generator `{e.get('generator')}`; {r['rounds']} paired round(s) per comparison, "
                f"{r['duration_s']} s windows; load average at the start "
@@ -184,10 +194,25 @@ plot {', '.join(plots)}
         metrics = [("requests/s", lambda x: x["rate"]),
                    ("server CPU µs/request", lambda x: x["window"]["srv_us_per_req"]),
                    ("p99 ms", lambda x: x["latency_ms"]["p99"])]
+        if "nodb" in s:
+            self.w(f"- nodb (tgring built with -Dbench_nodb=true, the webhook answered after the "
+                   f"JSON check without storing): {s.get('nodb') or 'skipped: not run'}")
+            self.w()
         for path, runs in s["paths"].items():
             self.w(f"### {path}")
             self.w()
             self.paired_table(runs, metrics)
+            if runs.get("nodb"):
+                cpu = lambda srv: median_of([x["window"]["srv_us_per_req"]
+                                             for x in runs.get(srv, [])])
+                nodb, tg, ngx = cpu("nodb"), cpu("tgring"), cpu("nginx")
+                self.w(f"- the webhook without the database: {fmt(nodb, 2)} µs of server CPU per "
+                       f"request (median; target < 10 µs: "
+                       f"{'met' if nodb is not None and nodb < 10 else 'NOT MET'})"
+                       + (f"; storing it durably costs tgring {fmt(tg - nodb, 2)} µs more"
+                          if tg is not None and nodb is not None else "")
+                       + (f"; nginx answering the same POST: {fmt(ngx, 2)} µs" if ngx else ""))
+                self.w()
             self.run_table([x for rs in runs.values() for x in rs])
         self.spectrum_plot("ack", [(f"{srv} {path}", rs[-1]) for path, runs in s["paths"].items()
                                    for srv, rs in runs.items() if rs])
@@ -210,7 +235,9 @@ plot {', '.join(plots)}
                    f"{', '.join(fmt(v, 0) for v in s['pgbench'])}; tgring closed loop 100 "
                    f"connections / pgbench: "
                    + (f"{rs['median']:.3f} ({rs['lo']:.3f}–{rs['hi']:.3f}, {rs['n']} rounds)"
-                      if rs else "—") + " (not interleaved with tgring's rounds)")
+                      if rs else "—")
+                   + (" (its rounds interleaved with the servers', in the table above)"
+                      if s.get("pgbench_interleaved") else " (not interleaved with tgring's rounds)"))
             self.w()
         self.w("Highest rate with p99 < 5 ms and no errors or non-2xx answers:")
         self.w()
@@ -265,6 +292,28 @@ plot {', '.join(plots)}
                    f"{x['share_503']} | {x['latency_ms']['p99']} | {x['latency_ms']['max']} |")
         self.w()
         peak = s.get("peak_bytes")
+        t = s.get("ack_timeout_ms")
+        if t is not None:
+            v = s.get("ack_within_timeout")
+            self.w(f"- no request waits past TGRING_ACK_TIMEOUT_MS ({t} ms): "
+                   + ("**met**" if v else "**NOT MET**" if v is not None else "not measured")
+                   + f" — the longest response time from the request's actual send, over every "
+                   f"run above: {fmt(s.get('service_max_ms'))} ms (the generator's own queue "
+                   "behind busy connections, which the p99 and max columns include, left out)")
+            for name, x in s["runs"].items():
+                h = dict(x.get("tgring_ack") or [])
+                if not h:
+                    continue
+                total = h.get("+Inf", 0)
+                bounds = sorted((float(le), n) for le, n in h.items() if le != "+Inf")
+                within = max((n for le, n in bounds if le * 1000 <= t), default=0)
+                above = [(le, n) for le, n in bounds if le * 1000 > t]
+                nxt = above[0] if above else None
+                self.w(f"  - {name}, tgring's own ack times (tgring_ack_latency_seconds, the "
+                       f"whole run): {fmt(int(total))} acks, {fmt(int(within))} within {t / 1000:g} s"
+                       + (f", {fmt(int(nxt[1] - within))} in ({t / 1000:g} s, {nxt[0]:g} s] "
+                          f"(503s at the timeout), {fmt(int(total - nxt[1]))} above {nxt[0]:g} s"
+                          if nxt else ""))
         self.w(f"- time to recover after SIGCONT (no 503s, 200s at ≥ 90 % of the rate in a 0.25 s "
                f"sample): {s['recover_s'] if s['recover_s'] is not None else 'not within the run'} s")
         self.w(f"- memory: cgroup peak {fmt(peak / 2**20) if peak else '—'} MiB, RssAnon max "
