@@ -144,10 +144,11 @@ def test_schedule(tmp):
     ok(d["valid"] is True, "the run is valid (nothing lost)")
     ok(d["target_backlog"] is True and d["max_backlog"] > 0,
        "the backlog during the stall is reported as the target's")
-    # Requests due during the stall waited up to 1 s for a connection (send lag), none of it
+    # Requests due in the stall after its first 0.2 s (20 connections at 100/s all stalled by
+    # then) waited up to 0.8 s for a connection (send lag), none of it
     # the generator's (its own lag stays far below; on a busy machine its sleeps may
     # overshoot by some ms, so generator_behind itself is not asserted here).
-    ok(d["send_lag_ms"]["max"] >= 800 and d["gen_lag_ms"]["max"] < 300,
+    ok(d["send_lag_ms"]["max"] >= 600 and d["gen_lag_ms"]["max"] < 300,
        f"the stall is not charged to the generator (send lag max {d['send_lag_ms']['max']} ms, "
        f"gen lag max {d['gen_lag_ms']['max']} ms)")
     ok(d["service_ms"]["max"] >= 900 and d["service_ms"]["p50"] < 100,
