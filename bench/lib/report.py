@@ -256,10 +256,15 @@ plot {', '.join(plots)}
                     f.writelines(f"{x['intended_rate']} {x['rate']} {max(x['latency_ms']['p99'], 0.001)}\n"
                                  for x in runs)
                 plots.append(f"'{dat}' using 2:3 with linespoints title '{srv}, {conns} conns'")
-        self.run_table(allruns)
-        self.w("Throughput against p99 across the sweep:")
-        self.w()
-        self.gnuplot("ingest-p99.png", f"""
+        if not allruns:
+            self.w("_No rate sweep in this run (BENCH_INGEST_SWEEP=0): the capacities only._")
+            self.w()
+        else:
+            self.run_table(allruns)
+            self.w("Throughput against p99 across the sweep:")
+            self.w()
+        if allruns:
+            self.gnuplot("ingest-p99.png", f"""
 set title 'ingest: achieved rate vs p99'
 set logscale xy
 set xlabel 'updates/s achieved'
