@@ -53,6 +53,7 @@ import errno
 import json
 import os
 import resource
+import select
 import selectors
 import socket
 import subprocess
@@ -212,10 +213,12 @@ class Attack:
                     self.stats["requests"] += not c["out"]
                 return
             elif self.kind == "noread":
-                req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                # Many requests to a send: a request to a send() kept a
+                # slow machine's attacker on its first connections for
+                # the whole attack.
+                one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
                 while True:
-                    s.send(req)
-                    self.stats["requests"] += 1
+                    self.stats["requests"] += s.send(one * 256) // len(one)
         except BlockingIOError:
             pass
         except OSError:
@@ -238,8 +241,16 @@ class Attack:
             for s in list(self.conns):
                 if s in self.conns:
                     self.trickle(s, now)
+        # A non-reader learns of the server's close only when it sends
+        # again; ask the kernel for those it has not noticed yet.
+        hung = set()
+        if self.kind == "noread" and self.conns:
+            p = select.poll()
+            for s in self.conns:
+                p.register(s, select.POLLRDHUP)
+            hung = {fd for fd, _ in p.poll(0)}
         for s in list(self.conns):
-            self.drop(s, False)
+            self.drop(s, s.fileno() in hung)
         return self.stats
 
 
