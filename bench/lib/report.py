@@ -263,7 +263,6 @@ plot {', '.join(plots)}
             self.run_table(allruns)
             self.w("Throughput against p99 across the sweep:")
             self.w()
-        if allruns:
             self.gnuplot("ingest-p99.png", f"""
 set title 'ingest: achieved rate vs p99'
 set logscale xy
