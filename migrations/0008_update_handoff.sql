@@ -13,13 +13,16 @@
 -- Two stores of one chat's updates can run at the same moment, on two
 -- connections of a process or in two replicas, and neither statement's
 -- snapshot would see the other's row: both would lease, and one chat would
--- have two updates in progress. So a store that asks for leases first takes
+-- have two updates in progress. So a store that asks for leases first tries
 -- a transaction-level advisory lock per chat (class 0x74677275, 'tgru'; the
--- key the chat id modulo 2^31 - 1: two chats sharing one only wait for each
--- other), in key order (no deadlock between two stores), and only then runs
--- its insert, whose snapshot, taken after the locks, sees every other store
--- of those chats that committed first. A claim takes no such lock: it sees
--- only committed rows, and a committed leased row is in progress to it.
+-- key the chat id modulo 2^31 - 1: two chats sharing one only lease less),
+-- and leases only rows of the chats it got: its insert's snapshot, taken
+-- after the locks, sees every other store of those chats that committed
+-- first, and one still in flight holds the lock. It never waits: a store
+-- that does not get a chat's lock just leaves that row to the claims (two
+-- stores waiting on each other's commits would halve the group commit's
+-- throughput as batches grow). A claim takes no such lock: it sees only
+-- committed rows, and a committed leased row is in progress to it.
 --
 -- Returns each new row's update_id, whether it was leased, and stored =
 -- true. An update already stored (ON CONFLICT DO NOTHING) returns nothing,
@@ -36,15 +39,17 @@ CREATE FUNCTION tgring_store_updates(p_ids bigint[], p_types text[], p_chats big
 RETURNS TABLE (update_id bigint, leased boolean, stored boolean)
 LANGUAGE plpgsql VOLATILE
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
-SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan
+SET enable_mergejoin = off SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_locked integer[];
 BEGIN
-    PERFORM pg_advisory_xact_lock(1952936565, k.key)
-       FROM (SELECT DISTINCT (t.chat % 2147483647)::integer AS key
-               FROM unnest(p_chats, p_tokens) AS t(chat, token)
-              WHERE t.token IS NOT NULL AND t.chat IS NOT NULL
-              ORDER BY 1) AS k;
+    SELECT array_agg(k.key) INTO v_locked
+      FROM (SELECT DISTINCT (t.chat % 2147483647)::integer AS key
+              FROM unnest(p_chats, p_tokens) AS t(chat, token)
+             WHERE t.token IS NOT NULL AND t.chat IS NOT NULL) AS k
+     WHERE pg_try_advisory_xact_lock(1952936565, k.key);
     RETURN QUERY
     WITH ins (update_id, leased) AS (
     INSERT INTO updates AS u (update_id, update_type, chat_id, from_id, body,
@@ -58,9 +63,10 @@ BEGIN
      CROSS JOIN LATERAL (
            SELECT t.token IS NOT NULL
                   AND (t.chat IS NULL
-                       OR NOT EXISTS (SELECT 1 FROM updates o
-                                       WHERE o.chat_id = t.chat AND o.processed_at IS NULL
-                                         AND o.update_id <> t.id))) AS h(head)
+                       OR (t.chat % 2147483647)::integer = ANY (v_locked)
+                          AND NOT EXISTS (SELECT 1 FROM updates o
+                                           WHERE o.chat_id = t.chat AND o.processed_at IS NULL
+                                             AND o.update_id <> t.id))) AS h(head)
     ON CONFLICT (update_id) DO NOTHING
     RETURNING u.update_id, u.claim_token IS NOT NULL)
     SELECT ins.update_id, ins.leased, true FROM ins
@@ -75,18 +81,6 @@ BEGIN
 END
 $$;
 
--- A generic plan, made once per session: with every other way of reading
--- switched off it can only be the index walk these functions are written
--- for, and planning per call (a custom plan, which PL/pgSQL picks for the
--- first calls and whenever it looks cheaper) cost more than running them:
--- 0.7 ms of the 1.0 ms of a store of three rows, 0.15 ms of an outbox insert
--- (pgbench -M prepared on a scratch cluster). The claims keep their custom
--- plans (0006).
-ALTER FUNCTION tgring_outbox_add_many(bigint[], text[], text[], bigint[], bigint, bigint)
-    SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION tgring_mark_processed_many(bigint[], bigint[])
-    SET plan_cache_mode = force_generic_plan;
-
 -- The processed marks of one commit's updates, by tgring_mark_processed_many
 -- (0007, which RAISEs as before), and then how many of their chats still
 -- have an unprocessed update: the processor claims after a commit only then
@@ -95,7 +89,7 @@ ALTER FUNCTION tgring_mark_processed_many(bigint[], bigint[])
 CREATE FUNCTION tgring_mark_processed_next(p_ids bigint[], p_tokens bigint[]) RETURNS bigint
 LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off
-SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan
+SET enable_mergejoin = off SET jit = off
 AS $$
 DECLARE
     v_next bigint;
