@@ -87,18 +87,6 @@ struct db_update {
     bool has_from;
     int64_t from_id;
     db_store_cb cb;
-    /*
-     * Hand-off to the processor (migrations/0008_update_handoff.sql): a
-     * nonzero lease_token asks that the row be leased under it for lease_ms
-     * when it heads its chat; with DB_STORED, `leased` says whether it was;
-     * with DB_DUPLICATE, that the row stored before is unprocessed and still
-     * leased under this token (a store whose outcome was lost, sent again).
-     * Only a multi-row insert leases (not the inserts that isolate a refused
-     * row), and only the first of a batch's rows of one chat.
-     */
-    int64_t lease_token;
-    uint32_t lease_ms;
-    bool leased;
     /* Private to db. */
     core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */

@@ -60,7 +60,6 @@ typedef struct met_slot {
     uint64_t tls_handshakes_resumed;
     uint64_t tls_failures;          /* certificate or handshake failures */
     uint64_t updates_processed;     /* tgring_updates_processed_total: committed with effects */
-    uint64_t updates_handed_over;   /* leased by this process's inbox: run without a claim */
     uint64_t updates_failed;        /* tgring_updates_failed_total: marked failed */
     uint64_t updates_lost;          /* processed mark refused: done already or elsewhere */
     uint64_t updates_pruned;        /* deleted by the retention */

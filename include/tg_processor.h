@@ -56,19 +56,10 @@
  * more than TG_PROC_ATTEMPTS_MAX times (its processing keeps killing the
  * process).
  *
- * Hand-off. The inbox of the same process leases the updates it stores to
- * this processor when it has room and they head their chat (tg_proc_reserve,
- * migrations/0008_update_handoff.sql: a per-chat advisory lock orders two
- * stores of one chat, on two connections or in two replicas); a leased
- * update runs as soon as its commit is through, without a claim
- * (tgring_updates_handed_over_total). Everything else, and a leased update
- * whose store outcome was lost (its lease runs out), is claimed as before.
- *
- * Wake-ups: tg_proc_stored() for an update stored but not leased, a commit
- * after which one of its chats still has an unprocessed update (the mark
- * says so), and a poll every opt.poll_ms for updates stored by another
- * worker or replica. At most opt.capacity updates are in progress or
- * promised to the inbox at once.
+ * Wake-ups: tg_proc_kick() (the webhook endpoint calls it when the inbox
+ * committed an update), every commit (a chat's next update may wait), and a
+ * poll every opt.poll_ms for updates stored by another worker or replica.
+ * At most opt.capacity updates are in progress at once.
  *
  * Housekeeping (opt.housekeeping, one worker per process group): every
  * retention_every_ms, processed updates received more than
@@ -182,19 +173,6 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt);
 
 /* Something was stored: claim at the end of this turn (when there is room). */
 void tg_proc_kick(tg_proc_t *p);
-
-/*
- * Hand-off from the inbox of the same process (the webhook endpoint calls
- * both, p may be NULL): tg_proc_reserve() before db_store() promises the
- * update a slot and returns the token to lease it under (db_update_t
- * .lease_token; *lease_ms its lease), or 0 when there is no room or the
- * processor stops (the claims take it). tg_proc_stored() with the store's
- * outcome, exactly once per db_store()d update: a leased update is run at
- * once, with no claim; another stored update kicks a claim; the slot of an
- * update not leased is free again.
- */
-int64_t tg_proc_reserve(tg_proc_t *p, uint32_t *lease_ms);
-void tg_proc_stored(tg_proc_t *p, const db_update_t *u, int status);
 
 /*
  * Stops claiming; updates in progress finish and commit. `on_idle` (may be

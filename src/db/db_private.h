@@ -212,8 +212,7 @@ typedef struct db_inbox {
     unsigned *flight;     /* [connections] transactions in flight on each */
     uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
     unsigned isolate;     /* updates at the front of pending to send one insert each */
-    db_array_t arr[7];    /* the multi-row insert's array parameters (7: with leases) */
-    int64_t *asked;       /* [max_batch] chats of the rows a batch asks to lease */
+    db_array_t arr[5];    /* the multi-row insert's array parameters */
 } db_inbox_t;
 
 struct db {

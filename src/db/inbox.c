@@ -37,15 +37,12 @@
 
 #define DB_STMT_INSERT "tgring_store_update"
 #define DB_STMT_INSERT_MANY "tgring_store_updates"
-#define DB_STMT_INSERT_LEASE "tgring_store_updates_leased"
 
-static const uint32_t db_insert_many_types[7] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
+static const uint32_t db_insert_types[5] = {DB_OID_INT8, DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
+                                            DB_OID_BYTEA};
+static const uint32_t db_insert_many_types[5] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
                                                  DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY,
-                                                 DB_OID_BYTEA_ARRAY, DB_OID_INT8_ARRAY,
-                                                 DB_OID_INT8_ARRAY};
-/* The single insert's parameters, and the element types of the multi-row one's arrays. */
-static const uint32_t db_insert_types[7] = {DB_OID_INT8,  DB_OID_TEXT, DB_OID_INT8, DB_OID_INT8,
-                                            DB_OID_BYTEA, DB_OID_INT8, DB_OID_INT8};
+                                                 DB_OID_BYTEA_ARRAY};
 
 static const db_stmt_t db_inbox_stmts[] = {
     {DB_STMT_INSERT,
@@ -61,22 +58,10 @@ static const db_stmt_t db_inbox_stmts[] = {
      "SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::bytea[]) "
      "ON CONFLICT (update_id) DO NOTHING RETURNING update_id",
      5, db_insert_many_types},
-    /* The same with leases asked for: $6 tokens (NULL: not), $7 lease ms. */
-    {DB_STMT_INSERT_LEASE,
-     "SELECT update_id, leased, stored FROM tgring_store_updates($1, $2, $3, $4, $5, $6, $7)", 7,
-     db_insert_many_types},
 };
 
 /* Per-update outcome within a transaction. */
-enum {
-    DB_OUT_STORED,
-    DB_OUT_LEASED,     /* stored and leased */
-    DB_OUT_DUPLICATE,
-    DB_OUT_DUP_LEASED, /* stored before, still leased under its token (0008's "stored" false) */
-    DB_OUT_REJECTED,
-    DB_OUT_RESET,
-    DB_OUT_RETRY
-};
+enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RETRY };
 
 static void db_gauge(const db_t *db)
 {
@@ -178,44 +163,18 @@ static void db_array_opt_bytes(db_array_t *a, const char *p, size_t len)
 }
 
 /*
- * Whether row i of the batch asks for a lease: it has a token and no
- * earlier row of the batch with one has its chat (both would look like their
- * chat's head to the insert). asked[] holds the chats asked for so far.
- */
-static bool db_batch_asks(const db_batch_t *b, unsigned i, int64_t *asked, unsigned *nasked)
-{
-    const db_update_t *u = b->u[i];
-
-    if (u->lease_token == 0)
-        return false;
-    if (!u->has_chat)
-        return true;
-    for (unsigned k = 0; k < *nasked; k++)
-        if (asked[k] == u->chat_id)
-            return false;
-    asked[(*nasked)++] = u->chat_id;
-    return true;
-}
-
-/*
  * Sends the batch's updates as one multi-row insert: five arrays built in
  * the inbox's own (libpq copies parameters when the statement is queued, so
- * they are free again at return), and two more, the leases' tokens and
- * lengths, when any row asks for one (tgring_store_updates()).
+ * they are free again at return).
  */
 static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
 {
-    static const int formats[7] = {1, 1, 1, 1, 1, 1, 1};
-    db_inbox_t *in = c->db->in;
-    db_array_t *a = in->arr;
-    const char *values[7];
-    int lengths[7];
-    unsigned cols = 5, nasked = 0;
+    static const int formats[5] = {1, 1, 1, 1, 1};
+    db_array_t *a = c->db->in->arr;
+    const char *values[5];
+    int lengths[5];
 
-    for (unsigned i = 0; i < b->n && cols == 5; i++)
-        if (b->u[i]->lease_token != 0)
-            cols = 7;
-    for (unsigned col = 0; col < cols; col++)
+    for (unsigned col = 0; col < 5; col++)
         db_array_begin(&a[col], db_insert_types[col]);
     for (unsigned i = 0; i < b->n; i++) {
         const db_update_t *u = b->u[i];
@@ -225,18 +184,13 @@ static bool db_send_insert_many(db_conn_t *c, const db_batch_t *b)
         db_array_opt_int8(&a[3], u->has_from, u->from_id);
         /* No body is an empty one, as in db_send_insert(). */
         db_array_bytes(&a[4], u->body, u->body != NULL ? u->body_len : 0);
-        if (cols == 7) {
-            db_array_opt_int8(&a[5], db_batch_asks(b, i, in->asked, &nasked), u->lease_token);
-            db_array_int8(&a[6], u->lease_ms);
-        }
     }
-    for (unsigned col = 0; col < cols; col++) {
+    for (unsigned col = 0; col < 5; col++) {
         db_param_t p = db_array_param(&a[col]);
         values[col] = p.ptr;
         lengths[col] = (int)p.len;
     }
-    return PQsendQueryPrepared(c->pg, cols == 7 ? DB_STMT_INSERT_LEASE : DB_STMT_INSERT_MANY,
-                               (int)cols, values, lengths, formats, 1) == 1;
+    return PQsendQueryPrepared(c->pg, DB_STMT_INSERT_MANY, 5, values, lengths, formats, 1) == 1;
 }
 
 /*
@@ -275,23 +229,15 @@ static int db_batch_send(db_conn_t *c, db_item_t *it)
     return b->many ? 1 : (int)b->n;
 }
 
-/* A binary bool column's value: one byte, 1 for true. */
-static bool db_res_bool(const PGresult *r, int row, int col)
-{
-    return PQgetlength(r, row, col) == 1 && PQgetvalue(r, row, col)[0] == 1;
-}
-
 /*
- * The rows a multi-row insert stored (update_id; with leases asked for, also
- * whether it was leased and whether it is new): each marks the first of the
- * batch's updates with its id that is not marked yet, the others stay
- * duplicates. Rows come back in the batch's order as a rule, so the search
- * starts after the last match.
+ * The rows a multi-row insert stored (RETURNING update_id): each marks the
+ * first of the batch's updates with its id that is not marked yet, the
+ * others stay duplicates. Rows come back in the batch's order as a rule,
+ * so the search starts after the last match.
  */
 static void db_batch_stored(db_batch_t *b, const PGresult *r)
 {
     unsigned next = 0;
-    bool leases = PQnfields(r) == 3;
 
     for (int row = 0; row < PQntuples(r); row++) {
         uint64_t be;
@@ -299,12 +245,10 @@ static void db_batch_stored(db_batch_t *b, const PGresult *r)
             continue;
         memcpy(&be, PQgetvalue(r, row, 0), 8);
         int64_t id = (int64_t)be64toh(be);
-        bool leased = leases && db_res_bool(r, row, 1);
-        bool fresh = !leases || db_res_bool(r, row, 2);
         for (unsigned k = 0; k < b->n; k++) {
             unsigned i = (next + k) % b->n;
             if (b->u[i] != NULL && b->u[i]->update_id == id && b->out[i] == DB_OUT_DUPLICATE) {
-                b->out[i] = !fresh ? DB_OUT_DUP_LEASED : leased ? DB_OUT_LEASED : DB_OUT_STORED;
+                b->out[i] = DB_OUT_STORED;
                 next = i + 1;
                 break;
             }
@@ -447,15 +391,7 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
         case DB_OUT_STORED:
             db_finish(db, u, DB_STORED);
             break;
-        case DB_OUT_LEASED:
-            u->leased = true;
-            db_finish(db, u, DB_STORED);
-            break;
         case DB_OUT_DUPLICATE:
-            db_finish(db, u, DB_DUPLICATE);
-            break;
-        case DB_OUT_DUP_LEASED:
-            u->leased = true;
             db_finish(db, u, DB_DUPLICATE);
             break;
         case DB_OUT_REJECTED:
@@ -577,9 +513,8 @@ static void db_inbox_cancel(db_part_t *p)
         free(in->batch[k].out);
     }
     free(in->batch);
-    for (unsigned col = 0; col < ARRAY_SIZE(in->arr); col++)
+    for (unsigned col = 0; col < 5; col++)
         db_array_free(&in->arr[col]);
-    free(in->asked);
     free(in->flight);
     free(in->done);
     free(in);
@@ -605,7 +540,6 @@ db_inbox_t *db_inbox_new(db_t *db)
     in->batch = xcalloc(in->nbatch, sizeof(*in->batch));
     in->flight = xcalloc(db->opt.connections, sizeof(*in->flight));
     in->done = xcalloc(db->opt.connections, sizeof(*in->done));
-    in->asked = xcalloc(db->opt.max_batch, sizeof(*in->asked));
     for (unsigned k = 0; k < in->nbatch; k++) {
         db_batch_t *b = &in->batch[k];
         b->item.ops = &db_batch_ops;
@@ -631,7 +565,6 @@ int db_store(db_t *db, db_update_t *u)
     u->enqueued_ms = rx_now(db->loop);
     u->enqueued_ns = core_mono_ns();
     u->tries = 0;
-    u->leased = false;
     db_chain(&in->pending, u);
     in->part.count++;
     db_gauge(db);

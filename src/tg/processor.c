@@ -62,9 +62,8 @@ static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRA
 static const db_stmt_t tg_proc_stmts[] = {
     {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 3, tg_ps_i8x3},
     {TG_PS_RECLAIM, TG_PROC_CLAIM_SQL("true"), 3, tg_ps_i8x3},
-    /* $1 the updates, $2 their tokens; returns how many of their chats have another
-     * unprocessed update (migrations/0008_update_handoff.sql). */
-    {TG_PS_MARK, "SELECT tgring_mark_processed_next($1, $2)", 2, tg_ps_mark_types},
+    /* $1 the updates, $2 their claims' tokens (migrations/0007_outbox_handoff.sql). */
+    {TG_PS_MARK, "SELECT tgring_mark_processed_many($1, $2)", 2, tg_ps_mark_types},
     /* Idempotent: a second run finds the update processed and changes nothing. */
     {TG_PS_FAIL,
      "UPDATE updates SET processed_at = now(), failed_at = now(), last_error = $3, "
@@ -186,8 +185,6 @@ struct tg_proc {
     uint64_t last_poll;   /* loop ms of the previous poll */
     uint64_t token_base;
     uint64_t next_token;
-    int64_t handoff_token; /* the leases of this process's inbox (tg_proc_reserve()) */
-    unsigned reserved;     /* slots promised to stores in flight (tg_proc_reserve()) */
     void (*on_idle)(void *arg);
     void *idle_arg;
 };
@@ -369,12 +366,7 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
             MET_INC(updates_processed);
             tg_proc_release(b->items[i]);
         }
-        /* Their chats' next updates are heads now, if there are any. */
-        int64_t next = 1;
-        if (n > 0 && res[0] != NULL)
-            db_res_int(res[0], 0, 0, &next);
-        if (next > 0)
-            p->want_claim = true;
+        p->want_claim = true; /* their chats' next updates are heads now */
         if (free_rows && p->opt.on_outbox != NULL)
             p->opt.on_outbox(p->opt.outbox_arg);
     } else if (err == -EBADMSG) {
@@ -633,10 +625,16 @@ static const char *tg_proc_parse(tg_proc_ctx_t *ctx)
     return NULL;
 }
 
-/* Takes update `id`, held under token, into a new context and hands it to the handler. */
-static void tg_proc_start(tg_proc_t *p, int64_t token, int64_t id, const char *body, size_t len,
-                          int64_t attempts)
+/* Takes row `row` of a claim into a new context and hands it to the handler. */
+static void tg_proc_start(tg_proc_t *p, int64_t token, const db_result_t *r, unsigned row)
 {
+    int64_t id, attempts = 0;
+    size_t len;
+    const char *body = db_res_value(r, row, 3, &len);
+
+    if (!db_res_int(r, row, 0, &id))
+        return; /* cannot happen: the primary key */
+    db_res_int(r, row, 4, &attempts);
     tg_proc_ctx_t *ctx = xcalloc(1, sizeof(*ctx) + p->opt.ctx_size);
     ctx->p = p;
     for (ctx->slot = 0; p->slots[ctx->slot] != NULL; ctx->slot++)
@@ -689,15 +687,8 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
     if (err == 0 && db_res_cols(res[0]) == 5) {
         unsigned rows = db_res_rows(res[0]);
         /* Rows past the room left cannot come: the claim asked for no more. */
-        for (unsigned i = 0; i < rows && p->nprogress + p->reserved < p->opt.capacity; i++) {
-            int64_t id, attempts = 0;
-            size_t len;
-            const char *body = db_res_value(res[0], i, 3, &len);
-            if (!db_res_int(res[0], i, 0, &id))
-                continue; /* cannot happen: the primary key */
-            db_res_int(res[0], i, 4, &attempts);
-            tg_proc_start(p, c->token, id, body, len, attempts);
-        }
+        for (unsigned i = 0; i < rows && p->nprogress < p->opt.capacity; i++)
+            tg_proc_start(p, c->token, res[0], i);
         if (rows >= c->asked)
             p->want_claim = true;
     } else if (err != 0 && err != -ECANCELED) {
@@ -710,7 +701,7 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
 
 static void tg_proc_claim(tg_proc_t *p)
 {
-    unsigned room = p->opt.capacity - p->nprogress - p->reserved;
+    unsigned room = p->opt.capacity - p->nprogress;
 
     if (!p->want_claim || p->claiming || p->stopping || room == 0 || !db_ready(db_client_db(p->cl)))
         return;
@@ -792,8 +783,7 @@ static void tg_proc_housekeeping(tg_proc_t *p)
 
 static bool tg_proc_idle(const tg_proc_t *p)
 {
-    return p->nprogress == 0 && p->reserved == 0 && p->zombies == 0 &&
-           db_client_pending(p->cl) == 0;
+    return p->nprogress == 0 && p->zombies == 0 && db_client_pending(p->cl) == 0;
 }
 
 static void tg_proc_on_defer(rx_loop_t *loop, rx_defer_t *d)
@@ -893,7 +883,6 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
         seed = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 16);
     }
     p->token_base = seed >> 1; /* a positive bigint */
-    p->handoff_token = (int64_t)(p->token_base + p->next_token++);
     p->want_claim = true;
     p->next_gauges = rx_now(loop);
     p->next_prune = rx_now(loop);
@@ -908,39 +897,6 @@ void tg_proc_kick(tg_proc_t *p)
         return;
     p->want_claim = true;
     tg_proc_schedule(p);
-}
-
-int64_t tg_proc_reserve(tg_proc_t *p, uint32_t *lease_ms)
-{
-    if (p == NULL || p->stopping || p->detached ||
-        p->nprogress + p->reserved >= p->opt.capacity)
-        return 0;
-    p->reserved++;
-    *lease_ms = p->opt.lease_ms;
-    return p->handoff_token;
-}
-
-void tg_proc_stored(tg_proc_t *p, const db_update_t *u, int status)
-{
-    if (p == NULL)
-        return;
-    if (u->lease_token != 0) {
-        assert(p->reserved > 0);
-        p->reserved--;
-    }
-    bool held = false;
-    if (u->leased && status == DB_DUPLICATE)
-        for (unsigned i = 0; i < p->opt.capacity && !held; i++)
-            held = p->slots[i] != NULL && p->slots[i]->u.update_id == u->update_id;
-    if ((status == DB_STORED || status == DB_DUPLICATE) && u->leased && !held && !p->detached) {
-        MET_INC(updates_handed_over);
-        tg_proc_start(p, u->lease_token, u->update_id, u->body, u->body_len, 1);
-        tg_proc_schedule(p);
-    } else if (status == DB_STORED) {
-        tg_proc_kick(p); /* its chat's head is elsewhere, or it was not asked for: a claim */
-    } else if (u->lease_token != 0) {
-        tg_proc_schedule(p); /* the slot is free again (and a stop may wait for it) */
-    }
 }
 
 void tg_proc_stop(tg_proc_t *p, void (*on_idle)(void *arg), void *arg)

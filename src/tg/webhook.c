@@ -178,9 +178,9 @@ static void on_stored(db_update_t *u, int status)
 {
     webhook_txn_t *t = container_of(u, webhook_txn_t, u);
     met_observe_latency(&met_self()->ack_latency, elapsed_s(&t->t0));
-    tg_proc_stored(t->proc, u, status);
     switch (status) {
     case DB_STORED:
+        tg_proc_kick(t->proc);
         http_respond(t->conn, 200, NULL, NULL, NULL, 0, false);
         break;
     case DB_DUPLICATE:
@@ -219,11 +219,8 @@ static void store(tg_webhook_t *wh, http_conn_t *c, const tg_update_info_t *info
     http_respond(c, 200, NULL, NULL, NULL, 0, false);
     return;
 #endif
-    t->u.lease_token = tg_proc_reserve(t->proc, &t->u.lease_ms);
-    if (db_store(wh->db, &t->u) < 0) {
-        tg_proc_stored(t->proc, &t->u, -EAGAIN); /* gives the slot back */
+    if (db_store(wh->db, &t->u) < 0)
         respond_unavailable(c, "database unavailable, retry\n");
-    }
 }
 
 static void respond_metrics(tg_webhook_t *wh, http_conn_t *c)

@@ -4,7 +4,6 @@ updates as Telegram sends them,
 a conversation posted one update at a time (as Telegram does per chat), and
 the Bot API calls about one chat from the stand-in's record."""
 
-import asyncio
 import json
 
 import botapi_helpers as bh
@@ -70,18 +69,3 @@ async def settle(pg, where, count, timeout=30):
     ok = await bh.wait_for(lambda: processed(pg, where) >= count, timeout)
     await bh.wait_for(lambda: bh.pending(pg) == 0, timeout)
     return ok
-
-
-async def post_until_stored(target, body, secret, tries=200, pause=0.1):
-    """Posts body until a server answers 200 (as Telegram retries), a new
-    connection each time: to port `target`, or to whichever server
-    target["port"] names at each try. True once stored."""
-    for _ in range(tries):
-        port = target["port"] if isinstance(target, dict) else target
-        p = harness.Poster(port, "/webhook/telegram", secret)
-        status, _, _ = await p.post(body, timeout=5)
-        p.close()
-        if status == 200:
-            return True
-        await asyncio.sleep(pause)
-    return False
