@@ -647,6 +647,28 @@ static void test_nesting(void)
     tap_ok(parse(s, len, &u) == -EBADMSG, "65 levels of nesting are refused");
     free(s);
 
+    /*
+     * Only a text with more than 64 opening brackets is lexed for its depth:
+     * brackets in strings count towards that, never towards the depth, and
+     * any byte offset modulo eight counts the same.
+     */
+    for (size_t pad = 0; pad < 8; pad++) {
+        char b[512];
+        int n = snprintf(b, sizeof(b), "{\"update_id\":4,\"%.*s\":\"%0100d\",\"message\":{\"chat\":"
+                         "{\"id\":2}}}", (int)pad, "pppppppp", 0);
+        for (int k = 0; k < n; k++)
+            if (b[k] == '0')
+                b[k] = k % 2 ? '[' : '{';
+        tap_ok(parse(b, (size_t)n, &u) == 0 && u.chat_id == 2,
+               "100 brackets inside a string, key padded by %zu: 3 levels, accepted", pad);
+    }
+    s = nest("{\"update_id\":4,\"x\":\"[[[[\",\"y\":", "[", 63, "1", "]", "}", &len);
+    tap_ok(parse(s, len, &u) == 0, "64 levels after brackets in a string are accepted");
+    free(s);
+    s = nest("{\"update_id\":4,\"x\":\"[[[[\",\"y\":", "[", 64, "1", "]", "}", &len);
+    tap_ok(parse(s, len, &u) == -EBADMSG, "65 levels after brackets in a string are refused");
+    free(s);
+
     s = nest("{\"update_id\":4,\"message\":{\"x\":", "{\"a\":", 61, "{}", "}",
              ",\"chat\":{\"id\":2,\"type\":\"group\"},\"from\":{\"id\":3}}}", &len);
     tap_ok(parse(s, len, &u) == 0 && u.chat_id == 2 &&
