@@ -280,20 +280,17 @@ static bool too_deep(const unsigned char *b, size_t len)
  * Whether body[0..len) holds more than MAX_DEPTH bytes that are '{' or '['
  * anywhere, strings included: only then can it nest deeper than MAX_DEPTH,
  * so only then does too_deep() have to lex it. An update has a dozen or so.
- * Eight bytes at a time, each byte tested exactly (no borrow between bytes).
+ * Eight bytes at a time; swar_zero() may also flag a byte above a real match,
+ * which only counts too many and sends the text to the exact scan.
  */
 static bool brackets_over_depth(const unsigned char *b, size_t len)
 {
-    const uint64_t low7 = 0x7F7F7F7F7F7F7F7Full;
     size_t n = 0, i = 0;
     for (; i + 8 <= len; i += 8) {
         uint64_t v = swar_load(b + i);
-        uint64_t x = v ^ ('{' * SWAR_ONES), y = v ^ ('[' * SWAR_ONES);
-        /* The high bit of each byte of x (y) that is zero, and of nothing else. */
-        uint64_t zx = ~(((x & low7) + low7) | x | low7);
-        uint64_t zy = ~(((y & low7) + low7) | y | low7);
-        /* One bit per matching byte, at bit 7 of it: summed into the top byte. */
-        n += (size_t)((((zx | zy) >> 7) * SWAR_ONES) >> 56);
+        uint64_t m = swar_zero(v ^ ('{' * SWAR_ONES)) | swar_zero(v ^ ('[' * SWAR_ONES));
+        /* At most one bit per byte, at bit 7 of it: summed into the top byte. */
+        n += (size_t)(((m >> 7) * SWAR_ONES) >> 56);
         if (n > MAX_DEPTH)
             return true;
     }
