@@ -63,11 +63,17 @@ track_wal_io_timing = on
         return tree_cpu_s(self.postmaster())
 
     def wal(self):
-        """pg_stat_wal's flush count and flush/write times (ms)."""
-        row = self.sql("SELECT wal_sync, wal_sync_time, wal_write_time, wal_bytes FROM pg_stat_wal")
-        n, sync_ms, write_ms, nbytes = row.split("\t")
+        """pg_stat_wal's flush count and flush/write times (ms); the checkpoints begun
+        (pg_stat_bgwriter) and the autovacuum and autoanalyze runs done (pg_stat_all_tables),
+        which a stall in a run's timeline may line up with."""
+        row = self.sql("SELECT wal_sync, wal_sync_time, wal_write_time, wal_bytes, "
+                       "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter), "
+                       "(SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+                       "FROM pg_stat_all_tables) FROM pg_stat_wal")
+        n, sync_ms, write_ms, nbytes, ckpt, autovac = row.split("\t")
         return {"wal_sync": int(n), "wal_sync_ms": float(sync_ms),
-                "wal_write_ms": float(write_ms), "wal_bytes": int(nbytes)}
+                "wal_write_ms": float(write_ms), "wal_bytes": int(nbytes),
+                "checkpoints": int(ckpt), "autovacuums": int(autovac)}
 
     def version(self):
         return self.sql("SHOW server_version")

@@ -11,7 +11,9 @@ body; a wrong or missing secret is 401 (grammY's http adapter answers 401 too)
 and stores nothing; malformed JSON is a 4xx and stores nothing; an INSERT
 that fails is answered 500; SIGTERM stops the peer with exit 0. nginx: POSTs on one keep-alive connection are 200.
 pgbench: 2 s with 2 clients x pipelines of 4 inserts leave 4 rows per
-transaction pgbench counted, each with the given body and its columns.
+transaction pgbench counted, each with the given body and its columns; open
+loop at 400 rows/s it reports the window's transactions and ordered latency
+percentiles, and stores their rows.
 """
 
 import json
@@ -238,6 +240,31 @@ def pgbench_peer(h, pg):
     t.eq(rows[2:8], [kind, kind, str(chat), str(chat), str(frm), str(frm)],
          "pgbench: every row has the body's type, chat id and sender id")
     t.eq(rows[8], "0", "pgbench: every row holds the given body, byte for byte")
+    # Open loop: 400 rows/s = 100 transactions/s of 4 rows, 2 s after a 1 s warm-up.
+    p = subprocess.run([os.path.join(PEERS, "pgbench", "run"), pg.url(db="pgbench"), "2", "4",
+                        "2", path, "400", "1"], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    out = p.stdout + p.stderr
+    if not t.eq(p.returncode, 0, "pgbench open loop: run exits 0", out):
+        return
+    last = p.stdout.splitlines()[-1] if p.stdout else ""
+    try:
+        d = json.loads(last)
+    except ValueError:
+        d = {}
+    t.ok("rate limit schedule lag" in out,
+         "pgbench open loop: pgbench ran with a rate (it reports the schedule lag)", out)
+    lat = d.get("latency_ms", {})
+    t.ok(d.get("intended_rows_per_s") == 400 and d.get("window_s") == 2
+         and 120 <= d.get("transactions", 0) <= 280,
+         "pgbench open loop: the window's transactions are about 100/s for 2 s", last)
+    t.ok(all(k in lat for k in ("p50", "p90", "p99", "p99.9", "max"))
+         and 0 < lat["p50"] <= lat["p99"] <= lat["max"],
+         "pgbench open loop: ordered latency percentiles in ms", last)
+    after = int(pg.psql("SELECT count(*) FROM peer_updates", db="pgbench")[0][0])
+    t.ok(after - n >= 4 * d.get("transactions", 1 << 30),
+         "pgbench open loop: the rows of the window's transactions (and the warm-up's) are stored",
+         f"{after - n} rows, {last}")
 
 
 def usage_errors(t):
