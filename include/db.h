@@ -16,7 +16,10 @@
  *
  * Updates submitted during one loop turn go into one transaction, sent at the
  * end of the turn on a connection that has no inbox transaction in flight
- * (while all have one, the updates wait and the next batch grows); each
+ * (while all have one, the updates wait and the next batch grows), of those
+ * the one with the fewest other transactions in its pipeline, so that a batch
+ * does not wait in one backend behind a client's long transaction while
+ * another backend is idle; each
  * submitter's callback runs when that transaction's COMMIT returned (or when
  * it is known that it will not). Each connection is its own server backend,
  * so batches on different connections commit in parallel and the server's
@@ -320,10 +323,11 @@ typedef struct db_client_options {
     /*
      * The ordered lane: the client's transactions execute in the order
      * submitted, all on one connection at a time (the one that has some in
-     * flight, else the first ready one), except that one retried after a
-     * passing failure is sent again ahead of those not sent yet. Without it
-     * they are spread round robin over the ready connections and two may run
-     * at the same time in different backends.
+     * flight, else the ready one with the fewest transactions in its
+     * pipeline), except that one retried after a passing failure is sent
+     * again ahead of those not sent yet. Without it each goes to the ready
+     * connection with the fewest transactions in its pipeline (round robin
+     * among equals) and two may run at the same time in different backends.
      */
     bool ordered;
 } db_client_options_t;

@@ -238,6 +238,7 @@ static void db_give_back(db_conn_t *c)
     core_queue_init(&rev);
     while ((l = core_queue_pop(&c->pipe)) != NULL)
         core_queue_push_head(&rev, l);
+    c->depth = 0;
     while ((l = core_queue_pop(&rev)) != NULL) {
         db_item_t *it = db_pipe_item(l);
         it->ops->lost(c, it);
@@ -441,6 +442,23 @@ static void db_send_setup(db_conn_t *c)
 
 /* ---- the pipeline ---- */
 
+db_conn_t *db_conn_pick(db_t *db, unsigned *next, bool (*ok)(const db_conn_t *c, void *arg),
+                        void *arg)
+{
+    unsigned n = db->opt.connections;
+    db_conn_t *best = NULL;
+
+    for (unsigned k = 0; k < n; k++) {
+        db_conn_t *c = &db->conns[(*next + k) % n];
+        if (c->state == DB_READY && (ok == NULL || ok(c, arg)) &&
+            (best == NULL || c->depth < best->depth))
+            best = c;
+    }
+    if (best != NULL)
+        *next = (best->idx + 1) % n;
+    return best;
+}
+
 bool db_item_push(db_conn_t *c, db_item_t *it)
 {
     char msg[DB_MSG_MAX];
@@ -452,6 +470,7 @@ bool db_item_push(db_conn_t *c, db_item_t *it)
     it->sent_ms = rx_now(c->db->loop);
     /* In the pipeline from here on, so that a failure below hands it back. */
     core_queue_push(&c->pipe, &it->link);
+    c->depth++;
     int n = it->ops->send(c, it);
     if (n < 0 || !PQpipelineSync(c->pg)) {
         db_lost(c, db_conn_error_msg(c, msg, sizeof(msg)));
@@ -527,6 +546,7 @@ static bool db_item_result(db_conn_t *c, PGresult *r)
             return false;
         }
         core_queue_pop(&c->pipe);
+        c->depth--;
         it->ops->done(c, it);
         return true;
     }

@@ -166,6 +166,7 @@ struct db_conn {
     unsigned backoff_ms; /* delay before the next connection attempt */
 
     core_queue_t pipe; /* the pipeline: items sent, oldest first (db_item_t.link) */
+    unsigned depth;    /* items in it: the parts send where it is shortest (db_conn_pick) */
 
     /* The setup item: schema check, then (when needed) the prepares, then a sync. */
     db_item_t setup;
@@ -239,6 +240,17 @@ struct db {
     uint64_t warn_ms;      /* loop time of the last rate-limited warning */
     unsigned warn_skipped; /* warnings suppressed since then */
 };
+
+/*
+ * The ready connection, among those `ok` accepts (NULL: any), with the
+ * fewest items in its pipeline; of those the first from *next on, which then
+ * moves past it (round robin). NULL when none. A transaction sent where the
+ * pipeline is shortest waits behind the fewest others in its backend: an
+ * inbox batch is not held up by a long processor commit while another
+ * backend is idle, nor the reverse.
+ */
+db_conn_t *db_conn_pick(db_t *db, unsigned *next, bool (*ok)(const db_conn_t *c, void *arg),
+                        void *arg);
 
 /*
  * Appends `it` to c's pipeline: its statements, then a sync. Only while

@@ -445,34 +445,37 @@ static const db_item_ops_t db_batch_ops = {
 
 /* ---- the part's ops, called by conn.c ---- */
 
+/* A connection with room for another inbox transaction. */
+static bool db_inbox_room(const db_conn_t *c, void *arg)
+{
+    const db_inbox_t *in = arg;
+    return in->flight[c->idx] < in->per_conn;
+}
+
 static void db_inbox_send(db_part_t *p)
 {
     db_inbox_t *in = container_of(p, db_inbox_t, part);
-    db_t *db = p->db;
-    unsigned n = db->opt.connections, start = in->next_conn;
+    db_conn_t *c;
 
     /*
-     * Round robin over the connections, so that each backend stays warm and
-     * a batch does not always queue behind other parts' transactions.
+     * Each batch where the pipeline is shortest (so that it does not queue
+     * behind other parts' transactions while another backend is free), round
+     * robin among equals, so that each backend stays warm.
      */
-    for (unsigned k = 0; k < n && !core_queue_empty(&in->pending); k++) {
-        db_conn_t *c = &db->conns[(start + k) % n];
-        while (!core_queue_empty(&in->pending) && c->state == DB_READY &&
-               in->flight[c->idx] < in->per_conn) {
-            db_batch_t *b = &in->batch[0];
-            while (b->id != 0)
-                b++;
-            if (++in->next_id == 0)
-                in->next_id = 1;
-            b->id = in->next_id;
-            b->n = 0;
-            b->fail = DB_FAIL_NONE;
-            in->nflight++;
-            in->flight[c->idx]++;
-            in->next_conn = (c->idx + 1) % n;
-            /* On failure the connection is down and its lost() put the updates back. */
-            db_item_push(c, &b->item);
-        }
+    while (!core_queue_empty(&in->pending) &&
+           (c = db_conn_pick(p->db, &in->next_conn, db_inbox_room, in)) != NULL) {
+        db_batch_t *b = &in->batch[0];
+        while (b->id != 0)
+            b++;
+        if (++in->next_id == 0)
+            in->next_id = 1;
+        b->id = in->next_id;
+        b->n = 0;
+        b->fail = DB_FAIL_NONE;
+        in->nflight++;
+        in->flight[c->idx]++;
+        /* On failure the connection is down and its lost() put the updates back. */
+        db_item_push(c, &b->item);
     }
 }
 

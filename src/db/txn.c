@@ -7,7 +7,8 @@
  * A submitted transaction is copied into one allocation (statements,
  * parameters, room for the results), waits in its client's queue and goes
  * out at the end of the turn: on the client's one connection for an ordered
- * client, round robin over the ready ones otherwise; at most max_inflight at
+ * client, otherwise each on the ready one whose pipeline is shortest (round
+ * robin among equals, db_conn_pick()); at most max_inflight at
  * a time. One whose connection is lost before its sync is queued again at
  * the front, in order, and sent with its `again` statements; one that failed
  * for a passing reason is queued again at the front too, up to DB_TRIES_MAX
@@ -37,7 +38,7 @@ struct db_client {
     core_queue_t queue; /* transactions not sent yet (or to be sent again), oldest first */
     unsigned nflight;   /* transactions in the pipelines, answered or not */
     db_conn_t *conn;    /* ordered: the connection they are in flight on; NULL when none is */
-    unsigned next_conn; /* not ordered: where the round robin goes on */
+    unsigned next_conn; /* where the round robin among equals goes on (db_conn_pick) */
 };
 
 /* One statement, with its parameters in libpq's shape. */
@@ -324,30 +325,23 @@ static void db_client_send(db_part_t *p)
 {
     db_client_t *cl = container_of(p, db_client_t, part);
     db_t *db = p->db;
-    unsigned n = db->opt.connections;
 
     if (cl->opt.ordered) {
         db_conn_t *c = cl->conn;
         /* A connection that is lost gives all its transactions back, and with them cl->conn. */
         assert(c == NULL || c->state == DB_READY);
-        for (unsigned i = 0; c == NULL && i < n; i++)
-            if (db->conns[i].state == DB_READY)
-                c = &db->conns[i];
+        if (c == NULL)
+            c = db_conn_pick(db, &cl->next_conn, NULL, NULL);
         while (c != NULL && !core_queue_empty(&cl->queue) && cl->nflight < cl->opt.max_inflight)
             if (!db_client_push(cl, c))
                 return;
         return;
     }
-    /* Round robin; stop after a whole round found no ready connection. */
-    for (unsigned idle = 0;
-         idle < n && !core_queue_empty(&cl->queue) && cl->nflight < cl->opt.max_inflight;) {
-        db_conn_t *c = &db->conns[cl->next_conn];
-        cl->next_conn = (cl->next_conn + 1) % n;
-        if (c->state != DB_READY) {
-            idle++;
-            continue;
-        }
-        idle = 0;
+    /* Each where the pipeline is shortest, round robin among equals. */
+    while (!core_queue_empty(&cl->queue) && cl->nflight < cl->opt.max_inflight) {
+        db_conn_t *c = db_conn_pick(db, &cl->next_conn, NULL, NULL);
+        if (c == NULL)
+            return;
         db_client_push(cl, c);
     }
 }

@@ -7,7 +7,8 @@
  * own transaction only; a passing failure retried DB_TRIES_MAX times; a
  * transaction sent again (with its `again` statement) after its backend was
  * terminated; -ETIMEDOUT, -ECANCELED, -EAGAIN; an unordered client spread
- * over the connections; db_drain() waiting for a client; every callback
+ * over the connections; each transaction and inbox batch sent where the
+ * pipeline is shortest; db_drain() waiting for a client; every callback
  * exactly once and never from inside the submit.
  *
  * It includes the module's private header to see the connections'
@@ -306,6 +307,62 @@ static void test_spread_drain(void)
     free_db(db);
 }
 
+static int stored_status = -1;
+static bool stored_seen;
+static void on_stored(db_update_t *u, int status)
+{
+    (void)u;
+    stored_status = status;
+    stored_seen = true;
+}
+static bool stored(void) { return stored_seen; }
+
+/*
+ * Each transaction goes to the connection whose pipeline is shortest: with
+ * one transaction of an ordered client waiting for a lock on the first
+ * connection, an update stored and an unordered client's transaction go to
+ * the second, and the update commits while the first still waits (round
+ * robin from the first connection would have queued both behind it).
+ */
+static void test_shortest_pipeline(void)
+{
+    static const char body[] = "{\"update_id\":600,\"poll\":{}}";
+    /* The ordered client's statement under a name of its own (names are per db). */
+    static const db_stmt_t ord_stmts[] = {{"test_ord_put", "INSERT INTO kv (k, v) VALUES ($1, $2)",
+                                           2, kv_types}};
+    db_t *db = new_db(2);
+    db_client_options_t co = {.name = "ordered", .stmts = ord_stmts, .nstmts = 1,
+                              .ordered = true};
+    db_client_t *ord = db_client_new(db, &co);
+    db_client_t *un = new_client(db, 0, 0, false);
+    res_t a, b;
+    db_query_t qa = put(60, "held"), qb = put(61, "beside");
+    qa.stmt = "test_ord_put";
+    db_update_t u = {.update_id = 600, .body = body, .body_len = sizeof(body) - 1,
+                     .type = "poll", .type_len = 4, .cb = on_stored};
+
+    wait_ready(db);
+    PGconn *locker = lock_table("kv");
+    submit(ord, &a, &qa, 1);
+    run_for(50);
+    db_conn_t *held = &db->conns[0], *other = &db->conns[1];
+    tap_ok(client_items(db, held) == 1 && client_items(db, other) == 0 && a.calls == 0,
+           "an ordered client's transaction waits for a lock on the first connection");
+    stored_seen = false;
+    tap_ok(db_store(db, &u) == 0, "an update is stored meanwhile");
+    tap_ok(run_until(stored, 3000) && stored_status == DB_STORED && a.calls == 0,
+           "it commits on the other connection while the first transaction still waits");
+    submit(un, &b, &qb, 1);
+    run_for(50);
+    tap_ok(client_items(db, other) == 1 && client_items(db, held) == 1,
+           "an unordered client's transaction goes to the other connection too");
+    unlock_table(locker);
+    tap_ok(settle(5000) && a.err == 0 && b.err == 0 && q("SELECT count(*) FROM kv "
+                                                         "WHERE k IN (60, 61)") == 2,
+           "both commit once the lock is gone");
+    free_db(db);
+}
+
 int main(void)
 {
     harness_start();
@@ -328,6 +385,7 @@ int main(void)
     free_db(db);
     test_timeout_cancel();
     test_spread_drain();
+    test_shortest_pipeline();
 
     tap_ok(owed == 0 && cb_twice == 0 && sync_cbs == 0,
            "every accepted transaction had exactly one callback, never from inside the submit "
