@@ -208,7 +208,7 @@ typedef struct db_inbox {
     unsigned nbatch;      /* as many as all connections may have in flight */
     unsigned nflight;     /* slots in flight, on all connections */
     unsigned per_conn;    /* transactions in flight per connection at most */
-    unsigned next_conn;   /* where the search for an idle connection starts: round robin */
+    unsigned next_conn;   /* where db_conn_pick() starts among equals: round robin */
     uint32_t next_id;     /* batch ids, never 0 */
     unsigned *flight;     /* [connections] transactions in flight on each */
     uint64_t *done;       /* [connections] transactions answered on each: how the load spreads */
