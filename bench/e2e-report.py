@@ -49,7 +49,7 @@ with open(out + "/metrics.tsv") as f:
     for line in f:
         if not line.startswith("#"):
             samples.append([float(x) for x in line.split()])
-S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU = range(9)
+S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU, S_CLAIMS = range(10)
 
 
 def pct(vals, q):
@@ -134,6 +134,9 @@ for ph in phases:
             " (/metrics every 0.25 s)" % (proc, stored, sent))
         say("   processor backlog (stored - processed): max %d, at the window's end %d;"
             " tgring_processor_lag_seconds max %d s" % (max(backlog), backlog[-1], lag))
+        claims = (b[S_CLAIMS] - a[S_CLAIMS]) / dt
+        say("   claims: %.0f/s, %.1f updates processed per claim" %
+            (claims, proc / claims if claims > 0 else float("nan")))
         say("   CPU: tgring %.0f %% of a core (%.1f us per update), PostgreSQL %.0f %%"
             " (%.1f us per update), the Bot API stand-in (nginx) %.0f %% (%.1f us per reply)"
             % (tcpu * 100, per(tcpu), pgcpu * 100, per(pgcpu), apicpu * 100,

@@ -63,6 +63,7 @@ typedef struct met_slot {
     uint64_t updates_failed;        /* tgring_updates_failed_total: marked failed */
     uint64_t updates_lost;          /* processed mark refused: done already or elsewhere */
     uint64_t updates_pruned;        /* deleted by the retention */
+    uint64_t processor_claims;      /* claim statements that came back (any number of rows) */
     uint64_t processor_lag_seconds; /* gauge (housekeeping worker): oldest unprocessed update */
     uint64_t outbox_depth;          /* gauge (housekeeping worker): due unsent outbox rows */
     uint64_t bot_notifications;     /* tgring_bot_notifications_total: daily reminders queued */
