@@ -15,6 +15,7 @@
 # loadgen finished, is +Inf: it stays in the percentiles.
 import json
 import math
+import os
 import re
 import sys
 
@@ -49,7 +50,8 @@ with open(out + "/metrics.tsv") as f:
     for line in f:
         if not line.startswith("#"):
             samples.append([float(x) for x in line.split()])
-S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU, S_CLAIMS = range(10)
+(S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU, S_CLAIMS,
+ S_STEAL) = range(11)
 
 
 def pct(vals, q):
@@ -141,6 +143,9 @@ for ph in phases:
             " (%.1f us per update), the Bot API stand-in (nginx) %.0f %% (%.1f us per reply)"
             % (tcpu * 100, per(tcpu), pgcpu * 100, per(pgcpu), apicpu * 100,
                apicpu / sent * 1e6 if sent > 0 else float("nan")))
+        say("   the host took %.1f %% of this machine's CPU time over the window (steal,"
+            " /proc/stat): every process ran that much slower" %
+            (100 * (b[S_STEAL] - a[S_STEAL]) / dt / (os.cpu_count() or 1)))
         if not closed:
             keeps = (proc >= 0.98 * stored and backlog[-1] <= lg["intended_rate"] and lag <= 1)
             say("   processing keeps up (processed >= 0.98 x stored, backlog at the end under"
