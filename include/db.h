@@ -25,6 +25,25 @@
  * so batches on different connections commit in parallel and the server's
  * group commit can share one WAL flush among them.
  *
+ * How many inbox transactions are in flight follows the commit latency:
+ * two as a rule (one per connection; a lone connection pipelines its two),
+ * so that a batch leaves as soon as the other commits and batches are as
+ * large as the traffic makes them. When every such slot is busy while an
+ * update waits, and commits take 1 ms or longer on average (the last ones,
+ * weighted 1/8 each) or the oldest one in flight has been out that long, the
+ * inbox opens one more slot, on a connection of its own, up to
+ * opt.connections: a slow flush (or a stalled commit), not the server's CPU, is then
+ * what updates wait for, and more transactions in flight share each flush
+ * and cut the wait before a batch leaves. A slot closes again at a commit
+ * once commits average under 0.5 ms, or once no update has waited for a slot
+ * for a second. So on a fast disk extra connections stay unused by the
+ * inbox (each one more commit per batch of CPU at the server), and on a slow
+ * one they carry its load. tgring_db_inbox_slots is the number allowed now,
+ * tgring_db_batch_size and tgring_db_queue_seconds what it gives. A
+ * connection never carries two inbox transactions when it has company:
+ * the second would wait behind the first in the same backend, unable to
+ * grow, instead of committing beside it.
+ *
  * A lost connection reconnects with backoff, re-enters nonblocking and
  * pipeline mode and re-prepares every client's statements; every transaction
  * whose commit it had not confirmed is sent again, on another connection if

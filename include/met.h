@@ -39,6 +39,7 @@ typedef struct met_slot {
     uint64_t db_reconnects;           /* tgring_db_reconnects_total */
     uint64_t db_connected;            /* gauge 0/1 */
     uint64_t db_queue_depth;          /* gauge: updates waiting or in flight */
+    uint64_t db_inbox_slots;          /* gauge: group commits allowed in flight */
     uint64_t resident_memory_bytes;   /* gauge, refreshed by met_sample_rss() */
     uint64_t outbox_claimed;          /* rows claimed for sending */
     uint64_t outbox_handed;           /* rows taken from this process's commits, no claim */

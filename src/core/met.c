@@ -63,6 +63,7 @@ void met_select(unsigned slot)
     m->http_connections_open = 0;
     m->db_connected = 0;
     m->db_queue_depth = 0;
+    m->db_inbox_slots = 0;
     m->resident_memory_bytes = 0;
     m->botapi_connections_open = 0;
     m->processor_lag_seconds = 0;
@@ -234,6 +235,10 @@ static const met_family_t met_families[] = {
      NULL, 0},
     {"tgring_db_queue_depth", "gauge", "Updates waiting for or in a commit.",
      MET_AT(db_queue_depth), NULL, 0},
+    {"tgring_db_inbox_slots", "gauge",
+     "Group-commit transactions the workers allow in flight now (2 each as a rule; up to "
+     "TGRING_DB_CONNECTIONS while commits are slow).",
+     MET_AT(db_inbox_slots), NULL, 0},
     {"tgring_process_resident_memory_bytes", "gauge", "Resident memory of all workers in bytes.",
      MET_AT(resident_memory_bytes), NULL, 0},
     {"tgring_outbox_claimed_total", "counter", "Outbox rows claimed for sending.",

@@ -27,10 +27,25 @@
  * Inbox transactions in flight on a connection. With several connections,
  * one each: a second one would wait behind the first in the same backend
  * instead of committing beside it on another, and what waits for an idle
- * connection joins a larger batch meanwhile. A lone connection keeps two, so
- * that the next batch is already at the server when the first one commits.
+ * connection joins a larger batch meanwhile (two each, tried at capacity:
+ * batches of 19 instead of 30 and no higher rate, bench/RESULTS.md). A lone
+ * connection keeps two, so that the next batch is already at the server when
+ * the first one commits.
  */
 #define DB_INFLIGHT_ONE 2
+
+/*
+ * The inbox's transactions in flight, over all connections (the rule is in
+ * db.h): DB_INBOX_SLOTS_MIN (or fewer connections) as a rule, up to one per
+ * connection while commits take DB_COMMIT_SLOW_NS or longer (the moving
+ * average of the last ones, or the oldest in flight so far) and updates wait
+ * for a slot; one fewer at a
+ * commit once commits are under half of that or no update waited for a slot
+ * for DB_SLOTS_IDLE_NS.
+ */
+#define DB_INBOX_SLOTS_MIN 2
+#define DB_COMMIT_SLOW_NS 1000000ull
+#define DB_SLOTS_IDLE_NS 1000000000ull
 
 /*
  * Connection keywords for PQconnect*Params with expand_dbname = 1: the
@@ -208,6 +223,10 @@ typedef struct db_inbox {
     unsigned nbatch;      /* as many as all connections may have in flight */
     unsigned nflight;     /* slots in flight, on all connections */
     unsigned per_conn;    /* transactions in flight per connection at most */
+    unsigned slots;       /* transactions in flight now allowed, over all connections */
+    unsigned slots_min;   /* ... as a rule */
+    uint64_t commit_ns;   /* moving average (1/8) of a commit's latency */
+    uint64_t waited_ns;   /* core_mono_ns() when an update last waited for a slot */
     unsigned next_conn;   /* where db_conn_pick() starts among equals: round robin */
     uint32_t next_id;     /* batch ids, never 0 */
     unsigned *flight;     /* [connections] transactions in flight on each */

@@ -15,8 +15,10 @@
  * nobody can tell which row it was: its updates go back to the front of the
  * pending list and are sent again one insert per update, so that only the
  * refused one fails and its batch-mates are stored. Each connection has at most one in
- * flight (a lone connection two, see DB_INFLIGHT_ONE); what arrives while all
- * are busy waits for the next one, so batches grow with the load, and the
+ * flight (a lone connection two, see DB_INFLIGHT_ONE), and two are in flight
+ * over all connections unless commits are slow (db.h, DB_INBOX_SLOTS_MIN);
+ * what arrives while all are busy waits for the next one, so batches grow
+ * with the load, and the
  * transactions of different connections commit side by side in their own
  * backends. A lost connection puts every unconfirmed update back in the
  * pending list, for any connection to send again (the insert is idempotent:
@@ -66,6 +68,44 @@ enum { DB_OUT_STORED, DB_OUT_DUPLICATE, DB_OUT_REJECTED, DB_OUT_RESET, DB_OUT_RE
 static void db_gauge(const db_t *db)
 {
     met_self()->db_queue_depth = db->in->part.count;
+}
+
+static void db_slots_set(db_inbox_t *in, unsigned slots)
+{
+    in->slots = slots;
+    met_self()->db_inbox_slots = slots;
+}
+
+/*
+ * Every slot is busy and an update waits for one: one more slot, if commits
+ * are slow (the disk's flush, not PostgreSQL's CPU, is what an update waits
+ * for: more transactions in flight share each flush through the server's
+ * group commit) and a connection is left. Slow: on average, or this one (the
+ * oldest in flight has been out that long: a stall, a lock).
+ */
+static bool db_slots_grow(db_inbox_t *in)
+{
+    uint64_t now = core_mono_ns();
+    in->waited_ns = now;
+    if (in->slots >= in->nbatch)
+        return false;
+    bool slow = in->commit_ns >= DB_COMMIT_SLOW_NS;
+    for (unsigned k = 0; k < in->nbatch && !slow; k++)
+        slow = in->batch[k].id != 0 && now - in->batch[k].sent_ns >= DB_COMMIT_SLOW_NS;
+    if (!slow)
+        return false;
+    db_slots_set(in, in->slots + 1);
+    return true;
+}
+
+/* At a commit: the commit's latency into the average, and one slot fewer if no longer needed. */
+static void db_slots_commit(db_inbox_t *in, uint64_t now, uint64_t latency)
+{
+    in->commit_ns = latency >= in->commit_ns ? in->commit_ns + (latency - in->commit_ns) / 8
+                                             : in->commit_ns - (in->commit_ns - latency) / 8;
+    if (in->slots > in->slots_min &&
+        (in->commit_ns < DB_COMMIT_SLOW_NS / 2 || now - in->waited_ns >= DB_SLOTS_IDLE_NS))
+        db_slots_set(in, in->slots - 1);
 }
 
 static db_update_t *db_upd(core_qlink_t *l)
@@ -339,10 +379,12 @@ static void db_batch_done(db_conn_t *c, db_item_t *it)
     db_batch_t *b = container_of(it, db_batch_t, item);
     core_queue_t chain;
 
+    uint64_t now = core_mono_ns();
     db->in->nflight--;
     db->in->flight[c->idx]--;
     db->in->done[c->idx]++;
-    met_observe_latency(&met_self()->db_commit, (double)(core_mono_ns() - b->sent_ns) / 1e9);
+    met_observe_latency(&met_self()->db_commit, (double)(now - b->sent_ns) / 1e9);
+    db_slots_commit(db->in, now, now - b->sent_ns);
     core_queue_init(&chain);
     if (b->fail == DB_FAIL_ISOLATE) {
         /* Not a try: the same updates go again, an insert each. */
@@ -462,7 +504,7 @@ static void db_inbox_send(db_part_t *p)
      * behind other parts' transactions while another backend is free), round
      * robin among equals, so that each backend stays warm.
      */
-    while (!core_queue_empty(&in->pending) &&
+    while (!core_queue_empty(&in->pending) && (in->nflight < in->slots || db_slots_grow(in)) &&
            (c = db_conn_pick(p->db, &in->next_conn, db_inbox_room, in)) != NULL) {
         db_batch_t *b = &in->batch[0];
         while (b->id != 0)
@@ -540,6 +582,8 @@ db_inbox_t *db_inbox_new(db_t *db)
     in->part.timeout_ms = db->opt.ack_timeout_ms;
     in->per_conn = db->opt.connections == 1 ? DB_INFLIGHT_ONE : 1;
     in->nbatch = db->opt.connections * in->per_conn;
+    in->slots_min = in->nbatch < DB_INBOX_SLOTS_MIN ? in->nbatch : DB_INBOX_SLOTS_MIN;
+    db_slots_set(in, in->slots_min);
     in->batch = xcalloc(in->nbatch, sizeof(*in->batch));
     in->flight = xcalloc(db->opt.connections, sizeof(*in->flight));
     in->done = xcalloc(db->opt.connections, sizeof(*in->done));

@@ -201,12 +201,16 @@ static void test_spread(unsigned n, int64_t first)
 /*
  * With inserts held by a lock, each connection takes one batch and the next
  * arrivals wait: every backend executes an insert at the same time, and what
- * arrived while all were busy goes in one transaction.
+ * arrived while all were busy goes in one transaction. Two batches are in
+ * flight as a rule; the third connection gets one because the first two have
+ * been out for more than a millisecond (include/db.h).
  */
 static void test_side_by_side(void)
 {
     met_slot_t *m = met_self();
     db_t *db = new_db(3, 1000, 10000);
+    tap_ok(db->in->slots == 2 && m->db_inbox_slots == 2,
+           "3 connections, two group commits allowed in flight at first");
     PGconn *locker = lock_table("updates");
     uint64_t batches0 = m->db_batch_size.count;
     unsigned from = nups;
@@ -215,6 +219,8 @@ static void test_side_by_side(void)
         store_n(db, 200000 + 10 * turn, 5);
         run_for(30);
     }
+    tap_ok(db->in->slots == 3 && m->db_inbox_slots == 3,
+           "the commits stalled and updates waited: a third allowed");
     tap_ok(busy_conns(db) == 3 && db->in->nflight == 3,
            "3 connections, inserts locked out: one batch in flight on each");
     tap_ok(batch_holds(db, &db->conns[0], from, 5) && batch_holds(db, &db->conns[1], from + 5, 5) &&

@@ -295,10 +295,10 @@ static void test_render(void) {
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
     /*
      * The http server's 2 families (send timeouts, accept errors), the
-     * processor's 7, the sender's 2, the quit bot's 3 and the hand-off's 1 came
-     * after the fixed set.
+     * processor's 7, the sender's 2, the quit bot's 3, the hand-off's 1 and
+     * the inbox's slots 1 came after the fixed set.
      */
-    tap_ok(nsamples == 2 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1,
+    tap_ok(nsamples == 2 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1 + 1,
            "%d samples: the fixed set plus two codes", nsamples);
 
     tap_ok(met_render(out, 100) == -ENOSPC, "a small buffer gives -ENOSPC");
@@ -313,7 +313,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1,
+               nsamples == 600 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1 + 1,
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
     m->ack_latency.sum = 20.0069;
