@@ -227,9 +227,14 @@ async def admins(t, pg, api, srv, c):
              "Broadcasts: 1; the last one: 3 messages, 0 still to send")
     await check(t, pg, api, srv, c, a, [c.msg(a, "/stats")], [send(a, stats)],
                 "/stats after the broadcast")
-    m = srv.metrics()
-    await bh.wait_for(lambda: harness.metric(srv.metrics(),
-                                             "tgring_bot_broadcast_queued_total") == 3.0, 10)
+    # Both gauges are sampled by one periodic statement, and the sent marks follow the
+    # calls: wait for a sample taken after the last mark.
+    def settled():
+        g = srv.metrics()
+        return (harness.metric(g, "tgring_bot_broadcast_queued_total") == 3.0 and
+                harness.metric(g, "tgring_bot_broadcast_pending") == 0.0)
+
+    await bh.wait_for(settled, 10)
     m = srv.metrics()
     t.eq(harness.metric(m, "tgring_bot_broadcast_queued_total"), 3.0,
          "tgring_bot_broadcast_queued_total")
