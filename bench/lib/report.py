@@ -142,6 +142,39 @@ plot {', '.join(plots)}
                    f"| {g(w, 'steal_share')} | {g(w, 'bound')} |")
         self.w()
 
+    def stage_table(self, runs):
+        """Where tgring's share of each run's tail went, from its own histograms (bucket
+        bounds: "≤"; the whole run, warm-up included)."""
+        runs = [x for x in runs if x.get("tgring_queue")]
+        if not runs:
+            return
+        self.w()
+        self.w("Where the tail went, per tgring round: the generator's p99 beside tgring's own "
+               "histograms over the run (warm-up included; each figure the upper bound of the "
+               "bucket that holds the 99th percentile): the ack (request read to response "
+               "queued), its wait in the inbox before the batch left (per update) and the "
+               "batch's commit (sent to result, per batch). What the generator sees beyond "
+               "tgring's ack is the kernel's and its own; a p99 whose queue and commit are "
+               "short did not come from the database.")
+        self.w()
+        self.w("| run | generator p99 ms | tgring ack p99 ms | wait before send p99 ms | "
+               "commit p99 ms | batch p50 / p99 |")
+        self.w("|---|---|---|---|---|---|")
+
+        def ms(h):
+            v = hist_quantile(h, 0.99)
+            return "—" if v is None else ("> last bound" if v == float("inf") else f"≤ {v * 1000:g}")
+
+        def size(v):
+            return "—" if v is None else ("> last bound" if v == float("inf") else f"≤ {v:g}")
+
+        for x in runs:
+            b50, b99 = (hist_quantile(x.get("tgring_batch"), q) for q in (0.5, 0.99))
+            self.w(f"| {x['label']} | {fmt(x['latency_ms']['p99'], 2)} | "
+                   f"{ms(x.get('tgring_ack'))} | {ms(x.get('tgring_queue'))} | "
+                   f"{ms(x.get('tgring_commit'))} | {size(b50)} / {size(b99)} |")
+        self.w()
+
     def peers_line(self, names):
         for n in names:
             self.w(f"- peer {n}: {self.r['peers'].get(n, 'skipped: not run')}")
@@ -270,6 +303,7 @@ plot {', '.join(plots)}
                           else "NOT MET"))
                 self.w()
             self.run_table([x for rs in half["runs"].values() for x in rs])
+            self.stage_table(half["runs"].get("tgring", []))
         self.w("Highest rate with p99 < 5 ms and no errors or non-2xx answers:")
         self.w()
         for srv, by in s["sustainable"].items():
@@ -431,6 +465,16 @@ plot '{samples}' using 1:4 with lines title '200s/s', '' using 1:5 with lines ti
         with open(os.path.join(self.out, "report.md"), "w") as f:
             f.write("\n".join(self.lines) + "\n")
         return self.missing
+
+
+def hist_quantile(h, q):
+    """The upper bound of the bucket holding quantile q of a cumulative [(le, count)]
+    (le '+Inf' last), as float ('inf' past the last bound); None when it is empty."""
+    h = [(float(le), n) for le, n in h or []]
+    if not h or h[-1][1] <= 0:
+        return None
+    want = q * h[-1][1]
+    return next(le for le, n in h if n >= want)
 
 
 def median_of(xs):
