@@ -149,17 +149,20 @@ plot {', '.join(plots)}
         if not runs:
             return
         self.w()
-        self.w("Where the tail went, per tgring round: the generator's p99 beside tgring's own "
-               "histograms over the run (warm-up included; each figure the upper bound of the "
-               "bucket that holds the 99th percentile): the ack (request read to response "
-               "queued), its wait in the inbox before the batch left (per update) and the "
-               "batch's commit (sent to result, per batch). What the generator sees beyond "
-               "tgring's ack is the kernel's and its own; a p99 whose queue and commit are "
-               "short did not come from the database.")
+        self.w("Where the tail went, per tgring round: the generator's p99, split into the wait "
+               "for a free connection (send lag: from the intended send to the actual one; "
+               "large when every connection has a request out) and the service time (actual "
+               "send to response), beside tgring's own histograms over the run (warm-up "
+               "included; each figure the upper bound of the bucket that holds the 99th "
+               "percentile): the ack (request read to response queued), its wait in the inbox "
+               "before the batch left (per update) and the batch's commit (sent to result, per "
+               "batch). A p99 made of send lag while the ack's stays short is the open loop "
+               "queueing behind its connections when service times stretch, not time spent "
+               "in tgring.")
         self.w()
-        self.w("| run | generator p99 ms | tgring ack p99 ms | wait before send p99 ms | "
-               "commit p99 ms | batch p50 / p99 |")
-        self.w("|---|---|---|---|---|---|")
+        self.w("| run | generator p99 ms | send lag p99 ms | service p99 ms | tgring ack p99 ms | "
+               "wait before send p99 ms | commit p99 ms | batch p50 / p99 |")
+        self.w("|---|---|---|---|---|---|---|---|")
 
         def ms(h):
             v = hist_quantile(h, 0.99)
@@ -171,6 +174,8 @@ plot {', '.join(plots)}
         for x in runs:
             b50, b99 = (hist_quantile(x.get("tgring_batch"), q) for q in (0.5, 0.99))
             self.w(f"| {x['label']} | {fmt(x['latency_ms']['p99'], 2)} | "
+                   f"{fmt((x.get('send_lag_ms') or {}).get('p99'), 2)} | "
+                   f"{fmt((x.get('service_ms') or {}).get('p99'), 2)} | "
                    f"{ms(x.get('tgring_ack'))} | {ms(x.get('tgring_queue'))} | "
                    f"{ms(x.get('tgring_commit'))} | {size(b50)} / {size(b99)} |")
         self.w()
