@@ -214,7 +214,8 @@ plot {', '.join(plots)}
             self.w(f"- timer wake-up: a {wp['nap_ms']:g} ms sleep overshoots by p50 {wp['p50_us']} µs, "
                    f"p99 {wp['p99_us']} µs, max {wp['max_us']} µs ({wp['n']} sleeps in 1 s): "
                    "a floor under every latency at low rates, where cores idle between requests")
-        self.w(f"- tgring in a memory {r.get('cgroup')}; {e.get('pinning')}")
+        self.w(f"- tgring in a memory {r.get('cgroup')}; {e.get('pinning')}; its settings from "
+               f"the environment: {e.get('tgring_settings', 'defaults')}")
         self.w(f"- generator `{e.get('generator')}`; {r['rounds']} paired round(s) per comparison, "
                f"{r['duration_s']} s windows; load average at the start "
                f"{' '.join(r['load_start'])}, at the end {' '.join(r.get('load_end', ['?']))}")
