@@ -67,8 +67,10 @@ async def main(h):
     m = srv.metrics()
     commits = harness.metric(m, "tgring_db_commit_seconds_count")
     t.ok(commits is not None and commits > 0, "commits were timed")
-    t.ok(harness.metric(m, "tgring_db_commit_seconds_sum") / commits >= 0.005,
-         "and took the delayed flush's 5 ms or more")
+    # A commit waits for the next delayed flush, which may already be under way (commits
+    # share flushes), so not always the whole 5 ms; on average well past the rule's 1 ms.
+    mean = harness.metric(m, "tgring_db_commit_seconds_sum") / commits
+    t.ok(mean >= 0.001, f"and took 1 ms or more on average ({mean * 1000:.2f} ms)")
 
     # The load has stopped: no update waits for a slot, so each commit after a
     # second closes one slot.
