@@ -32,19 +32,20 @@
  * update waits, and commits take 1 ms or longer on average (the last ones,
  * weighted 1/8 each) or the oldest one in flight has been out that long, the
  * inbox opens one more slot, on a connection of its own, up to
- * opt.connections: a slow flush (or a stalled commit), not the server's CPU, is then
- * what updates wait for, and more transactions in flight share each flush
- * and cut the wait before a batch leaves. A slot closes again at a commit
- * once commits average under 0.5 ms, or once no update has waited for a slot
- * for a second. So on a fast disk with CPU to spare extra connections stay
- * unused by the inbox (each one more commit per batch of CPU at the server),
- * and on a slow disk they carry its load. A server short of CPU makes
- * commits slow too, and there more commits in flight do not help (measured,
- * bench/RESULTS.md): the default of two connections leaves nothing to open. tgring_db_inbox_slots is the number allowed now,
+ * opt.connections: a slow flush (or a stalled commit), not the server's CPU,
+ * is then what updates wait for, and more transactions in flight share each
+ * flush and cut the wait before a batch leaves. A slot closes again at a
+ * commit once commits average under 0.5 ms, or once no update has waited for
+ * a slot for a second. So on a fast disk with CPU to spare extra connections
+ * stay unused by the inbox (each one more commit per batch of CPU at the
+ * server), and on a slow disk they carry its load. A server short of CPU
+ * makes commits slow too, and there more commits in flight do not help
+ * (measured, bench/RESULTS.md): the default of two connections leaves nothing
+ * to open. tgring_db_inbox_slots is the number allowed now,
  * tgring_db_batch_size and tgring_db_queue_seconds what it gives. A
- * connection never carries two inbox transactions when it has company:
- * the second would wait behind the first in the same backend, unable to
- * grow, instead of committing beside it.
+ * connection never carries two inbox transactions when it has company: the
+ * second would wait behind the first in the same backend, unable to grow,
+ * instead of committing beside it.
  *
  * A lost connection reconnects with backoff, re-enters nonblocking and
  * pipeline mode and re-prepares every client's statements; every transaction

@@ -39,9 +39,8 @@
  * db.h): DB_INBOX_SLOTS_MIN (or fewer connections) as a rule, up to one per
  * connection while commits take DB_COMMIT_SLOW_NS or longer (the moving
  * average of the last ones, or the oldest in flight so far) and updates wait
- * for a slot; one fewer at a
- * commit once commits are under half of that or no update waited for a slot
- * for DB_SLOTS_IDLE_NS.
+ * for a slot; one fewer at a commit once commits are under half of that or no
+ * update waited for a slot for DB_SLOTS_IDLE_NS.
  */
 #define DB_INBOX_SLOTS_MIN 2
 #define DB_COMMIT_SLOW_NS 1000000ull

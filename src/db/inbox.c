@@ -18,8 +18,8 @@
  * flight (a lone connection two, see DB_INFLIGHT_ONE), and two are in flight
  * over all connections unless commits are slow (db.h, DB_INBOX_SLOTS_MIN);
  * what arrives while all are busy waits for the next one, so batches grow
- * with the load, and the
- * transactions of different connections commit side by side in their own
+ * with the load, and the transactions of different connections commit side
+ * by side in their own
  * backends. A lost connection puts every unconfirmed update back in the
  * pending list, for any connection to send again (the insert is idempotent:
  * ON CONFLICT DO NOTHING).
