@@ -9,9 +9,16 @@
  * Claims. One statement claims up to N updates, at most one per chat: the
  * oldest unprocessed update of each chat (the head: no older unprocessed
  * update of its chat exists), and only if that head's lease is null or past.
- * The unprocessed updates are walked in update_id order and the walk stops
- * after N free heads, so a claim's cost grows with the busy chats' backlog,
- * not with all of it. It
+ * The unprocessed updates are walked in update_id order from a lower bound
+ * and the walk stops after N free heads, so a claim's cost grows with the
+ * busy chats' backlog, not with all of it, nor with the index entries of
+ * updates processed since the table was last vacuumed. The bound is a hint,
+ * not a condition of safety (a head below it waits for a later claim): every
+ * TG_PROC_FROM_MS it moves to the lowest unprocessed update from it on
+ * (tgring_pending_low), tg_proc_kick() lowers it at once to what this
+ * process stores, and every half lease it is computed without a bound, so
+ * that what another process stored below it and never claimed (it died) is
+ * claimed within half a lease. It
  * locks the heads FOR UPDATE OF u SKIP LOCKED with the lease condition on the
  * locked row itself, so that a head another claim leased and committed
  * meanwhile is re-checked on its newest version (READ COMMITTED's
@@ -177,8 +184,11 @@ typedef struct tg_proc_options {
  */
 tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt);
 
-/* Something was stored: claim at the end of this turn (when there is room). */
-void tg_proc_kick(tg_proc_t *p);
+/*
+ * update_id was stored (committed) by this process: claim at the end of this
+ * turn (when there is room), from it on if it lies below the claims' bound.
+ */
+void tg_proc_kick(tg_proc_t *p, int64_t update_id);
 
 /*
  * Stops claiming; updates in progress finish and commit. `on_idle` (may be

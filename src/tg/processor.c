@@ -29,13 +29,16 @@
 #define TG_PROC_HANDLER_MS 10000
 #define TG_PROC_RETENTION_EVERY_MS 60000
 #define TG_PROC_GAUGES_MS 1000
+/* Between two updates of the claims' lower bound (tgring_pending_low), ms. */
+#define TG_PROC_FROM_MS 1000
 /*
- * A claim starts at least this long after the previous one started. A claim
- * costs PostgreSQL about the same however few updates it takes (planning and
- * the call, ~0.4 ms here); kicked by every group commit of the inbox, claims
- * under load ran back to back and took 3 or 4 updates each, PostgreSQL
- * spending more on them than on storing the updates. With the gap each claim
- * takes what arrived in 2 ms; a processor that was idle claims at once.
+ * A claim starts at least this long after the previous one started. Part of
+ * a claim's cost does not depend on how few updates it takes (the calls, the
+ * walk's start; ~0.4 ms here while it was planned at every call, before
+ * migrations/0009); kicked by every group commit of the inbox, claims under
+ * load ran back to back and took 3 or 4 updates each, PostgreSQL spending
+ * more on them than on storing the updates. With the gap each claim takes
+ * what arrived in 2 ms; a processor that was idle claims at once.
  */
 #define TG_PROC_CLAIM_GAP_MS 2
 /* Commits of one update that failed for a passing reason before it is left to its lease. */
@@ -50,18 +53,21 @@
 #define TG_PS_SEND "tgring_proc_send"  /* a commit's Bot API calls */
 #define TG_PS_GAUGES "tgring_proc_gauges"
 #define TG_PS_PRUNE "tgring_proc_prune"
+#define TG_PS_FROM "tgring_proc_from" /* the claims' next lower bound */
 
 /*
- * $1 updates at most, $2 lease ms, $3 token: the oldest unprocessed updates
- * that head their chat (migrations/0006_claim_plans.sql says how and why in
- * a function). The second form, sent again after a lost connection, also
+ * $1 updates at most, $2 lease ms, $3 token, $4 the walk's lower bound: the
+ * oldest unprocessed updates from $4 on that head their chat
+ * (migrations/0006_claim_plans.sql and 0009_claim_from.sql say how and why
+ * in a function). The second form, sent again after a lost connection, also
  * takes what the first attempt may have leased.
  */
 #define TG_PROC_CLAIM_SQL(again)                                                                   \
     "SELECT update_id, chat_id, update_type, body, attempts "                                      \
-    "FROM tgring_claim_updates($1, $2, $3, " again ") ORDER BY update_id"
+    "FROM tgring_claim_updates($1, $2, $3, " again ", $4) ORDER BY update_id"
 
-static const uint32_t tg_ps_i8x3[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
+/* The types of statements whose parameters are all int8 (up to 4). */
+static const uint32_t tg_ps_i8[4] = {DB_OID_INT8, DB_OID_INT8, DB_OID_INT8, DB_OID_INT8};
 static const uint32_t tg_ps_fail_types[3] = {DB_OID_INT8, DB_OID_INT8, DB_OID_TEXT};
 static const uint32_t tg_ps_mark_types[2] = {DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY};
 static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRAY,
@@ -69,8 +75,10 @@ static const uint32_t tg_ps_send_types[6] = {DB_OID_INT8_ARRAY, DB_OID_TEXT_ARRA
                                               DB_OID_INT8, DB_OID_INT8};
 
 static const db_stmt_t tg_proc_stmts[] = {
-    {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 3, tg_ps_i8x3},
-    {TG_PS_RECLAIM, TG_PROC_CLAIM_SQL("true"), 3, tg_ps_i8x3},
+    {TG_PS_CLAIM, TG_PROC_CLAIM_SQL("false"), 4, tg_ps_i8},
+    {TG_PS_RECLAIM, TG_PROC_CLAIM_SQL("true"), 4, tg_ps_i8},
+    /* $1 the bound so far (INT64_MIN: none). */
+    {TG_PS_FROM, "SELECT low FROM tgring_pending_low($1)", 1, tg_ps_i8},
     /* $1 the updates, $2 their claims' tokens (migrations/0007_outbox_handoff.sql). */
     {TG_PS_MARK, "SELECT tgring_mark_processed_many($1, $2)", 2, tg_ps_mark_types},
     /* Idempotent: a second run finds the update processed and changes nothing. */
@@ -87,17 +95,16 @@ static const db_stmt_t tg_proc_stmts[] = {
      */
     {TG_PS_SEND, "SELECT id, prev FROM tgring_outbox_add_many($1, $2, $3, $4, $5, $6)", 6,
      tg_ps_send_types},
+    /* $1 the claims' lower bound: the lag is that of the lowest unprocessed update from it. */
     {TG_PS_GAUGES,
-     "SELECT coalesce((SELECT floor(extract(epoch FROM now() - received_at))::bigint "
-     "FROM updates WHERE processed_at IS NULL ORDER BY update_id LIMIT 1), 0), "
-     "(SELECT count(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL "
-     "AND not_before <= now())",
-     0, NULL},
+     "SELECT l.age_s, (SELECT count(*) FROM outbox WHERE sent_at IS NULL "
+     "AND failed_at IS NULL AND not_before <= now()) FROM tgring_pending_low($1) l",
+     1, tg_ps_i8},
     {TG_PS_PRUNE,
      "DELETE FROM updates WHERE update_id IN (SELECT update_id FROM updates "
      "WHERE processed_at IS NOT NULL AND received_at < now() - $1 * interval '1 hour' "
      "ORDER BY received_at LIMIT $2)",
-     2, tg_ps_i8x3},
+     2, tg_ps_i8},
 };
 
 /* ---- state ---- */
@@ -188,11 +195,22 @@ struct tg_proc {
     bool want_claim;      /* claim at the next chance */
     bool claiming;        /* a claim is in flight */
     bool gauging;         /* a gauge sample is in flight */
+    bool fromming;        /* a tgring_pending_low is in flight */
     bool pruning;         /* a retention statement is in flight */
     bool stopping;        /* tg_proc_stop(): no more claims */
     bool detached;        /* tg_proc_detach(): nothing more is submitted */
     uint64_t next_gauges; /* loop ms */
     uint64_t next_prune;  /* loop ms */
+    /*
+     * The claims' lower bound (INT64_MIN: none yet): no unprocessed update
+     * below it but what other processes stored since the last unbounded
+     * tgring_pending_low. from_seen: the lowest update stored here since the
+     * one in flight was sent (INT64_MAX: none).
+     */
+    int64_t from;
+    int64_t from_seen;
+    uint64_t next_from;      /* loop ms of the next tgring_pending_low */
+    uint64_t next_from_all;  /* loop ms of the next one without a bound */
     uint64_t last_poll;   /* loop ms of the previous poll */
     uint64_t token_base;
     uint64_t next_token;
@@ -735,10 +753,11 @@ static void tg_proc_claim(tg_proc_t *p)
     c->p = p;
     c->token = (int64_t)(p->token_base + p->next_token);
     c->asked = room;
-    db_query_t q = {.stmt = TG_PS_CLAIM, .again = TG_PS_RECLAIM, .nparams = 3, .binary = true};
+    db_query_t q = {.stmt = TG_PS_CLAIM, .again = TG_PS_RECLAIM, .nparams = 4, .binary = true};
     q.params[0] = db_param_int8(room);
     q.params[1] = db_param_int8(p->opt.lease_ms);
     q.params[2] = db_param_int8(c->token);
+    q.params[3] = db_param_int8(p->from);
     if (db_txn_submit(p->cl, &q, 1, tg_proc_on_claim, c) < 0) {
         free(c);
         return;
@@ -782,6 +801,52 @@ static void tg_proc_on_prune(void *arg, int err, const db_result_t *const *res, 
         p->next_prune = rx_now(p->loop);
 }
 
+/* Folds an update stored here into the claims' lower bound. */
+static void tg_proc_from_fold(tg_proc_t *p, int64_t update_id)
+{
+    if (update_id < p->from)
+        p->from = update_id;
+    if (update_id < p->from_seen)
+        p->from_seen = update_id;
+}
+
+static void tg_proc_on_from(void *arg, int err, const db_result_t *const *res, unsigned n)
+{
+    tg_proc_t *p = arg;
+    int64_t low;
+
+    p->fromming = false;
+    /* Failed: the bound stays (lowered meanwhile by what was stored here). */
+    if (err == 0 && db_res_int(res[0], 0, 0, &low))
+        p->from = low < p->from_seen ? low : p->from_seen;
+    tg_proc_schedule(p); /* a stop may wait for this one */
+}
+
+/*
+ * The claims' lower bound, moved up every TG_PROC_FROM_MS to the lowest
+ * unprocessed update from the bound on, and every half lease computed
+ * without one: so what another process stored below it (and did not claim
+ * itself: it died) is claimed within half a lease, and what it leased and
+ * left once its lease is past, as without a bound.
+ */
+static void tg_proc_from_update(tg_proc_t *p)
+{
+    uint64_t now = rx_now(p->loop);
+
+    if (p->fromming || p->stopping || now < p->next_from || !db_ready(db_client_db(p->cl)))
+        return;
+    bool all = now >= p->next_from_all;
+    db_query_t q = {.stmt = TG_PS_FROM, .nparams = 1, .binary = true};
+    q.params[0] = db_param_int8(all ? INT64_MIN : p->from);
+    if (db_txn_submit(p->cl, &q, 1, tg_proc_on_from, p) < 0)
+        return;
+    p->fromming = true;
+    p->from_seen = INT64_MAX;
+    p->next_from = now + TG_PROC_FROM_MS;
+    if (all)
+        p->next_from_all = now + p->opt.lease_ms / 2;
+}
+
 static void tg_proc_housekeeping(tg_proc_t *p)
 {
     uint64_t now = rx_now(p->loop);
@@ -789,7 +854,8 @@ static void tg_proc_housekeeping(tg_proc_t *p)
     if (!p->opt.housekeeping || p->stopping || !db_ready(db_client_db(p->cl)))
         return;
     if (!p->gauging && now >= p->next_gauges) {
-        db_query_t q = {.stmt = TG_PS_GAUGES, .nparams = 0, .binary = true};
+        db_query_t q = {.stmt = TG_PS_GAUGES, .nparams = 1, .binary = true};
+        q.params[0] = db_param_int8(p->from);
         if (db_txn_submit(p->cl, &q, 1, tg_proc_on_gauges, p) == 0) {
             p->gauging = true;
             p->next_gauges = now + TG_PROC_GAUGES_MS;
@@ -860,6 +926,7 @@ static void tg_proc_on_poll(rx_loop_t *loop, rx_timer_t *t)
     }
     p->last_poll = now;
     p->want_claim = true;
+    tg_proc_from_update(p);
     tg_proc_housekeeping(p);
     tg_proc_schedule(p);
     rx_timer_start(loop, t, p->opt.poll_ms, tg_proc_on_poll);
@@ -914,14 +981,19 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
     p->next_gauges = rx_now(loop);
     p->next_prune = rx_now(loop);
     p->last_poll = rx_now(loop);
+    p->from = INT64_MIN;
+    p->from_seen = INT64_MAX;
+    p->next_from = rx_now(loop);
+    p->next_from_all = rx_now(loop) + p->opt.lease_ms / 2;
     rx_timer_start(loop, &p->poll, 0, tg_proc_on_poll);
     return p;
 }
 
-void tg_proc_kick(tg_proc_t *p)
+void tg_proc_kick(tg_proc_t *p, int64_t update_id)
 {
     if (p == NULL || p->detached)
         return;
+    tg_proc_from_fold(p, update_id);
     p->want_claim = true;
     tg_proc_schedule(p);
 }

@@ -1,15 +1,38 @@
 # SPDX-License-Identifier: MIT
-"""The processor's claim (tgring_claim_updates, migrations/0006_claim_plans.sql)
-against a real PostgreSQL: a chat's oldest unprocessed update is its head;
-an update without a chat is always one; an update that arrives late (Telegram
-redelivered it after a 503 while later ones of its chat got through) is not
-claimed while a later update of its chat is in progress, so two updates of one
-chat are never handled at once; and a claim sent again with its token gets back
-what its first attempt leased."""
+"""The processor's claim (tgring_claim_updates, migrations/0006_claim_plans.sql
+and 0009_claim_from.sql) against a real PostgreSQL: a chat's oldest unprocessed
+update is its head; an update without a chat is always one; an update that
+arrives late (Telegram redelivered it after a 503 while later ones of its chat
+got through) is not claimed while a later update of its chat is in progress, so
+two updates of one chat are never handled at once; a claim sent again with its
+token gets back what its first attempt leased. The walk's lower bound: heads
+below it are left, an older update of the chat below it still holds its chat
+back; tgring_pending_low. The plans, from auto_explain: the walk through
+updates_pending_chat_idx from the bound, each probe a keyed scan of
+updates_unprocessed_idx, the lease a TID scan, with the statistics of an empty
+table over 20,000 unprocessed updates and after ANALYZE."""
+
+import subprocess
 
 import harness
 
-CLAIM = "SELECT update_id FROM tgring_claim_updates(10, 60000, {tok}, {again}) ORDER BY 1"
+NONE = -9223372036854775808  # no bound
+CLAIM = ("SELECT update_id FROM tgring_claim_updates(10, 60000, {tok}, {again}, {frm}) "
+         "ORDER BY 1")
+
+
+def explain(pg, sql):
+    """The plans auto_explain gives of every statement `sql` runs, nested ones too."""
+    setup = ("LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+             "SET auto_explain.log_nested_statements = on; "
+             "SET auto_explain.log_level = notice; ")
+    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.sockdir,
+                        "-p", str(pg.port), "-U", "postgres", "-d", "tgring",
+                        "-c", setup + "BEGIN; " + sql + "; ROLLBACK;"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
+    return p.stderr
 
 
 async def main(h):
@@ -22,8 +45,12 @@ async def main(h):
         pg.psql(f"INSERT INTO updates (update_id, update_type, chat_id, body) "
                 f"VALUES ({update_id}, 'message', {chat_sql}, '\\x7b7d')")
 
-    def claim(tok, again=False):
-        return [int(r[0]) for r in pg.psql(CLAIM.format(tok=tok, again=str(again).lower()))]
+    def claim(tok, again=False, frm=NONE):
+        return [int(r[0]) for r in pg.psql(CLAIM.format(tok=tok, again=str(again).lower(),
+                                                        frm=frm))]
+
+    def low(frm):
+        return int(pg.scalar(f"SELECT low FROM tgring_pending_low({frm})"))
 
     def processed(update_id):
         pg.psql(f"UPDATE updates SET processed_at = now(), claimed_until = NULL "
@@ -49,6 +76,65 @@ async def main(h):
     t.eq(claim(115), [], "and no other claim takes it meanwhile")
     processed(10)
     t.eq(claim(116), [21], "then the chat goes on in update_id order")
+    processed(21)
+    processed(30)
+    processed(40)
+    processed(41)
+
+    # The lower bound.
+    t.eq(low(NONE), 41, "nothing unprocessed: the bound is the highest update_id stored")
+    t.eq(low(100), 100, "and never goes down")
+    insert(50, 9)
+    insert(60, 10)
+    insert(70, 9)
+    insert(80, None)
+    t.eq(low(NONE), 50, "the lowest unprocessed update")
+    t.eq(low(55), 60, "the lowest unprocessed update from the bound on")
+    pg.psql("UPDATE updates SET received_at = now() - interval '100 s' WHERE update_id = 50")
+    t.eq(pg.psql(f"SELECT age_s FROM tgring_pending_low({NONE}) "
+                 "UNION ALL SELECT age_s FROM tgring_pending_low(1000)"), [["100"], ["0"]],
+         "and its age in seconds (0 when none is left)")
+    t.eq(claim(117, frm=55), [60, 80], "heads below the bound are left to a later claim")
+    t.eq(claim(118, frm=65), [], "a chat whose older update lies below the bound is held back "
+         "by it (70 is not chat 9's head)")
+    t.eq(claim(119), [50], "without a bound the head below it is claimed")
+    processed(50)
+    t.eq(claim(120, frm=65), [70], "then the chat's next one, from the bound")
+    pg.psql("DELETE FROM updates")
+    t.eq(low(7), 7, "an empty table: the bound stays")
+
+    # Plans, with the statistics of an empty table (analyzed empty) over 20,000
+    # updates of 1,000 chats inserted since, the first 9,999 processed, then
+    # analyzed.
+    pg.psql("ANALYZE updates")
+    pg.psql("INSERT INTO updates (update_id, update_type, chat_id, body, processed_at) "
+            "SELECT g, 'message', g % 1000, '\\x7b7d', CASE WHEN g < 10000 THEN now() END "
+            "FROM generate_series(1, 20000) g")
+    for when in ("with the statistics of an empty table", "after ANALYZE"):
+        if when == "after ANALYZE":
+            pg.psql("ANALYZE updates")
+        plans = explain(pg, f"SELECT count(*) FROM tgring_claim_updates(16, 60000, 121, false, "
+                            f"10000)")
+        walk = plans[plans.find("SELECT array_agg"):plans.find("UPDATE updates")]
+        t.ok("Index Scan using updates_pending_chat_idx on updates u" in walk and
+             "Index Cond: (update_id >= $5)" in walk and
+             walk.count("using updates_unprocessed_idx") == 2 and
+             "Index Cond: ((chat_id >= u.chat_id) AND (ROW(chat_id, update_id) < "
+             "ROW(u.chat_id, u.update_id)))" in walk and
+             "Index Cond: ((chat_id <= u.chat_id) AND (ROW(chat_id, update_id) > "
+             "ROW(u.chat_id, u.update_id)))" in walk and
+             "Sort" not in walk and "Seq Scan" not in walk,
+             f"{when}: the walk goes from the bound, each probe a keyed scan", plans)
+        lease = plans[plans.find("UPDATE updates"):]
+        t.ok("Tid Scan on updates u" in lease and "TID Cond: (ctid = ANY ($1))" in lease,
+             f"{when}: the lease takes the locked rows by their ctid", plans)
+        got = claim(122 if when == "after ANALYZE" else 123, frm=10000)
+        t.eq(got[:3], [10000, 10001, 10002], f"{when}: the claim takes the heads from the bound")
+        pg.psql("UPDATE updates SET claimed_until = NULL, claim_token = NULL")
+        plans = explain(pg, "SELECT * FROM tgring_pending_low(15000)")
+        t.ok("Index Scan using updates_pending_chat_idx on updates u" in plans and
+             "Index Cond: (update_id >= $1)" in plans and "Sort" not in plans,
+             f"{when}: tgring_pending_low walks the same index from the bound", plans)
 
 
 harness.run(main)
