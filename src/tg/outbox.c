@@ -110,8 +110,10 @@ typedef struct tg_ob_op {
  * tiny). Then the lease takes the picked rows by key: $1 their ids as an
  * array literal, $2 lease ms, $3 token; one changed since the walk (taken by
  * another process, put back) is left out. Both are functions whose plans
- * can only use the indexes as meant (migrations/0006_claim_plans.sql). The second form, sent again after
- * a lost connection, also takes the rows the first attempt leased.
+ * can only use the indexes as meant (migrations/0006_claim_plans.sql; the
+ * lease looks each id up by key and leases by ctid since
+ * 0010_outbox_lease_plans.sql). The second form, sent again after a lost
+ * connection, also takes the rows the first attempt leased.
  */
 #define TG_STMT_WALK "tgring_outbox_walk"
 #define TG_OB_WALK_SQL "SELECT id, chat_id, lease_token, due FROM tgring_outbox_walk($1, $2)"

@@ -599,24 +599,40 @@ class Postgres:
         rows = self.psql(sql, db)
         return rows[0][0] if rows else None
 
-    def lock_table(self, table, db="tgring"):
-        """Opens a session that holds an ACCESS EXCLUSIVE lock on `table` and
-        returns once the lock is granted; unlock(session) ends it."""
+    def _locking_session(self, sql, held, what, db):
+        """A session that has run `sql` (opening a transaction), returned once
+        the query `held` counts something; unlock(session) ends it."""
         session = subprocess.Popen(
             ["psql", "-X", "-q", "-h", self.sockdir, "-p", str(self.port), "-U", "postgres",
              "-d", db], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, text=True)
-        session.stdin.write(f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
+        session.stdin.write(sql + "\n")
         session.stdin.flush()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self.scalar("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = "
-                           f"l.relation WHERE c.relname = '{table}' AND l.granted AND "
-                           "l.mode = 'AccessExclusiveLock'", db) != "0":
+            if self.scalar(held, db) != "0":
                 return session
             time.sleep(0.05)
         self.unlock(session)
-        raise RuntimeError(f"could not lock {table}")
+        raise RuntimeError(f"could not lock {what}")
+
+    def lock_table(self, table, db="tgring"):
+        """Opens a session that holds an ACCESS EXCLUSIVE lock on `table` and
+        returns once the lock is granted; unlock(session) ends it."""
+        return self._locking_session(
+            f"BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;",
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = "
+            f"l.relation WHERE c.relname = '{table}' AND l.granted AND "
+            "l.mode = 'AccessExclusiveLock'", table, db)
+
+    def lock_rows(self, table, where, db="tgring"):
+        """Opens a session that holds the rows of `table` matching `where`
+        FOR UPDATE and returns once it does; unlock(session) ends it."""
+        return self._locking_session(
+            f"BEGIN; SELECT 'tgring-test-lock' FROM {table} WHERE {where} FOR UPDATE;",
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+            "AND query LIKE '%tgring-test-lock%' AND pid <> pg_backend_pid()",
+            f"rows of {table}", db)
 
     @staticmethod
     def unlock(session):
