@@ -209,9 +209,9 @@ struct tg_proc {
      */
     int64_t from;
     int64_t from_seen;
-    uint64_t next_from;      /* loop ms of the next tgring_pending_low */
-    uint64_t next_from_all;  /* loop ms of the next one without a bound */
-    uint64_t last_poll;   /* loop ms of the previous poll */
+    uint64_t next_from;     /* loop ms of the next tgring_pending_low */
+    uint64_t next_from_all; /* loop ms of the next one without a bound */
+    uint64_t last_poll;     /* loop ms of the previous poll */
     uint64_t token_base;
     uint64_t next_token;
     void (*on_idle)(void *arg);
