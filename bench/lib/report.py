@@ -164,20 +164,20 @@ plot {', '.join(plots)}
                "wait before send p99 ms | commit p99 ms | batch p50 / p99 |")
         self.w("|---|---|---|---|---|---|---|---|")
 
-        def ms(h):
-            v = hist_quantile(h, 0.99)
-            return "—" if v is None else ("> last bound" if v == float("inf") else f"≤ {v * 1000:g}")
-
-        def size(v):
-            return "—" if v is None else ("> last bound" if v == float("inf") else f"≤ {v:g}")
+        def bound(h, q, scale=1):
+            """The bucket bound holding quantile q of histogram h, times scale."""
+            v = hist_quantile(h, q)
+            return "—" if v is None else ("> last bound" if v == float("inf") else
+                                          f"≤ {v * scale:g}")
 
         for x in runs:
-            b50, b99 = (hist_quantile(x.get("tgring_batch"), q) for q in (0.5, 0.99))
+            ms = [bound(x.get(k), 0.99, 1000) for k in ("tgring_ack", "tgring_queue",
+                                                        "tgring_commit")]
             self.w(f"| {x['label']} | {fmt(x['latency_ms']['p99'], 2)} | "
                    f"{fmt((x.get('send_lag_ms') or {}).get('p99'), 2)} | "
                    f"{fmt((x.get('service_ms') or {}).get('p99'), 2)} | "
-                   f"{ms(x.get('tgring_ack'))} | {ms(x.get('tgring_queue'))} | "
-                   f"{ms(x.get('tgring_commit'))} | {size(b50)} / {size(b99)} |")
+                   f"{' | '.join(ms)} | {bound(x.get('tgring_batch'), 0.5)} / "
+                   f"{bound(x.get('tgring_batch'), 0.99)} |")
         self.w()
 
     def peers_line(self, names):

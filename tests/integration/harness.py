@@ -599,6 +599,21 @@ class Postgres:
         rows = self.psql(sql, db)
         return rows[0][0] if rows else None
 
+    def plans(self, sql, before="", db="tgring"):
+        """Runs `before`, then `sql` under auto_explain, in one session; returns
+        the plans auto_explain gave of every statement `sql` ran, those inside
+        functions too (its notices)."""
+        explain = ("LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+                   "SET auto_explain.log_nested_statements = on; "
+                   "SET auto_explain.log_level = notice; ")
+        argv = ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.sockdir,
+                "-p", str(self.port), "-U", "postgres", "-d", db, "-c", before + explain + sql]
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
+        return p.stderr
+
     def _locking_session(self, sql, held, what, db):
         """A session that has run `sql` (opening a transaction), returned once
         the query `held` counts something; unlock(session) ends it."""

@@ -7,22 +7,10 @@ from auto_explain: each id looked up by key in outbox_open_idx or the primary
 key and the rows leased by ctid, also in a session whose kept generic plan was
 made while the table looked empty, over 50,000 open rows."""
 
-import subprocess
-
 import harness
 
 LEASE = ("SELECT id FROM tgring_outbox_lease(ARRAY[{ids}]::bigint[], 60000, {tok}, {again}) "
          "ORDER BY id")
-
-
-def psql_session(pg, sql, notices=False):
-    """Runs `sql` in one session: the rows printed, or auto_explain's notices."""
-    p = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.sockdir,
-                        "-p", str(pg.port), "-U", "postgres", "-d", "tgring", "-c", sql],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
-    return p.stderr if notices else p.stdout
 
 
 async def main(h):
@@ -69,13 +57,9 @@ async def main(h):
     warm = "SELECT count(*) FROM tgring_outbox_lease('{1,2,3}', 60000, 45, false); " * 7
     fill = ("INSERT INTO outbox (chat_id, method, body) SELECT g % 1000, 'sendMessage', '{}' "
             "FROM generate_series(1, 50000) g; ")
-    explain = ("LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
-               "SET auto_explain.log_nested_statements = on; "
-               "SET auto_explain.log_level = notice; ")
     some = "(SELECT array_agg(id) FROM (SELECT id FROM outbox ORDER BY id OFFSET 25000 LIMIT 138) s)"
-    plans = psql_session(pg, warm + fill + explain +
-                         f"SELECT count(*) FROM tgring_outbox_lease({some}, 60000, 46, false)",
-                         notices=True)
+    plans = pg.plans(f"SELECT count(*) FROM tgring_outbox_lease({some}, 60000, 46, false)",
+                     before=warm + fill)
     look = plans[plans.find("SELECT array_agg"):plans.find("UPDATE outbox")]
     t.ok(("Index Scan using outbox_open_idx on outbox o" in look or
           "Index Scan using outbox_pkey on outbox o" in look) and

@@ -12,27 +12,11 @@ updates_pending_chat_idx from the bound, each probe a keyed scan of
 updates_unprocessed_idx, the lease a TID scan, with the statistics of an empty
 table over 20,000 unprocessed updates and after ANALYZE."""
 
-import subprocess
-
 import harness
 
 NONE = -9223372036854775808  # no bound
 CLAIM = ("SELECT update_id FROM tgring_claim_updates(10, 60000, {tok}, {again}, {frm}) "
          "ORDER BY 1")
-
-
-def explain(pg, sql):
-    """The plans auto_explain gives of every statement `sql` runs, nested ones too."""
-    setup = ("LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
-             "SET auto_explain.log_nested_statements = on; "
-             "SET auto_explain.log_level = notice; ")
-    p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.sockdir,
-                        "-p", str(pg.port), "-U", "postgres", "-d", "tgring",
-                        "-c", setup + "BEGIN; " + sql + "; ROLLBACK;"],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
-    return p.stderr
 
 
 async def main(h):
@@ -113,8 +97,8 @@ async def main(h):
     for when in ("with the statistics of an empty table", "after ANALYZE"):
         if when == "after ANALYZE":
             pg.psql("ANALYZE updates")
-        plans = explain(pg, f"SELECT count(*) FROM tgring_claim_updates(16, 60000, 121, false, "
-                            f"10000)")
+        plans = pg.plans("BEGIN; SELECT count(*) FROM tgring_claim_updates(16, 60000, 121, "
+                         "false, 10000); ROLLBACK;")
         walk = plans[plans.find("SELECT array_agg"):plans.find("UPDATE updates")]
         t.ok("Index Scan using updates_pending_chat_idx on updates u" in walk and
              "Index Cond: (update_id >= $5)" in walk and
@@ -131,7 +115,7 @@ async def main(h):
         got = claim(122 if when == "after ANALYZE" else 123, frm=10000)
         t.eq(got[:3], [10000, 10001, 10002], f"{when}: the claim takes the heads from the bound")
         pg.psql("UPDATE updates SET claimed_until = NULL, claim_token = NULL")
-        plans = explain(pg, "SELECT * FROM tgring_pending_low(15000)")
+        plans = pg.plans("SELECT * FROM tgring_pending_low(15000)")
         t.ok("Index Scan using updates_pending_chat_idx on updates u" in plans and
              "Index Cond: (update_id >= $1)" in plans and "Sort" not in plans,
              f"{when}: tgring_pending_low walks the same index from the bound", plans)
