@@ -19,6 +19,9 @@ import os
 import re
 import sys
 
+from measure import hist_delta, parse_metrics
+from report import hist_quantile
+
 TARGET_RATE = 5000   # updates/s of the latency target
 TARGET_P99_MS = 20.0
 
@@ -52,6 +55,41 @@ with open(out + "/metrics.tsv") as f:
             samples.append([float(x) for x in line.split()])
 (S_T, S_STORED, S_PROC, S_SENT, S_LAG, S_DEPTH, S_TCPU, S_PGCPU, S_APICPU, S_CLAIMS,
  S_STEAL) = range(11)
+
+# tgring's histograms an update passes through on its way, in that order.
+STAGES = [("inbox wait", "tgring_db_queue_seconds"),
+          ("group commit", "tgring_db_commit_seconds"),
+          ("claim", "tgring_processor_claim_seconds"),
+          ("handler and wait for a commit", "tgring_processor_handle_seconds"),
+          ("processing commit", "tgring_processor_commit_seconds"),
+          ("sender wait", "tgring_outbox_wait_seconds"),
+          ("Bot API call", "tgring_botapi_call_seconds")]
+
+
+def snapshot(path):
+    """A /metrics text file as {name_with_labels: value}; {} when it is missing."""
+    try:
+        with open(path) as f:
+            return parse_metrics(f.read())
+    except OSError:
+        return {}
+
+
+def stages(ph):
+    """tgring's stage histograms over phase ph: 'name p50/p99 ms (n)' each, as bucket bounds."""
+    m0, m1 = snapshot("%s/metrics-%s-0.txt" % (out, ph)), snapshot("%s/metrics-%s-1.txt" % (out, ph))
+    if not m0 or not m1:
+        return None
+    parts = []
+    for label, name in STAGES:
+        h = hist_delta(m0, m1, name)
+        p50, p99 = hist_quantile(h, 0.5), hist_quantile(h, 0.99)
+        if p50 is None:
+            parts.append("%s -" % label)
+            continue
+        ms = lambda v: "+Inf" if math.isinf(v) else "%g" % (v * 1000)
+        parts.append("%s <=%s / <=%s (%d)" % (label, ms(p50), ms(p99), h[-1][1]))
+    return parts
 
 
 def pct(vals, q):
@@ -150,6 +188,12 @@ for ph in phases:
             keeps = (proc >= 0.98 * stored and backlog[-1] <= lg["intended_rate"] and lag <= 1)
             say("   processing keeps up (processed >= 0.98 x stored, backlog at the end under"
                 " 1 s of updates, lag <= 1 s): %s" % ("yes" if keeps else "NO"))
+    st = stages(ph)
+    if st:
+        say("   tgring's stages over the phase, warm-up and drain included (its histograms: the"
+            " bucket bounds holding p50 / p99, ms, and the count):")
+        say("      " + "; ".join(st[:4]) + ";")
+        say("      " + "; ".join(st[4:]))
     if ph.startswith("rate-") and lg["intended_rate"] == TARGET_RATE and e2e:
         target_seen = True
         p99 = pct(e2e, 99)

@@ -65,6 +65,11 @@ typedef struct met_slot {
     uint64_t updates_lost;          /* processed mark refused: done already or elsewhere */
     uint64_t updates_pruned;        /* deleted by the retention */
     uint64_t processor_claims;      /* claim statements that came back (any number of rows) */
+    met_hist_t processor_claim;     /* seconds from a claim sent to its rows */
+    met_hist_t processor_handle;    /* seconds from an update claimed to its commit sent */
+    met_hist_t processor_commit;    /* seconds from a processing commit sent to its result */
+    met_hist_t outbox_wait;         /* seconds from a row taken by the sender to its call sent */
+    met_hist_t botapi_call;         /* seconds from a Bot API call sent to its answer */
     uint64_t processor_lag_seconds; /* gauge (housekeeping worker): oldest unprocessed update */
     uint64_t outbox_depth;          /* gauge (housekeeping worker): due unsent outbox rows */
     uint64_t bot_notifications;     /* tgring_bot_notifications_total: daily reminders queued */

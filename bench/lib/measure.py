@@ -79,6 +79,11 @@ def metrics(port):
             text = r.read().decode()
     except OSError:
         return {}
+    return parse_metrics(text)
+
+
+def parse_metrics(text):
+    """Prometheus text as {name_with_labels: value}."""
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):

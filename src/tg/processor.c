@@ -137,6 +137,7 @@ struct tg_proc_ctx {
     unsigned tries;     /* commits or failed marks that failed for a passing reason */
     int64_t token;      /* the claim's */
     int64_t now;        /* wall clock at the claim, ms since the epoch */
+    uint64_t claimed_ns; /* monotonic, its claim answered (tgring_processor_handle_seconds) */
     uint64_t deadline;  /* loop ms */
     char *error;        /* the failure, for last_error */
     tg_proc_eff_t *eff; /* [neff] effects */
@@ -152,6 +153,7 @@ typedef struct tg_proc_batch {
     tg_proc_t *p;
     int64_t token;         /* its Bot API calls are leased under it to the sender (0: not) */
     uint64_t submitted_ms; /* loop time it was submitted */
+    uint64_t sent_ns;      /* monotonic, submitted (tgring_processor_commit_seconds) */
     unsigned n;
     tg_proc_ctx_t *items[DB_TXN_MAX];
     /*
@@ -389,6 +391,9 @@ static void tg_proc_on_commit(void *arg, int err, const db_result_t *const *res,
     tg_proc_batch_t *b = arg;
     tg_proc_t *p = b->p;
 
+    if (err != -ECANCELED)
+        met_observe_latency(&met_self()->processor_commit,
+                            (double)(core_mono_ns() - b->sent_ns) / 1e9);
     if (err == 0) {
         bool free_rows = tg_proc_hand_off(b, res, n);
         for (unsigned i = 0; i < b->n; i++) {
@@ -613,8 +618,12 @@ static void tg_proc_flush_ready(tg_proc_t *p)
             free(b);
             break; /* the next poll tries again */
         }
-        for (unsigned i = 0; i < b->n; i++)
+        b->sent_ns = core_mono_ns();
+        for (unsigned i = 0; i < b->n; i++) {
             b->items[i]->state = TG_PS_COMMITTING;
+            met_observe_latency(&met_self()->processor_handle,
+                                (double)(b->sent_ns - b->items[i]->claimed_ns) / 1e9);
+        }
     }
     db_array_free(&marks[0]);
     db_array_free(&marks[1]);
@@ -672,6 +681,7 @@ static void tg_proc_start(tg_proc_t *p, int64_t token, const db_result_t *r, uns
     p->nprogress++;
     ctx->token = token;
     ctx->now = tg_proc_clock(p);
+    ctx->claimed_ns = core_mono_ns();
     ctx->deadline = rx_now(p->loop) + p->opt.handler_timeout_ms;
     ctx->body = xmalloc(len + 1);
     memcpy(ctx->body, body, len);
@@ -705,6 +715,7 @@ typedef struct tg_proc_claim {
     tg_proc_t *p;
     int64_t token;
     unsigned asked;
+    uint64_t sent_ns; /* monotonic, submitted (tgring_processor_claim_seconds) */
 } tg_proc_claim_t;
 
 static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -713,8 +724,11 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
     tg_proc_t *p = c->p;
 
     p->claiming = false;
-    if (err != -ECANCELED)
+    if (err != -ECANCELED) {
         MET_INC(processor_claims);
+        met_observe_latency(&met_self()->processor_claim,
+                            (double)(core_mono_ns() - c->sent_ns) / 1e9);
+    }
     if (err == 0 && db_res_cols(res[0]) == 5) {
         unsigned rows = db_res_rows(res[0]);
         /* Rows past the room left cannot come: the claim asked for no more. */
@@ -753,6 +767,7 @@ static void tg_proc_claim(tg_proc_t *p)
     c->p = p;
     c->token = (int64_t)(p->token_base + p->next_token);
     c->asked = room;
+    c->sent_ns = core_mono_ns();
     db_query_t q = {.stmt = TG_PS_CLAIM, .again = TG_PS_RECLAIM, .nparams = 4, .binary = true};
     q.params[0] = db_param_int8(room);
     q.params[1] = db_param_int8(p->opt.lease_ms);

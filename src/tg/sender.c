@@ -170,6 +170,8 @@ struct tg_msg {
     int64_t token;       /* the claim's token: the row's marks name it */
     uint64_t claimed_ms; /* loop time its claim was submitted: the lease started no earlier */
     bool in_flight;      /* a call is out */
+    uint64_t held_ns;    /* monotonic, taken; 0 once its first call went (tgring_outbox_wait_seconds) */
+    uint64_t call_ns;    /* monotonic, its call out started (tgring_botapi_call_seconds) */
     int64_t wait_prev;   /* handed over before its chat's previous open row came: that row */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
 };
@@ -657,6 +659,8 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
 
     m->in_flight = false;
     s->in_flight--;
+    if (err != -ECANCELED)
+        met_observe_latency(&met_self()->botapi_call, (double)(core_mono_ns() - m->call_ns) / 1e9);
     schedule(s);
     if (err != 0) {
         snprintf(why, sizeof(why), "transport: %s", strerror(-err));
@@ -758,6 +762,11 @@ static void send_msg(tg_sender_t *s, tg_msg_t *m)
     }
     m->in_flight = true;
     s->in_flight++;
+    m->call_ns = core_mono_ns();
+    if (m->held_ns != 0) {
+        met_observe_latency(&met_self()->outbox_wait, (double)(m->call_ns - m->held_ns) / 1e9);
+        m->held_ns = 0;
+    }
 }
 
 /* The held row `id`, or NULL. */
@@ -801,6 +810,7 @@ static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed
     m->attempts = r->attempts;
     m->token = r->token;
     m->claimed_ms = claimed_ms;
+    m->held_ns = core_mono_ns();
     size_t ml = r->method_len < TG_METHOD_MAX - 1 ? r->method_len : TG_METHOD_MAX - 1;
     memcpy(m->method, r->method, ml);
     m->body = xstrndup(r->body, r->body_len);

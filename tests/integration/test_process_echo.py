@@ -161,7 +161,8 @@ async def claim_gap(h, pg, api, srv):
     t = h.t
     posters, per = 10, 30
     n = posters * per
-    claims0, t0 = harness.metric(srv.metrics(), "tgring_processor_claims_total"), time.monotonic()
+    m0 = srv.metrics()
+    claims0, t0 = harness.metric(m0, "tgring_processor_claims_total"), time.monotonic()
     await asyncio.gather(*(
         post_in_turn(srv, [msg(850000 + k * per + i, 85000 + k * per + i, f"g{k}-{i}")
                            for i in range(per)])
@@ -179,6 +180,22 @@ async def claim_gap(h, pg, api, srv):
     t.ok(0 < claims <= ms / 2 + 2,
          "claims start at least 2 ms apart (tgring_processor_claims_total)",
          f"{claims:.0f} claims in {ms:.0f} ms for {n} updates")
+    # The stage histograms count what passed through each stage: every claim, every update
+    # once into a commit, every commit; every reply once taken and once called.
+    sent = lambda: harness.metric(srv.metrics(), "tgring_outbox_sent_total") - \
+        harness.metric(m0, "tgring_outbox_sent_total")
+    await bh.wait_for(lambda: sent() >= n, 30, 0.05)
+    m1 = srv.metrics()
+    d = lambda name: harness.metric(m1, name + "_count") - harness.metric(m0, name + "_count")
+    t.ok(d("tgring_processor_claim_seconds") == harness.metric(m1, "tgring_processor_claims_total")
+         - claims0 and d("tgring_processor_handle_seconds") == n
+         and 1 <= d("tgring_processor_commit_seconds") <= n,
+         "the processor's stage histograms count each claim, each update and each commit",
+         lambda: [d("tgring_processor_claim_seconds"), d("tgring_processor_handle_seconds"),
+                  d("tgring_processor_commit_seconds")])
+    t.ok(d("tgring_outbox_wait_seconds") == n and d("tgring_botapi_call_seconds") == n,
+         f"the sender's count each of the {n} replies once taken and once called",
+         lambda: [sent(), d("tgring_outbox_wait_seconds"), d("tgring_botapi_call_seconds")])
 
 
 async def shared_failure(h, pg, api, srv):
