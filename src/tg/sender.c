@@ -73,15 +73,24 @@
 #define FINISHED_SLOTS 4096
 /* Two chats limited within this window mean the limit is the bot's, not a chat's. */
 #define GLOBAL_429_WINDOW_MS 1000
+/* Sent marks queued that are written at once, without waiting out opt.mark_delay_ms. */
+#define MARK_BATCH 64
 /*
  * A mark not written for a passing reason (no connection ready, the
  * outbox's queue full, its tries used up, no answer in time) is made again
  * after this wait, doubled with every failure in a row up to the cap.
  */
-/* Sent marks queued that are written at once, without waiting out opt.mark_delay_ms. */
-#define MARK_BATCH 64
 #define MARK_RETRY_MS 100
 #define MARK_RETRY_MAX_MS 2000
+/*
+ * A claim made past half the capacity, only to bring the earlier row a held
+ * row waits for, starts at least this long after the previous one. That row
+ * is elsewhere: put back here (the next claim brings it), put back with a
+ * delay or held by another process (no claim brings it before its time).
+ * Claimed back to back, such claims each walked up to a thousand open rows
+ * while the sender was behind (bench/RESULTS.md, migrations/0010's entry).
+ */
+#define WAITING_CLAIM_GAP_MS 20
 
 /* ---- one call ---- */
 
@@ -237,6 +246,15 @@ static void on_pump(rx_loop_t *loop, rx_defer_t *d)
 static void schedule(tg_sender_t *s)
 {
     rx_defer(s->loop, &s->pump_defer, on_pump);
+}
+
+/*
+ * Past half its capacity: claims only bring earlier rows that held ones wait
+ * for, spaced by WAITING_CLAIM_GAP_MS, and nothing claims at once.
+ */
+static bool full(const tg_sender_t *s)
+{
+    return s->held > s->opt.capacity / 2;
 }
 
 /* True while this sender may claim and send: it leads and is not stopping. */
@@ -679,7 +697,8 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
          * Its chat's next row is claimable once the mark commits: claim at
          * once (the outbox's lane runs the claim after the mark).
          */
-        s->next_claim_ms = 0;
+        if (!full(s))
+            s->next_claim_ms = 0;
         return;
     case TG_API_RETRY_AFTER: {
         uint64_t now = rx_now(s->loop);
@@ -873,9 +892,12 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
         return;
     }
     /* Rows found: claim again as soon as there is room; none: wait a poll period. */
+    uint64_t now = rx_now(s->loop);
     if (err != 0 || n == 0) {
-        s->next_claim_ms = rx_now(s->loop) + s->opt.poll_ms;
+        s->next_claim_ms = now + s->opt.poll_ms;
         rx_timer_start(s->loop, &s->poll_timer, s->opt.poll_ms, on_poll_timer);
+    } else if (s->next_claim_ms > now) {
+        rx_timer_start(s->loop, &s->poll_timer, s->next_claim_ms - now, on_poll_timer); /* spaced */
     }
     schedule(s);
 }
@@ -1023,7 +1045,7 @@ static void pump(tg_sender_t *s)
      * mark waits.
      */
     /* Rows waiting for an earlier row of their chat need a claim to bring it, full or not. */
-    bool room = !s->claiming && (s->held <= s->opt.capacity / 2 || s->waiting > 0) &&
+    bool room = !s->claiming && (!full(s) || s->waiting > 0) &&
                 now >= s->next_claim_ms && now >= s->lead_ms &&
                 !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
     if (room)
@@ -1035,6 +1057,8 @@ static void pump(tg_sender_t *s)
         if (r == 0) {
             s->claiming = true;
             s->claim_ms = now;
+            if (full(s))
+                s->next_claim_ms = now + WAITING_CLAIM_GAP_MS;
         } else {
             /* The database is not ready: look again a poll period later. */
             s->next_claim_ms = now + s->opt.poll_ms;
@@ -1171,7 +1195,7 @@ void tg_sender_kick(tg_sender_t *s)
     if (!active(s))
         return;
     uint64_t now = rx_now(s->loop);
-    if (s->next_claim_ms > now) {
+    if (s->next_claim_ms > now && !full(s)) {
         s->next_claim_ms = now;
         rx_timer_stop(s->loop, &s->poll_timer);
     }

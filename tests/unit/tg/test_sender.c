@@ -1439,6 +1439,38 @@ static void test_handoff(void)
     finish();
 }
 
+/*
+ * Past half its capacity the sender claims only to bring an earlier row that
+ * a held row waits for; those claims are spaced, not made back to back while
+ * each brings rows.
+ */
+static void test_waiting_claims(void)
+{
+    tg_sender_options_t o = options();
+    uint32_t lease = 0;
+    o.capacity = 8;
+    begin(&o); /* its first claim finds nothing: the next one waits a poll period */
+    int64_t t = tg_sender_handoff_token(s, &lease);
+    tg_outbox_row_t rows[7];
+    for (int i = 0; i < 6; i++)
+        rows[i] = handed(10 + i, 1000 + i, 0, t);
+    /* Row 30 of chat 2000 was put back with a delay: row 31 waits for it, held. */
+    add_row(30, 2000, 0);
+    find_row(30)->not_before = loop.now + 60000;
+    rows[6] = handed(31, 2000, 30, t);
+    for (int i = 0; i < 40; i++)
+        add_row(100 + i, 3000 + i, 0); /* due, unclaimed: every claim brings some */
+    tg_sender_take(s, rows, 7, loop.now);
+    unsigned claims = ob.claims;
+    advance(o.poll_ms + 50);
+    unsigned made = ob.claims - claims;
+    tap_ok(made >= 2 && made <= 1 + 50 / 20 + 1,
+           "waiting claims: past half the capacity, claims for a waiting row go on, spaced "
+           "(%u in 50 ms; one each 20 ms)", made);
+    tap_ok(call_of(31, 0) < 0, "waiting claims: the waiting row stays unsent");
+    finish();
+}
+
 static void test_rate(void)
 {
     tg_sender_options_t o = options();
@@ -1625,6 +1657,7 @@ int main(void)
     test_run_put_back();
     test_order();
     test_handoff();
+    test_waiting_claims();
     test_rate();
     test_stop();
     test_marks_retried();
