@@ -83,13 +83,15 @@
 #define MARK_RETRY_MS 100
 #define MARK_RETRY_MAX_MS 2000
 /*
- * A claim made past half the capacity, only to bring the earlier row a held
- * row waits for, starts at least this long after the previous one. That row
- * is elsewhere: put back here (the next claim brings it), put back with a
- * delay or held by another process (no claim brings it before its time).
- * Claimed back to back, such claims each walked up to a thousand open rows
- * while the sender was behind (bench/RESULTS.md, migrations/0010's entry).
+ * A claim starts at least CLAIM_GAP_MS after the previous one started, and
+ * WAITING_CLAIM_GAP_MS past half the capacity, where it is made only to bring
+ * the earlier row a held row waits for (that row is elsewhere: put back
+ * here, and the next claim brings it; put back with a delay or held by
+ * another process, and no claim brings it before its time). A claim walks up
+ * to a thousand open rows: made at every answer while the sender was behind,
+ * claims ran back to back and cost more than the sends (bench/RESULTS.md).
  */
+#define CLAIM_GAP_MS 5
 #define WAITING_CLAIM_GAP_MS 20
 
 /* ---- one call ---- */
@@ -199,7 +201,8 @@ struct tg_sender {
     unsigned in_flight;    /* calls out */
     unsigned recording;    /* marks not written yet: queued, or out */
     bool claiming;         /* a claim is out */
-    uint64_t claim_ms;     /* loop time the claim out was submitted */
+    uint64_t claim_ms;     /* loop time the claim out (or the last) was submitted */
+    bool claimed;          /* one was: claim_ms is set */
     uint64_t hold_ms;      /* longest a row waits unsent after its claim, ms */
     bool stopping;
     uint32_t pass;
@@ -208,6 +211,7 @@ struct tg_sender {
     rx_defer_t pump_defer;
     rx_timer_t timer;       /* next rate-limit wake-up */
     rx_timer_t poll_timer;  /* next claim after an empty one */
+    rx_timer_t gap_timer;   /* next claim after the gap from the previous one */
     uint64_t next_claim_ms; /* no claim before this (loop ms) */
     db_lock_t *lock;        /* the bot's leader lock; NULL without opt.lock_conninfo, or stopped */
     bool leading;           /* the lock is held (or there is none): claims and sends allowed */
@@ -248,10 +252,7 @@ static void schedule(tg_sender_t *s)
     rx_defer(s->loop, &s->pump_defer, on_pump);
 }
 
-/*
- * Past half its capacity: claims only bring earlier rows that held ones wait
- * for, spaced by WAITING_CLAIM_GAP_MS, and nothing claims at once.
- */
+/* Past half its capacity: claims only bring earlier rows that held ones wait for. */
 static bool full(const tg_sender_t *s)
 {
     return s->held > s->opt.capacity / 2;
@@ -697,8 +698,7 @@ static void on_answer(tg_call_t *call, int err, const tg_api_result_t *res)
          * Its chat's next row is claimable once the mark commits: claim at
          * once (the outbox's lane runs the claim after the mark).
          */
-        if (!full(s))
-            s->next_claim_ms = 0;
+        s->next_claim_ms = 0;
         return;
     case TG_API_RETRY_AFTER: {
         uint64_t now = rx_now(s->loop);
@@ -819,6 +819,11 @@ static void on_poll_timer(rx_loop_t *loop, rx_timer_t *t)
     pump(container_of(t, tg_sender_t, poll_timer));
 }
 
+static void on_gap_timer(rx_loop_t *loop, rx_timer_t *t)
+{
+    pump(container_of(t, tg_sender_t, gap_timer));
+}
+
 /* Holds row r, leased from claimed_ms, in id order. Returns the new message. */
 static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed_ms)
 {
@@ -892,12 +897,9 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
         return;
     }
     /* Rows found: claim again as soon as there is room; none: wait a poll period. */
-    uint64_t now = rx_now(s->loop);
     if (err != 0 || n == 0) {
-        s->next_claim_ms = now + s->opt.poll_ms;
+        s->next_claim_ms = rx_now(s->loop) + s->opt.poll_ms;
         rx_timer_start(s->loop, &s->poll_timer, s->opt.poll_ms, on_poll_timer);
-    } else if (s->next_claim_ms > now) {
-        rx_timer_start(s->loop, &s->poll_timer, s->next_claim_ms - now, on_poll_timer); /* spaced */
     }
     schedule(s);
 }
@@ -1048,6 +1050,12 @@ static void pump(tg_sender_t *s)
     bool room = !s->claiming && (!full(s) || s->waiting > 0) &&
                 now >= s->next_claim_ms && now >= s->lead_ms &&
                 !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
+    uint64_t gap = full(s) ? WAITING_CLAIM_GAP_MS : CLAIM_GAP_MS;
+    if (room && s->claimed && now < s->claim_ms + gap) {
+        if (!rx_timer_active(&s->gap_timer))
+            rx_timer_start(s->loop, &s->gap_timer, s->claim_ms + gap - now, on_gap_timer);
+        room = false;
+    }
     if (room)
         flush_marks(s);
     if (room && !marks_queued(s) && s->recording < s->opt.capacity) {
@@ -1056,9 +1064,8 @@ static void pump(tg_sender_t *s)
         int r = tg_outbox_claim(&s->outbox, want, s->opt.lease_ms, on_claimed, s);
         if (r == 0) {
             s->claiming = true;
+            s->claimed = true;
             s->claim_ms = now;
-            if (full(s))
-                s->next_claim_ms = now + WAITING_CLAIM_GAP_MS;
         } else {
             /* The database is not ready: look again a poll period later. */
             s->next_claim_ms = now + s->opt.poll_ms;
@@ -1116,6 +1123,7 @@ static void on_lock(void *arg, bool held)
              s->held - s->in_flight, s->in_flight);
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
+    rx_timer_stop(s->loop, &s->gap_timer);
     release_all(s);
     check_idle(s);
 }
@@ -1195,7 +1203,7 @@ void tg_sender_kick(tg_sender_t *s)
     if (!active(s))
         return;
     uint64_t now = rx_now(s->loop);
-    if (s->next_claim_ms > now && !full(s)) {
+    if (s->next_claim_ms > now) {
         s->next_claim_ms = now;
         rx_timer_stop(s->loop, &s->poll_timer);
     }
@@ -1209,6 +1217,7 @@ void tg_sender_stop(tg_sender_t *s, void (*on_idle)(void *arg), void *arg)
     s->idle_arg = arg;
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
+    rx_timer_stop(s->loop, &s->gap_timer);
     /* A standby can take over now: this one claims nothing more. */
     db_lock_free(s->lock);
     s->lock = NULL;
@@ -1247,6 +1256,7 @@ void tg_sender_free(tg_sender_t *s)
         met_self()->sender_leader = 0;
     rx_timer_stop(s->loop, &s->timer);
     rx_timer_stop(s->loop, &s->poll_timer);
+    rx_timer_stop(s->loop, &s->gap_timer);
     rx_timer_stop(s->loop, &s->mark_timer);
     rx_timer_stop(s->loop, &s->batch_timer);
     marks_free(s->sent_q.head);

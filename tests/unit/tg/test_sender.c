@@ -1471,6 +1471,36 @@ static void test_waiting_claims(void)
     finish();
 }
 
+/*
+ * An answer lets its chat's next row be claimed at once, but claims start
+ * at least 5 ms apart: answered every millisecond, the sender does not walk
+ * the outbox at every answer.
+ */
+static void test_claim_gap(void)
+{
+    tg_sender_options_t o = options();
+    uint32_t lease = 0;
+    begin(&o);
+    unsigned claims = ob.claims, answered = 0;
+    uint64_t t0 = loop.now;
+    for (int i = 0; i < 30; i++) {
+        int64_t t = tg_sender_handoff_token(s, &lease);
+        tg_outbox_row_t r = handed(200 + i, 5000 + i, 0, t);
+        tg_sender_take(s, &r, 1, loop.now);
+        advance(1);
+        while (answered < api.n && api.c[answered].req == NULL)
+            answered++;
+        if (answered < api.n)
+            answer_ok(answered++);
+    }
+    unsigned made = ob.claims - claims;
+    uint64_t ms = loop.now - t0;
+    tap_ok(answered >= 25 && made >= 2 && made <= ms / 5 + 1,
+           "claim gap: with an answer every ms, claims start at least 5 ms apart (%u claims in "
+           "%llu ms, %u answers)", made, (unsigned long long)ms, answered);
+    finish();
+}
+
 static void test_rate(void)
 {
     tg_sender_options_t o = options();
@@ -1658,6 +1688,7 @@ int main(void)
     test_order();
     test_handoff();
     test_waiting_claims();
+    test_claim_gap();
     test_rate();
     test_stop();
     test_marks_retried();
