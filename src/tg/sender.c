@@ -84,15 +84,17 @@
 #define MARK_RETRY_MAX_MS 2000
 /*
  * A claim starts at least CLAIM_GAP_MS after the previous one started, and
- * WAITING_CLAIM_GAP_MS past half the capacity, where it is made only to bring
- * the earlier row a held row waits for (that row is elsewhere: put back
- * here, and the next claim brings it; put back with a delay or held by
- * another process, and no claim brings it before its time). A claim walks up
- * to a thousand open rows: made at every answer while the sender was behind,
- * claims ran back to back and cost more than the sends (bench/RESULTS.md).
+ * CLAIM_GAP_LONG_MS after one that found nothing (an answer makes one chat's
+ * next row claimable: a claim at every answer walks the outbox for one row)
+ * or past half the capacity, where it is made only to bring the earlier row
+ * a held row waits for (that row is elsewhere: put back here, and the next
+ * claim brings it; put back with a delay or held by another process, and no
+ * claim brings it before its time). A claim walks up to a thousand open rows:
+ * made at every answer while the sender was behind, claims ran back to back
+ * and cost more than the sends (bench/RESULTS.md).
  */
 #define CLAIM_GAP_MS 5
-#define WAITING_CLAIM_GAP_MS 20
+#define CLAIM_GAP_LONG_MS 20
 
 /* ---- one call ---- */
 
@@ -203,6 +205,7 @@ struct tg_sender {
     bool claiming;         /* a claim is out */
     uint64_t claim_ms;     /* loop time the claim out (or the last) was submitted */
     bool claimed;          /* one was: claim_ms is set */
+    bool claimed_none;     /* the last claim found nothing (or failed) */
     uint64_t hold_ms;      /* longest a row waits unsent after its claim, ms */
     bool stopping;
     uint32_t pass;
@@ -892,6 +895,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
         }
     }
     s->claiming = false;
+    s->claimed_none = err != 0 || n == 0;
     if (!active(s)) {
         check_idle(s);
         return;
@@ -1050,7 +1054,7 @@ static void pump(tg_sender_t *s)
     bool room = !s->claiming && (!full(s) || s->waiting > 0) &&
                 now >= s->next_claim_ms && now >= s->lead_ms &&
                 !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
-    uint64_t gap = full(s) ? WAITING_CLAIM_GAP_MS : CLAIM_GAP_MS;
+    uint64_t gap = full(s) || s->claimed_none ? CLAIM_GAP_LONG_MS : CLAIM_GAP_MS;
     if (room && s->claimed && now < s->claim_ms + gap) {
         if (!rx_timer_active(&s->gap_timer))
             rx_timer_start(s->loop, &s->gap_timer, s->claim_ms + gap - now, on_gap_timer);
