@@ -78,7 +78,8 @@ def snapshot(path):
 
 def stages(ph):
     """tgring's stage histograms over phase ph: 'name p50/p99 ms (n)' each, as bucket bounds."""
-    m0, m1 = snapshot("%s/metrics-%s-0.txt" % (out, ph)), snapshot("%s/metrics-%s-1.txt" % (out, ph))
+    m0 = snapshot("%s/metrics-%s-0.txt" % (out, ph))
+    m1 = snapshot("%s/metrics-%s-1.txt" % (out, ph))
     if not m0 or not m1:
         return None
     parts = []

@@ -183,7 +183,7 @@ struct tg_msg {
     int64_t token;       /* the claim's token: the row's marks name it */
     uint64_t claimed_ms; /* loop time its claim was submitted: the lease started no earlier */
     bool in_flight;      /* a call is out */
-    uint64_t held_ns;    /* monotonic, taken; 0 once its first call went (tgring_outbox_wait_seconds) */
+    uint64_t held_ns;    /* monotonic, taken; 0 once its first call went (outbox_wait) */
     uint64_t call_ns;    /* monotonic, its call out started (tgring_botapi_call_seconds) */
     int64_t wait_prev;   /* handed over before its chat's previous open row came: that row */
     uint32_t pass;       /* last scheduling pass that saw this chat (chat marks) */
