@@ -85,13 +85,13 @@
 /*
  * A claim starts at least CLAIM_GAP_MS after the previous one started, and
  * CLAIM_GAP_LONG_MS after one that found nothing (an answer makes one chat's
- * next row claimable: a claim at every answer walks the outbox for one row)
- * or past half the capacity, where it is made only to bring the earlier row
- * a held row waits for (that row is elsewhere: put back here, and the next
- * claim brings it; put back with a delay or held by another process, and no
- * claim brings it before its time). A claim walks up to a thousand open rows:
- * made at every answer while the sender was behind, claims ran back to back
- * and cost more than the sends (bench/RESULTS.md).
+ * next row claimable: a claim at every answer walks the outbox for one row;
+ * a row held rows wait for may be another process's, or put back with a
+ * delay, and no claim brings it before its time). A claim walks up to a
+ * thousand open rows: made at every answer, claims ran back to back and
+ * mostly found nothing (bench/RESULTS.md). Claims that bring rows keep the
+ * short gap, full or not: behind, the sender needs them to bring the rows
+ * its handed-over ones wait for.
  */
 #define CLAIM_GAP_MS 5
 #define CLAIM_GAP_LONG_MS 20
@@ -1054,7 +1054,7 @@ static void pump(tg_sender_t *s)
     bool room = !s->claiming && (!full(s) || s->waiting > 0) &&
                 now >= s->next_claim_ms && now >= s->lead_ms &&
                 !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
-    uint64_t gap = full(s) || s->claimed_none ? CLAIM_GAP_LONG_MS : CLAIM_GAP_MS;
+    uint64_t gap = s->claimed_none ? CLAIM_GAP_LONG_MS : CLAIM_GAP_MS;
     if (room && s->claimed && now < s->claim_ms + gap) {
         if (!rx_timer_active(&s->gap_timer))
             rx_timer_start(s->loop, &s->gap_timer, s->claim_ms + gap - now, on_gap_timer);
