@@ -20,7 +20,7 @@ import re
 import sys
 
 from measure import hist_delta, parse_metrics
-from report import hist_quantile
+from report import hist_bound
 from stats import median
 
 TARGET_RATE = 5000   # updates/s of the latency target
@@ -85,12 +85,9 @@ def stages(ph):
     parts = []
     for label, name in STAGES:
         h = hist_delta(m0, m1, name)
-        p50, p99 = hist_quantile(h, 0.5), hist_quantile(h, 0.99)
-        if p50 is None:
-            parts.append("%s -" % label)
-            continue
-        ms = lambda v: "+Inf" if math.isinf(v) else "%g" % (v * 1000)
-        parts.append("%s <=%s / <=%s (%d)" % (label, ms(p50), ms(p99), h[-1][1]))
+        n = h[-1][1] if h else 0
+        parts.append("%s %s / %s (%d)" % (label, hist_bound(h, 0.5, 1000),
+                                          hist_bound(h, 0.99, 1000), n))
     return parts
 
 

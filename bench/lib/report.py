@@ -164,20 +164,14 @@ plot {', '.join(plots)}
                "wait before send p99 ms | commit p99 ms | batch p50 / p99 |")
         self.w("|---|---|---|---|---|---|---|---|")
 
-        def bound(h, q, scale=1):
-            """The bucket bound holding quantile q of histogram h, times scale."""
-            v = hist_quantile(h, q)
-            return "—" if v is None else ("> last bound" if v == float("inf") else
-                                          f"≤ {v * scale:g}")
-
         for x in runs:
-            ms = [bound(x.get(k), 0.99, 1000) for k in ("tgring_ack", "tgring_queue",
+            ms = [hist_bound(x.get(k), 0.99, 1000) for k in ("tgring_ack", "tgring_queue",
                                                         "tgring_commit")]
             self.w(f"| {x['label']} | {fmt(x['latency_ms']['p99'], 2)} | "
                    f"{fmt((x.get('send_lag_ms') or {}).get('p99'), 2)} | "
                    f"{fmt((x.get('service_ms') or {}).get('p99'), 2)} | "
-                   f"{' | '.join(ms)} | {bound(x.get('tgring_batch'), 0.5)} / "
-                   f"{bound(x.get('tgring_batch'), 0.99)} |")
+                   f"{' | '.join(ms)} | {hist_bound(x.get('tgring_batch'), 0.5)} / "
+                   f"{hist_bound(x.get('tgring_batch'), 0.99)} |")
         self.w()
 
     def peers_line(self, names):
@@ -481,6 +475,13 @@ def hist_quantile(h, q):
         return None
     want = q * h[-1][1]
     return next(le for le, n in h if n >= want)
+
+
+def hist_bound(h, q, scale=1):
+    """The bucket bound holding quantile q of a cumulative histogram h, times scale, as text:
+    '≤ 5', '> last bound' past the last, '—' for an empty or missing one."""
+    v = hist_quantile(h, q)
+    return "—" if v is None else ("> last bound" if v == float("inf") else f"≤ {v * scale:g}")
 
 
 def median_of(xs):

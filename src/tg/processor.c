@@ -137,7 +137,7 @@ struct tg_proc_ctx {
     unsigned tries;     /* commits or failed marks that failed for a passing reason */
     int64_t token;      /* the claim's */
     int64_t now;        /* wall clock at the claim, ms since the epoch */
-    uint64_t claimed_ns; /* monotonic, its claim answered (tgring_processor_handle_seconds) */
+    uint64_t claimed_ns; /* monotonic, its claim answered; 0 once its first commit went */
     uint64_t deadline;  /* loop ms */
     char *error;        /* the failure, for last_error */
     tg_proc_eff_t *eff; /* [neff] effects */
@@ -620,9 +620,12 @@ static void tg_proc_flush_ready(tg_proc_t *p)
         }
         b->sent_ns = core_mono_ns();
         for (unsigned i = 0; i < b->n; i++) {
-            b->items[i]->state = TG_PS_COMMITTING;
-            met_observe_latency(&met_self()->processor_handle,
-                                (double)(b->sent_ns - b->items[i]->claimed_ns) / 1e9);
+            tg_proc_ctx_t *ctx = b->items[i];
+            ctx->state = TG_PS_COMMITTING;
+            if (ctx->claimed_ns != 0) /* its first commit: tgring_processor_handle_seconds */
+                met_observe_latency(&met_self()->processor_handle,
+                                    (double)(b->sent_ns - ctx->claimed_ns) / 1e9);
+            ctx->claimed_ns = 0;
         }
     }
     db_array_free(&marks[0]);

@@ -255,12 +255,6 @@ static void schedule(tg_sender_t *s)
     rx_defer(s->loop, &s->pump_defer, on_pump);
 }
 
-/* Past half its capacity: claims only bring earlier rows that held ones wait for. */
-static bool full(const tg_sender_t *s)
-{
-    return s->held > s->opt.capacity / 2;
-}
-
 /* True while this sender may claim and send: it leads and is not stopping. */
 static bool active(const tg_sender_t *s)
 {
@@ -1051,7 +1045,7 @@ static void pump(tg_sender_t *s)
      * mark waits.
      */
     /* Rows waiting for an earlier row of their chat need a claim to bring it, full or not. */
-    bool room = !s->claiming && (!full(s) || s->waiting > 0) &&
+    bool room = !s->claiming && (s->held <= s->opt.capacity / 2 || s->waiting > 0) &&
                 now >= s->next_claim_ms && now >= s->lead_ms &&
                 !rx_timer_active(&s->batch_timer); /* it runs the claim once they are out */
     uint64_t gap = s->claimed_none ? CLAIM_GAP_LONG_MS : CLAIM_GAP_MS;
