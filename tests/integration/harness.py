@@ -614,6 +614,15 @@ class Postgres:
             raise RuntimeError(f"psql failed: {sql}\n{p.stderr}")
         return p.stderr
 
+    def hot_updates(self, sql, table, db="tgring"):
+        """Runs `sql` in a transaction of its own; returns how many rows of
+        `table` it updated and how many of those updates were HOT (the new
+        version in the old one's page, no index entry), from the
+        transaction's own statistics."""
+        row = self.psql(f"BEGIN; {sql}; SELECT pg_stat_get_xact_tuples_updated('{table}'::regclass), "
+                        f"pg_stat_get_xact_tuples_hot_updated('{table}'::regclass); COMMIT;", db)
+        return int(row[-1][0]), int(row[-1][1])
+
     def _locking_session(self, sql, held, what, db):
         """A session that has run `sql` (opening a transaction), returned once
         the query `held` counts something; unlock(session) ends it."""

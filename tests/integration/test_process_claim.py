@@ -10,7 +10,8 @@ below it are left, an older update of the chat below it still holds its chat
 back; tgring_pending_low. The plans, from auto_explain: the walk through
 updates_pending_chat_idx from the bound, each probe a keyed scan of
 updates_unprocessed_idx, the lease a TID scan, with the statistics of an empty
-table over 20,000 unprocessed updates and after ANALYZE."""
+table over 20,000 unprocessed updates and after ANALYZE. The lease is a HOT
+update (0011_hot_leases.sql)."""
 
 import harness
 
@@ -119,6 +120,19 @@ async def main(h):
         t.ok("Index Scan using updates_pending_chat_idx on updates u" in plans and
              "Index Cond: (update_id >= $1)" in plans and "Sort" not in plans,
              f"{when}: tgring_pending_low walks the same index from the bound", plans)
+
+    # The lease is HOT (0011_hot_leases.sql): 600 heads with bodies of an
+    # update's usual size, rows that fill dozens of pages, leased in one claim.
+    pg.psql("DELETE FROM updates")
+    pg.psql("INSERT INTO updates (update_id, update_type, chat_id, body) "
+            "SELECT g, 'message', g, convert_to(repeat('x', 400), 'UTF8') "
+            "FROM generate_series(100001, 100600) g")
+    updated, hot = pg.hot_updates(f"SELECT count(*) FROM tgring_claim_updates(600, 60000, 124, "
+                                  f"false, {NONE})", "updates")
+    t.ok(updated == 600 and hot >= updated * 9 // 10,
+         "nine leases in ten or more are heap-only (HOT) updates, adding no index entry "
+         "(a page's last row may not fit: the leased version is 16 bytes longer)",
+         f"{updated} updated, {hot} HOT")
 
 
 harness.run(main)

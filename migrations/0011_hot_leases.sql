@@ -1,0 +1,25 @@
+-- SPDX-License-Identifier: MIT
+-- 0011_hot_leases: half of each new page of updates and outbox is left free,
+-- so that a claim's lease (claimed_until, claim_token, attempts: no index
+-- holds them) writes its new row version into the page of the old one as a
+-- heap-only tuple (HOT), adding nothing to any index.
+--
+-- With full pages (the default fillfactor of 100: rows come in update_id
+-- order and fill each page) the lease's version went to another page, and
+-- every index of the table took an entry for it: four in updates (the
+-- primary key, updates_unprocessed_idx, updates_pending_chat_idx,
+-- updates_received_idx), three in outbox. Those entries were also what the
+-- claims' walks stepped over until VACUUM (0009's header). The marks that
+-- end a row's open life (processed_at, sent_at) change a column of the
+-- partial indexes' predicates and are never HOT; the free half is theirs too
+-- when it is left, so a row's versions stay on one page.
+--
+-- Measured with bench/run-e2e at 5,000 updates/s (bench/RESULTS.md,
+-- 2026-12-03 17:20Z): every lease of updates HOT (59,958 of 120,000 updates
+-- of rows, against 7,093-13,152), WAL 134-135 MB a run against 191-208 MB,
+-- PostgreSQL's CPU 189-190 µs per update against 195-211.
+--
+-- The cost: the tables' heaps take up to twice the pages for the same rows.
+-- Only pages filled from now on are affected; existing ones keep their rows.
+ALTER TABLE updates SET (fillfactor = 50);
+ALTER TABLE outbox SET (fillfactor = 50);
