@@ -96,6 +96,19 @@
 #define CLAIM_GAP_MS 5
 #define CLAIM_GAP_LONG_MS 20
 
+/*
+ * A pass over the held rows while every call allowed is out can send
+ * nothing: it stops at its first row unless a whole pass is due, at most
+ * PASS_FULL_MS after the last one. Behind, thousands of rows are held and
+ * an answer comes every fraction of a millisecond: a whole pass per answer
+ * was a walk of the whole list for one send. A whole pass releases the rows
+ * held as long as they may be (a partial one releases those it visits); the
+ * release of a row no pass visits comes at most PASS_FULL_MS late, within
+ * the lease's margin, and such a row is never sent late: every row is
+ * checked for its release before it is sent.
+ */
+#define PASS_FULL_MS 20
+
 /* ---- one call ---- */
 
 static void on_call_done(httpc_req_t *req, int err, const httpc_response_t *resp)
@@ -209,6 +222,7 @@ struct tg_sender {
     uint64_t hold_ms;      /* longest a row waits unsent after its claim, ms */
     bool stopping;
     uint32_t pass;
+    uint64_t full_pass_ms;  /* the next pass walks every held row from this loop time on */
     int64_t last_429_chat;
     uint64_t last_429_ms;
     rx_defer_t pump_defer;
@@ -821,8 +835,15 @@ static void on_gap_timer(rx_loop_t *loop, rx_timer_t *t)
     pump(container_of(t, tg_sender_t, gap_timer));
 }
 
-/* Holds row r, leased from claimed_ms, in id order. Returns the new message. */
-static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed_ms)
+/*
+ * Holds row r, leased from claimed_ms, in id order. Returns the new message.
+ * hint (or NULL) is the message held just before, from the same batch: a
+ * batch comes in id order, so r goes after it, and the list is walked from
+ * there, not from the tail (a claim's rows are older than the rows handed
+ * over since: a walk back from the tail per row was quadratic).
+ */
+static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed_ms,
+                      tg_msg_t *hint)
 {
     tg_msg_t *m = xcalloc(1, sizeof(*m));
     m->s = s;
@@ -838,6 +859,11 @@ static tg_msg_t *hold(tg_sender_t *s, const tg_outbox_row_t *r, uint64_t claimed
     m->body_len = r->body_len;
     /* Kept in id order: rows come in id order, and mostly after what is held. */
     tg_msg_t *after = s->tail;
+    if (hint != NULL && hint->id < m->id) {
+        after = hint;
+        while (after->next != NULL && after->next->id < m->id)
+            after = after->next;
+    }
     while (after != NULL && after->id > m->id)
         after = after->prev;
     m->prev = after;
@@ -859,6 +885,7 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
 {
     tg_sender_t *s = arg;
     if (err == 0) {
+        tg_msg_t *last = NULL;
         for (unsigned i = 0; i < n; i++) {
             tg_msg_t *m = held_id(s, rows[i].id);
             if (m != NULL) {
@@ -870,8 +897,9 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 m->claimed_ms = s->claim_ms;
                 continue;
             }
-            m = hold(s, &rows[i], s->claim_ms);
+            m = hold(s, &rows[i], s->claim_ms, last);
             met_self()->outbox_claimed++;
+            last = NULL; /* unless it stays held */
             if (!active(s)) {
                 record(s, m, REC_RELEASE, 0, NULL, 0);
             } else if (!prev_clear(s, rows[i].prev_id)) {
@@ -885,6 +913,8 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 refuse(s, m,
                        "the method is not a Bot API method name (letters and digits, at "
                        "most 63)");
+            } else {
+                last = m;
             }
         }
     }
@@ -926,11 +956,13 @@ void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uin
 {
     if (s->detached)
         return; /* nothing can be written any more: the leases run out */
+    tg_msg_t *last = NULL;
     for (unsigned i = 0; i < n; i++) {
         const tg_outbox_row_t *r = &rows[i];
         if (held_id(s, r->id) != NULL)
             continue; /* a claim was quicker: it holds the row under its own token */
-        tg_msg_t *m = hold(s, r, leased_ms);
+        tg_msg_t *m = hold(s, r, leased_ms, last);
+        last = NULL; /* unless it stays held */
         if (!active(s)) {
             record(s, m, REC_RELEASE, 0, NULL, 0);
         } else if (!prev_clear(s, r->prev_id)) {
@@ -942,10 +974,12 @@ void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uin
             m->wait_prev = r->prev_id;
             s->waiting++;
             met_self()->outbox_handed++;
+            last = m;
         } else if (!method_ok(r->method, r->method_len)) {
             refuse(s, m, "the method is not a Bot API method name (letters and digits, at most 63)");
         } else {
             met_self()->outbox_handed++;
+            last = m;
         }
     }
     if (active(s))
@@ -990,7 +1024,12 @@ static void pump(tg_sender_t *s)
     if (++s->pass == 0)
         s->pass = 1; /* 0 marks an empty slot */
     uint64_t hold_max = s->hold_ms;
+    bool full = now >= s->full_pass_ms;
+    if (full)
+        s->full_pass_ms = now + PASS_FULL_MS;
     for (tg_msg_t *m = s->head, *next; m != NULL; m = next) {
+        if (!full && active(s) && s->in_flight >= s->opt.max_calls)
+            break; /* nothing more can go: the rest waits for an answer or a whole pass */
         next = m->next;
         if (!m->in_flight && now - m->claimed_ms >= hold_max && active(s)) {
             /* Held as long as it may: give it back before anyone else can take it. */

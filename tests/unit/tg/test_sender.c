@@ -25,7 +25,7 @@
 #include <string.h>
 
 #define TOKEN "123456:test-token"
-#define ROWS_MAX 64
+#define ROWS_MAX 512
 #define MARKS_MAX 1024
 #define CALLS_MAX 512
 #define OPS_MAX 256
@@ -1524,6 +1524,106 @@ static void test_claim_gap(void)
     finish();
 }
 
+/*
+ * A claim's rows, older than rows handed over meanwhile, go into the held
+ * list in id order (hold() walks from the batch's previous row): with one
+ * call out at a time, each answer sends the lowest held row, so the calls
+ * follow the ids, claimed and handed interleaved.
+ */
+static void test_held_order(void)
+{
+    tg_sender_options_t o = options();
+    o.max_calls = 1;
+    o.capacity = 64;
+    uint32_t lease = 0;
+    ob.hold_claims = true;
+    begin(&o); /* its first claim waits, unanswered */
+    int64_t t = tg_sender_handoff_token(s, &lease);
+    tg_outbox_row_t rows[20];
+    for (int i = 0; i < 20; i++) {
+        add_row(11 + 2 * i, 1000 + 2 * i, 0);                    /* the claim brings these */
+        rows[i] = handed(12 + 2 * i, 1001 + 2 * i, 0, t); /* handed over first */
+    }
+    tg_sender_take(s, rows, 20, loop.now); /* row 12 goes out at once */
+    answer_claims(false);
+    for (int i = 0; i < 60 && api.n < 40; i++) {
+        answer_all_ok();
+        advance(1);
+    }
+    bool ordered = api.n == 40;
+    for (unsigned i = 0; ordered && i < api.n; i++)
+        ordered = api.c[i].id == (i == 0 ? 12 : i == 1 ? 11 : (int64_t)i + 11);
+    tap_ok(ordered, "held order: rows claimed after later rows were handed over are held and sent "
+           "in id order (%u calls, the 3rd for row %lld)", api.n,
+           api.n > 2 ? (long long)api.c[2].id : -1LL);
+    answer_all_ok();
+    finish();
+}
+
+/*
+ * While every call allowed is out, a pass stops at its first row and only
+ * a whole pass (PASS_FULL_MS apart) reaches the rows behind. Rows 200-399
+ * handed over at t0 are held at most 180 ms; from about t0 + 150 a claim
+ * brings older rows, 100-199, which go first, one a millisecond, for 100 ms:
+ * at t0 + 180 the expired rows are behind them and only a whole pass finds
+ * them. Each is released at most PASS_FULL_MS late, and none is sent after
+ * its hold.
+ */
+static void test_saturated_release(void)
+{
+    tg_sender_options_t o = options();
+    o.max_calls = 1;
+    o.capacity = 1024;
+    o.lease_ms = 400; /* margin 40, call timeout 180: a row is held at most 180 ms */
+    uint32_t lease = 0;
+    uint64_t t0 = loop.now;
+    for (int i = 0; i < 100; i++) {
+        add_row(100 + i, 4000 + i, 0);
+        ob.rows[ob.nrows - 1].not_before = t0 + 150;
+    }
+    begin(&o);
+    int64_t t = tg_sender_handoff_token(s, &lease);
+    static tg_outbox_row_t rows[200];
+    for (int i = 0; i < 200; i++)
+        rows[i] = handed(200 + i, 5000 + i, 0, t);
+    tg_sender_take(s, rows, 200, t0);
+    for (int i = 0; i < 400; i++) {
+        unsigned out = api.n; /* one call out: answered, the next goes at once */
+        for (unsigned c = 0; c < out; c++)
+            if (api.c[c].req != NULL)
+                answer_ok(c);
+        advance(1);
+    }
+    answer_all_ok();
+    unsigned released = 0, late_sent = 0, late_release = 0, old_sent = 0;
+    uint64_t held_max = 0;
+    for (unsigned i = 0; i < ob.nmarks; i++) {
+        const fake_mark_t *m = &ob.marks[i];
+        if (m->what != REC_RELEASE || m->id < 200)
+            continue;
+        released++;
+        late_release += m->held < 180 || m->held > 180 + 20 + 1;
+        held_max = m->held > held_max ? m->held : held_max;
+    }
+    /* A call for a handed row after its hold is for one released before it (claimed again). */
+    for (unsigned i = 0; i < api.n; i++) {
+        old_sent += api.c[i].id < 200 && api.c[i].at < t0 + 180;
+        if (api.c[i].id < 200 || api.c[i].at < t0 + 180)
+            continue;
+        bool again = false;
+        for (unsigned k = 0; k < ob.nmarks && !again; k++)
+            again = ob.marks[k].what == REC_RELEASE && ob.marks[k].id == api.c[i].id &&
+                    ob.marks[k].at <= api.c[i].at;
+        late_sent += !again;
+    }
+    tap_ok(old_sent > 0 && released >= 10 && late_release == 0 && late_sent == 0,
+           "saturated: rows behind a full pool are released 180-201 ms after their hand-off "
+           "(%u released, the latest at %llu ms; %u released out of time, %u sent after "
+           "their hold; %u older rows sent before)", released, (unsigned long long)held_max,
+           late_release, late_sent, old_sent);
+    finish();
+}
+
 static void test_rate(void)
 {
     tg_sender_options_t o = options();
@@ -1712,6 +1812,8 @@ int main(void)
     test_handoff();
     test_waiting_claims();
     test_claim_gap();
+    test_held_order();
+    test_saturated_release();
     test_rate();
     test_stop();
     test_marks_retried();
