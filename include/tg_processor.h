@@ -76,8 +76,10 @@
  *
  * Housekeeping (opt.housekeeping, one worker per process group): every
  * retention_every_ms, processed updates received more than
- * opt.retention_hours ago are deleted, TG_PROC_PRUNE_BATCH per statement,
- * again while a batch was full; every second the gauges
+ * opt.retention_hours ago are deleted in update_id order, from where the
+ * previous round stopped up to the first update not due yet,
+ * TG_PROC_PRUNE_BATCH read per statement, again while a batch was all
+ * deleted (migrations/0012_prune_by_id.sql); every second the gauges
  * tgring_processor_lag_seconds (age of the unprocessed update with the
  * lowest update_id; Telegram's ids grow with time) and
  * tgring_outbox_depth (due unsent outbox rows) are sampled.

@@ -100,11 +100,13 @@ static const db_stmt_t tg_proc_stmts[] = {
      "SELECT l.age_s, (SELECT count(*) FROM outbox WHERE sent_at IS NULL "
      "AND failed_at IS NULL AND not_before <= now()) FROM tgring_pending_low($1) l",
      1, tg_ps_i8},
-    {TG_PS_PRUNE,
-     "DELETE FROM updates WHERE update_id IN (SELECT update_id FROM updates "
-     "WHERE processed_at IS NOT NULL AND received_at < now() - $1 * interval '1 hour' "
-     "ORDER BY received_at LIMIT $2)",
-     2, tg_ps_i8},
+    /*
+     * $1 retention hours, $2 updates a round reads at most, $3 where it
+     * starts: the processed updates due, in update_id order, up to the first
+     * one that is not (migrations/0012_prune_by_id.sql). Returns how many it
+     * deleted and the highest (NULL: none), where the next round starts.
+     */
+    {TG_PS_PRUNE, "SELECT pruned, upto FROM tgring_prune_updates($1, $2, $3)", 3, tg_ps_i8},
 };
 
 /* ---- state ---- */
@@ -203,6 +205,7 @@ struct tg_proc {
     bool detached;        /* tg_proc_detach(): nothing more is submitted */
     uint64_t next_gauges; /* loop ms */
     uint64_t next_prune;  /* loop ms */
+    int64_t prune_from;   /* the next retention round starts above it (INT64_MIN at start) */
     /*
      * The claims' lower bound (INT64_MIN: none yet): no unprocessed update
      * below it but what other processes stored since the last unbounded
@@ -809,7 +812,11 @@ static void tg_proc_on_prune(void *arg, int err, const db_result_t *const *res, 
     tg_proc_schedule(p); /* a stop may wait for this one */
     if (err != 0)
         return;
-    uint64_t gone = db_res_affected(res[0]);
+    int64_t pruned = 0, upto;
+    db_res_int(res[0], 0, 0, &pruned);
+    if (db_res_int(res[0], 0, 1, &upto) && upto > p->prune_from)
+        p->prune_from = upto;
+    uint64_t gone = pruned > 0 ? (uint64_t)pruned : 0;
     met_self()->updates_pruned += gone;
     if (gone > 0)
         log_info("updates_pruned", "deleted %llu processed updates older than %u hours",
@@ -880,9 +887,10 @@ static void tg_proc_housekeeping(tg_proc_t *p)
         }
     }
     if (p->opt.retention_hours > 0 && !p->pruning && now >= p->next_prune) {
-        db_query_t q = {.stmt = TG_PS_PRUNE, .nparams = 2, .binary = true};
+        db_query_t q = {.stmt = TG_PS_PRUNE, .nparams = 3, .binary = true};
         q.params[0] = db_param_int8(p->opt.retention_hours);
         q.params[1] = db_param_int8(TG_PROC_PRUNE_BATCH);
+        q.params[2] = db_param_int8(p->prune_from);
         if (db_txn_submit(p->cl, &q, 1, tg_proc_on_prune, p) == 0) {
             p->pruning = true;
             p->next_prune = now + p->opt.retention_every_ms;
@@ -998,6 +1006,7 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
     p->want_claim = true;
     p->next_gauges = rx_now(loop);
     p->next_prune = rx_now(loop);
+    p->prune_from = INT64_MIN;
     p->last_poll = rx_now(loop);
     p->from = INT64_MIN;
     p->from_seen = INT64_MAX;

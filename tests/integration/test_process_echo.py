@@ -16,7 +16,9 @@ and counter bot of docs/handlers.md) against the Bot API stand-in:
 - a commit of many updates whose replies PostgreSQL refuses for one of them:
   that update alone is failed, the others are answered;
 - retention: processed updates older than TGRING_RETENTION_HOURS are deleted
-  in batches at start, younger ones are kept.
+  in batches at start, younger ones are kept; a round goes in update_id order
+  from where the previous one stopped up to the first update not due, its walk
+  planned on the primary key.
 """
 
 import asyncio
@@ -270,6 +272,28 @@ async def retention(h, pg, api, token):
     m = srv.metrics()
     t.eq(harness.metric(m, "tgring_updates_pruned_total"), 2500.0, "tgring_updates_pruned_total")
     t.eq(srv.stop(), 0, "it stops cleanly")
+
+    # A round goes in update_id order up to the first update not due, and
+    # says where the next one starts.
+    rdb.psql("INSERT INTO updates (update_id, received_at, body, processed_at) "
+             "SELECT g, now() - interval '30 hours', 'z', "
+             "CASE WHEN g <> 2005 THEN now() - interval '29 hours' END "
+             "FROM generate_series(2001, 2010) g")
+    prune = "SELECT pruned, upto FROM tgring_prune_updates(24, {n}, {frm})"
+    t.eq(rdb.psql(prune.format(n=3, frm=-9223372036854775808)), [["3", "2003"]],
+         "a round reads 3 updates: all due, deleted; the next starts above 2003")
+    t.eq(rdb.psql(prune.format(n=100, frm=2003)), [["1", "2004"]],
+         "the next stops at 2005, not processed: what follows waits")
+    t.eq(rdb.psql(prune.format(n=100, frm=2004)), [["0", ""]], "and stays there")
+    rdb.psql("UPDATE updates SET processed_at = now() WHERE update_id = 2005")
+    t.eq(rdb.psql(prune.format(n=100, frm=2004)), [["6", "2010"]],
+         "once processed (and old enough), it goes with the others, up to the young ones")
+    plans = pg.plans(prune.format(n=100, frm=0), db=db)
+    walk = plans[plans.find("Limit"):]
+    t.ok("Index Scan using updates_pkey on updates u" in walk and "Sort" not in walk and
+         "Seq Scan" not in walk,
+         "the walk takes its order from the primary key, with the statistics of a small table",
+         plans)
 
     rc, _, err = h.run(["serve"], dict(env, TGRING_RETENTION_HOURS="23"))
     t.ok(rc == 1 and "TGRING_RETENTION_HOURS" in err, "TGRING_RETENTION_HOURS=23 is refused",
