@@ -83,6 +83,7 @@ typedef struct tg_update_info {
     size_t chat_type_len;
     bool has_from;
     int64_t from_id; /* payload.from.id (poll_answer, message_reaction: user.id) */
+    int ntok;        /* the tokens the body parsed into, in s->tok[0..ntok) */
 } tg_update_info_t;
 
 /* Scratch space for the JSON tokenizer, owned by the caller and reused. */

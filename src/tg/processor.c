@@ -181,6 +181,9 @@ typedef struct tg_proc_read {
     void *arg;
 } tg_proc_read_t;
 
+/* Tokens of the processor's scratch: an update that fits is parsed once, then copied. */
+#define TG_PROC_SCRATCH_TOKENS 1024
+
 struct tg_proc {
     rx_loop_t *loop;
     tg_proc_options_t opt;
@@ -206,6 +209,7 @@ struct tg_proc {
     uint64_t next_gauges; /* loop ms */
     uint64_t next_prune;  /* loop ms */
     int64_t prune_from;   /* the next retention round starts above it (INT64_MIN at start) */
+    jsmntok_t scratch_tok[TG_PROC_SCRATCH_TOKENS]; /* tg_proc_parse()'s */
     /*
      * The claims' lower bound (INT64_MIN: none yet): no unprocessed update
      * below it but what other processes stored since the last unbounded
@@ -650,22 +654,35 @@ static int64_t tg_proc_clock(const tg_proc_t *p)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Parses ctx's body into its own tokens. Returns 0 or the reason it cannot. */
-static const char *tg_proc_parse(tg_proc_ctx_t *ctx)
+/*
+ * Parses ctx's body into its own tokens. Returns 0 or the reason it cannot.
+ * Into the processor's scratch first, copied out at the size it took; a
+ * larger update is counted, then parsed into tokens of its own.
+ */
+static const char *tg_proc_parse(tg_proc_t *p, tg_proc_ctx_t *ctx)
 {
-    jsmn_parser jp;
-    jsmn_init(&jp);
-    int count = jsmn_parse(&jp, ctx->body, ctx->u.len, NULL, 0);
-    if (count <= 0)
-        return "the stored update is not JSON";
-    if (count > TG_PROC_JSON_TOKENS)
-        return "the stored update has too many JSON tokens";
-    ctx->tok = xcalloc((size_t)count, sizeof(jsmntok_t));
-    tg_json_scratch_t s = {ctx->tok, (unsigned)count};
-    if (tg_update_parse(ctx->body, ctx->u.len, &s, &ctx->u.info) < 0)
+    tg_json_scratch_t s = {p->scratch_tok, TG_PROC_SCRATCH_TOKENS};
+    int rc = tg_update_parse(ctx->body, ctx->u.len, &s, &ctx->u.info);
+    if (rc == 0) {
+        int count = ctx->u.info.ntok;
+        ctx->tok = xmalloc((size_t)count * sizeof(jsmntok_t));
+        memcpy(ctx->tok, p->scratch_tok, (size_t)count * sizeof(jsmntok_t));
+    } else if (rc == -E2BIG) {
+        jsmn_parser jp;
+        jsmn_init(&jp);
+        int count = jsmn_parse(&jp, ctx->body, ctx->u.len, NULL, 0);
+        if (count <= 0)
+            return "the stored update is not JSON";
+        if (count > TG_PROC_JSON_TOKENS)
+            return "the stored update has too many JSON tokens";
+        ctx->tok = xcalloc((size_t)count, sizeof(jsmntok_t));
+        s = (tg_json_scratch_t){ctx->tok, (unsigned)count};
+        rc = tg_update_parse(ctx->body, ctx->u.len, &s, &ctx->u.info);
+    }
+    if (rc < 0)
         return "the stored update is not a valid update";
     ctx->u.tok = ctx->tok;
-    ctx->u.ntok = count;
+    ctx->u.ntok = ctx->u.info.ntok;
     return NULL;
 }
 
@@ -703,7 +720,7 @@ static void tg_proc_start(tg_proc_t *p, int64_t token, const db_result_t *r, uns
         snprintf(why, sizeof(why), "claimed %lld times without finishing", (long long)attempts);
         bad = why;
     } else {
-        bad = tg_proc_parse(ctx);
+        bad = tg_proc_parse(p, ctx);
     }
     if (bad != NULL) {
         tg_proc_fail(ctx, bad);

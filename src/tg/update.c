@@ -507,6 +507,7 @@ static int update_parse(const char *body, size_t len, tg_json_scratch_t *s, tg_u
     }
     if (!have_id)
         return -EBADMSG;
+    out->ntok = count;
     if (payload < 0)
         return 0;
 
