@@ -899,7 +899,6 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
             }
             m = hold(s, &rows[i], s->claim_ms, last);
             met_self()->outbox_claimed++;
-            last = NULL; /* unless it stays held */
             if (!active(s)) {
                 record(s, m, REC_RELEASE, 0, NULL, 0);
             } else if (!prev_clear(s, rows[i].prev_id)) {
@@ -913,9 +912,8 @@ static void on_claimed(void *arg, int err, const tg_outbox_row_t *rows, unsigned
                 refuse(s, m,
                        "the method is not a Bot API method name (letters and digits, at "
                        "most 63)");
-            } else {
-                last = m;
             }
+            last = held_id(s, rows[i].id); /* the next one's hint, if this one stays */
         }
     }
     s->claiming = false;
@@ -962,7 +960,6 @@ void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uin
         if (held_id(s, r->id) != NULL)
             continue; /* a claim was quicker: it holds the row under its own token */
         tg_msg_t *m = hold(s, r, leased_ms, last);
-        last = NULL; /* unless it stays held */
         if (!active(s)) {
             record(s, m, REC_RELEASE, 0, NULL, 0);
         } else if (!prev_clear(s, r->prev_id)) {
@@ -974,13 +971,12 @@ void tg_sender_take(tg_sender_t *s, const tg_outbox_row_t *rows, unsigned n, uin
             m->wait_prev = r->prev_id;
             s->waiting++;
             met_self()->outbox_handed++;
-            last = m;
         } else if (!method_ok(r->method, r->method_len)) {
             refuse(s, m, "the method is not a Bot API method name (letters and digits, at most 63)");
         } else {
             met_self()->outbox_handed++;
-            last = m;
         }
+        last = held_id(s, r->id); /* the next one's hint, if this one stays */
     }
     if (active(s))
         schedule(s);

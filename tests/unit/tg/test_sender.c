@@ -1482,18 +1482,15 @@ static void test_claim_gap(void)
     begin(&o); /* finds nothing */
     unsigned claims = ob.claims, answered = 0;
     uint64_t t0 = loop.now;
-    for (int i = 0; i < 60; i++) {
+    for (int i = 0; i < 30; i++) {
         int64_t t = tg_sender_handoff_token(s, &lease);
-        tg_outbox_row_t r = handed(200 + i % 30, 5000 + i, 0, t);
-        if (i < 30)
-            tg_sender_take(s, &r, 1, loop.now);
+        tg_outbox_row_t r = handed(200 + i, 5000 + i, 0, t);
+        tg_sender_take(s, &r, 1, loop.now);
         advance(1);
         while (answered < api.n && api.c[answered].req == NULL)
             answered++;
         if (answered < api.n)
             answer_ok(answered++);
-        if (i == 29)
-            break;
     }
     unsigned made = ob.claims - claims;
     uint64_t ms = loop.now - t0;
