@@ -112,6 +112,12 @@ struct db_update {
     bool has_from;
     int64_t from_id;
     db_store_cb cb;
+    /*
+     * Set by the db before the callback: a transaction was submitted behind
+     * the batch that committed this update (db_txn_submit_behind()), so it
+     * runs after that COMMIT and sees the update stored.
+     */
+    bool followed;
     /* Private to db. */
     core_qlink_t link;    /* in the pending queue, or a chain of them */
     uint64_t enqueued_ms; /* loop time of db_store(), ms: the ack deadline counts from it */
@@ -374,6 +380,27 @@ db_client_t *db_client_new(db_t *db, const db_client_options_t *opt);
  * is retried up to DB_TRIES_MAX times in all.
  */
 int db_txn_submit(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb, void *arg);
+
+/*
+ * The inbox's batch hook: fn runs each time the inbox has sent a batch, with
+ * the lowest update_id in it, from inside the db's end-of-turn send (it may
+ * call db_txn_submit_behind() and db_txn_submit(), nothing that frees). One
+ * hook per db; fn NULL removes it.
+ */
+void db_set_batch_hook(db_t *db, void (*fn)(void *arg, int64_t low_id), void *arg);
+
+/*
+ * db_txn_submit() from a batch hook, for a transaction that should run as
+ * soon as that batch has committed: it is put in the same connection's
+ * pipeline right behind the batch, so that its backend runs it after the
+ * COMMIT without a round trip back here first (the processor's claim of what
+ * the batch stored). When it cannot go there (no batch was just sent, the
+ * connection is not ready, the client is ordered or has max_inflight in
+ * flight) it is queued as by db_txn_submit(). Returns 1 when it went behind
+ * the batch, else as db_txn_submit().
+ */
+int db_txn_submit_behind(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb,
+                         void *arg);
 
 /* The client's transactions whose callback is owed: queued or in flight. */
 unsigned db_client_pending(const db_client_t *cl);

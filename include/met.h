@@ -65,6 +65,7 @@ typedef struct met_slot {
     uint64_t updates_lost;          /* processed mark refused: done already or elsewhere */
     uint64_t updates_pruned;        /* deleted by the retention */
     uint64_t processor_claims;      /* claim statements that came back (any number of rows) */
+    uint64_t processor_claims_behind; /* claims sent behind a group commit (db_txn_submit_behind) */
     met_hist_t processor_claim;     /* seconds from a claim sent to its rows */
     met_hist_t processor_handle;    /* seconds from an update claimed to its commit sent */
     met_hist_t processor_commit;    /* seconds from a processing commit sent to its result */

@@ -63,9 +63,15 @@
  * more than TG_PROC_ATTEMPTS_MAX times (its processing keeps killing the
  * process).
  *
- * Wake-ups: tg_proc_kick() (the webhook endpoint calls it when the inbox
- * committed an update), every commit (a chat's next update may wait), and a
- * poll every opt.poll_ms for updates stored by another worker or replica.
+ * Wake-ups: the inbox's batch hook (db_set_batch_hook()): when the inbox
+ * sends a group commit and no claim is in flight, the claim goes on the same
+ * connection right behind it (db_txn_submit_behind()), so its backend runs
+ * it as soon as the batch has committed, and the batch's updates are claimed
+ * without a round trip back here between the COMMIT and the claim;
+ * tg_proc_kick() (the webhook endpoint calls it when the inbox committed an
+ * update that no claim went behind: db_update_t.followed), every commit (a
+ * chat's next update may wait), and a poll every opt.poll_ms for updates
+ * stored by another worker or replica.
  * One claim is in flight at a time, and a claim starts at least 2 ms after
  * the previous one started: a claim costs the database about the same
  * however few updates it takes, so under load each takes what arrived in

@@ -28,6 +28,12 @@ void db_free(db_t *db)
     db_conns_free(db);
 }
 
+void db_set_batch_hook(db_t *db, void (*fn)(void *arg, int64_t low_id), void *arg)
+{
+    db->batch_hook = fn;
+    db->batch_arg = arg;
+}
+
 /* ---- binary array parameters ---- */
 
 static void db_array_put(db_array_t *a, const void *p, size_t len)

@@ -250,6 +250,10 @@ struct db {
     bool schema_logged;    /* "not migrated" was said since a connection was last ready */
 
     db_inbox_t *in; /* the group commit behind db_store() (inbox.c) */
+    void (*batch_hook)(void *arg, int64_t low_id); /* db_set_batch_hook() */
+    void *batch_arg;
+    db_conn_t *behind; /* while batch_hook runs: the connection of the batch just sent */
+    bool followed;     /* ... and a transaction went behind it */
 
     bool draining;
     void (*on_idle)(void *arg);

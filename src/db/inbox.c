@@ -250,6 +250,7 @@ static int db_batch_send(db_conn_t *c, db_item_t *it)
            (b->n == 0 || bytes + db_upd(in->pending.head)->body_len <= DB_BATCH_BYTES)) {
         db_update_t *u = db_upd(core_queue_pop(&in->pending));
         u->batch = b->id;
+        u->followed = false;
         b->u[b->n] = u;
         b->out[b->n] = b->many ? DB_OUT_DUPLICATE : DB_OUT_STORED;
         b->n++;
@@ -517,7 +518,19 @@ static void db_inbox_send(db_part_t *p)
         in->nflight++;
         in->flight[c->idx]++;
         /* On failure the connection is down and its lost() put the updates back. */
-        db_item_push(c, &b->item);
+        if (db_item_push(c, &b->item) && p->db->batch_hook != NULL && b->n > 0) {
+            int64_t low = b->u[0]->update_id;
+            for (unsigned i = 1; i < b->n; i++)
+                if (b->u[i]->update_id < low)
+                    low = b->u[i]->update_id;
+            p->db->behind = c;
+            p->db->followed = false;
+            p->db->batch_hook(p->db->batch_arg, low);
+            p->db->behind = NULL;
+            /* Pushed: the batch is intact (a loss in the push gave it back, and followed is false). */
+            for (unsigned i = 0; p->db->followed && i < b->n; i++)
+                b->u[i]->followed = true;
+        }
     }
 }
 

@@ -464,14 +464,13 @@ static void db_txq_copy(db_txq_t *tq, const db_query_t *q, char **bytes)
     }
 }
 
-int db_txn_submit(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb, void *arg)
+/* A copy of q[0..nq) as a transaction of cl, counted as owed and not queued yet. */
+static db_tx_t *db_tx_new(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb,
+                          void *arg)
 {
-    db_t *db = cl->part.db;
     size_t bytes = 0;
 
     assert(nq >= 1 && nq <= DB_TXN_MAX);
-    if (cl->part.count >= cl->opt.max_pending || !db_ready(db))
-        return -EAGAIN;
     for (unsigned i = 0; i < nq; i++) {
         assert(q[i].stmt != NULL && q[i].nparams <= DB_PARAMS_MAX);
         for (unsigned k = 0; k < q[i].nparams; k++)
@@ -482,16 +481,44 @@ int db_txn_submit(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb c
     tx->cl = cl;
     tx->cb = cb;
     tx->arg = arg;
-    tx->enqueued_ms = rx_now(db->loop);
+    tx->enqueued_ms = rx_now(cl->part.db->loop);
     tx->nq = nq;
     tx->res = (PGresult **)(void *)&tx->q[nq];
     char *b = (char *)&tx->res[nq];
     for (unsigned i = 0; i < nq; i++)
         db_txq_copy(&tx->q[i], &q[i], &b);
-    core_queue_push(&cl->queue, &tx->link);
     cl->part.count++;
+    return tx;
+}
+
+int db_txn_submit(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb, void *arg)
+{
+    db_t *db = cl->part.db;
+
+    if (cl->part.count >= cl->opt.max_pending || !db_ready(db))
+        return -EAGAIN;
+    db_tx_t *tx = db_tx_new(cl, q, nq, cb, arg);
+    core_queue_push(&cl->queue, &tx->link);
     db_kick(db);
     return 0;
+}
+
+int db_txn_submit_behind(db_client_t *cl, const db_query_t *q, unsigned nq, db_txn_cb cb,
+                         void *arg)
+{
+    db_t *db = cl->part.db;
+    db_conn_t *c = db->behind;
+
+    if (c == NULL || c->state != DB_READY || cl->opt.ordered || cl->nflight >= cl->opt.max_inflight)
+        return db_txn_submit(cl, q, nq, cb, arg);
+    if (cl->part.count >= cl->opt.max_pending)
+        return -EAGAIN;
+    db_tx_t *tx = db_tx_new(cl, q, nq, cb, arg);
+    cl->nflight++;
+    /* On failure the connection is down and db_tx_lost() queued it again (and the batch). */
+    db->followed = db_item_push(c, &tx->item);
+    db_kick(db);
+    return db->followed ? 1 : 0;
 }
 
 unsigned db_client_pending(const db_client_t *cl)

@@ -773,7 +773,11 @@ static void tg_proc_on_gap(rx_loop_t *loop, rx_timer_t *t)
     tg_proc_schedule(container_of(t, tg_proc_t, gap));
 }
 
-static void tg_proc_claim(tg_proc_t *p)
+/*
+ * Sends a claim when one is wanted and allowed. behind: from the inbox's
+ * batch hook, riding behind the batch just sent (db_txn_submit_behind()).
+ */
+static void tg_proc_claim(tg_proc_t *p, bool behind)
 {
     unsigned room = p->opt.capacity - p->nprogress;
     uint64_t now = rx_now(p->loop);
@@ -796,10 +800,13 @@ static void tg_proc_claim(tg_proc_t *p)
     q.params[1] = db_param_int8(p->opt.lease_ms);
     q.params[2] = db_param_int8(c->token);
     q.params[3] = db_param_int8(p->from);
-    if (db_txn_submit(p->cl, &q, 1, tg_proc_on_claim, c) < 0) {
+    int rc = (behind ? db_txn_submit_behind : db_txn_submit)(p->cl, &q, 1, tg_proc_on_claim, c);
+    if (rc < 0) {
         free(c);
         return;
     }
+    if (rc == 1)
+        MET_INC(processor_claims_behind);
     p->next_token++;
     p->claiming = true;
     p->want_claim = false;
@@ -850,6 +857,20 @@ static void tg_proc_from_fold(tg_proc_t *p, int64_t update_id)
         p->from = update_id;
     if (update_id < p->from_seen)
         p->from_seen = update_id;
+}
+
+/*
+ * The inbox sent a batch whose lowest update_id is low: a claim sent now,
+ * behind it on its connection, runs as soon as it has committed and finds
+ * its updates without waiting for their acknowledgement to come back here.
+ */
+static void tg_proc_on_batch(void *arg, int64_t low)
+{
+    tg_proc_t *p = arg;
+
+    tg_proc_from_fold(p, low);
+    p->want_claim = true;
+    tg_proc_claim(p, true);
 }
 
 static void tg_proc_on_from(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -930,7 +951,7 @@ static void tg_proc_on_defer(rx_loop_t *loop, rx_defer_t *d)
         return;
     tg_proc_flush_failing(p);
     tg_proc_flush_ready(p);
-    tg_proc_claim(p);
+    tg_proc_claim(p, false);
     if (p->stopping && p->on_idle != NULL && tg_proc_idle(p)) {
         void (*cb)(void *) = p->on_idle;
         p->on_idle = NULL;
@@ -1013,6 +1034,7 @@ tg_proc_t *tg_proc_new(rx_loop_t *loop, const tg_proc_options_t *opt)
         .max_inflight = 32,
     };
     p->cl = db_client_new(opt->db, &co);
+    db_set_batch_hook(opt->db, tg_proc_on_batch, p);
     /* Tokens need only differ between live claims, across processes: a random start will do. */
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
         struct timespec ts;
@@ -1054,6 +1076,7 @@ void tg_proc_detach(tg_proc_t *p)
 {
     p->detached = true;
     p->on_idle = NULL;
+    db_set_batch_hook(db_client_db(p->cl), NULL, NULL);
     rx_timer_stop(p->loop, &p->poll);
     rx_timer_stop(p->loop, &p->gap);
 }

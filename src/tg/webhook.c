@@ -180,7 +180,9 @@ static void on_stored(db_update_t *u, int status)
     met_observe_latency(&met_self()->ack_latency, elapsed_s(&t->t0));
     switch (status) {
     case DB_STORED:
-        tg_proc_kick(t->proc, u->update_id);
+        /* A claim that went behind its batch (tg_processor.h) has found it already. */
+        if (!u->followed)
+            tg_proc_kick(t->proc, u->update_id);
         http_respond(t->conn, 200, NULL, NULL, NULL, 0, false);
         break;
     case DB_DUPLICATE:

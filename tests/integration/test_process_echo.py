@@ -13,6 +13,9 @@ and counter bot of docs/handlers.md) against the Bot API stand-in:
 - claims batched: 300 updates of 300 chats posted over 10 connections, each
   group commit kicking the processor: claims start at least 2 ms apart
   (tgring_processor_claims_total over the time it took);
+- claims behind group commits: 20 updates posted one at a time, each after the
+  previous reply: their claims go behind their group commits on the same
+  connection (tgring_processor_claims_behind_total);
 - a commit of many updates whose replies PostgreSQL refuses for one of them:
   that update alone is failed, the others are answered;
 - retention: processed updates older than TGRING_RETENTION_HOURS are deleted
@@ -211,6 +214,24 @@ async def claim_gap(h, pg, api, srv):
          lambda: [sent(), d("tgring_outbox_wait_seconds"), d("tgring_botapi_call_seconds")])
 
 
+async def claims_behind(h, pg, api, srv):
+    """Updates posted one at a time, each once the previous one's reply arrived: each group
+    commit leaves with no claim in flight, so the claim goes behind it on its connection."""
+    t = h.t
+    n = 20
+    b0 = harness.metric(srv.metrics(), "tgring_processor_claims_behind_total")
+    for i in range(n):
+        await post_in_turn(srv, [msg(870000 + i, 87000, f"b{i}")])
+        await bh.wait_for(lambda: len(calls_of(api, 87000)) == i + 1, 10, 0.005)
+    got = [b["text"] for _, b in calls_of(api, 87000)]
+    t.eq(got, [f"b{i}" for i in range(n)], f"{n} updates posted in turn, each echoed once, in order")
+    behind = harness.metric(srv.metrics(), "tgring_processor_claims_behind_total") - b0
+    # A poll's claim in flight when an update arrives may take it instead, now and then.
+    t.ok(n * 3 // 4 <= behind <= n + 2,
+         "their claims went behind their group commits (tgring_processor_claims_behind_total)",
+         f"{behind:.0f} of {n}")
+
+
 async def shared_failure(h, pg, api, srv):
     """A commit carries many updates' replies in one statement: when PostgreSQL
     refuses it for one reply, that update alone is marked failed and its
@@ -325,6 +346,7 @@ async def main(h):
     await conversation(h, pg, api, srv)
     await order(h, pg, api, srv)
     await claim_gap(h, pg, api, srv)
+    await claims_behind(h, pg, api, srv)
     await shared_failure(h, pg, api, srv)
     t.eq(srv.stop(), 0, "tgring-example stops cleanly (exit 0)")
     await retention(h, pg, api, token)

@@ -40,6 +40,7 @@ static const db_stmt_t kv_stmts[] = {
      2, kv_types},
     {"test_kv_get", "SELECT k, v FROM kv WHERE k >= $1 AND k < $1 + 100 ORDER BY k", 1, kv_types},
     {"test_kv_passing", "SELECT kv_passing()", 0, NULL},
+    {"test_upd_count", "SELECT count(*) FROM updates WHERE update_id >= $1", 1, kv_types},
 };
 
 /* ---- callbacks ---- */
@@ -124,7 +125,7 @@ static db_client_t *new_client(db_t *db, unsigned timeout_ms, unsigned max_pendi
     db_client_options_t co = {
         .name = "test",
         .stmts = kv_stmts,
-        .nstmts = 4,
+        .nstmts = 5,
         .timeout_ms = timeout_ms,
         .max_pending = max_pending,
         .ordered = ordered,
@@ -363,6 +364,91 @@ static void test_shortest_pipeline(void)
     free_db(db);
 }
 
+/* ---- a transaction behind the inbox's batch ---- */
+
+static db_client_t *behind_cl;
+static res_t behind_res;
+static unsigned hooks;
+static int64_t hook_low;
+static int hook_conn = -1;  /* the batch's connection */
+static int behind_rc = -1;
+static int behind_conn = -1; /* the last pipeline item's connection right after the submit */
+static unsigned stores;
+static void on_store_n(db_update_t *u, int status)
+{
+    (void)u;
+    if (status == DB_STORED)
+        stores++;
+}
+static bool stores_done(void) { return stores == 3 && owed == 0; }
+
+static void on_batch(void *arg, int64_t low)
+{
+    db_t *db = arg;
+    db_query_t qc = {.stmt = "test_upd_count", .nparams = 1, .binary = true};
+    qc.params[0] = db_param_int8(low);
+
+    hooks++;
+    hook_low = low;
+    hook_conn = (int)db->behind->idx;
+    memset(&behind_res, 0, sizeof(behind_res));
+    behind_rc = db_txn_submit_behind(behind_cl, &qc, 1, on_txn, &behind_res);
+    if (behind_rc >= 0)
+        owed++;
+    for (unsigned i = 0; i < db->opt.connections; i++)
+        if (client_items(db, &db->conns[i]) == 1)
+            behind_conn = (int)i;
+}
+
+/*
+ * db_txn_submit_behind() from the batch hook: the hook runs once per batch
+ * with its lowest update_id, the transaction goes on the batch's connection
+ * and runs after its COMMIT, so it sees every row the batch stored (sent
+ * where the pipeline is shortest, it would run in another backend beside
+ * the batch's transaction); outside a hook it is a plain submit.
+ */
+static void test_behind(void)
+{
+    static const char body[] = "{\"update_id\":0,\"poll\":{}}";
+    db_t *db = new_db(3);
+    db_update_t u[3];
+    int64_t ids[3] = {703, 701, 702};
+
+    behind_cl = new_client(db, 0, 0, false);
+    db_set_batch_hook(db, on_batch, db);
+    wait_ready(db);
+    for (unsigned i = 0; i < 3; i++) {
+        u[i] = (db_update_t){.update_id = ids[i], .body = body, .body_len = sizeof(body) - 1,
+                             .type = "poll", .type_len = 4, .cb = on_store_n};
+        tap_ok(db_store(db, &u[i]) == 0, "update %lld is stored", (long long)ids[i]);
+    }
+    tap_ok(run_until(stores_done, 5000) && stores == 3, "the three commit, and the transaction too");
+    tap_ok(hooks == 1 && hook_low == 701, "the hook ran once, for one batch, with its lowest update_id "
+           "(%u, %lld)", hooks, (long long)hook_low);
+    tap_ok(hook_conn >= 0 && behind_conn == hook_conn,
+           "the transaction went on the batch's connection (%d, %d)", hook_conn, behind_conn);
+    tap_ok(behind_rc == 1, "and the submit said so (%d)", behind_rc);
+    tap_ok(behind_res.err == 0 && behind_res.rows[0] == 1 && behind_res.k[0][0] == 3,
+           "it ran after the batch's COMMIT: it counted the 3 rows (%lld)",
+           (long long)behind_res.k[0][0]);
+    tap_ok(u[0].followed && u[1].followed && u[2].followed,
+           "each of its updates says a transaction followed its batch");
+    db_set_batch_hook(db, NULL, NULL);
+    stores = 2;
+    u[0].update_id = 704;
+    tap_ok(db_store(db, &u[0]) == 0 && run_until(stores_done, 5000) && !u[0].followed && hooks == 1,
+           "without a hook: no call, and an update no transaction followed says so");
+    db_query_t qc = {.stmt = "test_upd_count", .nparams = 1, .binary = true};
+    qc.params[0] = db_param_int8(702);
+    res_t r;
+    memset(&r, 0, sizeof(r));
+    tap_ok(db_txn_submit_behind(behind_cl, &qc, 1, on_txn, &r) == 0, "outside a hook it is taken (as a plain submit: 0)");
+    owed++;
+    tap_ok(settle(5000) && r.err == 0 && r.k[0][0] == 3 && hooks == 1,
+           "and answered as a plain submit");
+    free_db(db);
+}
+
 int main(void)
 {
     harness_start();
@@ -386,6 +472,7 @@ int main(void)
     test_timeout_cancel();
     test_spread_drain();
     test_shortest_pipeline();
+    test_behind();
 
     tap_ok(owed == 0 && cb_twice == 0 && sync_cbs == 0,
            "every accepted transaction had exactly one callback, never from inside the submit "

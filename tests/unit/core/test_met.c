@@ -295,11 +295,11 @@ static void test_render(void) {
     tap_ok(sum > 20.00689 && sum < 20.00691, "latency _sum is 20.0069 (%.17g)", sum);
     /*
      * The http server's 2 families (send timeouts, accept errors), the
-     * processor's 7, the sender's 2, the quit bot's 3, the hand-off's 1,
+     * processor's 8, the sender's 2, the quit bot's 3, the hand-off's 1,
      * the inbox's slots 1 and the 5 stage histograms after the group commit
      * came after the fixed set.
      */
-    tap_ok(nsamples == 2 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1 + 1 +
+    tap_ok(nsamples == 2 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 8 + 2 + 3 + 2 + 1 + 1 +
                            5 * (17 + 2),
            "%d samples: the fixed set plus two codes", nsamples);
 
@@ -315,7 +315,7 @@ static void test_render(void) {
     n = met_render(out, sizeof(out));
     tap_ok(n > 0, "64 KiB is enough with every status code seen (%d bytes)", n);
     tap_ok(check_exposition(out, &nsamples) == NULL &&
-               nsamples == 600 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 7 + 2 + 3 + 2 + 1 +
+               nsamples == 600 + 6 + 17 + 2 + 11 + 2 + 2 * (17 + 2) + 5 + 16 + 8 + 2 + 3 + 2 + 1 +
                                1 + 5 * (17 + 2),
            "and it is well formed");
     memset(m->http_requests, 0, sizeof(m->http_requests));
