@@ -738,6 +738,7 @@ typedef struct tg_proc_claim {
     tg_proc_t *p;
     int64_t token;
     unsigned asked;
+    bool behind;      /* went behind a group commit: no kick comes for its updates */
     uint64_t sent_ns; /* monotonic, submitted (tgring_processor_claim_seconds) */
 } tg_proc_claim_t;
 
@@ -760,8 +761,11 @@ static void tg_proc_on_claim(void *arg, int err, const db_result_t *const *res, 
         if (rows >= c->asked)
             p->want_claim = true;
     } else if (err != 0 && err != -ECANCELED) {
-        log_debug("claim_failed", "claiming updates failed (%s); trying again at the next poll",
-                  strerror(-err));
+        log_debug("claim_failed", "claiming updates failed (%s); trying again %s",
+                  strerror(-err), c->behind ? "now" : "at the next poll");
+        /* Its batch's updates were not kicked for: one claim more the usual way. */
+        if (c->behind)
+            p->want_claim = true;
     }
     free(c);
     tg_proc_schedule(p);
@@ -805,8 +809,10 @@ static void tg_proc_claim(tg_proc_t *p, bool behind)
         free(c);
         return;
     }
-    if (rc == 1)
+    if (rc == 1) {
+        c->behind = true;
         MET_INC(processor_claims_behind);
+    }
     p->next_token++;
     p->claiming = true;
     p->want_claim = false;
