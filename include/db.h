@@ -394,7 +394,7 @@ void db_set_batch_hook(db_t *db, void (*fn)(void *arg, int64_t low_id), void *ar
  * soon as that batch has committed: it is put in the same connection's
  * pipeline right behind the batch, so that its backend runs it after the
  * COMMIT without a round trip back here first (the processor's claim of what
- * the batch stored). When it cannot go there (no batch was just sent, the
+ * the batch stored). When it cannot go there (not called from a hook, the
  * connection is not ready, the client is ordered or has max_inflight in
  * flight) it is queued as by db_txn_submit(). Returns 1 when it went behind
  * the batch, else as db_txn_submit().

@@ -253,7 +253,6 @@ struct db {
     void (*batch_hook)(void *arg, int64_t low_id); /* db_set_batch_hook() */
     void *batch_arg;
     db_conn_t *behind; /* while batch_hook runs: the connection of the batch just sent */
-    bool followed;     /* ... and a transaction went behind it */
 
     bool draining;
     void (*on_idle)(void *arg);

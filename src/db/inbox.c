@@ -518,18 +518,21 @@ static void db_inbox_send(db_part_t *p)
         in->nflight++;
         in->flight[c->idx]++;
         /* On failure the connection is down and its lost() put the updates back. */
-        if (db_item_push(c, &b->item) && p->db->batch_hook != NULL && b->n > 0) {
+        if (db_item_push(c, &b->item) && p->db->batch_hook != NULL) {
             int64_t low = b->u[0]->update_id;
             for (unsigned i = 1; i < b->n; i++)
                 if (b->u[i]->update_id < low)
                     low = b->u[i]->update_id;
             p->db->behind = c;
-            p->db->followed = false;
             p->db->batch_hook(p->db->batch_arg, low);
             p->db->behind = NULL;
-            /* Pushed: the batch is intact (a loss in the push gave it back, and followed is false). */
-            for (unsigned i = 0; p->db->followed && i < b->n; i++)
-                b->u[i]->followed = true;
+            /*
+             * Something now behind the batch in its pipeline runs after its
+             * COMMIT. (A push that broke the connection gave the batch back.)
+             */
+            if (c->state == DB_READY && c->pipe.tail != &b->item.link)
+                for (unsigned i = 0; i < b->n; i++)
+                    b->u[i]->followed = true;
         }
     }
 }

@@ -516,9 +516,9 @@ int db_txn_submit_behind(db_client_t *cl, const db_query_t *q, unsigned nq, db_t
     db_tx_t *tx = db_tx_new(cl, q, nq, cb, arg);
     cl->nflight++;
     /* On failure the connection is down and db_tx_lost() queued it again (and the batch). */
-    db->followed = db_item_push(c, &tx->item);
+    bool pushed = db_item_push(c, &tx->item);
     db_kick(db);
-    return db->followed ? 1 : 0;
+    return pushed ? 1 : 0;
 }
 
 unsigned db_client_pending(const db_client_t *cl)

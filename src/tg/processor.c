@@ -778,10 +778,10 @@ static void tg_proc_on_gap(rx_loop_t *loop, rx_timer_t *t)
 }
 
 /*
- * Sends a claim when one is wanted and allowed. behind: from the inbox's
- * batch hook, riding behind the batch just sent (db_txn_submit_behind()).
+ * Sends a claim when one is wanted and allowed: from the inbox's batch hook,
+ * behind the batch just sent (db_txn_submit_behind()), else as any other.
  */
-static void tg_proc_claim(tg_proc_t *p, bool behind)
+static void tg_proc_claim(tg_proc_t *p)
 {
     unsigned room = p->opt.capacity - p->nprogress;
     uint64_t now = rx_now(p->loop);
@@ -804,7 +804,7 @@ static void tg_proc_claim(tg_proc_t *p, bool behind)
     q.params[1] = db_param_int8(p->opt.lease_ms);
     q.params[2] = db_param_int8(c->token);
     q.params[3] = db_param_int8(p->from);
-    int rc = (behind ? db_txn_submit_behind : db_txn_submit)(p->cl, &q, 1, tg_proc_on_claim, c);
+    int rc = db_txn_submit_behind(p->cl, &q, 1, tg_proc_on_claim, c);
     if (rc < 0) {
         free(c);
         return;
@@ -876,7 +876,7 @@ static void tg_proc_on_batch(void *arg, int64_t low)
 
     tg_proc_from_fold(p, low);
     p->want_claim = true;
-    tg_proc_claim(p, true);
+    tg_proc_claim(p);
 }
 
 static void tg_proc_on_from(void *arg, int err, const db_result_t *const *res, unsigned n)
@@ -957,7 +957,7 @@ static void tg_proc_on_defer(rx_loop_t *loop, rx_defer_t *d)
         return;
     tg_proc_flush_failing(p);
     tg_proc_flush_ready(p);
-    tg_proc_claim(p, false);
+    tg_proc_claim(p);
     if (p->stopping && p->on_idle != NULL && tg_proc_idle(p)) {
         void (*cb)(void *) = p->on_idle;
         p->on_idle = NULL;
